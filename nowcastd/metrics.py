@@ -1,0 +1,246 @@
+"""Prometheus metrics of the nowcasting service, and a counter of JAX/XLA compilations.
+
+Every metric lives in a registry owned by one `ServiceMetrics`, never the process-global
+one, so that tests (and one process serving several radars) can hold several side by side.
+Label values that are known in advance are created at start-up so they are exported at 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from wsgiref.simple_server import WSGIServer
+
+import prometheus_client
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Stages of one forecast, as labels of `nowcastd_stage_duration_seconds`.
+STAGES: tuple[str, ...] = ("read", "transfer", "rollout", "write", "encode")
+#: Stages that can fail: the forecast stages plus the service's own housekeeping.
+FAILURE_STAGES: tuple[str, ...] = (*STAGES, "watch", "retention", "reload")
+#: Why a scan was refused, as labels of `nowcastd_scans_rejected_total`.
+REJECT_REASONS: tuple[str, ...] = (
+    "corrupt",
+    "wrong_grid",
+    "out_of_order",
+    "duplicate",
+    "bad_time",
+    "unknown_format",
+)
+#: From 1 ms (one stage of a small grid) to 5 min (a forecast that missed its own timestep).
+LATENCY_BUCKETS_SECONDS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+
+#: The name JAX records each XLA backend compilation under (`jax._src.dispatch`). It is
+#: also recorded when the executable comes from the persistent compilation cache.
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+#: Recorded when an executable was loaded from the persistent compilation cache.
+CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+
+
+class ServiceMetrics:
+    """The service's metrics, in a registry of their own, and the HTTP endpoint exposing them."""
+
+    def __init__(self, *, model_name: str, checkpoint_digest: str, version: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        # process_start_time_seconds etc.; the alert rules use it to ignore start-up.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+
+        self.build = Info(
+            "nowcastd_build", "Version, model and checkpoint of the running service.", registry=r
+        )
+        self.build.info(
+            {"version": version, "model": model_name, "checkpoint_digest": checkpoint_digest}
+        )
+
+        self.forecast_latency = Histogram(
+            "nowcastd_forecast_latency_seconds",
+            "From the scan's file event to the forecast renamed into place.",
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=r,
+        )
+        self.stage_duration = Histogram(
+            "nowcastd_stage_duration_seconds",
+            "Duration of one stage of one forecast.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=r,
+        )
+
+        self.scans_received = Counter(
+            "nowcastd_scans_received_total",
+            "Scan files seen, including those later rejected or skipped.",
+            registry=r,
+        )
+        self.scans_rejected = Counter(
+            "nowcastd_scans_rejected_total", "Scans refused, by reason.", ["reason"], registry=r
+        )
+        self.scans_skipped = Counter(
+            "nowcastd_scans_skipped_total",
+            "Scans dropped unforecast because a newer one arrived while the worker was busy.",
+            registry=r,
+        )
+        self.forecasts_written = Counter(
+            "nowcastd_forecasts_written_total", "Forecasts written and renamed.", registry=r
+        )
+        self.failures = Counter(
+            "nowcastd_failures_total",
+            "Errors caught by the service loop, by stage.",
+            ["stage"],
+            registry=r,
+        )
+        self.buffer_resets = Counter(
+            "nowcastd_buffer_resets_total",
+            "Input buffer emptied because of a gap in the scan sequence.",
+            registry=r,
+        )
+        self.jit_compilations = Counter(
+            "nowcastd_jit_compilations_total",
+            "XLA compilations (including loads from the persistent cache) since start.",
+            registry=r,
+        )
+        self.jit_compile_seconds = Counter(
+            "nowcastd_jit_compile_seconds_total", "Time spent in XLA compilation.", registry=r
+        )
+
+        self.buffer_frames = Gauge(
+            "nowcastd_buffer_frames", "Scans held in the input buffer.", registry=r
+        )
+        self.buffer_capacity_frames = Gauge(
+            "nowcastd_buffer_capacity_frames", "Scans the model needs as input.", registry=r
+        )
+        self.newest_scan_valid_time = Gauge(
+            "nowcastd_newest_scan_valid_time_seconds",
+            "Valid time of the newest accepted scan, unix seconds; 0 before the first.",
+            registry=r,
+        )
+        self.last_forecast_time = Gauge(
+            "nowcastd_last_forecast_time_seconds",
+            "Wall-clock time the last forecast was written, unix seconds; 0 before the first.",
+            registry=r,
+        )
+        self.ready = Gauge(
+            "nowcastd_ready", "1 once the model is loaded and compiled, else 0.", registry=r
+        )
+
+        for stage in STAGES:
+            self.stage_duration.labels(stage=stage)
+        for stage in FAILURE_STAGES:
+            self.failures.labels(stage=stage)
+        for reason in REJECT_REASONS:
+            self.scans_rejected.labels(reason=reason)
+
+    def reject(self, reason: str) -> None:
+        """Count one rejected scan; `reason` must be one of `REJECT_REASONS`."""
+        if reason not in REJECT_REASONS:
+            raise ValueError(f"reject reason: expected one of {REJECT_REASONS}, got {reason!r}")
+        self.scans_rejected.labels(reason=reason).inc()
+
+    def fail(self, stage: str) -> None:
+        """Count one failure caught by the service loop; `stage` must be in `FAILURE_STAGES`."""
+        if stage not in FAILURE_STAGES:
+            raise ValueError(f"failure stage: expected one of {FAILURE_STAGES}, got {stage!r}")
+        self.failures.labels(stage=stage).inc()
+
+    @contextlib.contextmanager
+    def time_stage(self, stage: str) -> Iterator[None]:
+        """Observe the duration of the block in `nowcastd_stage_duration_seconds{stage=...}`.
+
+        A block that raises is still observed; counting the failure is the caller's job.
+        """
+        if stage not in STAGES:
+            raise ValueError(f"stage: expected one of {STAGES}, got {stage!r}")
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_duration.labels(stage=stage).observe(time.perf_counter() - start)
+
+    def record_compilation(self, duration_seconds: float) -> None:
+        """Count one XLA compilation; a `CompileCounter` callback."""
+        self.jit_compilations.inc()
+        self.jit_compile_seconds.inc(duration_seconds)
+
+    def exposition(self) -> bytes:
+        """The metrics in the Prometheus text format, as served over HTTP."""
+        return prometheus_client.generate_latest(self.registry)
+
+    def start_http_server(
+        self, port: int, addr: str = "127.0.0.1"
+    ) -> tuple[WSGIServer, threading.Thread]:
+        """Serve the metrics on `addr:port` from a daemon thread; port 0 picks a free port.
+
+        The bound port is `server.server_port`; stop with `server.shutdown()` and
+        `server.server_close()`.
+        """
+        server, thread = prometheus_client.start_http_server(port, addr, registry=self.registry)
+        logger.info("metrics endpoint on http://%s:%d/metrics", addr, server.server_port)
+        return server, thread
+
+
+class CompileCounter:
+    """Counts XLA compilations in this process through `jax.monitoring` listeners.
+
+    JAX listeners are process-wide: a counter sees compilations from every thread. Use as a
+    context manager, or call `close()`, to unregister. `on_compile(duration_seconds)` is
+    called from the compiling thread, e.g. `ServiceMetrics.record_compilation`.
+    """
+
+    def __init__(self, *, on_compile: Callable[[float], None] | None = None) -> None:
+        import jax.monitoring  # here, so that the metrics alone do not import JAX
+
+        self._monitoring = jax.monitoring
+        self._lock = threading.Lock()
+        self._on_compile = on_compile
+        self.count = 0
+        self.cache_hits = 0
+        self.seconds = 0.0
+        self._closed = False
+        self._monitoring.register_event_duration_secs_listener(self._on_duration)
+        self._monitoring.register_event_listener(self._on_event)
+
+    def _on_duration(self, event: str, duration_secs: float, **_: object) -> None:
+        if event != BACKEND_COMPILE_EVENT:
+            return
+        with self._lock:
+            self.count += 1
+            self.seconds += duration_secs
+        logger.debug("XLA compilation %d took %.3f s", self.count, duration_secs)
+        if self._on_compile is not None:
+            self._on_compile(duration_secs)
+
+    def _on_event(self, event: str, **_: object) -> None:
+        if event == CACHE_HIT_EVENT:
+            with self._lock:
+                self.cache_hits += 1
+
+    def close(self) -> None:
+        """Unregister the listeners; later compilations are not counted."""
+        if self._closed:
+            return
+        self._closed = True
+        self._monitoring.unregister_event_duration_listener(self._on_duration)
+        self._monitoring.unregister_event_listener(self._on_event)
+
+    def __enter__(self) -> CompileCounter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
