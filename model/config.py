@@ -1,0 +1,135 @@
+"""`ModelConfig`: the frozen, hashable description of one PredRNN network."""
+
+from __future__ import annotations
+
+import dataclasses
+
+MODEL_NAMES = ("predrnn", "predrnn_v2", "action_cond_predrnn", "action_cond_predrnn_v2")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Everything that fixes a network's parameter shapes and its forward computation.
+
+    Heights and widths are in image pixels; the recurrent core runs on the
+    `patch_size`-patched grid (and a further 4x smaller one for action models).
+    """
+
+    model_name: str = "predrnn_v2"
+    num_hidden: tuple[int, ...] = (64, 64, 64, 64)
+    filter_size: int = 5
+    stride: int = 1
+    patch_size: int = 4
+    img_channel: int = 1
+    img_height: int = 64
+    img_width: int = 64
+    layer_norm: bool = False
+    decouple_beta: float = 0.1
+    input_length: int = 10
+    total_length: int = 20
+    reverse_scheduled_sampling: bool = False
+    num_action_ch: int = 4
+    conv_on_input: bool = True
+    res_on_conv: bool = False
+
+    def __post_init__(self) -> None:
+        def bad(field: str, value: object, allowed: str) -> ValueError:
+            return ValueError(f"ModelConfig.{field}={value!r}: {allowed}")
+
+        if self.model_name not in MODEL_NAMES:
+            raise bad("model_name", self.model_name, f"must be one of {MODEL_NAMES}")
+        if not isinstance(self.num_hidden, tuple) or not self.num_hidden:
+            raise bad("num_hidden", self.num_hidden, "must be a non-empty tuple of ints")
+        if any(n <= 0 for n in self.num_hidden):
+            raise bad("num_hidden", self.num_hidden, "every hidden size must be positive")
+        if len(set(self.num_hidden)) != 1:
+            raise bad(
+                "num_hidden",
+                self.num_hidden,
+                "all hidden sizes must be equal (the zigzag memory passes through every layer)",
+            )
+        if self.filter_size < 1 or self.filter_size % 2 == 0:
+            raise bad("filter_size", self.filter_size, "must be a positive odd integer")
+        if self.stride != 1:
+            raise bad("stride", self.stride, "must be 1 (other strides break the recurrence)")
+        if self.patch_size < 1:
+            raise bad("patch_size", self.patch_size, "must be >= 1")
+        if self.img_channel < 1:
+            raise bad("img_channel", self.img_channel, "must be >= 1")
+        for name in ("img_height", "img_width"):
+            size = getattr(self, name)
+            if size < 1 or size % self.patch_size:
+                raise bad(name, size, f"must be a positive multiple of patch_size={self.patch_size}")
+        if not 1 <= self.input_length < self.total_length:
+            raise bad(
+                "input_length",
+                self.input_length,
+                f"must satisfy 1 <= input_length < total_length={self.total_length}",
+            )
+        if self.decouple_beta < 0:
+            raise bad("decouple_beta", self.decouple_beta, "must be >= 0")
+        if self.is_action:
+            if self.patch_size != 1:
+                raise bad(
+                    "patch_size",
+                    self.patch_size,
+                    "action models need patch_size=1 (patching interleaves image and action channels)",
+                )
+            if not self.conv_on_input:
+                raise bad("conv_on_input", self.conv_on_input, "action models need conv_on_input=True")
+            if self.num_action_ch < 1:
+                raise bad("num_action_ch", self.num_action_ch, "must be >= 1")
+            if self.num_hidden[0] % 2:
+                raise bad("num_hidden", self.num_hidden, "action models need an even hidden size")
+            if self.img_height % 4 or self.img_width % 4:
+                raise bad(
+                    "img_height/img_width",
+                    (self.img_height, self.img_width),
+                    "action models need sizes divisible by 4 (two stride-2 encoder convs)",
+                )
+
+    @property
+    def is_action(self) -> bool:
+        return self.model_name.startswith("action_cond")
+
+    @property
+    def is_v2(self) -> bool:
+        return self.model_name.endswith("_v2")
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.num_hidden)
+
+    @property
+    def hidden(self) -> int:
+        return self.num_hidden[0]
+
+    @property
+    def patch_channels(self) -> int:
+        """Channels of one patched frame, p*p*C (image channels only)."""
+        return self.patch_size * self.patch_size * self.img_channel
+
+    @property
+    def patch_shape(self) -> tuple[int, int]:
+        return self.img_height // self.patch_size, self.img_width // self.patch_size
+
+    @property
+    def rnn_shape(self) -> tuple[int, int]:
+        """The spatial size at which the recurrent cells run."""
+        hp, wp = self.patch_shape
+        return (hp // 4, wp // 4) if self.is_action else (hp, wp)
+
+    @property
+    def mask_length(self) -> int:
+        """Time steps of the sampling mask: T-2 for RSS (and every action model), else T-I-1."""
+        if self.uses_rss_mask:
+            return self.total_length - 2
+        return self.total_length - self.input_length - 1
+
+    @property
+    def uses_rss_mask(self) -> bool:
+        return self.reverse_scheduled_sampling or self.is_action
+
+    @property
+    def output_length(self) -> int:
+        return self.total_length - self.input_length

@@ -1,0 +1,77 @@
+"""Channels-last convolution and layer-norm primitives shared by the cells and the network."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jaxtyping import Array, Float
+
+_DIMS = ("NHWC", "HWIO", "NHWC")
+
+
+def conv2d(
+    x: Float[Array, "batch h w cin"],
+    w: Float[Array, "kh kw cin cout"],
+    *,
+    stride: int = 1,
+) -> Float[Array, "batch h2 w2 cout"]:
+    """A torch-style `Conv2d(padding=k // 2)` (cross-correlation), NHWC/HWIO."""
+    k = w.shape[0]
+    if k == 1 and stride == 1:
+        return jnp.einsum("bhwi,io->bhwo", x, w[0, 0])
+    pad = k // 2
+    return lax.conv_general_dilated(
+        x, w, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=_DIMS
+    )
+
+
+def conv_transpose2d(
+    x: Float[Array, "batch h w cin"],
+    w: Float[Array, "kh kw cin cout"],
+    *,
+    stride: int,
+    output_size: tuple[int, int],
+) -> Float[Array, "batch h2 w2 cout"]:
+    """A torch `ConvTranspose2d(padding=k // 2)` called with `output_size`.
+
+    `w` is the torch (in, out, kh, kw) weight moved to (kh, kw, in, out). The
+    transposed convolution is a stride-1 convolution of the dilated input with the
+    spatially flipped kernel; `output_size` fixes torch's `output_padding`.
+    """
+    k = w.shape[0]
+    pad = k // 2
+    pads = []
+    for axis, out in zip((1, 2), output_size, strict=True):
+        natural = (x.shape[axis] - 1) * stride - 2 * pad + k
+        extra = out - natural
+        if not 0 <= extra < stride:
+            raise ValueError(
+                f"conv_transpose2d: output size {out} unreachable from input {x.shape[axis]}"
+            )
+        pads.append((k - 1 - pad, k - 1 - pad + extra))
+    return lax.conv_general_dilated(
+        x,
+        w[::-1, ::-1],
+        (1, 1),
+        tuple(pads),
+        lhs_dilation=(stride, stride),
+        dimension_numbers=_DIMS,
+    )
+
+
+def layer_norm(
+    x: Float[Array, "batch h w c"], weight: Float[Array, "h w c"], bias: Float[Array, "h w c"]
+) -> Float[Array, "batch h w c"]:
+    """torch `LayerNorm([C, H, W])`: per-sample statistics over (H, W, C), eps 1e-5."""
+    mean = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=(1, 2, 3), keepdims=True)
+    return (x - mean) * lax.rsqrt(var + 1e-5) * weight + bias
+
+
+def torch_uniform(key: jax.Array, shape: tuple[int, ...], fan_in: int) -> Array:
+    """torch's default conv init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)

@@ -1,0 +1,191 @@
+"""The stacked PredRNN network: cells, zigzag memory, frame decoder, action coder."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from model.cell import CellState, FusedWeights, STLSTMCell
+from model.config import ModelConfig
+from model.layers import conv2d, conv_transpose2d, torch_uniform
+
+
+class Carry(NamedTuple):
+    """The recurrent state between time steps: per-layer (h, c) and the zigzag memory."""
+
+    cells: tuple[CellState, ...]
+    memory: Float[Array, "batch h w n"]
+
+
+class ActionCoder(eqx.Module):
+    """The stride-2 encoders and transposed-conv decoder of the action-conditioned models."""
+
+    w_in1: Array
+    w_in2: Array
+    w_act1: Array
+    w_act2: Array
+    w_out1: Array
+    w_out2: Array
+
+    def __init__(self, cfg: ModelConfig, *, key: jax.Array) -> None:
+        n, k, cp, a = cfg.hidden, cfg.filter_size, cfg.patch_channels, cfg.num_action_ch
+        keys = jax.random.split(key, 6)
+        self.w_in1 = torch_uniform(keys[0], (k, k, cp, n // 2), cp * k * k)
+        self.w_in2 = torch_uniform(keys[1], (k, k, n // 2, n), n // 2 * k * k)
+        self.w_act1 = torch_uniform(keys[2], (k, k, a, n // 2), a * k * k)
+        self.w_act2 = torch_uniform(keys[3], (k, k, n // 2, n), n // 2 * k * k)
+        # torch takes a ConvTranspose2d's fan_in from weight dim 1 (its out channels).
+        self.w_out1 = torch_uniform(keys[4], (k, k, n, n // 2), n // 2 * k * k)
+        self.w_out2 = torch_uniform(keys[5], (k, k, n // 2, cp), cp * k * k)
+
+
+class StepOut(NamedTuple):
+    frame: Float[Array, "batch hp wp cp"]
+    decouple: Float[Array, ""]
+
+
+class PredRNN(eqx.Module):
+    """PredRNN (v1), PredRNN-v2 and their action-conditioned variants, channels-last.
+
+    `conv_last` is the 1x1 frame decoder (absent in action models), `adapter` the
+    1x1 decoupling adapter shared by every layer and step (v2 only).
+    """
+
+    cells: tuple[STLSTMCell, ...]
+    conv_last: Array | None
+    adapter: Array | None
+    coder: ActionCoder | None
+    cfg: ModelConfig = eqx.field(static=True)
+
+    def __init__(self, cfg: ModelConfig, *, key: jax.Array) -> None:
+        kc, kl, ka, ke = jax.random.split(key, 4)
+        n, cp = cfg.hidden, cfg.patch_channels
+        ln_shape = cfg.rnn_shape if cfg.layer_norm else None
+        in_channels = [n if cfg.is_action else cp] + [n] * (cfg.num_layers - 1)
+        self.cells = tuple(
+            STLSTMCell(
+                c_in,
+                n,
+                cfg.filter_size,
+                layer_norm_shape=ln_shape,
+                action=cfg.is_action,
+                key=k,
+            )
+            for c_in, k in zip(in_channels, jax.random.split(kc, cfg.num_layers), strict=True)
+        )
+        self.conv_last = None if cfg.is_action else torch_uniform(kl, (1, 1, n, cp), n)
+        self.adapter = torch_uniform(ka, (1, 1, n, n), n) if cfg.is_v2 else None
+        self.coder = ActionCoder(cfg, key=ke) if cfg.is_action else None
+        self.cfg = cfg
+
+    def zero_carry(self, batch: int) -> Carry:
+        h, w = self.cfg.rnn_shape
+        zeros = jnp.zeros((batch, h, w, self.cfg.hidden), jnp.float32)
+        return Carry(tuple(CellState(zeros, zeros) for _ in self.cells), zeros)
+
+    def fused_weights(self) -> tuple[FusedWeights | None, ...]:
+        """Per-cell stacked weights for the fast path; build once, outside the time scan."""
+        return tuple(cell.fused() if cell.fusable else None for cell in self.cells)
+
+    def _decouple_term(self, delta_c: Array, delta_m: Array) -> Array:
+        """mean |cos| over (batch, channel) of adapter(delta_c) and adapter(delta_m) over space."""
+
+        def unit(d: Array) -> Array:
+            d = conv2d(d, self.adapter)
+            d = d.reshape(d.shape[0], -1, d.shape[-1])  # (B, S, N)
+            return d / jnp.maximum(jnp.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+
+        uc, um = unit(delta_c), unit(delta_m)
+        nc = jnp.maximum(jnp.linalg.norm(uc, axis=1), 1e-8)
+        nm = jnp.maximum(jnp.linalg.norm(um, axis=1), 1e-8)
+        cos = jnp.sum(uc * um, axis=1) / (nc * nm)
+        return jnp.mean(jnp.abs(cos))
+
+    def step(
+        self,
+        carry: Carry,
+        frame: Float[Array, "batch hp wp cp"],
+        action: Float[Array, "batch hp wp a"] | None = None,
+        *,
+        fused: tuple[FusedWeights | None, ...],
+        with_decouple: bool,
+    ) -> tuple[Carry, StepOut]:
+        """One time step through every layer: consume a frame, predict the next one."""
+        net = frame
+        skips = None
+        if self.coder is not None:
+            e1 = conv2d(net, self.coder.w_in1, stride=2)
+            e2 = conv2d(e1, self.coder.w_in2, stride=2)
+            action = conv2d(conv2d(action, self.coder.w_act1, stride=2), self.coder.w_act2, stride=2)
+            net, skips = e2, (e1, e2)
+        memory = carry.memory
+        states = []
+        decouple = jnp.zeros((), jnp.float32)
+        for cell, state, fw in zip(self.cells, carry.cells, fused, strict=True):
+            state, memory, delta_c, delta_m = cell(net, state, memory, action, fw)
+            if with_decouple and self.adapter is not None:
+                decouple = decouple + self._decouple_term(delta_c, delta_m)
+            states.append(state)
+            net = state.h
+        if self.coder is None:
+            x_gen = conv2d(net, self.conv_last)
+        else:
+            e1, e2 = skips
+            if self.cfg.res_on_conv:
+                net = net + e2
+            x_gen = conv_transpose2d(net, self.coder.w_out1, stride=2, output_size=e1.shape[1:3])
+            if self.cfg.res_on_conv:
+                x_gen = x_gen + e1
+            x_gen = conv_transpose2d(x_gen, self.coder.w_out2, stride=2, output_size=frame.shape[1:3])
+        return Carry(tuple(states), memory), StepOut(x_gen, decouple)
+
+    def __call__(
+        self,
+        frames: Float[Array, "batch time hp wp channels"],
+        mask: Float[Array, "batch steps hp wp cp"],
+        *,
+        with_decouple: bool = True,
+    ) -> tuple[Float[Array, "batch tm1 hp wp cp"], Float[Array, ""]]:
+        """The official forward: T-1 steps with sampling-mask input mixing.
+
+        `frames` are patched (action maps appended after the image channels for
+        action models); `mask` has `cfg.mask_length` steps and may broadcast over
+        space and channels. Returns the T-1 predicted frames and the decoupling loss.
+        """
+        cfg = self.cfg
+        cp = cfg.patch_channels
+        images = frames[..., :cp]
+        actions = frames[..., cp:] if cfg.is_action else None
+        full_mask = _full_mask(mask, cfg)
+        fused = self.fused_weights()
+        steps = cfg.total_length - 1
+
+        def body(carry_and_prev, xs):
+            carry, prev = carry_and_prev
+            frame, m, act = xs
+            x_in = m * frame + (1.0 - m) * prev
+            carry, out = self.step(carry, x_in, act, fused=fused, with_decouple=with_decouple)
+            return (carry, out.frame), out
+
+        batch = frames.shape[0]
+        init = (self.zero_carry(batch), jnp.zeros_like(images[:, 0]))
+        xs = (
+            jnp.moveaxis(images[:, :steps], 1, 0),
+            jnp.moveaxis(full_mask, 1, 0),
+            None if actions is None else jnp.moveaxis(actions[:, :steps], 1, 0),
+        )
+        _, outs = jax.lax.scan(body, init, xs)
+        next_frames = jnp.moveaxis(outs.frame, 0, 1)
+        decouple = jnp.sum(outs.decouple) / (steps * cfg.num_layers)
+        return next_frames, decouple
+
+
+def _full_mask(mask: Array, cfg: ModelConfig) -> Array:
+    """Extend a sampling mask to one weight per step t = 0..T-2 (1 = ground truth)."""
+    ones_len = 1 if cfg.uses_rss_mask else cfg.input_length
+    ones = jnp.ones((mask.shape[0], ones_len, *mask.shape[2:]), mask.dtype)
+    return jnp.concatenate([ones, mask.astype(jnp.float32)], axis=1)

@@ -1,0 +1,174 @@
+"""Migration path from predrnn-pytorch: run.py flags, state_dict layouts, official steps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from model.config import ModelConfig
+from model.loss import predrnn_loss
+from model.network import PredRNN
+
+# run.py defaults for the flags that shape the network (REFERENCE §1).
+_RUN_DEFAULTS: dict[str, Any] = {
+    "model_name": "predrnn",
+    "num_hidden": "64,64,64,64",
+    "filter_size": 5,
+    "stride": 1,
+    "patch_size": 4,
+    "img_channel": 1,
+    "img_width": 64,
+    "layer_norm": 1,
+    "decouple_beta": 0.1,
+    "input_length": 10,
+    "total_length": 20,
+    "reverse_scheduled_sampling": 0,
+    "num_action_ch": 4,
+    "conv_on_input": 0,
+    "res_on_conv": 0,
+}
+
+# layout -> (torch -> nowcastd, nowcastd -> torch)
+_LAYOUTS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]] = {
+    "conv": (lambda a: a.transpose(2, 3, 1, 0), lambda a: a.transpose(3, 2, 0, 1)),
+    "conv_t": (lambda a: a.transpose(2, 3, 0, 1), lambda a: a.transpose(2, 3, 0, 1)),
+    "ln": (lambda a: a.transpose(1, 2, 0), lambda a: a.transpose(2, 0, 1)),
+    "bias": (lambda a: a, lambda a: a),
+}
+
+
+def config_from_run_flags(flags: Mapping[str, Any]) -> ModelConfig:
+    """Build a `ModelConfig` from run.py flag names and values as argparse holds them."""
+    f = {**_RUN_DEFAULTS, **flags}
+    hidden = f["num_hidden"]
+    if isinstance(hidden, str):
+        hidden = tuple(int(v) for v in hidden.split(","))
+    return ModelConfig(
+        model_name=str(f["model_name"]),
+        num_hidden=tuple(int(v) for v in hidden),
+        filter_size=int(f["filter_size"]),
+        stride=int(f["stride"]),
+        patch_size=int(f["patch_size"]),
+        img_channel=int(f["img_channel"]),
+        img_height=int(f.get("img_height") or f["img_width"]),
+        img_width=int(f["img_width"]),
+        layer_norm=bool(int(f["layer_norm"])),
+        decouple_beta=float(f["decouple_beta"]),
+        input_length=int(f["input_length"]),
+        total_length=int(f["total_length"]),
+        reverse_scheduled_sampling=bool(int(f["reverse_scheduled_sampling"])),
+        num_action_ch=int(f["num_action_ch"]),
+        conv_on_input=bool(int(f["conv_on_input"])),
+        res_on_conv=bool(int(f["res_on_conv"])),
+    )
+
+
+def _entries(network: PredRNN) -> list[tuple[str, Callable[[PredRNN], Any], str]]:
+    """(state_dict key, accessor into a network-shaped tree, layout) in torch order."""
+    cfg = network.cfg
+    out: list[tuple[str, Callable[[PredRNN], Any], str]] = []
+    if cfg.is_action:
+        for name, attr, layout in (
+            ("conv_input1", "w_in1", "conv"),
+            ("conv_input2", "w_in2", "conv"),
+            ("action_conv_input1", "w_act1", "conv"),
+            ("action_conv_input2", "w_act2", "conv"),
+            ("deconv_output1", "w_out1", "conv_t"),
+            ("deconv_output2", "w_out2", "conv_t"),
+        ):
+            out.append((f"{name}.weight", lambda t, a=attr: getattr(t.coder, a), layout))
+    convs = ("x", "h", "a", "m", "o") if cfg.is_action else ("x", "h", "m", "o")
+    for i in range(cfg.num_layers):
+        pre = f"cell_list.{i}"
+        for g in convs:
+            attr = f"w_{g}"
+            out.append((f"{pre}.conv_{g}.0.weight", lambda t, i=i, a=attr: getattr(t.cells[i], a), "conv"))
+            if cfg.is_action:
+                out.append((f"{pre}.conv_{g}.0.bias", lambda t, i=i, g=g: t.cells[i].biases[g], "bias"))
+            if cfg.layer_norm:
+                out.append((f"{pre}.conv_{g}.1.weight", lambda t, i=i, g=g: t.cells[i].norms[g][0], "ln"))
+                out.append((f"{pre}.conv_{g}.1.bias", lambda t, i=i, g=g: t.cells[i].norms[g][1], "ln"))
+        out.append((f"{pre}.conv_last.weight", lambda t, i=i: t.cells[i].w_last, "conv"))
+        if cfg.is_action:
+            out.append((f"{pre}.conv_last.bias", lambda t, i=i: t.cells[i].biases["last"], "bias"))
+    if not cfg.is_action:
+        out.append(("conv_last.weight", lambda t: t.conv_last, "conv"))
+    if cfg.is_v2:
+        out.append(("adapter.weight", lambda t: t.adapter, "conv"))
+    return out
+
+
+def import_state_dict(state_dict: Mapping[str, np.ndarray], cfg: ModelConfig) -> PredRNN:
+    """A network holding the weights of an official `state_dict` (torch names and layouts)."""
+    template = PredRNN(cfg, key=jax.random.key(0))
+    entries = _entries(template)
+    expected = {name for name, _, _ in entries}
+    missing = sorted(expected - set(state_dict))
+    unexpected = sorted(set(state_dict) - expected)
+    misshaped = []
+    values = []
+    for name, where, layout in entries:
+        if name not in state_dict:
+            continue
+        want = _LAYOUTS[layout][1](np.asarray(where(template))).shape
+        got = np.shape(state_dict[name])
+        if tuple(got) != tuple(want):
+            misshaped.append(f"{name}: expected {tuple(want)}, got {tuple(got)}")
+        values.append(jnp.asarray(_LAYOUTS[layout][0](np.asarray(state_dict[name], np.float32))))
+    if missing or unexpected or misshaped:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected}")
+        if misshaped:
+            parts.append(f"mis-shaped {misshaped}")
+        raise ValueError(f"state_dict does not match {cfg.model_name}: " + "; ".join(parts))
+    getters = [where for _, where, _ in entries]
+    return eqx.tree_at(lambda t: [g(t) for g in getters], template, values)
+
+
+def export_state_dict(tree: PredRNN) -> dict[str, np.ndarray]:
+    """torch-named, torch-laid-out float32 arrays of a network (or a gradient tree like it)."""
+    return {
+        name: np.ascontiguousarray(_LAYOUTS[layout][1](np.asarray(where(tree), np.float32)))
+        for name, where, layout in _entries(tree)
+    }
+
+
+@eqx.filter_jit
+def _loss_and_grad(network: PredRNN, frames: jax.Array, mask: jax.Array):
+    return eqx.filter_value_and_grad(predrnn_loss, has_aux=True)(network, frames, mask)
+
+
+def official_step(
+    network: PredRNN, frames: np.ndarray, mask_true: np.ndarray, cfg: ModelConfig
+) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
+    """What official `Model.train` computes before `optimizer.step()`.
+
+    `frames` (B, T, H/p, W/p, p*p*C [+ A]) patched, `mask_true` (B, S, H/p, W/p, Cp).
+    Returns the loss, `next_frames` (B, T-1, H/p, W/p, Cp) and torch-named gradients.
+    """
+    if network.cfg != cfg:
+        raise ValueError(f"network was built for {network.cfg}, not {cfg}")
+    (loss, parts), grads = _loss_and_grad(network, jnp.asarray(frames), jnp.asarray(mask_true))
+    return float(loss), np.asarray(parts.next_frames), export_state_dict(grads)
+
+
+@eqx.filter_jit
+def _forward(network: PredRNN, frames: jax.Array, mask: jax.Array) -> jax.Array:
+    return network(frames, mask, with_decouple=False)[0]
+
+
+def official_test(
+    network: PredRNN, frames: np.ndarray, mask_true: np.ndarray, cfg: ModelConfig
+) -> np.ndarray:
+    """What official `Model.test` returns: the T-1 predicted frames (no gradient tape)."""
+    if network.cfg != cfg:
+        raise ValueError(f"network was built for {network.cfg}, not {cfg}")
+    return np.asarray(_forward(network, jnp.asarray(frames), jnp.asarray(mask_true)))
