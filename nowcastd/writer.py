@@ -175,7 +175,7 @@ def _write(tmp: Path, *, precip, lead_seconds, issue_time, grid, nan_mask, attrs
             {
                 "units": "mm h-1",
                 "standard_name": "rainfall_rate",
-                "long_name": "nowcast rain rate (mean over the 5 min before valid_time)",
+                "long_name": "nowcast rain rate",
                 "_FillValue": np.float32(np.nan),
                 "coordinates": "valid_time",
             }
@@ -218,17 +218,17 @@ def write_forecast(
     """Write one forecast file atomically and return its final path."""
     issue_time = _utc(issue_time, "issue_time")
     precip = np.asarray(precip)
-    if precip.ndim != 3 or precip.dtype.kind != "f":
+    if precip.ndim != 3 or precip.dtype.kind != "f" or 0 in precip.shape:
         raise ValueError(
             f"precip: expected a float (lead_time, y, x) array, got {precip.dtype} {precip.shape}"
         )
     precip = precip.astype(np.float32, copy=False)
     k, h, w = precip.shape
     leads = np.asarray(lead_seconds)
-    if leads.shape != (k,) or (k and leads.dtype.kind not in "iu"):
+    if leads.shape != (k,) or leads.dtype.kind not in "iu":
         raise ValueError(f"lead_seconds: expected {k} ints, got {list(lead_seconds)!r}")
     leads = leads.astype(np.int64)
-    if k and (leads[0] < 0 or np.any(np.diff(leads) <= 0)):
+    if leads[0] < 0 or np.any(np.diff(leads) <= 0):
         raise ValueError(f"lead_seconds: expected increasing values >= 0, got {leads.tolist()}")
     if len(input_names) != len(input_times):
         raise ValueError(

@@ -129,6 +129,7 @@ def test_failed_replace_raises_and_removes_temp_file(tmp_path):
         ({"lead_seconds": [300, 600]}, r"lead_seconds: expected 3 ints"),
         ({"lead_seconds": [600, 300, 900]}, r"lead_seconds: expected increasing"),
         ({"precip": np.zeros((4, 5), np.float32)}, r"precip: expected a float \(lead_time"),
+        ({"precip": np.zeros((0, 4, 5), np.float32), "lead_seconds": []}, r"precip: expected"),
         ({"issue_time": datetime(2010, 8, 26)}, r"issue_time: expected a timezone-aware"),
         ({"input_times": [ISSUE]}, r"input_times: expected one per input name \(2\), got 1"),
         ({"grid": GridInfo(shape=(5, 4))}, r"grid: expected shape \(4, 5\)"),
@@ -193,3 +194,10 @@ def test_prune_with_both_rules_removes_union_and_none_removes_nothing(tmp_path):
 def test_prune_rejects_invalid_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         prune_forecasts(tmp_path, **kwargs)
+
+
+def test_forecast_with_no_inputs_listed_still_opens(tmp_path):
+    path = _write(tmp_path, input_names=[], input_times=[])
+    assert read_forecast(path)["attrs"]["input_scans"] == []
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        assert ds["precip"].shape == (3, 4, 5)
