@@ -1,0 +1,158 @@
+"""The declared transform between physical units and the model's units.
+
+Every data set and every checkpoint carries one `DataTransform`, so a forecast in model units can
+always be turned back into a physical quantity (`to_physical`) and new observations into model
+inputs (`to_model`) the same way the training data were made.
+
+Two kinds exist:
+
+* ``identity``: the data are already in model units (Moving-MNIST-style clips, the seed's
+  ``.npy`` files); nothing is physical.
+* ``dbz``: rain rate R in mm/h <-> a dBZ-like value in [0, 1]:
+  ``x = clip(10·log10(a·R^b) / dbz_max, 0, 1)`` with x = 0 for R <= 0, and the inverse
+  ``R = (10^(dbz_max/10 · x) / a)^(1/b)`` for x > 0, R = 0 for x <= 0 (Marshall-Palmer by
+  default: a = 200, b = 1.6, dbz_max = 60, so 1 ≈ 205 mm/h and rates below ≈ 0.037 mm/h map to 0).
+  This is the scaling of the radar development set (`rate_to_unit` / `unit_to_rate` in
+  ``make_dev_set.py``).
+
+NaN stays NaN in both directions: the caller decides how to fill missing data (the data sources
+fill 0 in model units and return a validity mask).
+
+Both directions accept numpy arrays (returning float32, computed in float64 like the development
+set script) and JAX arrays, including tracers under `jax.jit` (returning the input's float dtype).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+KINDS = ("identity", "dbz")
+
+
+def _is_jax(x: Any) -> bool:
+    return type(x).__module__.split(".")[0] in ("jax", "jaxlib")
+
+
+def _namespace(x: Any):
+    """numpy for numpy input (and Python scalars/lists), jax.numpy for JAX arrays and tracers."""
+    if _is_jax(x):
+        import jax.numpy as jnp
+
+        return jnp
+    return np
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataTransform:
+    """A declared, serialisable mapping physical units <-> model units.
+
+    Attributes:
+        kind: ``"identity"`` or ``"dbz"``.
+        zr_a, zr_b: the Z-R relation Z = a·R^b of the ``dbz`` kind (ignored by ``identity``).
+        dbz_max: the dBZ value that maps to 1 (``dbz`` only).
+    """
+
+    kind: str = "identity"
+    zr_a: float = 200.0
+    zr_b: float = 1.6
+    dbz_max: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"DataTransform.kind: got {self.kind!r}, expected one of {KINDS}")
+        for name in ("zr_a", "zr_b", "dbz_max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"DataTransform.{name}: expected a number, got {value!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"DataTransform.{name}: expected a finite number > 0, got {value}")
+
+    # -- description -------------------------------------------------------------------------
+
+    @property
+    def is_physical(self) -> bool:
+        """True when `to_physical` gives a physical quantity (rain rate in mm/h for ``dbz``)."""
+        return self.kind == "dbz"
+
+    @property
+    def units(self) -> str:
+        """Units of the physical side (CF style; ``"1"`` = dimensionless for ``identity``)."""
+        return "mm/h" if self.kind == "dbz" else "1"
+
+    @property
+    def model_units(self) -> str:
+        """Units of the model side: always dimensionless."""
+        return "1"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict; `from_json` restores an equal transform."""
+        if self.kind == "identity":
+            return {"kind": "identity"}
+        return {
+            "kind": "dbz",
+            "zr_a": float(self.zr_a),
+            "zr_b": float(self.zr_b),
+            "dbz_max": float(self.dbz_max),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DataTransform:
+        """Inverse of `to_json`; raises ValueError naming unknown or missing keys."""
+        if not isinstance(d, dict) or "kind" not in d:
+            raise ValueError(f"DataTransform.from_json: expected a dict with 'kind', got {d!r}")
+        allowed = {"kind"} if d["kind"] == "identity" else {"kind", "zr_a", "zr_b", "dbz_max"}
+        unknown = sorted(set(d) - allowed)
+        if unknown:
+            raise ValueError(
+                f"DataTransform.from_json: unknown keys {unknown} for kind {d['kind']!r}, "
+                f"allowed {sorted(allowed)}"
+            )
+        return cls(**d)
+
+    # -- the mapping -------------------------------------------------------------------------
+
+    def to_model(self, x_phys):
+        """Physical values -> model units (NaN stays NaN)."""
+        xp = _namespace(x_phys)
+        if xp is np:
+            r = np.asarray(x_phys, dtype=np.float64)
+        else:
+            r = xp.asarray(x_phys)
+            if not xp.issubdtype(r.dtype, xp.floating):
+                r = r.astype(xp.float32)
+        if self.kind == "identity":
+            return r.astype(np.float32) if xp is np else r
+        wet = r > 0  # False for NaN
+        safe = xp.where(wet, r, 1.0)
+        with np.errstate(divide="ignore", over="ignore"):  # tiny or huge R: clipped below
+            dbz = 10.0 * xp.log10(self.zr_a * safe**self.zr_b)
+        x = xp.where(wet, xp.clip(dbz / self.dbz_max, 0.0, 1.0), 0.0)
+        x = xp.where(xp.isnan(r), xp.nan, x)
+        return x.astype(np.float32) if xp is np else x.astype(r.dtype)
+
+    def to_physical(self, x_model):
+        """Model units -> physical values (NaN stays NaN)."""
+        xp = _namespace(x_model)
+        if xp is np:
+            x = np.asarray(x_model, dtype=np.float64)
+        else:
+            x = xp.asarray(x_model)
+            if not xp.issubdtype(x.dtype, xp.floating):
+                x = x.astype(xp.float32)
+        if self.kind == "identity":
+            return x.astype(np.float32) if xp is np else x
+        pos = x > 0
+        safe = xp.where(pos, x, 0.0)
+        with np.errstate(over="ignore"):
+            r = (10.0 ** (self.dbz_max / 10.0 * safe) / self.zr_a) ** (1.0 / self.zr_b)
+        r = xp.where(pos, r, 0.0)
+        r = xp.where(xp.isnan(x), xp.nan, r)
+        return r.astype(np.float32) if xp is np else r.astype(x.dtype)
+
+
+IDENTITY = DataTransform(kind="identity")
+DBZ = DataTransform(kind="dbz")
