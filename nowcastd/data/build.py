@@ -1,0 +1,226 @@
+"""Build a ``.npy`` clip file in model units from a radar movie or a stream of scans.
+
+`build_clips` prepares the frames exactly as `nowcastd.data.movie` does (crop, block average,
+transform, NaN -> 0 with a validity mask), cuts windows of ``total_length`` every ``stride``
+frames (skipping windows across time gaps) and writes, each atomically:
+
+* ``<out>.npy``: (N, T, h, w, 1) float32 in model units;
+* ``<stem>_valid_mask.npy``: the validity mask, same shape, only when some pixel is missing;
+* ``<stem>.json``: the sidecar that `nowcastd.data.npy_clips` reads (transform, frame times,
+  clip start frames and times, crop, block, source, time step).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import h5py
+import numpy as np
+
+from nowcastd.data.movie import default_transform, prepare_frames, read_times, window_starts
+from nowcastd.errors import DataError
+from nowcastd.transform import DataTransform
+
+logger = logging.getLogger(__name__)
+
+SIDECAR_FORMAT = "nowcastd-clips"
+SIDECAR_VERSION = 1
+NAN_RULE = (
+    "pixels without valid data are 0 in model units; valid_mask gives the valid fraction "
+    "(1 = valid) of each pixel or averaged block"
+)
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[IO[bytes]]:
+    """A binary file that appears at `path` only when the block ends without error.
+
+    Writes to a temporary name in the same directory, flushes and fsyncs, then `os.replace`.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _write_windows(path: Path, frames: np.ndarray, starts: np.ndarray, length: int) -> None:
+    """Stream windows of `frames` into a .npy (N, length, ...) float32 without stacking them."""
+    shape = (len(starts), length, *frames.shape[1:])
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
+        "fortran_order": False,
+        "shape": shape,
+    }
+    with atomic_output(path) as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for s in starts:
+            f.write(np.ascontiguousarray(frames[s : s + length], dtype="<f4").tobytes())
+
+
+def _unix(t: Any) -> int:
+    """Seconds since 1970 (UTC) from a datetime (naive = UTC), ISO string or number."""
+    if isinstance(t, str):
+        t = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
+    if isinstance(t, dt.datetime):
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=dt.UTC)
+        return int(round(t.timestamp()))
+    if isinstance(t, np.datetime64):
+        return int(t.astype("datetime64[s]").astype(np.int64))
+    return int(t)
+
+
+def _iso(unix: int) -> str:
+    return dt.datetime.fromtimestamp(int(unix), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _from_pairs(pairs: Iterable[tuple[Any, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    items = sorted(
+        ((_unix(t), np.asarray(f, dtype=np.float32)) for t, f in pairs), key=lambda p: p[0]
+    )
+    if not items:
+        raise DataError("build: the scan source yielded no (valid_time, field) pairs")
+    times = np.array([t for t, _ in items], dtype=np.int64)
+    dup = np.flatnonzero(np.diff(times) == 0)
+    if dup.size:
+        raise DataError(f"build: two scans share the valid time {_iso(times[dup[0]])}")
+    shapes = {f.shape for _, f in items}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise DataError(f"build: scans must all be 2-D fields of one shape, got {sorted(shapes)}")
+    return times, np.stack([f for _, f in items])
+
+
+def build_clips(
+    source: str | Path | Iterable[tuple[Any, np.ndarray]],
+    out_path: str | Path,
+    *,
+    total_length: int,
+    stride: int = 1,
+    crop: tuple[int, int, int, int] | None = None,
+    block: int = 1,
+    transform: DataTransform | None = None,
+    timestep_seconds: int | None = None,
+) -> Path:
+    """Write a ``.npy`` clip file (+ sidecar, + mask if needed); returns the ``.npy`` path.
+
+    Args:
+        source: an HDF5 movie path (``precip`` (T, H, W) in mm/h, see `movie`) or an iterable of
+            ``(valid_time, field)`` pairs, field (H, W) in mm/h (NaN = no data) and valid_time a
+            datetime (naive = UTC), ISO-8601 string or Unix seconds; sorted by time here.
+        out_path: the ``.npy`` to write (must end in ``.npy``).
+        total_length: frames per clip; stride: frames between clip starts.
+        crop: ``(row0, col0, height, width)`` in source pixels, applied before `block`.
+        block: block-average factor (the crop must be a multiple of it).
+        transform: physical -> model units; None: dbz for mm/h (scans, or a movie in mm/h).
+        timestep_seconds: the nominal time step; None: the movie's attribute or the median step.
+
+    Raises:
+        DataError: unreadable source, inconsistent scans, bad geometry, no complete window.
+    """
+    out_path = Path(out_path)
+    if out_path.suffix != ".npy":
+        raise DataError(f"build: output {out_path.name} must end in .npy")
+    info: dict[str, Any] = {}
+    if isinstance(source, str | Path):
+        src = Path(source)
+        where = f"movie {src.name}"
+        try:
+            with h5py.File(src, "r") as h:
+                if "precip" not in h or h["precip"].ndim != 3:
+                    raise DataError(f"{where}: expected a dataset 'precip' (T, H, W)")
+                ds = h["precip"]
+                units = ds.attrs.get("units", h.attrs.get("units", ""))
+                units = units.decode() if isinstance(units, bytes) else str(units)
+                transform = transform or default_transform(units, where)
+                fields = ds[:]
+                unix, _ = read_times(h)
+                if timestep_seconds is None and "timestep_seconds" in h.attrs:
+                    timestep_seconds = int(h.attrs["timestep_seconds"])
+                proj = h.attrs.get("projection")
+                if proj is not None:
+                    info["projection"] = proj.decode() if isinstance(proj, bytes) else str(proj)
+        except OSError as e:
+            raise DataError(f"{where}: cannot read as HDF5: {e}") from e
+        source_name = src.name
+    else:
+        where = "scans"
+        unix, fields = _from_pairs(source)
+        transform = transform or DataTransform(kind="dbz")
+        source_name = f"{len(unix)} scans {_iso(unix[0])} .. {_iso(unix[-1])}"
+
+    frames, valid = prepare_frames(fields, crop=crop, block=block, transform=transform, where=where)
+    if timestep_seconds is None and unix is not None and len(unix) > 1:
+        timestep_seconds = int(np.median(np.diff(unix)))
+    starts = window_starts(len(frames), total_length, stride, unix, timestep_seconds)
+    if starts.size == 0:
+        raise DataError(
+            f"build: {where} has {len(frames)} frames but no run of {total_length} consecutive "
+            "frames without a time gap; lower total_length or add scans"
+        )
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    mask_name = None
+    missing = float(1.0 - valid.mean())
+    if missing > 0:
+        mask_name = f"{out_path.stem}_valid_mask.npy"
+        _write_windows(out_path.with_name(mask_name), valid, starts, total_length)
+    _write_windows(out_path, frames, starts, total_length)
+
+    frame_times = [_iso(t) for t in unix] if unix is not None else None
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "version": SIDECAR_VERSION,
+        "layout": "N, T, H, W, C",
+        "shape": [int(starts.size), total_length, *map(int, frames.shape[1:])],
+        "dtype": "float32",
+        "transform": transform.to_json(),
+        "units": transform.units,
+        "total_length": int(total_length),
+        "stride": int(stride),
+        "n_frames": len(frames),
+        "start_frame": starts.tolist(),
+        "start_time": [frame_times[s] for s in starts] if frame_times else None,
+        "frame_time": frame_times,
+        "timestep_seconds": timestep_seconds,
+        "crop": list(crop) if crop is not None else None,
+        "block": int(block),
+        "field_shape": [int(s) for s in fields.shape[1:]],
+        "source": source_name,
+        "valid_mask": mask_name,
+        "missing_fraction": missing,
+        "nan_rule": NAN_RULE,
+        **info,
+    }
+    if sidecar["start_time"] is None:
+        del sidecar["start_time"]
+    with atomic_output(out_path.with_suffix(".json")) as f:
+        f.write(json.dumps(sidecar, indent=1).encode())
+    logger.info(
+        "wrote %s: %d clips %s from %s", out_path.name, starts.size, sidecar["shape"], source_name
+    )
+    return out_path

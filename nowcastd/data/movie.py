@@ -1,0 +1,207 @@
+"""A radar movie in HDF5 (the layout of the development set's ``movie.h5``) cut into clips.
+
+Layout: dataset ``precip`` (T, H, W) float (mm/h, NaN = no data; ``units`` attribute on the
+dataset or the file), optional ``time`` (T,) ISO-8601 UTC strings and ``time_unix`` (T,) int
+seconds, root attribute ``timestep_seconds``. Other attributes (``projection``, ...) are kept.
+
+Preparation of every frame, in this order (`prepare_frames`, shared with `build`):
+
+1. crop ``(row0, col0, height, width)`` in source pixels (optional);
+2. block average by ``block`` (``height`` and ``width`` must be multiples of it): the value is
+   the mean over the block's valid (finite) pixels, the validity the fraction of valid pixels;
+3. the `DataTransform` (default ``dbz`` for a movie in mm/h, identity for a dimensionless one);
+4. **NaN rule:** pixels (or blocks) without any valid data become 0 in model units, and the
+   validity mask (float, 1 = valid, 0 = missing, fractions for partly covered blocks) says
+   where. When every pixel is valid the mask is None.
+
+Windows of ``total_length`` frames start every ``stride`` frames; a window that spans a gap in
+``time_unix`` (a step other than the time step) is skipped. The frames are held in memory in
+model units (T × h × w float32); cut a long archive into a ``.npy`` with `build` instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from nowcastd.data import ClipSet, WindowedClips
+from nowcastd.errors import DataError
+from nowcastd.transform import DataTransform
+
+logger = logging.getLogger(__name__)
+
+RATE_UNITS = ("mm/h", "mm h-1", "mm hr-1", "mm/hr")
+DIMENSIONLESS_UNITS = ("1", "", "dimensionless")
+_CHUNK_FRAMES = 32
+
+
+def _attr_str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def default_transform(units: str, where: str) -> DataTransform:
+    """dbz for a rain rate, identity for dimensionless data; DataError otherwise."""
+    if units in RATE_UNITS:
+        return DataTransform(kind="dbz")
+    if units in DIMENSIONLESS_UNITS:
+        return DataTransform(kind="identity")
+    raise DataError(
+        f"{where}: precip units {units!r} are neither a rain rate {RATE_UNITS} nor "
+        "dimensionless: pass a transform explicitly"
+    )
+
+
+def check_geometry(
+    shape: tuple[int, int], crop: tuple[int, int, int, int] | None, block: int, where: str
+) -> tuple[int, int, int, int]:
+    """Validate crop and block for an (H, W) field; return the crop as (row0, col0, h, w)."""
+    height, width = shape
+    if isinstance(block, bool) or not isinstance(block, int | np.integer) or block < 1:
+        raise DataError(f"{where}: block must be an integer >= 1, got {block!r}")
+    r0, c0, h, w = (0, 0, height, width) if crop is None else (int(v) for v in crop)
+    if r0 < 0 or c0 < 0 or h < 1 or w < 1 or r0 + h > height or c0 + w > width:
+        raise DataError(
+            f"{where}: crop (row0 {r0}, col0 {c0}, height {h}, width {w}) does not fit the "
+            f"{height}×{width} field"
+        )
+    if h % block or w % block:
+        raise DataError(
+            f"{where}: crop {h}×{w} is not a multiple of block {block}; choose a crop of "
+            f"{h - h % block}×{w - w % block}"
+        )
+    return r0, c0, h, w
+
+
+def prepare_frames(
+    fields: np.ndarray,
+    *,
+    crop: tuple[int, int, int, int] | None,
+    block: int,
+    transform: DataTransform,
+    where: str = "frames",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Physical fields (T, H, W) -> model-unit frames (T, h, w, 1) and validity (T, h, w, 1)."""
+    if fields.ndim != 3:
+        raise DataError(f"{where}: expected fields (T, H, W), got shape {fields.shape}")
+    r0, c0, h, w = check_geometry(fields.shape[1:], crop, block, where)
+    x = np.asarray(fields[:, r0 : r0 + h, c0 : c0 + w], dtype=np.float32)
+    valid = np.isfinite(x)
+    filled = np.where(valid, x, np.float32(0.0))
+    if block > 1:
+        shape = (x.shape[0], h // block, block, w // block, block)
+        mean = filled.reshape(shape).mean((2, 4))
+        frac = valid.reshape(shape).mean((2, 4), dtype=np.float32)
+        value = np.where(frac > 0, mean / np.maximum(frac, np.float32(1e-12)), np.float32(0.0))
+    else:
+        frac = valid.astype(np.float32)
+        value = filled
+    model = np.nan_to_num(transform.to_model(value), nan=0.0).astype(np.float32)
+    return model[..., None], frac[..., None]
+
+
+def window_starts(
+    n_frames: int,
+    total_length: int,
+    stride: int,
+    time_unix: np.ndarray | None,
+    timestep_seconds: int | None,
+) -> np.ndarray:
+    """Starts of the `total_length` windows every `stride` frames that span no time gap."""
+    if total_length < 1 or stride < 1:
+        raise DataError(f"total_length {total_length} and stride {stride} must be >= 1")
+    starts = np.arange(0, max(n_frames - total_length + 1, 0), stride, dtype=np.int64)
+    if time_unix is None or n_frames < 2 or starts.size == 0:
+        return starts
+    steps = np.diff(np.asarray(time_unix, dtype=np.int64))
+    step = int(timestep_seconds) if timestep_seconds else int(np.median(steps))
+    bad = np.concatenate([[0], np.cumsum(steps != step)])  # gaps before each frame
+    keep = bad[starts + total_length - 1] == bad[starts]
+    if not keep.all():
+        logger.info("skipping %d windows that span a time gap", int((~keep).sum()))
+    return starts[keep]
+
+
+def read_times(h: h5py.File) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
+    """(time_unix, ISO strings) from the file, each None when absent."""
+    unix = np.asarray(h["time_unix"][:], dtype=np.int64) if "time_unix" in h else None
+    iso = None
+    if "time" in h:
+        iso = tuple(_attr_str(s) for s in h["time"][:])
+    elif unix is not None:
+        iso = tuple(f"{s}Z" for s in np.datetime_as_string(unix.astype("datetime64[s]"), unit="s"))
+    return unix, iso
+
+
+def read_movie(
+    path: str | Path,
+    *,
+    total_length: int,
+    stride: int = 1,
+    transform: DataTransform | None = None,
+    crop: tuple[int, int, int, int] | None = None,
+    block: int = 1,
+) -> ClipSet:
+    """Open an HDF5 movie as an unsplit ClipSet of sliding windows (see the module docstring).
+
+    ``meta`` holds ``frame_starts`` and ``n_frames`` so the loader can split by time.
+
+    Raises:
+        DataError: unreadable file, no ``precip`` (T, H, W), bad units, crop or block.
+    """
+    path = Path(path)
+    where = f"movie {path.name}"
+    try:
+        with h5py.File(path, "r") as h:
+            if "precip" not in h or h["precip"].ndim != 3:
+                raise DataError(f"{where}: expected a dataset 'precip' (T, H, W)")
+            ds = h["precip"]
+            units = _attr_str(ds.attrs.get("units", h.attrs.get("units", "")))
+            chosen = transform or default_transform(units, where)
+            unix, iso = read_times(h)
+            step = h.attrs.get("timestep_seconds")
+            step = int(step) if step is not None else None
+            n_frames, field_shape = ds.shape[0], tuple(ds.shape[1:])
+            chunks = [
+                prepare_frames(
+                    ds[t0 : t0 + _CHUNK_FRAMES],
+                    crop=crop,
+                    block=block,
+                    transform=chosen,
+                    where=where,
+                )
+                for t0 in range(0, n_frames, _CHUNK_FRAMES)
+            ]
+            attrs = {k: _attr_str(v) for k, v in h.attrs.items() if np.ndim(v) == 0}
+    except OSError as e:
+        raise DataError(f"{where}: cannot read as HDF5: {e}") from e
+    if not chunks:
+        raise DataError(f"{where}: 'precip' holds no frames")
+    frames = np.concatenate([c[0] for c in chunks])
+    valid = np.concatenate([c[1] for c in chunks])
+    starts = window_starts(n_frames, total_length, stride, unix, step)
+    missing = float(1.0 - valid.mean())
+    if missing > 0:
+        logger.info("%s: %.2f %% of pixels have no data (0 in model units)", where, 100 * missing)
+    return ClipSet(
+        clips=WindowedClips([(frames, starts, total_length)]),
+        valid_mask=WindowedClips([(valid, starts, total_length)]) if missing > 0 else None,
+        transform=chosen,
+        times=tuple(iso[s] for s in starts) if iso is not None else None,
+        timestep_seconds=step,
+        source=f"{path.name} (hdf5 movie)",
+        meta={
+            "format": "hdf5-movie",
+            "frame_starts": starts.tolist(),
+            "n_frames": int(n_frames),
+            "stride": int(stride),
+            "crop": list(check_geometry(field_shape, crop, block, where)),
+            "block": int(block),
+            "units": units,
+            "missing_fraction": missing,
+            "attrs": attrs,
+        },
+    )
