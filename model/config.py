@@ -59,7 +59,9 @@ class ModelConfig:
         for name in ("img_height", "img_width"):
             size = getattr(self, name)
             if size < 1 or size % self.patch_size:
-                raise bad(name, size, f"must be a positive multiple of patch_size={self.patch_size}")
+                raise bad(
+                    name, size, f"must be a positive multiple of patch_size={self.patch_size}"
+                )
         if not 1 <= self.input_length < self.total_length:
             raise bad(
                 "input_length",
@@ -76,7 +78,9 @@ class ModelConfig:
                     "action models need patch_size=1 (patching interleaves image and action channels)",
                 )
             if not self.conv_on_input:
-                raise bad("conv_on_input", self.conv_on_input, "action models need conv_on_input=True")
+                raise bad(
+                    "conv_on_input", self.conv_on_input, "action models need conv_on_input=True"
+                )
             if self.num_action_ch < 1:
                 raise bad("num_action_ch", self.num_action_ch, "must be >= 1")
             if self.num_hidden[0] % 2:

@@ -82,8 +82,11 @@ class PredRNN(eqx.Module):
         self.coder = ActionCoder(cfg, key=ke) if cfg.is_action else None
         self.cfg = cfg
 
-    def zero_carry(self, batch: int) -> Carry:
-        h, w = self.cfg.rnn_shape
+    def zero_carry(self, batch: int, patch_hw: tuple[int, int] | None = None) -> Carry:
+        """All-zero state for frames of patched size `patch_hw` (default: the configured one)."""
+        h, w = patch_hw or self.cfg.patch_shape
+        if self.cfg.is_action:
+            h, w = -(-h // 4), -(-w // 4)
         zeros = jnp.zeros((batch, h, w, self.cfg.hidden), jnp.float32)
         return Carry(tuple(CellState(zeros, zeros) for _ in self.cells), zeros)
 
@@ -120,7 +123,9 @@ class PredRNN(eqx.Module):
         if self.coder is not None:
             e1 = conv2d(net, self.coder.w_in1, stride=2)
             e2 = conv2d(e1, self.coder.w_in2, stride=2)
-            action = conv2d(conv2d(action, self.coder.w_act1, stride=2), self.coder.w_act2, stride=2)
+            action = conv2d(
+                conv2d(action, self.coder.w_act1, stride=2), self.coder.w_act2, stride=2
+            )
             net, skips = e2, (e1, e2)
         memory = carry.memory
         states = []
@@ -140,7 +145,9 @@ class PredRNN(eqx.Module):
             x_gen = conv_transpose2d(net, self.coder.w_out1, stride=2, output_size=e1.shape[1:3])
             if self.cfg.res_on_conv:
                 x_gen = x_gen + e1
-            x_gen = conv_transpose2d(x_gen, self.coder.w_out2, stride=2, output_size=frame.shape[1:3])
+            x_gen = conv_transpose2d(
+                x_gen, self.coder.w_out2, stride=2, output_size=frame.shape[1:3]
+            )
         return Carry(tuple(states), memory), StepOut(x_gen, decouple)
 
     def __call__(
@@ -172,7 +179,7 @@ class PredRNN(eqx.Module):
             return (carry, out.frame), out
 
         batch = frames.shape[0]
-        init = (self.zero_carry(batch), jnp.zeros_like(images[:, 0]))
+        init = (self.zero_carry(batch, images.shape[2:4]), jnp.zeros_like(images[:, 0]))
         xs = (
             jnp.moveaxis(images[:, :steps], 1, 0),
             jnp.moveaxis(full_mask, 1, 0),

@@ -34,7 +34,9 @@ _RUN_DEFAULTS: dict[str, Any] = {
 }
 
 # layout -> (torch -> nowcastd, nowcastd -> torch)
-_LAYOUTS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]] = {
+_LAYOUTS: dict[
+    str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]
+] = {
     "conv": (lambda a: a.transpose(2, 3, 1, 0), lambda a: a.transpose(3, 2, 0, 1)),
     "conv_t": (lambda a: a.transpose(2, 3, 0, 1), lambda a: a.transpose(2, 3, 0, 1)),
     "ln": (lambda a: a.transpose(1, 2, 0), lambda a: a.transpose(2, 0, 1)),
@@ -87,12 +89,20 @@ def _entries(network: PredRNN) -> list[tuple[str, Callable[[PredRNN], Any], str]
         pre = f"cell_list.{i}"
         for g in convs:
             attr = f"w_{g}"
-            out.append((f"{pre}.conv_{g}.0.weight", lambda t, i=i, a=attr: getattr(t.cells[i], a), "conv"))
+            out.append(
+                (f"{pre}.conv_{g}.0.weight", lambda t, i=i, a=attr: getattr(t.cells[i], a), "conv")
+            )
             if cfg.is_action:
-                out.append((f"{pre}.conv_{g}.0.bias", lambda t, i=i, g=g: t.cells[i].biases[g], "bias"))
+                out.append(
+                    (f"{pre}.conv_{g}.0.bias", lambda t, i=i, g=g: t.cells[i].biases[g], "bias")
+                )
             if cfg.layer_norm:
-                out.append((f"{pre}.conv_{g}.1.weight", lambda t, i=i, g=g: t.cells[i].norms[g][0], "ln"))
-                out.append((f"{pre}.conv_{g}.1.bias", lambda t, i=i, g=g: t.cells[i].norms[g][1], "ln"))
+                out.append(
+                    (f"{pre}.conv_{g}.1.weight", lambda t, i=i, g=g: t.cells[i].norms[g][0], "ln")
+                )
+                out.append(
+                    (f"{pre}.conv_{g}.1.bias", lambda t, i=i, g=g: t.cells[i].norms[g][1], "ln")
+                )
         out.append((f"{pre}.conv_last.weight", lambda t, i=i: t.cells[i].w_last, "conv"))
         if cfg.is_action:
             out.append((f"{pre}.conv_last.bias", lambda t, i=i: t.cells[i].biases["last"], "bias"))

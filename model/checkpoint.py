@@ -1,0 +1,115 @@
+"""Checkpoints: a directory of JSON metadata plus `eqx.tree_serialise_leaves` files.
+
+The only room of `model/` that touches files, and only the paths it is given.
+Each checkpoint is written into a temporary sibling directory, fsynced, and
+renamed into place, so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+
+from model.config import ModelConfig
+
+FORMAT_VERSION = 1
+META = "meta.json"
+NETWORK = "network.eqx"
+TRAIN_STATE = "train_state.eqx"
+
+
+def config_to_json(cfg: ModelConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_json(data: dict[str, Any]) -> ModelConfig:
+    data = dict(data)
+    data["num_hidden"] = tuple(data["num_hidden"])
+    return ModelConfig(**data)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    directory: Path,
+    *,
+    network: eqx.Module,
+    metadata: dict[str, Any],
+    train_state: eqx.Module | None = None,
+) -> Path:
+    """Write `directory` atomically: meta.json, network.eqx and optionally train_state.eqx."""
+    directory = Path(directory)
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    eqx.tree_serialise_leaves(tmp / NETWORK, network)
+    if train_state is not None:
+        eqx.tree_serialise_leaves(tmp / TRAIN_STATE, train_state)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "model_config": config_to_json(network.cfg),
+        "network_sha256": _sha256(tmp / NETWORK),
+        "has_train_state": train_state is not None,
+        **metadata,
+    }
+    (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    for f in tmp.iterdir():
+        _fsync(f)
+    _fsync(tmp)
+    if directory.exists():
+        old = directory.with_name(f".{directory.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, directory)
+    _fsync(directory.parent)
+    return directory
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_metadata(directory: Path) -> dict[str, Any]:
+    """The checkpoint's metadata; raises ValueError for an unknown format version."""
+    meta = json.loads((Path(directory) / META).read_text())
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{directory}: checkpoint format version {version!r}, expected {FORMAT_VERSION}"
+        )
+    return meta
+
+
+def load_network(directory: Path, template: eqx.Module) -> eqx.Module:
+    return eqx.tree_deserialise_leaves(Path(directory) / NETWORK, template)
+
+
+def load_train_state(directory: Path, template: eqx.Module) -> eqx.Module:
+    return eqx.tree_deserialise_leaves(Path(directory) / TRAIN_STATE, template)
+
+
+def network_digest(directory: Path) -> str:
+    """The sha256 of the network weights file, for forecast provenance."""
+    return _sha256(Path(directory) / NETWORK)

@@ -1,0 +1,99 @@
+"""Inference: autoregressive rollouts, and encoding split from forecasting.
+
+A forecast from context frames f_1..f_I re-encodes them from zero state. The
+daemon can encode f_2..f_I while it waits for f_{I+1} (`encode`), so that only
+the step consuming the new frame and the K-1 feedback steps remain on the
+critical path (`forecast_from`). `rollout` is the whole thing in one call.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from model.network import Carry, PredRNN
+from model.patch import reshape_patch, reshape_patch_back
+
+
+def _split_actions(network: PredRNN, frames: Array) -> tuple[Array, Array | None]:
+    cp = network.cfg.patch_channels
+    if network.cfg.is_action:
+        return frames[..., :cp], frames[..., cp:]
+    return frames, None
+
+
+def encode(
+    network: PredRNN, frames: Float[Array, "batch n height width channels"]
+) -> tuple[Carry, Float[Array, "batch hp wp cp"]]:
+    """Run the network over `n` observed frames from zero state (teacher forced).
+
+    Returns the carry after the last frame and the prediction of the frame after it.
+    Image-space frames in (action maps appended after the image channels).
+    """
+    patched = reshape_patch(frames, network.cfg.patch_size)
+    images, actions = _split_actions(network, patched)
+    fused = network.fused_weights()
+
+    def body(carry, xs):
+        frame, act = xs
+        carry, out = network.step(carry, frame, act, fused=fused, with_decouple=False)
+        return carry, out.frame
+
+    xs = (jnp.moveaxis(images, 1, 0), None if actions is None else jnp.moveaxis(actions, 1, 0))
+    carry, outs = jax.lax.scan(body, network.zero_carry(images.shape[0], images.shape[2:4]), xs)
+    return carry, outs[-1]
+
+
+def forecast_from(
+    network: PredRNN,
+    carry: Carry,
+    frame: Float[Array, "batch height width channels"],
+    num_leads: int,
+    future_actions: Float[Array, "batch km1 height width a"] | None = None,
+) -> Float[Array, "batch leads height width cimg"]:
+    """Consume one new frame, then feed predictions back: `num_leads` future frames."""
+    cfg = network.cfg
+    p = cfg.patch_size
+    fused = network.fused_weights()
+    x, act = _split_actions(network, reshape_patch(frame, p))
+    carry, out = network.step(carry, x, act, fused=fused, with_decouple=False)
+
+    def body(state, act_t):
+        carry, prev = state
+        carry, out = network.step(carry, prev, act_t, fused=fused, with_decouple=False)
+        return (carry, out.frame), out.frame
+
+    acts = None
+    if cfg.is_action:
+        if future_actions is None:
+            raise ValueError("action models need future_actions for the feedback steps")
+        acts = jnp.moveaxis(reshape_patch(future_actions, p), 1, 0)
+    if num_leads > 1:
+        _, rest = jax.lax.scan(body, (carry, out.frame), acts, length=num_leads - 1)
+        frames = jnp.concatenate([out.frame[None], rest], axis=0)
+    else:
+        frames = out.frame[None]
+    return reshape_patch_back(jnp.moveaxis(frames, 0, 1), p)
+
+
+def rollout(
+    network: PredRNN,
+    context: Float[Array, "batch inputs height width channels"],
+    num_leads: int,
+    future_actions: Float[Array, "batch km1 height width a"] | None = None,
+) -> Float[Array, "batch leads height width cimg"]:
+    """Forecast `num_leads` frames from the I most recent frames (any K >= 1)."""
+    if context.shape[1] > 1:
+        carry, _ = encode(network, context[:, :-1])
+    else:
+        p = network.cfg.patch_size
+        hw = (context.shape[2] // p, context.shape[3] // p)
+        carry = network.zero_carry(context.shape[0], hw)
+    return forecast_from(network, carry, context[:, -1], num_leads, future_actions)
+
+
+rollout_jit = eqx.filter_jit(rollout)
+encode_jit = eqx.filter_jit(encode)
+forecast_from_jit = eqx.filter_jit(forecast_from)

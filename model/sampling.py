@@ -1,0 +1,82 @@
+"""Scheduled and reverse scheduled sampling: the official schedules, drawn with JAX keys."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from model.config import ModelConfig
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SamplingConfig:
+    """run.py's schedule flags (REFERENCE §7), with its defaults."""
+
+    scheduled_sampling: bool = True
+    sampling_stop_iter: int = 50000
+    sampling_start_value: float = 1.0
+    sampling_changing_rate: float = 0.00002
+    r_sampling_step_1: float = 25000.0
+    r_sampling_step_2: int = 50000
+    r_exp_alpha: int = 5000
+
+    def __post_init__(self) -> None:
+        if self.r_sampling_step_2 <= self.r_sampling_step_1:
+            raise ValueError(
+                f"SamplingConfig.r_sampling_step_2={self.r_sampling_step_2!r}: must exceed "
+                f"r_sampling_step_1={self.r_sampling_step_1!r}"
+            )
+        if self.r_exp_alpha <= 0:
+            raise ValueError(f"SamplingConfig.r_exp_alpha={self.r_exp_alpha!r}: must be > 0")
+
+
+def ss_eta(itr: Int[Array, ""] | int, s: SamplingConfig) -> Float[Array, ""]:
+    """Scheduled-sampling probability of ground truth at 1-based iteration `itr`."""
+    itr = jnp.asarray(itr, jnp.float32)
+    eta = jnp.where(
+        itr < s.sampling_stop_iter, s.sampling_start_value - s.sampling_changing_rate * itr, 0.0
+    )
+    return eta if s.scheduled_sampling else jnp.zeros_like(eta)
+
+
+def rss_etas(
+    itr: Int[Array, ""] | int, s: SamplingConfig
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """Reverse scheduled sampling (r_eta for the context, eta for the future frames)."""
+    itr = jnp.asarray(itr, jnp.float32)
+    s1, s2 = float(s.r_sampling_step_1), float(s.r_sampling_step_2)
+    r_eta = jnp.where(
+        itr < s1,
+        0.5,
+        jnp.where(itr < s2, 1.0 - 0.5 * jnp.exp(-(itr - s1) / s.r_exp_alpha), 1.0),
+    )
+    eta = jnp.where(itr < s1, 0.5, jnp.where(itr < s2, 0.5 - 0.5 * (itr - s1) / (s2 - s1), 0.0))
+    return r_eta, eta
+
+
+def draw_mask(
+    key: jax.Array, itr: Int[Array, ""], batch: int, cfg: ModelConfig, s: SamplingConfig
+) -> Float[Array, "batch steps 1 1 1"]:
+    """A training mask, constant over space and channels as every official mask is."""
+    steps = cfg.mask_length
+    u = jax.random.uniform(key, (batch, steps))
+    if cfg.uses_rss_mask:
+        r_eta, eta = rss_etas(itr, s)
+        context = jnp.arange(steps) < cfg.input_length - 1
+        mask = jnp.where(context, u < r_eta, u < eta)
+    else:
+        mask = u < ss_eta(itr, s)
+    return mask.astype(jnp.float32)[:, :, None, None, None]
+
+
+def inference_mask(batch: int, cfg: ModelConfig) -> Float[Array, "batch steps 1 1 1"]:
+    """The official test-time mask: ground truth for the I context frames, then none."""
+    steps = cfg.mask_length
+    if cfg.uses_rss_mask:
+        mask = (jnp.arange(steps) < cfg.input_length - 1).astype(jnp.float32)
+    else:
+        mask = jnp.zeros((steps,), jnp.float32)
+    return jnp.broadcast_to(mask[None, :, None, None, None], (batch, steps, 1, 1, 1))

@@ -1,0 +1,107 @@
+"""One jitted training step: masks, loss, gradients, Adam, apply — as one XLA program."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int
+
+from model.loss import predrnn_loss
+from model.network import PredRNN
+from model.patch import reshape_patch
+from model.sampling import SamplingConfig, draw_mask
+
+
+class TrainState(eqx.Module):
+    """Everything a training run carries between steps (and checkpoints)."""
+
+    network: PredRNN
+    opt_state: optax.OptState
+    step: Int[Array, ""]
+    key: jax.Array  # raw uint32 key data, so it serialises like any array
+
+
+class StepMetrics(NamedTuple):
+    loss: Float[Array, ""]
+    mse: Float[Array, ""]
+    decouple: Float[Array, ""]
+
+
+def adam(lr: float) -> optax.GradientTransformation:
+    """torch.optim.Adam with its defaults (betas 0.9/0.999, eps 1e-8, no decay)."""
+    return optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8)
+
+
+def init_train_state(
+    network: PredRNN, optimizer: optax.GradientTransformation, key: jax.Array
+) -> TrainState:
+    opt_state = optimizer.init(eqx.filter(network, eqx.is_inexact_array))
+    return TrainState(network, opt_state, jnp.zeros((), jnp.int32), jax.random.key_data(key))
+
+
+def optimizer_step(network, opt_state, optimizer, frames, mask, valid=None):
+    """One loss+gradient+update on patched frames with a given mask (the official `Model.train`)."""
+    (loss, parts), grads = eqx.filter_value_and_grad(predrnn_loss, has_aux=True)(
+        network, frames, mask, valid
+    )
+    updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(network, eqx.is_array))
+    return eqx.apply_updates(network, updates), opt_state, loss, parts
+
+
+def make_train_step(
+    optimizer: optax.GradientTransformation,
+    sampling: SamplingConfig,
+    *,
+    reverse_input: bool,
+) -> Callable[..., tuple[TrainState, StepMetrics]]:
+    """Build the jitted `step(state, clips, valid=None) -> (state, metrics)`.
+
+    `clips` are image-space (B, T, H, W, C[+A]) in model units; the step patches
+    them, draws the sampling mask for iteration `state.step + 1` from the state's
+    key, takes one Adam step, and with `reverse_input` a second one on the
+    time-reversed clip with the same mask (the official iteration). The reported
+    loss is the mean of the two, as run.py prints it. The state is donated.
+    """
+
+    @eqx.filter_jit(donate="all")
+    def step(
+        state: TrainState,
+        clips: Float[Array, "batch time height width channels"],
+        valid: Float[Array, "batch time height width 1"] | None = None,
+    ) -> tuple[TrainState, StepMetrics]:
+        network = state.network
+        cfg = network.cfg
+        itr = state.step + 1
+        key, sub = jax.random.split(jax.random.wrap_key_data(state.key))
+        frames = reshape_patch(clips, cfg.patch_size)
+        pvalid = (
+            None
+            if valid is None
+            else reshape_patch(
+                jnp.broadcast_to(valid, (*clips.shape[:-1], cfg.img_channel)), cfg.patch_size
+            )
+        )
+        mask = draw_mask(sub, itr, clips.shape[0], cfg, sampling)
+        network, opt_state, loss, parts = optimizer_step(
+            network, state.opt_state, optimizer, frames, mask, pvalid
+        )
+        metrics = StepMetrics(loss, parts.mse, parts.decouple)
+        if reverse_input:
+            rvalid = None if pvalid is None else pvalid[:, ::-1]
+            network, opt_state, loss_r, parts_r = optimizer_step(
+                network, opt_state, optimizer, frames[:, ::-1], mask, rvalid
+            )
+            metrics = StepMetrics(
+                (loss + loss_r) / 2,
+                (parts.mse + parts_r.mse) / 2,
+                (parts.decouple + parts_r.decouple) / 2,
+            )
+        state = TrainState(network, opt_state, itr, jax.random.key_data(key))
+        return state, metrics
+
+    return step

@@ -1,0 +1,91 @@
+"""Golden numbers from the official PyTorch code (tests/fixtures/parity/README.md)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.torch_compat import export_state_dict, official_step, official_test
+from model.train import adam, optimizer_step
+
+from .conftest import Fixture
+
+SEED = Path(__file__).resolve().parents[3] / "shared" / "parity" / "v2_seed.npz"
+
+
+def _rel_l2(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def check_forward_and_grads(fx: Fixture) -> None:
+    loss, next_frames, grads = official_step(fx.network(), fx["frames"], fx["mask_true"], fx.cfg)
+    np.testing.assert_allclose(next_frames, fx["next_frames"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(loss, fx["loss"], rtol=1e-4, atol=1e-5)
+    assert set(grads) == {k.removeprefix("grad/") for k in fx.data.files if k.startswith("grad/")}
+    rel = 1e-4 if fx.cfg.layer_norm else 1e-5
+    for name, g in grads.items():
+        want = fx[f"grad/{name}"]
+        assert g.shape == want.shape, name
+        assert _rel_l2(g, want) < rel or np.abs(g - want).max() < 5e-6, name
+
+
+def check_parts(fx: Fixture) -> None:
+    import jax.numpy as jnp
+
+    from model.loss import predrnn_loss
+
+    _, parts = predrnn_loss(fx.network(), jnp.asarray(fx["frames"]), jnp.asarray(fx["mask_true"]))
+    np.testing.assert_allclose(parts.mse, fx["mse"], rtol=1e-4, atol=1e-6)
+    if fx.has("decouple_loss"):
+        np.testing.assert_allclose(parts.decouple, fx["decouple_loss"], rtol=1e-4, atol=1e-6)
+
+
+def check_test_output(fx: Fixture) -> None:
+    out = official_test(fx.network(), fx["frames"], fx["test/mask_true"], fx.cfg)
+    np.testing.assert_allclose(out, fx["test/next_frames"], rtol=1e-4, atol=1e-5)
+
+
+def check_adam(fx: Fixture) -> None:
+    lr = float(fx.flags["lr"])
+    opt = adam(lr)
+    import equinox as eqx
+
+    net = fx.network()
+    state = opt.init(eqx.filter(net, eqx.is_inexact_array))
+    net1, state, _, _ = optimizer_step(net, state, opt, fx["frames"], fx["mask_true"])
+    after = export_state_dict(net1)
+    grads = {k: fx[f"grad/{k}"] for k in after}
+    for name, w in after.items():
+        want = fx[f"after_step/{name}"]
+        np.testing.assert_allclose(w, want, atol=2e-3, err_msg=name)
+        big = np.abs(grads[name]) > 1e-6
+        np.testing.assert_allclose(w[big], want[big], atol=1e-6, err_msg=name)
+    net2, _, loss_r, _ = optimizer_step(net1, state, opt, fx["frames"][:, ::-1], fx["mask_true"])
+    np.testing.assert_allclose(loss_r, fx["loss_reverse"], rtol=1e-4, atol=1e-5)
+    for name, w in export_state_dict(net2).items():
+        np.testing.assert_allclose(w, fx[f"after_iter/{name}"], atol=2e-3, err_msg=name)
+
+
+def test_forward_loss_and_gradients_match_official(parity: Fixture) -> None:
+    check_forward_and_grads(parity)
+
+
+def test_mse_and_decouple_parts_match_official(parity: Fixture) -> None:
+    check_parts(parity)
+
+
+def test_inference_matches_official_model_test(parity: Fixture) -> None:
+    check_test_output(parity)
+
+
+def test_adam_step_and_reverse_iteration_match_official(mini_v2_ss: Fixture) -> None:
+    check_adam(mini_v2_ss)
+
+
+@pytest.mark.skipif(not SEED.exists(), reason="shared/parity/v2_seed.npz is a local-only file")
+def test_seed_configuration_matches_official() -> None:
+    fx = Fixture(SEED)
+    check_forward_and_grads(fx)
+    check_parts(fx)
+    check_test_output(fx)
+    check_adam(fx)
