@@ -1,0 +1,168 @@
+"""The rolling input buffer: the last `input_length` frames, kept on the accelerator.
+
+One fixed-shape device array `(1, I, H, W, C)` in model units is updated by a jitted function
+that donates it: the oldest frame shifts out and the new one is written at the end, in the
+array's own memory, so no buffer is rebuilt per scan. The host keeps only the frames' valid
+times and names.
+
+Ordering rules, by valid time: a frame with the time of the newest one is a duplicate and is
+ignored; one older than the newest is out of order and dropped; one more than `max_gap_seconds`
+after the newest empties the buffer first (it becomes the first frame of a new sequence). The
+buffer is `full` (a forecast can be made) once it holds `input_length` consecutive frames.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+__all__ = ["FrameBuffer", "FrameInfo", "Push"]
+
+logger = logging.getLogger(__name__)
+
+
+class Push(enum.Enum):
+    """What `FrameBuffer.push` did with a frame."""
+
+    APPENDED = "appended"
+    RESET = "reset"  # a gap emptied the buffer; the frame starts a new sequence
+    DUPLICATE = "duplicate"
+    OUT_OF_ORDER = "out_of_order"
+
+    @property
+    def accepted(self) -> bool:
+        return self in (Push.APPENDED, Push.RESET)
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """Host-side record of one buffered frame."""
+
+    valid_time: datetime
+    name: str
+
+
+@partial(jax.jit, donate_argnums=0)
+def _shift_in(
+    frames: Float[Array, "1 inputs height width channels"],
+    frame: Float[Array, "height width channels"],
+) -> Float[Array, "1 inputs height width channels"]:
+    """Drop the oldest frame and append `frame` (in place: `frames` is donated)."""
+    i = frames.shape[1]
+    shifted = jax.lax.dynamic_update_slice_in_dim(frames, frames[:, 1:], 0, axis=1)
+    return jax.lax.dynamic_update_slice_in_dim(shifted, frame[None, None], i - 1, axis=1)
+
+
+class FrameBuffer:
+    """The last `input_length` frames on the device, with time-ordering rules."""
+
+    def __init__(
+        self,
+        *,
+        input_length: int,
+        frame_shape: tuple[int, int, int],
+        max_gap_seconds: float,
+        device: jax.Device | None = None,
+    ) -> None:
+        if input_length < 1:
+            raise ValueError(f"input_length: expected >= 1, got {input_length}")
+        if not max_gap_seconds > 0:
+            raise ValueError(f"max_gap_seconds: expected > 0, got {max_gap_seconds}")
+        self.input_length = input_length
+        self.frame_shape = tuple(frame_shape)
+        self.max_gap_seconds = max_gap_seconds
+        self.device = device or jax.devices()[0]
+        shape = (1, input_length, *self.frame_shape)
+        # device_put of host zeros: no XLA computation, so nothing to compile.
+        import numpy as np
+
+        self._frames = jax.device_put(np.zeros(shape, np.float32), self.device)
+        self._update = _shift_in.lower(
+            jax.ShapeDtypeStruct(shape, jnp.float32),
+            jax.ShapeDtypeStruct(self.frame_shape, jnp.float32),
+        ).compile()
+        self._infos: list[FrameInfo] = []
+        self.resets = 0
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def infos(self) -> tuple[FrameInfo, ...]:
+        """The buffered frames, oldest first (at most `input_length`)."""
+        return tuple(self._infos)
+
+    @property
+    def count(self) -> int:
+        return len(self._infos)
+
+    @property
+    def full(self) -> bool:
+        return len(self._infos) == self.input_length
+
+    @property
+    def newest_time(self) -> datetime | None:
+        return self._infos[-1].valid_time if self._infos else None
+
+    @property
+    def frames(self) -> Float[Array, "1 inputs height width channels"]:
+        """The device array; meaningful where it holds frames (the last `count` slots)."""
+        return self._frames
+
+    def clear(self) -> None:
+        """Forget every frame (the device array is reused; stale slots are never read)."""
+        self._infos.clear()
+
+    # -- update ------------------------------------------------------------------------------
+
+    def check(self, valid_time: datetime) -> Push:
+        """What `push` would do with a frame of this valid time (without pushing)."""
+        newest = self.newest_time
+        if newest is None:
+            return Push.APPENDED
+        if valid_time == newest:
+            return Push.DUPLICATE
+        if valid_time < newest:
+            return Push.OUT_OF_ORDER
+        if (valid_time - newest).total_seconds() > self.max_gap_seconds:
+            return Push.RESET
+        return Push.APPENDED
+
+    def push(
+        self, frame: Float[Array, "height width channels"], *, valid_time: datetime, name: str
+    ) -> Push:
+        """Apply the ordering rules, then shift `frame` (a device array) in if accepted."""
+        outcome = self.check(valid_time)
+        if outcome is Push.DUPLICATE:
+            logger.info("scan %s: duplicate valid time %s, ignored", name, valid_time.isoformat())
+            return outcome
+        if outcome is Push.OUT_OF_ORDER:
+            logger.warning(
+                "scan %s: valid time %s is older than the newest buffered %s, dropped",
+                name,
+                valid_time.isoformat(),
+                self.newest_time.isoformat(),
+            )
+            return outcome
+        if outcome is Push.RESET:
+            gap = (valid_time - self.newest_time).total_seconds()
+            logger.warning(
+                "scan %s: %.0f s after the newest scan (more than %.0f s): buffer emptied",
+                name,
+                gap,
+                self.max_gap_seconds,
+            )
+            self.resets += 1
+            self.clear()
+        if tuple(frame.shape) != self.frame_shape:
+            raise ValueError(f"frame {name}: expected shape {self.frame_shape}, got {frame.shape}")
+        self._frames = self._update(self._frames, frame)
+        self._infos.append(FrameInfo(valid_time=valid_time, name=name))
+        del self._infos[: -self.input_length]
+        return outcome
