@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 # Each module under nowcastd.commands defines `register(app)`.
-COMMANDS = ("demo", "import_torch", "train", "dataset", "serve", "predict")
+COMMANDS = ("demo", "import_torch", "train", "dataset", "evaluate", "serve", "predict")
 
 
 def setup_logging(verbose: bool = False) -> None:
