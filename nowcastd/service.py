@@ -90,6 +90,7 @@ class Service:
         self._seen: dict[Path, tuple[int, int]] = {}
         self._last_ping = 0.0
         self._last_forecast: float | None = None
+        self._handle_start = 0.0
         self.compilations_at_ready: int | None = None
         self.metrics.buffer_capacity_frames.set(self.pipeline.buffer.input_length)
 
@@ -201,6 +202,7 @@ class Service:
         """Read the scans, buffer them in time order, forecast once from the newest."""
         pipe, m = self.pipeline, self.metrics
         pipe.timings.clear()
+        self._handle_start = time.monotonic()
         read: list[tuple[Frame, ScanEvent]] = []
         for event in filter(self._fresh, events):
             m.scans_received.inc()
@@ -237,16 +239,18 @@ class Service:
         if path is _FAILED:
             return None
         latency = time.monotonic() - event.event_time
+        queued = self._handle_start - event.event_time  # watcher quiet time + queue wait
         m.forecast_latency.observe(latency)
         m.forecasts_written.inc()
         self._last_forecast = time.time()
         m.last_forecast_time.set(self._last_forecast)
         stages = " ".join(f"{k}={v:.4f}" for k, v in sorted(pipe.timings.items()))
         logger.info(
-            "forecast %s from %s: latency=%.4f %s pre_encoded=%s",
+            "forecast %s from %s: latency=%.4f queued=%.4f %s pre_encoded=%s",
             path.name,
             event.path.name,
             latency,
+            queued,
             stages,
             pipe.used_pre_encoding,
         )
