@@ -92,7 +92,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     log = JsonLog(save_dir / "metrics.jsonl")
     optimizer = adam(cfg.lr)
     valid_paths = cfg.valid_data_paths or cfg.train_data_paths
-    valid_set = _open(cfg, valid_paths, "valid") if valid_paths else None
+    held_out = not cfg.shared_split or cfg.valid_fraction > 0
+    valid_set = _open(cfg, valid_paths, "valid") if valid_paths and held_out else None
 
     if not cfg.is_training:
         if cfg.pretrained_model is None:

@@ -68,7 +68,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 
 
 def _opt(flag: str, help: str):  # noqa: A002
-    return typer.Option(flag, help=f"{help} [default: {TRAIN_DEFAULTS[flag[2:]]!r}]")
+    return typer.Option(flag, help=f"{help} \\[default: {TRAIN_DEFAULTS[flag[2:]]!r}]")
 
 
 def train(
