@@ -26,6 +26,7 @@ def setup_logging(verbose: bool = False) -> None:
     if sys.stderr.isatty():
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt, force=True)
+    logging.getLogger("jax").setLevel(logging.WARNING)
 
 
 for _name in COMMANDS:
