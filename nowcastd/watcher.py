@@ -13,6 +13,9 @@ Hidden and temporary names (`.*`, `*.tmp`, `*.part`, `*~`) are ignored, so a wri
 writes `.scan.tmp` and renames it yields one event for the final name. A file that vanished
 before its quiet time ended is forgotten. The observer threads only queue `ScanEvent`s; one
 worker takes them from `ScanWatcher.queue`.
+
+The flusher thread sleeps until the earliest pending deadline (woken by every new event), not
+on a fixed tick, so a file is handed on within a millisecond or so of its quiet time ending.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ class ScanWatcher(FileSystemEventHandler):
         self._pending: dict[Path, _Pending] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Condition(self._lock)
         self._observer = (
             PollingObserver(timeout=poll_interval_seconds) if poll else Observer(timeout=0.1)
         )
@@ -102,6 +106,8 @@ class ScanWatcher(FileSystemEventHandler):
 
     def stop(self) -> None:
         self._stop.set()
+        with self._lock:
+            self._wake.notify()
         self._observer.stop()
         self._observer.join(timeout=5)
         if self._flusher.is_alive():
@@ -130,6 +136,7 @@ class ScanWatcher(FileSystemEventHandler):
             quiet = self.debounce_seconds if entry.closed and not self.poll else self.settle_seconds
             entry.deadline = now + quiet
             entry.stat = _stat(path)
+            self._wake.notify()
 
     def on_closed(self, event: FileSystemEvent) -> None:
         if not event.is_directory:
@@ -167,8 +174,13 @@ class ScanWatcher(FileSystemEventHandler):
     # -- debounce (flusher thread) -----------------------------------------------------------
 
     def _flush_loop(self) -> None:
-        tick = max(0.01, min(0.05, self.debounce_seconds / 4 or 0.05))
-        while not self._stop.wait(tick):
+        while not self._stop.is_set():
+            with self._lock:
+                deadlines = [entry.deadline for entry in self._pending.values()]
+                wait = min(deadlines) - time.monotonic() if deadlines else None
+                if wait is None or wait > 0:
+                    self._wake.wait(wait)  # until the next deadline, a new event or stop()
+                    continue
             self.flush()
 
     def flush(self, now: float | None = None) -> list[ScanEvent]:
