@@ -6,12 +6,20 @@ Shared by `nowcastd serve` (one step per scan, errors caught by the service loop
 NaN rule: pixels without data (NaN after the domain crop) enter the model as 0 in model units
 (no rain). The forecast is NaN (no data) wherever the newest input scan had no data, and that
 mask is written to the forecast file as `input_nan_mask`.
+
+Pre-encoding in the service runs on a background thread (`start_pre_encode`), dispatched right
+after a forecast is written, so a scan that lands meanwhile is read at once instead of waiting
+in the queue. XLA cannot abandon a running computation, and finishing the encode is always
+cheaper than the full re-encoding a forecast without it needs, so `push` waits for it (before
+the buffer it reads is donated) and the forecast then uses it; the wait is timed as
+`encode_wait`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,9 +99,11 @@ class Pipeline:
         self.timings: dict[str, float] = {}
         self.used_pre_encoding = False
         self._newest: Frame | None = None
+        self._encoding: threading.Thread | None = None
+        self._encode_error: Exception | None = None
 
     @contextlib.contextmanager
-    def _stage(self, stage: str) -> Iterator[None]:
+    def _stage(self, stage: str, *, record: bool = True) -> Iterator[None]:
         start = time.perf_counter()
         try:
             if self.metrics is None:
@@ -102,7 +112,8 @@ class Pipeline:
                 with self.metrics.time_stage(stage):
                     yield
         finally:
-            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+            if record:
+                self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
     def compile(self, *, pre_encoding: bool = True) -> float:
         return self.forecaster.compile(pre_encoding=pre_encoding)
@@ -148,6 +159,7 @@ class Pipeline:
 
     def push(self, frame: Frame) -> Push:
         """Transfer the frame to the device and into the buffer, by the ordering rules."""
+        self.wait_pre_encode()  # it reads the buffer that this push donates
         outcome = self.buffer.check(frame.valid_time)
         if not outcome.accepted:
             return self.buffer.push(frame.model, valid_time=frame.valid_time, name=frame.name)
@@ -173,10 +185,43 @@ class Pipeline:
         return precip
 
     def pre_encode(self) -> None:
-        """In idle time: encode the newest I - 1 frames for the next scan's forecast."""
+        """Encode the newest I - 1 frames for the next scan's forecast, and wait for it."""
+        self.wait_pre_encode()
         if self.buffer.full and self.forecaster.can_pre_encode:
             with self._stage("encode"):
                 self.forecaster.pre_encode(self.buffer.frames, self.buffer.infos)
+
+    def start_pre_encode(self) -> None:
+        """Like `pre_encode`, on a background thread; returns at once."""
+        self.wait_pre_encode()
+        if not (self.buffer.full and self.forecaster.can_pre_encode):
+            return
+        self._encoding = threading.Thread(
+            target=self._encode_in_background,
+            args=(self.buffer.frames, self.buffer.infos),
+            name="pre-encode",
+            daemon=True,
+        )
+        self._encoding.start()
+
+    def _encode_in_background(self, frames, infos) -> None:
+        try:
+            with self._stage("encode", record=False):
+                self.forecaster.pre_encode(frames, infos)
+        except Exception as e:  # handed to the worker by wait_pre_encode
+            self._encode_error = e
+
+    def wait_pre_encode(self) -> None:
+        """Wait for a background pre-encoding; raise what it raised."""
+        thread, self._encoding = self._encoding, None
+        if thread is None:
+            return
+        start = time.perf_counter()
+        thread.join()
+        self.timings["encode_wait"] = time.perf_counter() - start  # not a metrics stage
+        error, self._encode_error = self._encode_error, None
+        if error is not None:
+            raise error
 
     def write(self, precip: np.ndarray, out_dir: Path) -> Path:
         infos = self.buffer.infos

@@ -7,7 +7,9 @@ only then `READY=1`. So a restart forecasts at the next scan, not `input_length`
 The worker (the main thread) takes every queued scan, reads them, pushes them into the buffer
 in valid-time order, and forecasts once from the newest full buffer: when it falls behind,
 the scans it did not forecast from are counted in `nowcastd_scans_skipped_total`. After each
-forecast, in the idle time before the next scan, it pre-encodes the next window. It pings the
+forecast is written it starts pre-encoding the next window on a background thread, so the worker
+is back at the queue at once (a scan that lands meanwhile is read while the encode finishes;
+see `pipeline`). It pings the
 systemd watchdog on every turn of its loop, so a stuck worker gets the unit restarted.
 
 Errors are caught in one place, `_attempt`: a refused scan is logged and counted by reason, a
@@ -134,6 +136,7 @@ class Service:
             logger.info("stopping: %d XLA compilations after ready", after)
         finally:
             self.notifier.stopping("stopping")
+            self._attempt("encode", "the next window", self.pipeline.wait_pre_encode)
             self.watcher.stop()
             counter.close()
             server.shutdown()
@@ -210,6 +213,7 @@ class Service:
             if frame is not _FAILED:
                 read.append((frame, event))
         read.sort(key=lambda pair: pair[0].valid_time)
+        self._attempt("encode", "the next window", pipe.wait_pre_encode)
         forecastable = 0
         newest: ScanEvent | None = None
         for frame, event in read:
@@ -254,9 +258,9 @@ class Service:
             stages,
             pipe.used_pre_encoding,
         )
+        self._attempt("encode", event.path.name, pipe.start_pre_encode)
         self.notifier.status(self._status_line())
         self._attempt("retention", path.name, pipe.prune, self.cfg.output_dir)
-        self._attempt("encode", event.path.name, pipe.pre_encode)
         return path
 
     def refill(self) -> int:
