@@ -9,7 +9,13 @@ import xarray as xr
 
 from nowcastd.errors import DataError, NowcastdError
 from nowcastd.readers import GridInfo
-from nowcastd.writer import forecast_name, prune_forecasts, read_forecast, write_forecast
+from nowcastd.writer import (
+    forecast_name,
+    prune_forecasts,
+    quantize,
+    read_forecast,
+    write_forecast,
+)
 
 ISSUE = datetime(2010, 8, 26, 0, 30, tzinfo=UTC)
 GRID = GridInfo(
@@ -59,7 +65,8 @@ def test_forecast_opens_in_xarray_with_named_dims_and_cf_coordinates(tmp_path):
         assert ds["precip"].dims == ("lead_time", "y", "x")
         assert ds["precip"].attrs["units"] == "mm h-1"
         assert ds["precip"].attrs["standard_name"] == "rainfall_rate"
-        np.testing.assert_array_equal(ds["precip"].values, _precip())
+        np.testing.assert_array_equal(ds["precip"].values, quantize(_precip(), 2))
+        assert ds["precip"].attrs["least_significant_digit"] == 2
         assert ds["lead_time"].values.tolist() == [300, 600, 900]
         expected = [
             np.datetime64("2010-08-26T00:35"),
@@ -81,6 +88,7 @@ def test_forecast_is_gzip_compressed_float32_with_dimension_scales(tmp_path):
     with h5py.File(_write(tmp_path), "r") as h:
         precip = h["precip"]
         assert precip.dtype == np.float32 and precip.compression == "gzip"
+        assert precip.shuffle and precip.chunks == (1, 4, 5)
         assert [d.label for d in precip.dims] == ["lead_time", "y", "x"]
         assert [d[0].name for d in precip.dims] == ["/lead_time", "/y", "/x"]
         assert list(h.attrs["input_scans"]) == [
@@ -89,9 +97,39 @@ def test_forecast_is_gzip_compressed_float32_with_dimension_scales(tmp_path):
         ]
 
 
+def test_precip_is_rounded_to_one_128th_mm_per_hour_keeping_nan(tmp_path):
+    precip = _precip()
+    out = read_forecast(_write(tmp_path, precip=precip))["precip"]
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(precip))
+    assert np.nanmax(np.abs(out - precip)) <= 1 / 256
+    np.testing.assert_array_equal(out * 128, np.round(out * 128))  # whole steps of 1/128
+
+
+def test_large_forecast_with_nan_roundtrips_through_the_chunk_filters(tmp_path):
+    rng = np.random.default_rng(1)
+    precip = rng.gamma(0.5, 2.0, size=(4, 64, 48)).astype(np.float32)
+    precip[:, 10:20, 5:9] = np.nan
+    path = _write(
+        tmp_path,
+        precip=precip,
+        lead_seconds=[300, 600, 900, 1200],
+        grid=None,
+        nan_mask=np.isnan(precip[0]),
+        least_significant_digit=None,
+    )
+    with h5py.File(path, "r") as h:
+        np.testing.assert_array_equal(h["precip"][...], precip)
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        np.testing.assert_array_equal(ds["precip"].values, precip)
+
+
 def test_read_forecast_roundtrips_everything_written(tmp_path):
-    out = read_forecast(_write(tmp_path, extra_attrs={"radar": "NL", "leads": [1, 2]}))
+    out = read_forecast(
+        _write(tmp_path, extra_attrs={"radar": "NL", "leads": [1, 2]}, least_significant_digit=None)
+    )
     np.testing.assert_array_equal(out["precip"], _precip())
+    with h5py.File(tmp_path / forecast_name(ISSUE), "r") as h:
+        assert "least_significant_digit" not in h["precip"].attrs
     assert out["lead_seconds"].tolist() == [300, 600, 900]
     assert out["issue_time"] == ISSUE
     assert out["valid_times"] == [ISSUE + timedelta(minutes=m) for m in (5, 10, 15)]
@@ -136,6 +174,7 @@ def test_failed_replace_raises_and_removes_temp_file(tmp_path):
         ({"nan_mask": np.zeros((4, 5), np.uint8)}, r"nan_mask: expected bool"),
         ({"extra_attrs": {"model_name": "x"}}, r"extra_attrs: expected no reserved names"),
         ({"extra_attrs": {"bad": {"a": 1}}}, r"extra_attrs\['bad'\]: expected a str"),
+        ({"least_significant_digit": -1}, r"least_significant_digit: expected None or an int"),
     ],
 )
 def test_invalid_arguments_write_nothing(tmp_path, changes, message):
