@@ -10,6 +10,8 @@ from jax import lax
 from jaxtyping import Array, Float
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
+# Batch size from which the weight gradient runs as one convolution (see _conv_weight_grad).
+_WGRAD_CONV_MIN_BATCH = 8
 
 
 def conv2d(
@@ -56,10 +58,29 @@ def _conv_same_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
     pad = w.shape[0] // 2
     # d/dx: correlate the cotangent with the flipped kernel, in and out swapped.
     dx = _conv_nhwc(g, jnp.swapaxes(w[::-1, ::-1], 2, 3), pad)
-    # d/dw[dy, dx, i, o] = sum_{b, y, x} x_pad[b, y + dy, x + dx, i] * g[b, y, x, o]: a
-    # convolution with the input channels as its batch and the batch as its channels.
-    dw = _conv_nhwc(jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)), pad)
-    return dx, jnp.transpose(dw, (1, 2, 0, 3))
+    return dx, _conv_weight_grad(x, g, w.shape[0])
+
+
+def _conv_weight_grad(x: Array, g: Array, k: int) -> Array:
+    """d/dw[dy, dx, i, o] = sum_{b, y, x} x_pad[b, y + dy, x + dx, i] * g[b, y, x, o]."""
+    batch, h, w, c_in = x.shape
+    pad = k // 2
+    if batch >= _WGRAD_CONV_MIN_BATCH:
+        # A convolution with the input channels as its batch and the batch as its
+        # channels: fast when the batch (its contraction depth per tap) is large.
+        dw = _conv_nhwc(jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)), pad)
+        return jnp.transpose(dw, (1, 2, 0, 3))
+    # Small batches: k matmuls over (batch * h * w), one per kernel row, on the input
+    # with its k column shifts stacked on the channel axis (about 2x faster for the
+    # radar configuration at batch 4 than the convolution above).
+    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    cols = jnp.concatenate([xp[:, :, j : j + w] for j in range(k)], axis=-1)
+    g2 = g.reshape(-1, g.shape[-1])
+    rows = [
+        (jnp.transpose(cols[:, i : i + h].reshape(-1, k * c_in)) @ g2).reshape(k, c_in, -1)
+        for i in range(k)
+    ]
+    return jnp.stack(rows)
 
 
 _conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
