@@ -53,6 +53,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--leads", type=int, default=10)
     p.add_argument("--debounce", type=float, default=0.01, help="daemon debounce_seconds")
     p.add_argument("--repeats", type=int, default=10, help="in-process rollout timings")
+    p.add_argument("--rss-every", type=int, default=100, help="sample RSS every N scans")
     p.add_argument(
         "--no-idle",
         action="store_true",
@@ -131,8 +132,11 @@ def _serve(args, root: Path) -> None:
             time.sleep(0.1)
         print(f"daemon ready after {time.monotonic() - started:.1f} s")
         at_ready = _metrics(port)
+        rss = [(0, at_ready["process_resident_memory_bytes"])]
         t0 = datetime(2026, 1, 1, tzinfo=UTC)
         for i in range(args.scans):
+            if i and i % args.rss_every == 0:
+                rss.append((i, _metrics(port)["process_resident_memory_bytes"]))
             name = f"scan_{t0 + timedelta(minutes=5 * i):%Y%m%d%H%M}.npy"
             tmp = incoming / f".{name}.tmp"
             tmp.write_bytes(_scan(i, args.grid))
@@ -154,10 +158,12 @@ def _serve(args, root: Path) -> None:
             old.unlink(missing_ok=True)  # the feed's own retention
         time.sleep(0.5)
         at_end = _metrics(port)
+        rss.append((args.scans, at_end["process_resident_memory_bytes"]))
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
     _report(log_path.read_text(), at_ready, at_end, code)
+    print("RSS by scan: " + ", ".join(f"{i}: {b / 2**20:.1f}" for i, b in rss) + " MiB")
 
 
 def _report(log: str, at_ready: dict, at_end: dict, code: int) -> None:
