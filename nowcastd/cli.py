@@ -30,13 +30,7 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 for _name in COMMANDS:
-    try:
-        _module = importlib.import_module(f"nowcastd.commands.{_name}")
-    except ModuleNotFoundError as e:  # a command whose module is not installed
-        if e.name != f"nowcastd.commands.{_name}":
-            raise
-        continue
-    _module.register(app)
+    importlib.import_module(f"nowcastd.commands.{_name}").register(app)
 
 
 def main() -> None:

@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
+import equinox as eqx
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from model.torch_compat import export_state_dict, official_step, official_test
+from model.torch_compat import _loss_and_grad, export_state_dict, official_step, official_test
 from model.train import adam, optimizer_step
 
 from .conftest import Fixture
@@ -17,8 +19,24 @@ def _rel_l2(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
+_STEPS: dict[str, tuple] = {}
+
+
+def _official(fx: Fixture) -> tuple:
+    """One compiled official step per fixture, shared by the tests that read its outputs."""
+    if fx.name not in _STEPS:
+        network = fx.network()
+        (loss, parts), grads = _loss_and_grad(
+            network, jnp.asarray(fx["frames"]), jnp.asarray(fx["mask_true"])
+        )
+        _STEPS[fx.name] = (float(loss), parts, export_state_dict(grads))
+    return _STEPS[fx.name]
+
+
 def check_forward_and_grads(fx: Fixture) -> None:
     loss, next_frames, grads = official_step(fx.network(), fx["frames"], fx["mask_true"], fx.cfg)
+    cached_loss, parts, _ = _official(fx)
+    assert cached_loss == loss and np.array_equal(parts.next_frames, next_frames)
     np.testing.assert_allclose(next_frames, fx["next_frames"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(loss, fx["loss"], rtol=1e-4, atol=1e-5)
     assert set(grads) == {k.removeprefix("grad/") for k in fx.data.files if k.startswith("grad/")}
@@ -30,11 +48,7 @@ def check_forward_and_grads(fx: Fixture) -> None:
 
 
 def check_parts(fx: Fixture) -> None:
-    import jax.numpy as jnp
-
-    from model.loss import predrnn_loss
-
-    _, parts = predrnn_loss(fx.network(), jnp.asarray(fx["frames"]), jnp.asarray(fx["mask_true"]))
+    _, parts, _ = _official(fx)
     np.testing.assert_allclose(parts.mse, fx["mse"], rtol=1e-4, atol=1e-6)
     if fx.has("decouple_loss"):
         np.testing.assert_allclose(parts.decouple, fx["decouple_loss"], rtol=1e-4, atol=1e-6)
@@ -46,13 +60,11 @@ def check_test_output(fx: Fixture) -> None:
 
 
 def check_adam(fx: Fixture) -> None:
-    lr = float(fx.flags["lr"])
-    opt = adam(lr)
-    import equinox as eqx
-
+    opt = adam(float(fx.flags["lr"]))
     net = fx.network()
     state = opt.init(eqx.filter(net, eqx.is_inexact_array))
-    net1, state, _, _ = optimizer_step(net, state, opt, fx["frames"], fx["mask_true"])
+    step = eqx.filter_jit(optimizer_step)
+    net1, state, _, _ = step(net, state, opt, fx["frames"], fx["mask_true"])
     after = export_state_dict(net1)
     grads = {k: fx[f"grad/{k}"] for k in after}
     for name, w in after.items():
@@ -60,7 +72,9 @@ def check_adam(fx: Fixture) -> None:
         np.testing.assert_allclose(w, want, atol=2e-3, err_msg=name)
         big = np.abs(grads[name]) > 1e-6
         np.testing.assert_allclose(w[big], want[big], atol=1e-6, err_msg=name)
-    net2, _, loss_r, _ = optimizer_step(net1, state, opt, fx["frames"][:, ::-1], fx["mask_true"])
+    net2, _, loss_r, _ = step(
+        net1, state, opt, np.ascontiguousarray(fx["frames"][:, ::-1]), fx["mask_true"]
+    )
     np.testing.assert_allclose(loss_r, fx["loss_reverse"], rtol=1e-4, atol=1e-5)
     for name, w in export_state_dict(net2).items():
         np.testing.assert_allclose(w, fx[f"after_iter/{name}"], atol=2e-3, err_msg=name)

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from model.patch import reshape_patch, reshape_patch_back
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(
     p=st.sampled_from([1, 2, 4]), hp=st.integers(1, 4), wp=st.integers(1, 4), c=st.integers(1, 3)
 )
