@@ -15,7 +15,7 @@ from model.loss import predrnn_loss
 from model.network import PredRNN
 
 # run.py defaults for the flags that shape the network (REFERENCE §1).
-_RUN_DEFAULTS: dict[str, Any] = {
+RUN_MODEL_DEFAULTS: dict[str, Any] = {
     "model_name": "predrnn",
     "num_hidden": "64,64,64,64",
     "filter_size": 5,
@@ -46,7 +46,7 @@ _LAYOUTS: dict[
 
 def config_from_run_flags(flags: Mapping[str, Any]) -> ModelConfig:
     """Build a `ModelConfig` from run.py flag names and values as argparse holds them."""
-    f = {**_RUN_DEFAULTS, **flags}
+    f = {**RUN_MODEL_DEFAULTS, **flags}
     hidden = f["num_hidden"]
     if isinstance(hidden, str):
         hidden = tuple(int(v) for v in hidden.split(","))

@@ -7,28 +7,8 @@ from typing import Annotated
 
 import typer
 
+from nowcastd.commands import model_flags as mf
 from nowcastd.commands import user_errors
-from nowcastd.commands.model_flags import (
-    MODEL_DEFAULTS,
-    ConvOnInput,
-    DecoupleBeta,
-    FilterSize,
-    ImgChannel,
-    ImgHeight,
-    ImgWidth,
-    InputLength,
-    LayerNorm,
-    ModelName,
-    NumActionCh,
-    NumHidden,
-    NumLayers,
-    PatchSize,
-    ResOnConv,
-    ReverseSS,
-    Stride,
-    TotalLength,
-    model_config,
-)
 from nowcastd.commands.options import Resolver
 from nowcastd.transform import DataTransform
 
@@ -44,31 +24,31 @@ def import_torch(
         str,
         typer.Option("--transform", help="data transform of the training data: identity or dbz"),
     ] = "identity",
-    model_name: ModelName = None,
-    num_hidden: NumHidden = None,
-    num_layers: NumLayers = None,
-    filter_size: FilterSize = None,
-    stride: Stride = None,
-    patch_size: PatchSize = None,
-    img_channel: ImgChannel = None,
-    img_width: ImgWidth = None,
-    img_height: ImgHeight = None,
-    layer_norm: LayerNorm = None,
-    decouple_beta: DecoupleBeta = None,
-    input_length: InputLength = None,
-    total_length: TotalLength = None,
-    reverse_scheduled_sampling: ReverseSS = None,
-    num_action_ch: NumActionCh = None,
-    conv_on_input: ConvOnInput = None,
-    res_on_conv: ResOnConv = None,
+    model_name: mf.ModelName = None,
+    num_hidden: mf.NumHidden = None,
+    num_layers: mf.NumLayers = None,
+    filter_size: mf.FilterSize = None,
+    stride: mf.Stride = None,
+    patch_size: mf.PatchSize = None,
+    img_channel: mf.ImgChannel = None,
+    img_width: mf.ImgWidth = None,
+    img_height: mf.ImgHeight = None,
+    layer_norm: mf.LayerNorm = None,
+    decouple_beta: mf.DecoupleBeta = None,
+    input_length: mf.InputLength = None,
+    total_length: mf.TotalLength = None,
+    reverse_scheduled_sampling: mf.ReverseSS = None,
+    num_action_ch: mf.NumActionCh = None,
+    conv_on_input: mf.ConvOnInput = None,
+    res_on_conv: mf.ResOnConv = None,
 ) -> None:
     """Import official predrnn-pytorch weights, given the run.py flags they were trained with."""
     from nowcastd.modelio import save_inference_checkpoint
     from nowcastd.torch_import import load_official_checkpoint
 
-    given = {k: v for k, v in locals().items() if k in MODEL_DEFAULTS}
-    r = Resolver(given, {}, MODEL_DEFAULTS)
-    cfg = model_config({k: r[k] for k in MODEL_DEFAULTS})
+    given = {k: v for k, v in locals().items() if k in mf.MODEL_DEFAULTS}
+    r = Resolver(given, {}, mf.MODEL_DEFAULTS)
+    cfg = mf.model_config({k: r[k] for k in mf.MODEL_DEFAULTS})
     network = load_official_checkpoint(checkpoint, cfg)
     path = save_inference_checkpoint(
         out, network, DataTransform(kind=transform), source=str(checkpoint.name)

@@ -7,29 +7,12 @@ from typing import Annotated, Any
 import typer
 
 from model.config import ModelConfig
-from model.torch_compat import config_from_run_flags
+from model.torch_compat import RUN_MODEL_DEFAULTS, config_from_run_flags
 from nowcastd.errors import ConfigError
 
-# run.py's defaults (the official layer_norm default is 1; its shipped scripts pass 0).
-MODEL_DEFAULTS: dict[str, Any] = {
-    "model_name": "predrnn",
-    "num_hidden": "64,64,64,64",
-    "num_layers": 0,
-    "filter_size": 5,
-    "stride": 1,
-    "patch_size": 4,
-    "img_channel": 1,
-    "img_width": 64,
-    "img_height": 0,
-    "layer_norm": 1,
-    "decouple_beta": 0.1,
-    "input_length": 10,
-    "total_length": 20,
-    "reverse_scheduled_sampling": 0,
-    "num_action_ch": 4,
-    "conv_on_input": 0,
-    "res_on_conv": 0,
-}
+# run.py's defaults (its layer_norm default is 1; its shipped scripts pass 0), plus
+# --num_layers (checked against --num_hidden) and --img_height (0: square, as run.py).
+MODEL_DEFAULTS: dict[str, Any] = {**RUN_MODEL_DEFAULTS, "num_layers": 0, "img_height": 0}
 
 ModelName = Annotated[
     str | None,
@@ -85,7 +68,9 @@ InputLength = Annotated[
 ]
 TotalLength = Annotated[
     int | None,
-    typer.Option("--total_length", help="frames per clip T (I context + T-I future) \\[default: 20]"),
+    typer.Option(
+        "--total_length", help="frames per clip T (I context + T-I future) \\[default: 20]"
+    ),
 ]
 ReverseSS = Annotated[
     int | None,

@@ -7,28 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from nowcastd.commands import model_flags as mf
 from nowcastd.commands import user_errors
-from nowcastd.commands.model_flags import (
-    MODEL_DEFAULTS,
-    ConvOnInput,
-    DecoupleBeta,
-    FilterSize,
-    ImgChannel,
-    ImgHeight,
-    ImgWidth,
-    InputLength,
-    LayerNorm,
-    ModelName,
-    NumActionCh,
-    NumHidden,
-    NumLayers,
-    PatchSize,
-    ResOnConv,
-    ReverseSS,
-    Stride,
-    TotalLength,
-    model_config,
-)
 from nowcastd.commands.options import Resolver, load_toml
 from nowcastd.errors import ConfigError
 
@@ -78,23 +58,23 @@ def train(
             "--config", help="TOML file whose \\[train] table sets any flag below (flags win)"
         ),
     ] = None,
-    model_name: ModelName = None,
-    num_hidden: NumHidden = None,
-    num_layers: NumLayers = None,
-    filter_size: FilterSize = None,
-    stride: Stride = None,
-    patch_size: PatchSize = None,
-    img_channel: ImgChannel = None,
-    img_width: ImgWidth = None,
-    img_height: ImgHeight = None,
-    layer_norm: LayerNorm = None,
-    decouple_beta: DecoupleBeta = None,
-    input_length: InputLength = None,
-    total_length: TotalLength = None,
-    reverse_scheduled_sampling: ReverseSS = None,
-    num_action_ch: NumActionCh = None,
-    conv_on_input: ConvOnInput = None,
-    res_on_conv: ResOnConv = None,
+    model_name: mf.ModelName = None,
+    num_hidden: mf.NumHidden = None,
+    num_layers: mf.NumLayers = None,
+    filter_size: mf.FilterSize = None,
+    stride: mf.Stride = None,
+    patch_size: mf.PatchSize = None,
+    img_channel: mf.ImgChannel = None,
+    img_width: mf.ImgWidth = None,
+    img_height: mf.ImgHeight = None,
+    layer_norm: mf.LayerNorm = None,
+    decouple_beta: mf.DecoupleBeta = None,
+    input_length: mf.InputLength = None,
+    total_length: mf.TotalLength = None,
+    reverse_scheduled_sampling: mf.ReverseSS = None,
+    num_action_ch: mf.NumActionCh = None,
+    conv_on_input: mf.ConvOnInput = None,
+    res_on_conv: mf.ResOnConv = None,
     is_training: Annotated[
         int | None, _opt("--is_training", "1: train; 0: evaluate --pretrained_model once")
     ] = None,
@@ -200,9 +180,9 @@ def train(
     """Train PredRNN on radar data with run.py's flags (see README: `nowcastd train`)."""
     from nowcastd.cli import setup_logging
 
-    given = {k: v for k, v in locals().items() if k in MODEL_DEFAULTS or k in TRAIN_DEFAULTS}
+    given = {k: v for k, v in locals().items() if k in mf.MODEL_DEFAULTS or k in TRAIN_DEFAULTS}
     setup_logging(verbose)
-    defaults = {**MODEL_DEFAULTS, **TRAIN_DEFAULTS}
+    defaults = {**mf.MODEL_DEFAULTS, **TRAIN_DEFAULTS}
     r = Resolver(given, load_toml(config, "train"), defaults)
     values = {k: r[k] for k in defaults}
     cfg = build_train_config(values)
@@ -225,7 +205,7 @@ def build_train_config(values: dict[str, Any]):
     from model.sampling import SamplingConfig
     from nowcastd.train_config import TrainConfig
 
-    model = model_config({k: values[k] for k in MODEL_DEFAULTS})
+    model = mf.model_config({k: values[k] for k in mf.MODEL_DEFAULTS})
     crop = None
     if values["data_crop"]:
         try:
