@@ -41,6 +41,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from h5py import h5ds
 
 from nowcastd import __version__
 from nowcastd.errors import DataError, NowcastdError
@@ -158,9 +159,9 @@ def _root_attrs(
 
 def _attach(dataset: h5py.Dataset, names: tuple[str, ...]) -> None:
     """Label each axis and attach the dimension scale of the same name (netCDF-4 style)."""
-    for axis, name in enumerate(names):
-        dataset.dims[axis].label = name
-        dataset.dims[axis].attach_scale(dataset.file[name])
+    for axis, name in enumerate(names):  # h5ds directly: the `dims` proxies cost ms per file
+        h5ds.set_label(dataset.id, axis, name.encode())
+        h5ds.attach_scale(dataset.id, dataset.file[name].id, axis)
 
 
 def quantize(precip: np.ndarray, least_significant_digit: int) -> np.ndarray:
