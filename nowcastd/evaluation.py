@@ -100,3 +100,23 @@ def evaluate(
         cos = _decoupling_cosines(network, jnp.asarray(first[:, :i]))
         save_decoupling_histogram(figures_dir / "decoupling_cosine.png", np.asarray(cos).ravel())
     return verifier.result()
+
+
+def persistence_scores(clipset, *, input_length: int, img_channel: int, batch_size: int, transform):
+    """Scores of persistence (the last context frame repeated for every lead) on `clipset`,
+    with the same `Verifier` and batches as `nowcastd.evaluation.evaluate`."""
+    i = input_length
+    batches = BatchIterator(
+        clipset,
+        min(batch_size, len(clipset)),
+        np.random.default_rng(0),
+        shuffle=False,
+        drop_last=False,
+        repeat=False,
+    )
+    verifier = Verifier(transform)
+    for clips in batches:
+        truth = clips[:, i:, ..., :img_channel]
+        last = clips[:, i - 1 : i, ..., :img_channel]
+        verifier.update(np.broadcast_to(last, truth.shape), truth)
+    return verifier.result()

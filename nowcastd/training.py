@@ -37,6 +37,7 @@ class TrainingDiverged(NowcastdError):
 
 
 def _open(cfg: TrainConfig, paths: tuple[Path, ...], split: str) -> ClipSet:
+    """One split of the run's data, cut to fit the model."""
     m = cfg.model
     if len(paths) != 1:
         raise NowcastdError(f"expected one {split} data path, got {len(paths)}: {paths}")
@@ -56,6 +57,14 @@ def _open(cfg: TrainConfig, paths: tuple[Path, ...], split: str) -> ClipSet:
         crop=cfg.data_crop,
         block=cfg.data_block,
     )
+
+
+def open_split(cfg: TrainConfig, split: str) -> ClipSet:
+    """The `train` or `valid` clips a run with `cfg` uses."""
+    paths = (
+        cfg.train_data_paths if split == "train" else (cfg.valid_data_paths or cfg.train_data_paths)
+    )
+    return _open(cfg, paths, split)
 
 
 class JsonLog:

@@ -26,7 +26,7 @@ def demo(
     out: Annotated[
         Path, typer.Option("--out", help="directory for checkpoints, figures and the forecast")
     ] = Path("nowcastd-demo"),
-    iterations: Annotated[int, typer.Option("--iterations", help="training iterations")] = 300,
+    iterations: Annotated[int, typer.Option("--iterations", help="training iterations")] = 200,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Train, evaluate and forecast on the bundled KNMI sample (64x64, 5-min steps)."""
@@ -38,6 +38,7 @@ def demo(
     from model.rollout import rollout_jit
     from nowcastd import training
     from nowcastd.cli import setup_logging
+    from nowcastd.evaluation import persistence_scores
     from nowcastd.modelio import load_model
     from nowcastd.train_config import TrainConfig
     from nowcastd.writer import write_forecast
@@ -104,6 +105,14 @@ def demo(
         nan_mask=None,
     )
     ev = result.get("eval", {}).get("mean", {})
+    valid = training.open_split(cfg, "valid")
+    base = persistence_scores(
+        valid,
+        input_length=model.input_length,
+        img_channel=1,
+        batch_size=4,
+        transform=loaded.transform,
+    )["mean"]
     typer.echo("")
     typer.echo(
         f"trained {iterations} iterations in {train_s:.1f} s; last loss {result.get('loss', float('nan')):.5f}"
@@ -112,6 +121,10 @@ def demo(
         typer.echo(
             f"held-out mean over {leads} leads: MAE {ev.get('mae_mm_h', float('nan')):.3f} mm/h, "
             f"CSI(1 mm/h) {ev.get('csi_1_mm_h', float('nan')):.3f}, SSIM {ev.get('ssim', float('nan')):.3f}"
+        )
+        typer.echo(
+            f"persistence on the same frames: MAE {base['mae_mm_h']:.3f} mm/h, "
+            f"CSI(1 mm/h) {base['csi_1_mm_h']:.3f}, SSIM {base['ssim']:.3f}"
         )
     typer.echo(
         f"forecast {times[-1] + timedelta(seconds=step):%H:%M}–"

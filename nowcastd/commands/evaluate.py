@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 
 from nowcastd.commands import user_errors
@@ -29,29 +28,6 @@ SPLITS = ("valid", "train", "all")
 
 def _opt(flag: str, help: str):  # noqa: A002
     return typer.Option(flag, help=f"{help} \\[default: {EVALUATE_DEFAULTS[flag[2:]]!r}]")
-
-
-def persistence_scores(clipset, *, input_length: int, img_channel: int, batch_size: int, transform):
-    """Scores of persistence (the last context frame repeated for every lead) on `clipset`,
-    with the same `Verifier` and batches as `nowcastd.evaluation.evaluate`."""
-    from nowcastd.data.loader import BatchIterator
-    from nowcastd.verification import Verifier
-
-    i = input_length
-    batches = BatchIterator(
-        clipset,
-        min(batch_size, len(clipset)),
-        np.random.default_rng(0),
-        shuffle=False,
-        drop_last=False,
-        repeat=False,
-    )
-    verifier = Verifier(transform)
-    for clips in batches:
-        truth = clips[:, i:, ..., :img_channel]
-        last = clips[:, i - 1 : i, ..., :img_channel]
-        verifier.update(np.broadcast_to(last, truth.shape), truth)
-    return verifier.result()
 
 
 def _finite_or_none(obj: Any) -> Any:
@@ -143,6 +119,7 @@ def evaluate(
 
     from nowcastd.data.loader import open_dataset
     from nowcastd.evaluation import evaluate as run_evaluation
+    from nowcastd.evaluation import persistence_scores
     from nowcastd.modelio import load_model
     from nowcastd.verification import format_table
 

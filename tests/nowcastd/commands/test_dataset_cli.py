@@ -37,7 +37,7 @@ def run(*args: str):
 
 
 def train_shape_check(path: Path, *, total_length: int, img_width: int, img_height: int = 0):
-    """The train command's data check: flags -> TrainConfig -> nowcastd.training._open."""
+    """The train command's data check: flags -> TrainConfig -> nowcastd.training.open_split."""
     from nowcastd import training
 
     values = {**MODEL_DEFAULTS, **TRAIN_DEFAULTS}
@@ -51,7 +51,7 @@ def train_shape_check(path: Path, *, total_length: int, img_width: int, img_heig
         num_hidden="8",
     )
     cfg = build_train_config(values)
-    return training._open(cfg, cfg.train_data_paths, "train")
+    return training.open_split(cfg, "train")
 
 
 def test_build_from_knmi_scans_with_crop_and_block(tmp_path):
