@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 
 from nowcastd.errors import ScanError
-from nowcastd.readers.scan import GridInfo, Scan, as_text, rain_rate_from_dbz
+from nowcastd.readers.scan import GridInfo, Scan, as_text, rain_rate_from_dbz, read_or_raise
 
 __all__ = ["read_knmi", "proj4_km_to_m"]
 
@@ -167,10 +167,4 @@ def _decode(path: Path, *, zr_a: float, zr_b: float) -> Scan:
 
 def read_knmi(path: str | Path, *, zr_a: float = 200.0, zr_b: float = 1.6) -> Scan:
     """Read a KNMI radar HDF5 file into a `Scan` (mm/h, NaN = no data)."""
-    path = Path(path)
-    try:
-        return _decode(path, zr_a=zr_a, zr_b=zr_b)
-    except ScanError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, IndexError) as e:
-        raise ScanError(f"{path.name}: not a readable KNMI radar HDF5 file: {e}") from e
+    return read_or_raise(_decode, path, "KNMI radar HDF5 file", zr_a=zr_a, zr_b=zr_b)

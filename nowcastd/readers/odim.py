@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 
 from nowcastd.errors import ScanError
-from nowcastd.readers.scan import GridInfo, Scan, as_text, rain_rate_from_dbz
+from nowcastd.readers.scan import GridInfo, Scan, as_text, rain_rate_from_dbz, read_or_raise
 
 __all__ = ["read_odim", "QUANTITIES"]
 
@@ -169,10 +169,4 @@ def _decode(path: Path, *, zr_a: float, zr_b: float) -> Scan:
 
 def read_odim(path: str | Path, *, zr_a: float = 200.0, zr_b: float = 1.6) -> Scan:
     """Read an ODIM_H5 COMP/IMAGE file into a `Scan` (mm/h, NaN = no data)."""
-    path = Path(path)
-    try:
-        return _decode(path, zr_a=zr_a, zr_b=zr_b)
-    except ScanError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, IndexError) as e:
-        raise ScanError(f"{path.name}: not a readable ODIM_H5 image: {e}") from e
+    return read_or_raise(_decode, path, "ODIM_H5 image", zr_a=zr_a, zr_b=zr_b)

@@ -12,11 +12,14 @@ Conventions shared by all readers:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+
+from nowcastd.errors import ScanError
 
 __all__ = ["GridInfo", "Scan", "as_text", "rain_rate_from_dbz"]
 
@@ -128,3 +131,15 @@ def rain_rate_from_dbz(dbz: np.ndarray, *, zr_a: float, zr_b: float) -> np.ndarr
         raise ValueError(f"Z-R relation: expected zr_a > 0 and zr_b > 0, got {zr_a}, {zr_b}")
     z = np.power(10.0, np.asarray(dbz, dtype=np.float64) / 10.0)
     return np.power(z / zr_a, 1.0 / zr_b)
+
+
+def read_or_raise(decode: Callable[..., Scan], path: str | Path, what: str, **kwargs) -> Scan:
+    """Run a reader's `decode(path, **kwargs)`; any low-level failure becomes one ScanError
+    naming the file and what it should have been."""
+    path = Path(path)
+    try:
+        return decode(path, **kwargs)
+    except ScanError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, IndexError) as e:
+        raise ScanError(f"{path.name}: not a readable {what}: {e}") from e
