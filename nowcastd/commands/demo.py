@@ -40,6 +40,7 @@ def demo(
     from nowcastd.cli import setup_logging
     from nowcastd.evaluation import persistence_scores
     from nowcastd.modelio import load_model
+    from nowcastd.readers import GridInfo
     from nowcastd.train_config import TrainConfig
     from nowcastd.writer import write_forecast
 
@@ -83,6 +84,17 @@ def demo(
         precip = h["precip"][-model.input_length :]
         times = [datetime.fromtimestamp(int(t), UTC) for t in h["time_unix"][-model.input_length :]]
         step = int(h.attrs["timestep_seconds"])
+        a = h.attrs
+        grid = GridInfo(
+            shape=precip.shape[1:],
+            projection=str(a["projection"]),
+            xpixelsize=float(a["xpixelsize"]),
+            ypixelsize=float(a["ypixelsize"]),
+            x1=float(a["x1"]),
+            y1=float(a["y1"]),
+            x2=float(a["x2"]),
+            y2=float(a["y2"]),
+        )
     context = jnp.asarray(loaded.transform.to_model(precip)[None, ..., None])
     leads = model.total_length - model.input_length
     rollout_jit(loaded.network, context, leads).block_until_ready()  # compile
@@ -101,7 +113,7 @@ def demo(
         input_times=times,
         model_name=model.model_name,
         checkpoint_digest=loaded.digest,
-        grid=None,
+        grid=grid,
         nan_mask=None,
     )
     ev = result.get("eval", {}).get("mean", {})
