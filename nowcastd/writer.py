@@ -381,6 +381,9 @@ def prune_forecasts(
 ) -> list[Path]:
     """Delete forecast files beyond the newest `keep_last` or issued over `max_age_hours` ago.
 
+    Age is counted back from `now` or from the newest forecast's issue time, whichever is
+    earlier: replaying an archive (issue times long past) keeps its recent forecasts, and when
+    the feed stops the last forecasts stay on disk (the staleness alert reports it).
     Only files named `forecast_YYYYmmddTHHMMSSZ.h5` are considered; anything else (including
     in-progress temp files) is left alone. Returns the removed paths, oldest first.
     """
@@ -399,8 +402,8 @@ def prune_forecasts(
     doomed = set()
     if keep_last is not None:
         doomed.update(p for _, p in found[: max(len(found) - keep_last, 0)])
-    if max_age_hours is not None:
-        cutoff = now - timedelta(hours=max_age_hours)
+    if max_age_hours is not None and found:
+        cutoff = min(now, found[-1][0]) - timedelta(hours=max_age_hours)
         doomed.update(p for t, p in found if t < cutoff)
     removed = []
     for _, entry in found:

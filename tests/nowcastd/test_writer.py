@@ -216,6 +216,16 @@ def test_prune_max_age_uses_issue_time_in_name(tmp_path):
     assert recent.exists() and new.exists()
 
 
+def test_prune_age_counts_from_the_newest_forecast_when_it_is_older_than_now(tmp_path):
+    # An archive replay (or a stopped feed): "now" is years after the newest issue time.
+    old, recent, new = _touch_forecasts(tmp_path, [5, 2, 0])
+    removed = prune_forecasts(
+        tmp_path, keep_last=None, max_age_hours=3.0, now=ISSUE + timedelta(days=5000)
+    )
+    assert removed == [old]
+    assert recent.exists() and new.exists()
+
+
 def test_prune_with_both_rules_removes_union_and_none_removes_nothing(tmp_path):
     paths = _touch_forecasts(tmp_path, [5, 2, 1, 0])
     assert prune_forecasts(tmp_path, keep_last=None, max_age_hours=None, now=ISSUE) == []
