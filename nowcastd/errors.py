@@ -19,3 +19,7 @@ class CheckpointError(NowcastdError):
 
 class ConfigError(NowcastdError):
     """A configuration file or flag combination is invalid."""
+
+
+class UnknownFormatError(ScanError):
+    """A file whose content is no radar format nowcastd reads (as opposed to a damaged one)."""

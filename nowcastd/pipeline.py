@@ -31,7 +31,7 @@ import numpy as np
 
 from nowcastd.buffer import FrameBuffer, Push
 from nowcastd.config import ServeConfig
-from nowcastd.errors import ConfigError, NowcastdError, ScanError
+from nowcastd.errors import ConfigError, NowcastdError, ScanError, UnknownFormatError
 from nowcastd.forecaster import Forecaster
 from nowcastd.grid import Domain
 from nowcastd.metrics import ServiceMetrics
@@ -129,8 +129,10 @@ class Pipeline:
             if fmt == "auto":
                 try:
                     fmt = detect_format(path)
-                except ScanError as e:
+                except UnknownFormatError as e:
                     raise ScanRejected("unknown_format", str(e)) from e
+                except ScanError as e:
+                    raise ScanRejected("corrupt", str(e)) from e
             try:
                 scan = read_scan(
                     path,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import h5py
 
-from nowcastd.errors import ScanError
+from nowcastd.errors import ScanError, UnknownFormatError
 from nowcastd.readers.scan import as_text
 
 __all__ = ["detect_format"]
@@ -39,7 +39,7 @@ def _hdf5_kind(path: Path) -> str:
         if isinstance(h.get("image1/image_data"), h5py.Dataset):
             return "knmi"
         found = repr(as_text(conventions)) if conventions is not None else "no Conventions"
-    raise ScanError(
+    raise UnknownFormatError(
         f"{path.name}: expected ODIM_H5 (Conventions 'ODIM_H5/...') or KNMI HDF5 "
         f"(image1/image_data), got an HDF5 file with {found} and neither"
     )
@@ -58,8 +58,8 @@ def detect_format(path: str | Path) -> str:
     except ScanError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as e:
-        raise ScanError(f"{path.name}: cannot detect the radar format: {e}") from e
-    raise ScanError(
+        raise ScanError(f"{path.name}: unreadable (damaged or truncated?): {e}") from e
+    raise UnknownFormatError(
         f"{path.name}: expected an HDF5 (ODIM_H5 or KNMI) or .npy file, "
         f"got content starting with {head!r}"
     )

@@ -17,6 +17,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import h5py
 import jax
 import numpy as np
 import pytest
@@ -234,6 +235,13 @@ def test_bad_scans_are_rejected_and_counted_while_serving(daemon):
     wrong_grid = daemon.staging / _scan_name(6)
     np.save(wrong_grid, np.zeros((48, 48), np.float32))
     os.rename(wrong_grid, daemon.incoming / wrong_grid.name)
+    hdf5 = daemon.staging / "whole.h5"
+    with h5py.File(hdf5, "w") as h:
+        h["image1/image_data"] = np.zeros((64, 64), np.uint16)
+    (daemon.staging / "broken.h5").write_bytes(hdf5.read_bytes()[:1000])  # truncated HDF5
+    os.rename(daemon.staging / "broken.h5", daemon.incoming / "broken.h5")
+    (daemon.staging / "notes.txt").write_text("not a radar scan")
+    os.rename(daemon.staging / "notes.txt", daemon.incoming / "notes.txt")
     old = daemon.staging / "scan_202512312355.npy"  # before every buffered scan
     old.write_bytes(_scan_bytes(99))
     os.rename(old, daemon.incoming / old.name)
@@ -248,7 +256,8 @@ def test_bad_scans_are_rejected_and_counted_while_serving(daemon):
         daemon.write_then_rename(i)
     daemon.wait_forecast(9)
     metrics = daemon.metrics()
-    assert _value(metrics, "nowcastd_scans_rejected_total", reason="corrupt") == 1
+    assert _value(metrics, "nowcastd_scans_rejected_total", reason="corrupt") == 2
+    assert _value(metrics, "nowcastd_scans_rejected_total", reason="unknown_format") == 1
     assert _value(metrics, "nowcastd_scans_rejected_total", reason="wrong_grid") == 1
     assert _value(metrics, "nowcastd_scans_rejected_total", reason="out_of_order") == 1
     assert _value(metrics, "nowcastd_buffer_resets_total") == 1
