@@ -94,8 +94,11 @@ class PredRNN(eqx.Module):
         """Per-cell stacked weights for the fast path; build once, outside the time scan."""
         return tuple(cell.fused() if cell.fusable else None for cell in self.cells)
 
-    def _decouple_term(self, delta_c: Array, delta_m: Array) -> Array:
-        """mean |cos| over (batch, channel) of adapter(delta_c) and adapter(delta_m) over space."""
+    def decouple_cosines(
+        self, delta_c: Float[Array, "batch h w n"], delta_m: Float[Array, "batch h w n"]
+    ) -> Float[Array, "batch n"]:
+        """cos between adapter(delta_c) and adapter(delta_m) over space, per sample and channel,
+        with the official double normalisation (normalize, then cosine_similarity)."""
 
         def unit(d: Array) -> Array:
             d = conv2d(d, self.adapter)
@@ -105,8 +108,11 @@ class PredRNN(eqx.Module):
         uc, um = unit(delta_c), unit(delta_m)
         nc = jnp.maximum(jnp.linalg.norm(uc, axis=1), 1e-8)
         nm = jnp.maximum(jnp.linalg.norm(um, axis=1), 1e-8)
-        cos = jnp.sum(uc * um, axis=1) / (nc * nm)
-        return jnp.mean(jnp.abs(cos))
+        return jnp.sum(uc * um, axis=1) / (nc * nm)
+
+    def _decouple_term(self, delta_c: Array, delta_m: Array) -> Array:
+        """One (step, layer) term of the decoupling loss: mean |cos| over (batch, channel)."""
+        return jnp.mean(jnp.abs(self.decouple_cosines(delta_c, delta_m)))
 
     def step(
         self,

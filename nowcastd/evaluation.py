@@ -33,16 +33,7 @@ def _decoupling_cosines(network: PredRNN, context: jax.Array) -> jax.Array:
     memory, net, out = carry.memory, x, []
     for cell, state, fw in zip(network.cells, carry.cells, fused, strict=True):
         state, memory, dc, dm = cell(net, state, memory, None, fw)
-        a = jnp.einsum("bhwi,io->bhwo", dc, network.adapter[0, 0]).reshape(
-            dc.shape[0], -1, dc.shape[-1]
-        )
-        b = jnp.einsum("bhwi,io->bhwo", dm, network.adapter[0, 0]).reshape(
-            dm.shape[0], -1, dm.shape[-1]
-        )
-        cos = jnp.sum(a * b, 1) / (
-            jnp.maximum(jnp.linalg.norm(a, axis=1), 1e-8)
-            * jnp.maximum(jnp.linalg.norm(b, axis=1), 1e-8)
-        )
+        cos = network.decouple_cosines(dc, dm)
         out.append(jnp.abs(cos))
         net = state.h
     return jnp.stack(out)

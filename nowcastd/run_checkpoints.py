@@ -76,12 +76,12 @@ def restore_run_checkpoint(
     return state, meta
 
 
-def config_to_json(obj: Any) -> Any:
+def to_jsonable(obj: Any) -> Any:
     """Dataclass configs as JSON-able dicts (paths as strings)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: config_to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, tuple | list):
-        return [config_to_json(v) for v in obj]
+        return [to_jsonable(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     return obj

@@ -21,9 +21,9 @@ from nowcastd.evaluation import evaluate
 from nowcastd.progress import Progress
 from nowcastd.run_checkpoints import (
     checkpoint_dirs,
-    config_to_json,
     restore_run_checkpoint,
     save_run_checkpoint,
+    to_jsonable,
 )
 from nowcastd.sharding import DataParallel
 from nowcastd.train_config import TrainConfig
@@ -131,7 +131,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     state = parallel.replicate(state)
     step_fn = make_train_step(optimizer, cfg.sampling, reverse_input=cfg.reverse_input)
     use_valid = train_set.valid_mask is not None
-    extra = {"train_config": config_to_json(cfg), "data_source": train_set.source}
+    extra = {"train_config": to_jsonable(cfg), "data_source": train_set.source}
 
     def snapshot(state: TrainState) -> None:
         save_run_checkpoint(
