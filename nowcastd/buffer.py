@@ -21,6 +21,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 __all__ = ["FrameBuffer", "FrameInfo", "Push"]
@@ -81,8 +82,6 @@ class FrameBuffer:
         self.device = device or jax.devices()[0]
         shape = (1, input_length, *self.frame_shape)
         # device_put of host zeros: no XLA computation, so nothing to compile.
-        import numpy as np
-
         self._frames = jax.device_put(np.zeros(shape, np.float32), self.device)
         self._update = _shift_in.lower(
             jax.ShapeDtypeStruct(shape, jnp.float32),

@@ -194,7 +194,7 @@ def _coerce(name: str, value: Any, hint: Any, *, from_text: bool) -> Any:
     raise ConfigError(f"{name}: unsupported type {hint!r}")
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
     try:
         with Path(path).open("rb") as f:
             return tomllib.load(f)
@@ -204,7 +204,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
 
 
-def _section(doc: dict[str, Any], name: str, keys: tuple[str, ...], path: Path) -> dict[str, Any]:
+def toml_section(
+    doc: dict[str, Any], name: str, keys: tuple[str, ...], path: Path
+) -> dict[str, Any]:
     section = doc.get(name, {})
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: [{name}] must be a table, got {type(section).__name__}")
@@ -228,14 +230,14 @@ def load_serve_config(
     import os
 
     env = os.environ if environ is None else environ
-    doc = _read_toml(path) if path is not None else {}
+    doc = read_toml(path) if path is not None else {}
     where = path or Path("<no config file>")
     unknown = sorted(set(doc) - {"serve", "reader", "domain"})
     if unknown:
         raise ConfigError(f"{where}: unknown tables {unknown}; allowed: serve, reader, domain")
-    serve = _section(doc, "serve", _SERVE_KEYS, where)
-    reader = _section(doc, "reader", _READER_KEYS, where)
-    domain = _section(doc, "domain", _DOMAIN_KEYS, where)
+    serve = toml_section(doc, "serve", _SERVE_KEYS, where)
+    reader = toml_section(doc, "reader", _READER_KEYS, where)
+    domain = toml_section(doc, "domain", _DOMAIN_KEYS, where)
 
     hints = _field_types(ServeConfig)
     values: dict[str, Any] = {}

@@ -176,10 +176,7 @@ class Service:
         except ScanRejected as e:
             logger.warning("rejected (%s): %s", e.reason, e)
             self.metrics.reject(e.reason)
-        except NowcastdError as e:
-            logger.error("%s failed for %s: %s", stage, name, e)
-            self.metrics.fail(stage)
-        except OSError as e:
+        except (NowcastdError, OSError) as e:
             logger.error("%s failed for %s: %s", stage, name, e)
             self.metrics.fail(stage)
         return _FAILED

@@ -213,7 +213,7 @@ def build(
 
     given = {k: v for k, v in locals().items() if k in DATASET_DEFAULTS}
     setup_logging(verbose)
-    r = Resolver(given, load_toml(config, "dataset"), DATASET_DEFAULTS)
+    r = Resolver(given, load_toml(config, "dataset", DATASET_DEFAULTS), DATASET_DEFAULTS)
     v = {k: r[k] for k in DATASET_DEFAULTS}
 
     crop_t = parse_crop(v["crop"])

@@ -101,7 +101,7 @@ def evaluate(
 
     given = {k: v for k, v in locals().items() if k in EVALUATE_DEFAULTS}
     setup_logging(verbose)
-    r = Resolver(given, load_toml(config, "evaluate"), EVALUATE_DEFAULTS)
+    r = Resolver(given, load_toml(config, "evaluate", EVALUATE_DEFAULTS), EVALUATE_DEFAULTS)
     v = {k: r[k] for k in EVALUATE_DEFAULTS}
     for name in ("checkpoint", "data"):
         if not str(v[name]).strip():

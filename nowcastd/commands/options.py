@@ -8,34 +8,25 @@ command's defaults (run.py's, for the training flags).
 from __future__ import annotations
 
 import os
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from nowcastd.config import read_toml, toml_section
 from nowcastd.errors import ConfigError
 
 
-def load_toml(path: Path | None, table: str) -> dict[str, Any]:
+def load_toml(path: Path | None, table: str, keys: Iterable[str]) -> dict[str, Any]:
+    """The `[table]` of a TOML file (empty without a file); ConfigError for unknown keys."""
     if path is None:
         return {}
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read config: {e}") from e
-    section = data.get(table, data)
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: [{table}] must be a table")
-    return section
+    return toml_section(read_toml(path), table, tuple(keys), Path(path))
 
 
 class Resolver:
     def __init__(
         self, given: Mapping[str, Any], file_values: Mapping[str, Any], defaults: Mapping[str, Any]
     ) -> None:
-        unknown = sorted(set(file_values) - set(defaults))
-        if unknown:
-            raise ConfigError(f"config file: unknown keys {unknown}; known: {sorted(defaults)}")
         self.given, self.file, self.defaults = given, file_values, defaults
 
     def __getitem__(self, name: str) -> Any:

@@ -183,7 +183,7 @@ def train(
     given = {k: v for k, v in locals().items() if k in mf.MODEL_DEFAULTS or k in TRAIN_DEFAULTS}
     setup_logging(verbose)
     defaults = {**mf.MODEL_DEFAULTS, **TRAIN_DEFAULTS}
-    r = Resolver(given, load_toml(config, "train"), defaults)
+    r = Resolver(given, load_toml(config, "train", defaults), defaults)
     values = {k: r[k] for k in defaults}
     cfg = build_train_config(values)
     if values["coordinator_address"]:

@@ -241,3 +241,11 @@ def test_num_layers_is_checked_against_num_hidden(tmp_path: Path, flag: str) -> 
         "--train_data_paths", str(MOVIE), flag, value, "--save_dir", str(tmp_path / "c")
     )
     assert code == 1 and "--num_layers" in out
+
+
+def test_toml_config_with_an_unknown_key_is_a_one_line_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "train.toml"
+    cfg.write_text("[train]\nmax_iteration = 2\n")
+    code, out = run_train("--config", str(cfg), "--train_data_paths", str(MOVIE))
+    assert code == 1
+    assert "unknown keys ['max_iteration']" in out and "Traceback" not in out
