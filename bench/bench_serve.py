@@ -83,8 +83,8 @@ def _model(args, root: Path):
 
     from model.config import ModelConfig
     from model.network import PredRNN
-    from nowcastd.modelio import save_inference_checkpoint
-    from nowcastd.transform import DataTransform
+    from nowcastd.io.model_checkpoint import save_inference_checkpoint
+    from nowcastd.io.transform import DataTransform
 
     cfg = ModelConfig(
         model_name="predrnn_v2",
@@ -200,8 +200,8 @@ def _report(log: str, at_ready: dict, at_end: dict, code: int) -> None:
 def _critical_path(args, network) -> None:
     import jax
 
-    from nowcastd.forecaster import Forecaster
-    from nowcastd.transform import DataTransform
+    from nowcastd.io.transform import DataTransform
+    from nowcastd.serve.forecaster import Forecaster
 
     forecaster = Forecaster(network, DataTransform(kind="dbz"), num_leads=args.leads)
     forecaster.compile()

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from nowcastd.transform import DataTransform
+from nowcastd.io.transform import DataTransform
 
 
 class WindowedClips:

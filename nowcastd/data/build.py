@@ -27,7 +27,7 @@ import numpy as np
 
 from nowcastd.data.movie import default_transform, prepare_frames, read_times, window_starts
 from nowcastd.errors import DataError
-from nowcastd.transform import DataTransform
+from nowcastd.io.transform import DataTransform
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from nowcastd.data.movie import read_movie
 from nowcastd.data.npy_clips import read_npy_clips
 from nowcastd.data.official_npz import read_official_npz
 from nowcastd.errors import DataError
-from nowcastd.transform import DataTransform
+from nowcastd.io.transform import DataTransform
 
 logger = logging.getLogger(__name__)
 

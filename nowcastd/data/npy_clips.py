@@ -26,7 +26,7 @@ import numpy as np
 
 from nowcastd.data import ClipSet, WindowedClips
 from nowcastd.errors import DataError
-from nowcastd.transform import DataTransform
+from nowcastd.io.transform import DataTransform
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import numpy as np
 from nowcastd.data import ClipSet, WindowedClips
 from nowcastd.data.build import atomic_output
 from nowcastd.errors import DataError
-from nowcastd.transform import DataTransform
+from nowcastd.io.transform import DataTransform
 
 REQUIRED_KEYS = ("clips", "dims", "input_raw_data")
 

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
-SYSTEMD = ROOT / "systemd"
+from tests.paths import REPO
+
+REPO = REPO
+DEPLOY = REPO / "deploy"
+SYSTEMD = REPO / "systemd"
 INSTALLED_BINARY = "/opt/nowcastd/venv/bin/nowcastd"
 # Unit file name as installed -> name verified (a template needs an instance).
 UNITS = {"nowcastd.service": "nowcastd.service", "nowcastd@.service": "nowcastd@radar1.service"}

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from model.torch_compat import config_from_run_flags, import_state_dict
+from tests.paths import FIXTURES
 
-PARITY = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
+PARITY = FIXTURES / "parity"
 MINI = ("mini_v2_ss", "mini_v2_rss_ln", "mini_v1", "mini_action_v2")
 
 

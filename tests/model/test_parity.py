@@ -1,6 +1,5 @@
 """Golden numbers from the official PyTorch code (tests/fixtures/parity/README.md)."""
 
-from pathlib import Path
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -9,10 +8,11 @@ import pytest
 
 from model.torch_compat import _loss_and_grad, export_state_dict, official_step, official_test
 from model.train import adam, optimizer_step
+from tests.paths import SHARED
 
 from .conftest import Fixture
 
-SEED = Path(__file__).resolve().parents[3] / "shared" / "parity" / "v2_seed.npz"
+SEED = SHARED / "parity" / "v2_seed.npz"
 
 
 def _rel_l2(a: np.ndarray, b: np.ndarray) -> float:

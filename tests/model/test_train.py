@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -10,8 +9,9 @@ from model.config import ModelConfig
 from model.network import PredRNN
 from model.sampling import SamplingConfig, draw_mask, rss_etas, ss_eta
 from model.train import adam, init_train_state, make_train_step
+from tests.paths import FIXTURES
 
-SCHEDULES = Path(__file__).resolve().parents[1] / "fixtures" / "parity" / "schedules.json"
+SCHEDULES = FIXTURES / "parity" / "schedules.json"
 
 
 @pytest.mark.parametrize("row", json.loads(SCHEDULES.read_text())["rows"], ids=lambda r: r["itr"])

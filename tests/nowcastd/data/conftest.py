@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.paths import REPO
+
 FIXTURE_MOVIE = REPO / "tests" / "fixtures" / "radar" / "movie_small.h5"
 T0_UNIX = 1282780800  # 2010-08-26T00:00:00Z
 

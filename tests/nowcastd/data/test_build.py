@@ -12,7 +12,7 @@ from nowcastd.data.build import build_clips
 from nowcastd.data.loader import open_dataset
 from nowcastd.data.movie import read_movie
 from nowcastd.errors import DataError
-from nowcastd.transform import DataTransform
+from nowcastd.io.transform import DataTransform
 
 from .conftest import FIXTURE_MOVIE, rain_movie, write_movie
 

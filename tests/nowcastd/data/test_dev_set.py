@@ -7,7 +7,7 @@ import ast
 import numpy as np
 
 from nowcastd.data.loader import open_dataset
-from nowcastd.transform import DataTransform
+from nowcastd.io.transform import DataTransform
 
 DBZ = DataTransform(kind="dbz")
 

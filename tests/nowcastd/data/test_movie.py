@@ -11,7 +11,7 @@ from nowcastd.data import split_boundary, split_select
 from nowcastd.data.loader import open_dataset
 from nowcastd.data.movie import prepare_frames, read_movie, window_starts
 from nowcastd.errors import DataError
-from nowcastd.transform import DataTransform
+from nowcastd.io.transform import DataTransform
 
 from .conftest import FIXTURE_MOVIE, T0_UNIX, rain_movie, write_movie
 

@@ -9,7 +9,7 @@ import pytest
 
 from nowcastd.data.npy_clips import read_npy_clips
 from nowcastd.errors import DataError
-from nowcastd.transform import DataTransform
+from nowcastd.io.transform import DataTransform
 
 
 def _clips(shape=(5, 6, 4, 4, 1), seed=0):

@@ -1,0 +1,3 @@
+from nowcastd.cli.app import main
+
+main()

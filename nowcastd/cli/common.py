@@ -1,0 +1,36 @@
+"""What every command shares: logging set-up and one-line user errors."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from nowcastd.errors import NowcastdError
+
+
+def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Report the project's errors as one line and exit 1, without a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NowcastdError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(code=1) from None
+
+    return wrapper
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """stderr logging, one line per record, journald-friendly (no timestamps under systemd)."""
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if sys.stderr.isatty():
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt, force=True)
+    logging.getLogger("jax").setLevel(logging.WARNING)

@@ -1,0 +1,1 @@
+"""Files in and out: radar readers, domain, transform, forecast files, checkpoints."""

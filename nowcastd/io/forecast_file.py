@@ -1,0 +1,414 @@
+"""Forecast files: one CF-1.8 HDF5 file per issue time, written atomically; retention; reading.
+
+`forecast_YYYYmmddTHHMMSSZ.h5` holds
+
+- `precip` (lead_time, y, x) float32 mm/h, NaN = no data (`_FillValue` NaN), one chunk per lead,
+  shuffle + deflate. Values are rounded to 1/128 mm/h (0.0078 mm/h, below any rain gauge's
+  resolution) before compression, exactly as netCDF4-python's `least_significant_digit=2` does,
+  and the attribute `least_significant_digit = 2` says so. The rounding clears the low mantissa
+  bits and turns the model's drizzle noise into exact zeros, so the shuffled byte planes are
+  mostly runs, which zlib's run-length strategy (`Z_RLE`, still a plain deflate stream) codes
+  2-3x faster than level 1 at the same size. Measured on a model-like 10x256x256 field: 0.5 MiB
+  in ~15 ms of compression, against 1.95 MiB in ~80 ms for the former unrounded shuffle + gzip 4
+  (lzf is as fast but an h5py-only filter that h5dump cannot read). The leads are compressed
+  in parallel threads (zlib releases the GIL) and stored with `write_direct_chunk`, so the file
+  is an ordinary shuffle + deflate dataset to h5dump, h5py and xarray.
+  `least_significant_digit=None` keeps every bit.
+- coordinates `lead_time` (int64 s), `y`, `x` (pixel centres in m when the grid extent is known,
+  else pixel indices) as HDF5 dimension scales, and `valid_time` (lead_time) in
+  "seconds since 1970-01-01 00:00:00" as an auxiliary coordinate,
+- optional `input_nan_mask` (y, x) uint8 (1 where the last input had no data),
+- root attributes: issue_time, model_name, checkpoint_digest, projection, input_scans,
+  input_times, Conventions, institution, source, history and the grid edges if known.
+
+It opens with h5dump, h5py and `xarray.open_dataset(path, engine="h5netcdf")`. Files appear
+under their final name only when complete (temp file in the same directory, fsync, os.replace,
+directory fsync). Retention ages files by the issue time in their name, not by mtime.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import tempfile
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import h5py
+import numpy as np
+from h5py import h5ds
+
+from nowcastd import __version__
+from nowcastd.errors import DataError, NowcastdError
+from nowcastd.io.readers.scan import GridInfo
+
+__all__ = ["forecast_name", "prune_forecasts", "quantize", "read_forecast", "write_forecast"]
+
+logger = logging.getLogger(__name__)
+
+FORECAST_NAME = re.compile(r"^forecast_(\d{8}T\d{6}Z)\.h5$")
+_NAME_TIME = "%Y%m%dT%H%M%SZ"
+_TIME_UNITS = "seconds since 1970-01-01 00:00:00"
+_DEFLATE_LEVEL = 1
+_compressors: ThreadPoolExecutor | None = None
+_RESERVED = frozenset(
+    (
+        "Conventions",
+        "title",
+        "institution",
+        "source",
+        "history",
+        "issue_time",
+        "model_name",
+        "checkpoint_digest",
+        "projection",
+        "input_scans",
+        "input_times",
+        "x1",
+        "y1",
+        "x2",
+        "y2",
+        "xpixelsize",
+        "ypixelsize",
+        "yorigin",
+    )
+)
+
+
+def _utc(value: datetime, what: str) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{what}: expected a timezone-aware datetime, got naive {value!r}")
+    return value.astimezone(UTC)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def forecast_name(issue_time: datetime) -> str:
+    return f"forecast_{_utc(issue_time, 'issue_time').strftime(_NAME_TIME)}.h5"
+
+
+def _axes(grid: GridInfo | None, shape: tuple[int, int]) -> dict[str, tuple[np.ndarray, dict]]:
+    h, w = shape
+    if grid is not None and grid.has_extent:
+        dx, dy = (grid.x2 - grid.x1) / w, (grid.y2 - grid.y1) / h
+        x = grid.x1 + (np.arange(w) + 0.5) * dx
+        rows = np.arange(h) + 0.5
+        y = grid.y2 - rows * dy if grid.yorigin == "upper" else grid.y1 + rows * dy
+        return {
+            "y": (y, {"units": "m", "standard_name": "projection_y_coordinate", "axis": "Y"}),
+            "x": (x, {"units": "m", "standard_name": "projection_x_coordinate", "axis": "X"}),
+        }
+    return {
+        "y": (np.arange(h, dtype=np.int64), {"units": "1", "long_name": "row index", "axis": "Y"}),
+        "x": (np.arange(w, dtype=np.int64), {"units": "1", "long_name": "column index"}),
+    }
+
+
+def _attr_for_hdf5(key: object, value: object) -> object:
+    scalar = (str, bool, int, float, np.integer, np.floating, np.bool_)
+    if isinstance(value, scalar):
+        return value
+    if isinstance(value, list | tuple) and value:
+        if all(isinstance(v, str) for v in value):
+            return np.array(value, dtype=h5py.string_dtype())
+        if all(isinstance(v, scalar) and not isinstance(v, str) for v in value):
+            return np.array(value)
+    raise ValueError(
+        f"extra_attrs[{key!r}]: expected a str, number, bool or non-empty list of one of them, "
+        f"got {value!r}"
+    )
+
+
+def _root_attrs(
+    *, issue_time, input_names, input_times, model_name, checkpoint_digest, grid, extra_attrs
+) -> dict[str, object]:
+    strings = h5py.string_dtype()
+    attrs: dict[str, object] = {
+        "Conventions": "CF-1.8",
+        "title": "nowcastd precipitation nowcast",
+        "institution": "nowcastd",
+        "source": f"nowcastd {__version__}",
+        "history": f"{_iso(datetime.now(UTC))} written by nowcastd.io.forecast_file",
+        "issue_time": _iso(issue_time),
+        "model_name": model_name,
+        "checkpoint_digest": checkpoint_digest,
+        "input_scans": np.array([str(n) for n in input_names], dtype=strings),
+        "input_times": np.array([_iso(t) for t in input_times], dtype=strings),
+    }
+    if grid is not None:
+        if grid.projection is not None:
+            attrs["projection"] = grid.projection
+        attrs["yorigin"] = grid.yorigin
+        for key in ("x1", "y1", "x2", "y2", "xpixelsize", "ypixelsize"):
+            if getattr(grid, key) is not None:
+                attrs[key] = float(getattr(grid, key))
+    clash = sorted(_RESERVED.intersection(extra_attrs or {}))
+    if clash:
+        raise ValueError(f"extra_attrs: expected no reserved names, got {clash}")
+    for key, value in (extra_attrs or {}).items():
+        attrs[str(key)] = _attr_for_hdf5(key, value)
+    return attrs
+
+
+def _attach(dataset: h5py.Dataset, names: tuple[str, ...]) -> None:
+    """Label each axis and attach the dimension scale of the same name (netCDF-4 style)."""
+    for axis, name in enumerate(names):  # h5ds directly: the `dims` proxies cost ms per file
+        h5ds.set_label(dataset.id, axis, name.encode())
+        h5ds.attach_scale(dataset.id, dataset.file[name].id, axis)
+
+
+def quantize(precip: np.ndarray, least_significant_digit: int) -> np.ndarray:
+    """Round to the power-of-two step netCDF4-python uses for `least_significant_digit` (NaN kept).
+
+    The step is 2**-ceil(log2(10**digit)): 1/128 for digit 2.
+    """
+    scale = np.float32(2.0 ** math.ceil(math.log2(10.0**least_significant_digit)))
+    return np.round(precip * scale) / scale
+
+
+def _shuffle_deflate(chunk: np.ndarray) -> bytes:
+    """One chunk as HDF5's shuffle then deflate filters store it."""
+    shuffled = chunk.reshape(-1).view(np.uint8).reshape(-1, chunk.itemsize).T
+    deflate = zlib.compressobj(_DEFLATE_LEVEL, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+    return deflate.compress(np.ascontiguousarray(shuffled)) + deflate.flush()
+
+
+def _compress_leads(precip: np.ndarray) -> list[bytes]:
+    global _compressors
+    if _compressors is None:
+        workers = min(4, os.cpu_count() or 1)
+        _compressors = ThreadPoolExecutor(workers, thread_name_prefix="forecast-deflate")
+    return list(_compressors.map(_shuffle_deflate, precip))
+
+
+def _write(
+    tmp: Path, *, precip, lead_seconds, issue_time, grid, nan_mask, attrs, precip_attrs
+) -> None:
+    k, h, w = precip.shape
+    with h5py.File(tmp, "w") as f:
+        scales = {"lead_time": (lead_seconds, {"units": "seconds", "long_name": "lead time"})}
+        scales.update(_axes(grid, (h, w)))
+        for name, (values, scale_attrs) in scales.items():
+            ds = f.create_dataset(name, data=values)
+            ds.attrs.update(scale_attrs)
+            ds.make_scale(name)
+        valid = np.array(
+            [int(issue_time.timestamp()) + int(s) for s in lead_seconds], dtype=np.int64
+        )
+        vt = f.create_dataset("valid_time", data=valid)
+        vt.attrs.update({"units": _TIME_UNITS, "standard_name": "time", "calendar": "standard"})
+        _attach(vt, ("lead_time",))
+        data = f.create_dataset(
+            "precip",
+            shape=precip.shape,
+            dtype=np.float32,
+            chunks=(1, h, w),
+            compression="gzip",
+            compression_opts=_DEFLATE_LEVEL,
+            shuffle=True,
+            fillvalue=np.float32(np.nan),
+        )
+        for lead, chunk in enumerate(_compress_leads(precip)):
+            data.id.write_direct_chunk((lead, 0, 0), chunk)
+        data.attrs.update(precip_attrs)
+        _attach(data, ("lead_time", "y", "x"))
+        if nan_mask is not None:
+            mask = f.create_dataset(
+                "input_nan_mask", data=nan_mask.astype(np.uint8), compression="gzip"
+            )
+            mask.attrs.update(
+                {"long_name": "1 where the last input scan had no data", "units": "1"}
+            )
+            _attach(mask, ("y", "x"))
+        f.attrs.update(attrs)
+        f.flush()
+
+
+def _fsync(path: Path, flags: int = os.O_RDONLY) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_forecast(
+    out_dir: Path,
+    *,
+    issue_time: datetime,
+    precip: np.ndarray,
+    lead_seconds: Sequence[int],
+    input_names: Sequence[str],
+    input_times: Sequence[datetime],
+    model_name: str,
+    checkpoint_digest: str,
+    grid: GridInfo | None,
+    nan_mask: np.ndarray | None,
+    extra_attrs: dict | None = None,
+    least_significant_digit: int | None = 2,
+) -> Path:
+    """Write one forecast file atomically and return its final path.
+
+    `least_significant_digit` rounds precip before compression (see the module docstring);
+    None stores it exactly.
+    """
+    issue_time = _utc(issue_time, "issue_time")
+    precip = np.asarray(precip)
+    if precip.ndim != 3 or precip.dtype.kind != "f" or 0 in precip.shape:
+        raise ValueError(
+            f"precip: expected a float (lead_time, y, x) array, got {precip.dtype} {precip.shape}"
+        )
+    precip = np.ascontiguousarray(precip, dtype=np.float32)
+    k, h, w = precip.shape
+    precip_attrs: dict[str, object] = {
+        "units": "mm h-1",
+        "standard_name": "rainfall_rate",
+        "long_name": "nowcast rain rate",
+        "_FillValue": np.float32(np.nan),
+        "coordinates": "valid_time",
+    }
+    if least_significant_digit is not None:
+        if not isinstance(least_significant_digit, int) or least_significant_digit < 0:
+            raise ValueError(
+                "least_significant_digit: expected None or an int >= 0, got "
+                f"{least_significant_digit!r}"
+            )
+        precip = quantize(precip, least_significant_digit)
+        precip_attrs["least_significant_digit"] = np.int32(least_significant_digit)
+    leads = np.asarray(lead_seconds)
+    if leads.shape != (k,) or leads.dtype.kind not in "iu":
+        raise ValueError(f"lead_seconds: expected {k} ints, got {list(lead_seconds)!r}")
+    leads = leads.astype(np.int64)
+    if leads[0] < 0 or np.any(np.diff(leads) <= 0):
+        raise ValueError(f"lead_seconds: expected increasing values >= 0, got {leads.tolist()}")
+    if len(input_names) != len(input_times):
+        raise ValueError(
+            f"input_times: expected one per input name ({len(input_names)}), got {len(input_times)}"
+        )
+    input_times = [_utc(t, "input_times") for t in input_times]
+    if grid is not None and grid.shape != (h, w):
+        raise ValueError(f"grid: expected shape {(h, w)} to match precip, got {grid.shape}")
+    if nan_mask is not None:
+        nan_mask = np.asarray(nan_mask)
+        if nan_mask.shape != (h, w) or nan_mask.dtype != np.bool_:
+            raise ValueError(
+                f"nan_mask: expected bool {(h, w)}, got {nan_mask.dtype} {nan_mask.shape}"
+            )
+    attrs = _root_attrs(
+        issue_time=issue_time,
+        input_names=input_names,
+        input_times=input_times,
+        model_name=model_name,
+        checkpoint_digest=checkpoint_digest,
+        grid=grid,
+        extra_attrs=extra_attrs,
+    )
+    out_dir = Path(out_dir)
+    final = out_dir / forecast_name(issue_time)
+    tmp: Path | None = None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=out_dir)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        _write(
+            tmp,
+            precip=precip,
+            lead_seconds=leads,
+            issue_time=issue_time,
+            grid=grid,
+            nan_mask=nan_mask,
+            attrs=attrs,
+            precip_attrs=precip_attrs,
+        )
+        _fsync(tmp)
+        os.replace(tmp, final)
+        tmp = None
+        _fsync(out_dir)
+    except OSError as e:
+        raise NowcastdError(f"{final.name}: cannot write forecast in {out_dir}: {e}") from e
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    logger.info("wrote %s (issue %s, %d leads)", final.name, _iso(issue_time), k)
+    return final
+
+
+def _attr_value(value: object) -> object:
+    if isinstance(value, bytes | np.bytes_):
+        return bytes(value).decode()
+    if isinstance(value, np.ndarray):
+        return [_attr_value(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_forecast(path: str | Path) -> dict:
+    """Read a forecast file: precip, lead_seconds, valid_times, issue_time, x, y, mask, attrs."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
+            out = {
+                "precip": f["precip"][...].astype(np.float32),
+                "lead_seconds": f["lead_time"][...].astype(np.int64),
+                "x": f["x"][...],
+                "y": f["y"][...],
+                "input_nan_mask": (
+                    f["input_nan_mask"][...].astype(bool) if "input_nan_mask" in f else None
+                ),
+            }
+            valid = f["valid_time"][...].astype(np.int64)
+        issue = datetime.strptime(attrs["issue_time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise DataError(f"{path.name}: not a readable nowcastd forecast file: {e}") from e
+    out["issue_time"] = issue
+    out["valid_times"] = [datetime.fromtimestamp(int(s), UTC) for s in valid]
+    out["attrs"] = attrs
+    return out
+
+
+def prune_forecasts(
+    out_dir: Path, *, keep_last: int | None, max_age_hours: float | None, now: datetime
+) -> list[Path]:
+    """Delete forecast files beyond the newest `keep_last` or issued over `max_age_hours` ago.
+
+    Age is counted back from `now` or from the newest forecast's issue time, whichever is
+    earlier: replaying an archive (issue times long past) keeps its recent forecasts, and when
+    the feed stops the last forecasts stay on disk (the staleness alert reports it).
+    Only files named `forecast_YYYYmmddTHHMMSSZ.h5` are considered; anything else (including
+    in-progress temp files) is left alone. Returns the removed paths, oldest first.
+    """
+    if keep_last is not None and not (isinstance(keep_last, int) and keep_last >= 1):
+        raise ValueError(f"keep_last: expected None or an int >= 1, got {keep_last!r}")
+    if max_age_hours is not None and not max_age_hours > 0:
+        raise ValueError(f"max_age_hours: expected None or > 0, got {max_age_hours!r}")
+    now = _utc(now, "now")
+    found = []
+    for entry in Path(out_dir).iterdir():
+        match = FORECAST_NAME.match(entry.name)
+        if match and entry.is_file():
+            issued = datetime.strptime(match.group(1), _NAME_TIME).replace(tzinfo=UTC)
+            found.append((issued, entry))
+    found.sort()
+    doomed = set()
+    if keep_last is not None:
+        doomed.update(p for _, p in found[: max(len(found) - keep_last, 0)])
+    if max_age_hours is not None and found:
+        cutoff = min(now, found[-1][0]) - timedelta(hours=max_age_hours)
+        doomed.update(p for t, p in found if t < cutoff)
+    removed = []
+    for _, entry in found:
+        if entry in doomed:
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+            logger.info("pruned %s", entry.name)
+    return removed

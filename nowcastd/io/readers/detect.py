@@ -1,0 +1,65 @@
+"""Tell radar formats apart by content, never by file extension.
+
+- HDF5 (signature `\\x89HDF\\r\\n\\x1a\\n` at byte 0, 512, 1024, ...): "odim" if the root
+  attribute `Conventions` starts with `ODIM_H5`, else "knmi" if the dataset
+  `image1/image_data` exists; any other HDF5 file is rejected.
+- NumPy (`\\x93NUMPY` at byte 0): "npy".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+
+from nowcastd.errors import ScanError, UnknownFormatError
+from nowcastd.io.readers.scan import as_text
+
+__all__ = ["detect_format"]
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+NPY_MAGIC = b"\x93NUMPY"
+_HDF5_OFFSETS = (0, 512, 1024, 2048, 4096)
+
+
+def _is_hdf5(path: Path) -> bool:
+    with path.open("rb") as f:
+        for offset in _HDF5_OFFSETS:
+            f.seek(offset)
+            if f.read(len(HDF5_MAGIC)) == HDF5_MAGIC:
+                return True
+    return False
+
+
+def _hdf5_kind(path: Path) -> str:
+    with h5py.File(path, "r") as h:
+        conventions = h.attrs.get("Conventions")
+        if conventions is not None and as_text(conventions).startswith("ODIM_H5"):
+            return "odim"
+        if isinstance(h.get("image1/image_data"), h5py.Dataset):
+            return "knmi"
+        found = repr(as_text(conventions)) if conventions is not None else "no Conventions"
+    raise UnknownFormatError(
+        f"{path.name}: expected ODIM_H5 (Conventions 'ODIM_H5/...') or KNMI HDF5 "
+        f"(image1/image_data), got an HDF5 file with {found} and neither"
+    )
+
+
+def detect_format(path: str | Path) -> str:
+    """Return "odim", "knmi" or "npy" from the file's content; ScanError otherwise."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+        if head.startswith(NPY_MAGIC):
+            return "npy"
+        if _is_hdf5(path):
+            return _hdf5_kind(path)
+    except ScanError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise ScanError(f"{path.name}: unreadable (damaged or truncated?): {e}") from e
+    raise UnknownFormatError(
+        f"{path.name}: expected an HDF5 (ODIM_H5 or KNMI) or .npy file, "
+        f"got content starting with {head!r}"
+    )

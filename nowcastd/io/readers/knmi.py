@@ -1,0 +1,170 @@
+"""KNMI's own radar HDF5 ("hdftag 3.5", e.g. RAD_NL25_RAP_5min), which is NOT ODIM_H5.
+
+Layout used (checked on RAD_NL25_RAP_5min_201008260000.h5):
+
+- `image1/image_data`: uint16 (765, 700), row 0 north.
+- `image1/calibration` attr `calibration_formulas`: "GEO=0.01*PV+0.0" (any spacing/signs);
+  `calibration_missing_data` / `calibration_out_of_image`: raw values meaning no data. 65535 is
+  always treated as missing too.
+- `image1` attr `image_geo_parameter`: "ACCUMULATED_PRECIPITATION_[MM]" (mm in the window) or
+  "REFLECTIVITY_[DBZ]" (converted with Z = a R^b).
+- `overview` attrs `product_datetime_start/end`: "26-AUG-2010;00:00:00.000". The valid time is
+  the end; an accumulation in mm is divided by (end - start) to give mm/h. If either is missing
+  the accumulation is assumed to be 5 min (valid time then must come from the end attribute).
+- `geographic`: `geo_column_offset`, `geo_row_offset`, `geo_pixel_size_x/y` in the unit of
+  `geo_dim_pixel` ("KM,KM"); the outer top-left corner is at
+  (col_offset * size_x, row_offset * size_y), i.e. (0, -3650 km) here. `geo_product_corners`
+  are (lon, lat) of LL, UL, UR, LR. `map_projection/projection_proj4_params` is in km; GridInfo
+  carries it converted to metres (a, b, R, x_0, y_0 times 1000, `+units=m`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from nowcastd.errors import ScanError
+from nowcastd.io.readers.scan import GridInfo, Scan, as_text, rain_rate_from_dbz, read_or_raise
+
+__all__ = ["read_knmi", "proj4_km_to_m"]
+
+logger = logging.getLogger(__name__)
+
+_MISSING = 65535
+_DEFAULT_ACCUMULATION_MINUTES = 5.0
+_UNSIGNED = r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_FORMULA = re.compile(
+    rf"^\s*GEO\s*=\s*([-+]?{_UNSIGNED})\s*\*\s*PV\s*(?:([-+])\s*({_UNSIGNED}))?\s*$"
+)
+_LENGTH_PARAMS = ("a", "b", "R", "x_0", "y_0")
+
+
+def parse_calibration(formula: str) -> tuple[float, float]:
+    """ "GEO = 0.010000 * PV + 0.000000" -> (gain, offset)."""
+    match = _FORMULA.match(formula)
+    if match is None:
+        raise ValueError(f"expected a calibration like 'GEO=0.01*PV+0.0', got {formula!r}")
+    gain = float(match.group(1))
+    offset = float(match.group(3) or 0.0)
+    if match.group(2) == "-":
+        offset = -offset
+    return gain, offset
+
+
+def parse_knmi_time(text: str) -> datetime:
+    """ "26-AUG-2010;00:00:00.000" -> aware UTC datetime."""
+    try:
+        return datetime.strptime(text.strip(), "%d-%b-%Y;%H:%M:%S.%f").replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.strptime(text.strip(), "%d-%b-%Y;%H:%M:%S").replace(tzinfo=UTC)
+
+
+def proj4_km_to_m(proj4: str) -> str:
+    """Rewrite a proj4 string whose lengths are km into metres (adds `+units=m`)."""
+    out = []
+    for token in proj4.split():
+        key, sep, value = token.lstrip("+").partition("=")
+        if sep and key in _LENGTH_PARAMS:
+            token = f"+{key}={float(value) * 1000.0:.10g}"
+        elif sep and key == "units":
+            continue
+        out.append(token)
+    return " ".join(out + ["+units=m"])
+
+
+def _scalar(attrs: h5py.AttributeManager, name: str) -> float:
+    return float(np.asarray(attrs[name]).reshape(-1)[0])
+
+
+def _grid(h: h5py.File, shape: tuple[int, int]) -> GridInfo:
+    if "geographic" not in h:
+        return GridInfo(shape=shape)
+    geo = h["geographic"].attrs
+    units = as_text(geo["geo_dim_pixel"]).upper() if "geo_dim_pixel" in geo else "KM,KM"
+    factor = 1000.0 if units.startswith("KM") else 1.0
+    size_x = _scalar(geo, "geo_pixel_size_x") * factor
+    size_y = _scalar(geo, "geo_pixel_size_y") * factor
+    x1 = _scalar(geo, "geo_column_offset") * abs(size_x)
+    y2 = _scalar(geo, "geo_row_offset") * -abs(size_y)
+    corners = None
+    if "geo_product_corners" in geo:
+        # float32 in the file: keep the shortest decimal that round-trips (55.974, not 55.97399)
+        c = np.asarray(geo["geo_product_corners"]).reshape(4, 2)
+        corners = tuple((float(str(lon)), float(str(lat))) for lon, lat in c)
+    projection = None
+    if "map_projection" in h["geographic"]:
+        mp = h["geographic/map_projection"].attrs
+        if "projection_proj4_params" in mp:
+            projection = as_text(mp["projection_proj4_params"])
+            if factor == 1000.0:
+                projection = proj4_km_to_m(projection)
+    return GridInfo(
+        shape=shape,
+        projection=projection,
+        xpixelsize=abs(size_x),
+        ypixelsize=abs(size_y),
+        x1=x1,
+        x2=x1 + shape[1] * abs(size_x),
+        y1=y2 - shape[0] * abs(size_y),
+        y2=y2,
+        yorigin="upper",
+        corners_lonlat=corners,
+    )
+
+
+def _decode(path: Path, *, zr_a: float, zr_b: float) -> Scan:
+    with h5py.File(path, "r") as h:
+        dataset = h["image1/image_data"]
+        if dataset.ndim != 2 or dataset.dtype.kind not in "ui":
+            raise ScanError(
+                f"{path.name}: expected image1/image_data as a 2-D integer array, "
+                f"got {dataset.dtype} with shape {dataset.shape}"
+            )
+        raw = dataset[...]
+        cal = h["image1/calibration"].attrs
+        gain, offset = parse_calibration(as_text(cal["calibration_formulas"]))
+        missing = {_MISSING}
+        for name in ("calibration_missing_data", "calibration_out_of_image"):
+            if name in cal:
+                missing.update(int(v) for v in np.asarray(cal[name]).reshape(-1))
+        parameter = as_text(h["image1"].attrs.get("image_geo_parameter", b"")).upper()
+        overview = h["overview"].attrs
+        end = parse_knmi_time(as_text(overview["product_datetime_end"]))
+        if "product_datetime_start" in overview:
+            start = parse_knmi_time(as_text(overview["product_datetime_start"]))
+            minutes = (end - start).total_seconds() / 60.0
+        else:
+            minutes = _DEFAULT_ACCUMULATION_MINUTES
+        grid = _grid(h, raw.shape)
+
+    value = raw.astype(np.float64) * gain + offset
+    value[np.isin(raw, list(missing))] = np.nan
+    if "REFLECTIVITY" in parameter:
+        rate = rain_rate_from_dbz(value, zr_a=zr_a, zr_b=zr_b)
+    elif parameter == "" or "PRECIPITATION" in parameter:
+        if minutes <= 0:
+            raise ScanError(f"{path.name}: expected product end after start, got {minutes} min")
+        rate = value * (60.0 / minutes)
+    else:
+        raise ScanError(
+            f"{path.name}: expected image_geo_parameter ACCUMULATED_PRECIPITATION or "
+            f"REFLECTIVITY, got {parameter!r}"
+        )
+    logger.debug("read KNMI %s valid %s", path.name, end.isoformat())
+    return Scan(
+        field=rate.astype(np.float32),
+        valid_time=end,
+        grid=grid,
+        path=path,
+        source_format="knmi",
+    )
+
+
+def read_knmi(path: str | Path, *, zr_a: float = 200.0, zr_b: float = 1.6) -> Scan:
+    """Read a KNMI radar HDF5 file into a `Scan` (mm/h, NaN = no data)."""
+    return read_or_raise(_decode, path, "KNMI radar HDF5 file", zr_a=zr_a, zr_b=zr_b)

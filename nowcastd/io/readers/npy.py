@@ -1,0 +1,80 @@
+"""Single-frame `.npy` scans: a floating (H, W) array in mm/h, NaN = no data.
+
+The file holds no time, so the valid time comes from the file name. By default it is the first
+run of exactly 14 digits (YYYYmmddHHMMSS) or, failing that, of exactly 12 (YYYYmmddHHMM), e.g.
+`scan_202608261200.npy`; times are UTC. A custom `time_pattern` (regex; group 1 if it has
+groups, else the whole match) and `time_format` (strptime) replace that rule. The grid is known
+by shape only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from nowcastd.errors import ScanError
+from nowcastd.io.readers.scan import GridInfo, Scan
+
+__all__ = ["read_npy", "time_from_name"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_RULES = (
+    (re.compile(r"(?<!\d)(\d{14})(?!\d)"), "%Y%m%d%H%M%S"),
+    (re.compile(r"(?<!\d)(\d{12})(?!\d)"), "%Y%m%d%H%M"),
+)
+
+
+def time_from_name(
+    name: str, *, time_pattern: str | None = None, time_format: str | None = None
+) -> datetime:
+    """The UTC valid time encoded in a file name; ValueError if there is none."""
+    if (time_pattern is None) != (time_format is None):
+        raise ValueError(
+            "time_pattern and time_format: expected both or neither, "
+            f"got pattern={time_pattern!r}, format={time_format!r}"
+        )
+    rules = _DEFAULT_RULES if time_pattern is None else ((re.compile(time_pattern), time_format),)
+    for regex, fmt in rules:
+        match = regex.search(name)
+        if match is not None:
+            text = match.group(1) if regex.groups else match.group(0)
+            parsed = datetime.strptime(text, fmt)
+            if parsed.tzinfo is None:
+                return parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC)
+    expected = time_pattern or "a run of 14 or 12 digits (YYYYmmddHHMM[SS])"
+    raise ValueError(f"expected a time in the file name matching {expected}, got {name!r}")
+
+
+def read_npy(
+    path: str | Path, *, time_pattern: str | None = None, time_format: str | None = None
+) -> Scan:
+    """Read a float (H, W) mm/h `.npy` frame; the valid time comes from the file name."""
+    path = Path(path)
+    try:
+        valid_time = time_from_name(path.name, time_pattern=time_pattern, time_format=time_format)
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise ScanError(f"{path.name}: not a readable .npy scan: {e}") from e
+    if not isinstance(array, np.ndarray) or array.ndim != 2 or array.dtype.kind != "f":
+        raise ScanError(
+            f"{path.name}: expected a floating (H, W) array in mm/h, "
+            f"got {getattr(array, 'dtype', type(array).__name__)} "
+            f"with shape {getattr(array, 'shape', None)}"
+        )
+    if 0 in array.shape:
+        raise ScanError(f"{path.name}: expected a non-empty (H, W) array, got {array.shape}")
+    field = np.ascontiguousarray(array, dtype=np.float32)
+    logger.debug("read npy %s valid %s", path.name, valid_time.isoformat())
+    return Scan(
+        field=field,
+        valid_time=valid_time,
+        grid=GridInfo(shape=field.shape),
+        path=path,
+        source_format="npy",
+    )

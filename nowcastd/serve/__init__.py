@@ -1,0 +1,1 @@
+"""The streaming daemon: service loop, pipeline, forecaster, buffer, watcher, metrics, notify."""

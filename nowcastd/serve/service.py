@@ -1,0 +1,325 @@
+"""The `nowcastd serve` process: watcher thread → queue → one worker that forecasts.
+
+Start-up: metrics endpoint, model compile (every function, for the operational shape), the
+watcher, then a refill of the buffer from the newest scans already in the watch directory;
+only then `READY=1`. So a restart forecasts at the next scan, not `input_length` scans later.
+
+The worker (the main thread) takes every queued scan, reads them, pushes them into the buffer
+in valid-time order, and forecasts once from the newest full buffer: when it falls behind,
+the scans it did not forecast from are counted in `nowcastd_scans_skipped_total`. After each
+forecast is written it starts pre-encoding the next window on a background thread, so the worker
+is back at the queue at once (a scan that lands meanwhile is read while the encode finishes;
+see `pipeline`). It pings the
+systemd watchdog on every turn of its loop, so a stuck worker gets the unit restarted.
+
+Errors are caught in one place, `_attempt`: a refused scan is logged and counted by reason, a
+failed stage by stage, and the loop goes on. Anything else is a bug and ends the process
+(systemd restarts it).
+
+Signals: SIGTERM and SIGINT finish the current forecast, stop the watcher and exit 0.
+SIGHUP re-reads the config file (flags given at start still win) and applies what needs no
+recompilation: log level, retention, reader settings (Z-R, format). A change of any other
+key (paths, model, domain, leads, timing, metrics) is logged as needing a restart. Logs go to
+stderr (the journal), so there are no log files to reopen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from nowcastd import __version__
+from nowcastd.errors import NowcastdError
+from nowcastd.io.model_checkpoint import LoadedModel
+from nowcastd.serve.buffer import Push
+from nowcastd.serve.config import ServeConfig, load_serve_config
+from nowcastd.serve.metrics import CompileCounter, ServiceMetrics
+from nowcastd.serve.notify import Notifier, watchdog_interval_seconds
+from nowcastd.serve.pipeline import Frame, Pipeline, ScanRejected
+from nowcastd.serve.watcher import IGNORED_PATTERNS, ScanEvent, ScanWatcher
+
+__all__ = ["Service"]
+
+logger = logging.getLogger(__name__)
+
+#: Settings a SIGHUP applies; every other change needs a restart.
+RELOADABLE = ("log_level", "retention_keep_last", "retention_max_age_hours", "reader")
+_FAILED = object()
+_TICK_SECONDS = 0.2
+
+
+class Service:
+    """One radar's daemon: `run()` blocks until SIGTERM/SIGINT and returns the exit code."""
+
+    def __init__(
+        self,
+        cfg: ServeConfig,
+        model: LoadedModel,
+        *,
+        config_path: Path | None = None,
+        flags: Mapping[str, Any] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        cfg.require("watch_dir", "output_dir")
+        self.cfg = cfg
+        self.config_path = config_path
+        self.flags = dict(flags or {})
+        self.notifier = notifier or Notifier.from_environment()
+        self.metrics = ServiceMetrics(
+            model_name=model.cfg.model_name, checkpoint_digest=model.digest, version=__version__
+        )
+        # Counts every compilation from here on, the buffer's update function included.
+        self.compile_counter = CompileCounter(on_compile=self.metrics.record_compilation)
+        self.pipeline = Pipeline(cfg, model, metrics=self.metrics)
+        self.watcher = ScanWatcher(
+            cfg.watch_dir,
+            poll=cfg.poll,
+            poll_interval_seconds=cfg.poll_interval_seconds,
+            settle_seconds=cfg.settle_seconds,
+            debounce_seconds=cfg.debounce_seconds,
+        )
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._seen: dict[Path, tuple[int, int]] = {}
+        self._last_ping = 0.0
+        self._last_forecast: float | None = None
+        self._handle_start = 0.0
+        self.compilations_at_ready: int | None = None
+        self.metrics.buffer_capacity_frames.set(self.pipeline.buffer.input_length)
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        def stop(signum: int, _frame: object) -> None:
+            logger.info(
+                "%s: finishing the current forecast, then exiting", signal.strsignal(signum)
+            )
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._install_signals()
+        self.notifier.status("compiling the model")
+        server, _ = self.metrics.start_http_server(self.cfg.metrics_port, self.cfg.metrics_addr)
+        counter = self.compile_counter
+        try:
+            self.pipeline.compile()
+            self.cfg.output_dir.mkdir(parents=True, exist_ok=True)
+            self.watcher.start()
+            self.refill()
+            self.compilations_at_ready = counter.count
+            self.metrics.ready.set(1)
+            self.notifier.ready(self._status_line())
+            logger.info(
+                "ready: %d XLA compilations, buffer %d/%d",
+                counter.count,
+                self.pipeline.buffer.count,
+                self.pipeline.buffer.input_length,
+            )
+            while not self._stop.is_set():
+                self._turn()
+            after = counter.count - self.compilations_at_ready
+            logger.info("stopping: %d XLA compilations after ready", after)
+        finally:
+            self.notifier.stopping("stopping")
+            self._attempt("encode", "the next window", self.pipeline.wait_pre_encode)
+            self.watcher.stop()
+            counter.close()
+            server.shutdown()
+            server.server_close()
+        return 0
+
+    def _heartbeat(self) -> None:
+        interval = watchdog_interval_seconds()
+        now = time.monotonic()
+        if interval is not None and now - self._last_ping >= interval / 2:
+            self.notifier.watchdog()
+            self._last_ping = now
+
+    def _turn(self) -> None:
+        """One turn of the worker loop: ping, maybe reload, handle whatever is queued."""
+        self._heartbeat()
+        if self._reload.is_set():
+            self._reload.clear()
+            self._attempt("reload", "config", self.reload)
+        try:
+            first = self.watcher.queue.get(timeout=_TICK_SECONDS)
+        except queue.Empty:
+            return
+        batch = [first]
+        while True:
+            try:
+                batch.append(self.watcher.queue.get_nowait())
+            except queue.Empty:
+                break
+        self.handle([event for event in batch if event is not None])
+
+    # -- the one place errors are caught -----------------------------------------------------
+
+    def _attempt(self, stage: str, name: str, func: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return func(*args)
+        except ScanRejected as e:
+            logger.warning("rejected (%s): %s", e.reason, e)
+            self.metrics.reject(e.reason)
+        except (NowcastdError, OSError) as e:
+            logger.error("%s failed for %s: %s", stage, name, e)
+            self.metrics.fail(stage)
+        return _FAILED
+
+    # -- work --------------------------------------------------------------------------------
+
+    def _fresh(self, event: ScanEvent) -> bool:
+        """False for a second event about a file already handled, unchanged."""
+        try:
+            st = os.stat(event.path)
+        except OSError:
+            return True  # the read will report it
+        stamp = (st.st_size, st.st_mtime_ns)
+        if self._seen.get(event.path) == stamp:
+            logger.debug("%s: already handled, unchanged", event.path.name)
+            return False
+        self._seen[event.path] = stamp
+        while len(self._seen) > 256:
+            del self._seen[next(iter(self._seen))]
+        return True
+
+    def handle(self, events: list[ScanEvent]) -> Path | None:
+        """Read the scans, buffer them in time order, forecast once from the newest."""
+        pipe, m = self.pipeline, self.metrics
+        pipe.timings.clear()
+        self._handle_start = time.monotonic()
+        read: list[tuple[Frame, ScanEvent]] = []
+        for event in filter(self._fresh, events):
+            m.scans_received.inc()
+            frame = self._attempt("read", event.path.name, pipe.read, event.path)
+            if frame is not _FAILED:
+                read.append((frame, event))
+        read.sort(key=lambda pair: pair[0].valid_time)
+        self._attempt("encode", "the next window", pipe.wait_pre_encode)
+        forecastable = 0
+        newest: ScanEvent | None = None
+        for frame, event in read:
+            outcome = self._attempt("transfer", frame.name, pipe.push, frame)
+            if outcome in (Push.DUPLICATE, Push.OUT_OF_ORDER):
+                m.reject(outcome.value)
+            elif outcome is Push.RESET:
+                m.buffer_resets.inc()
+            if outcome is not _FAILED and outcome.accepted:
+                m.newest_scan_valid_time.set(frame.valid_time.timestamp())
+                newest = event
+                forecastable += pipe.buffer.full
+        m.buffer_frames.set(pipe.buffer.count)
+        if newest is None or not pipe.buffer.full:
+            return None
+        if forecastable > 1:
+            m.scans_skipped.inc(forecastable - 1)
+            logger.warning("behind: forecasting the newest scan only, %d skipped", forecastable - 1)
+        return self._forecast(newest)
+
+    def _forecast(self, event: ScanEvent) -> Path | None:
+        pipe, m = self.pipeline, self.metrics
+        precip = self._attempt("rollout", event.path.name, pipe.forecast)
+        if precip is _FAILED:
+            return None
+        path = self._attempt("write", event.path.name, pipe.write, precip, self.cfg.output_dir)
+        if path is _FAILED:
+            return None
+        latency = time.monotonic() - event.event_time
+        queued = self._handle_start - event.event_time  # watcher quiet time + queue wait
+        m.forecast_latency.observe(latency)
+        m.forecasts_written.inc()
+        self._last_forecast = time.time()
+        m.last_forecast_time.set(self._last_forecast)
+        stages = " ".join(f"{k}={v:.4f}" for k, v in sorted(pipe.timings.items()))
+        logger.info(
+            "forecast %s from %s: latency=%.4f queued=%.4f %s pre_encoded=%s",
+            path.name,
+            event.path.name,
+            latency,
+            queued,
+            stages,
+            pipe.used_pre_encoding,
+        )
+        self._attempt("encode", event.path.name, pipe.start_pre_encode)
+        self.notifier.status(self._status_line())
+        self._attempt("retention", path.name, pipe.prune, self.cfg.output_dir)
+        return path
+
+    def refill(self) -> int:
+        """Fill the buffer from the newest scans already in the watch directory."""
+        pipe = self.pipeline
+        candidates = []
+        for entry in os.scandir(self.cfg.watch_dir):
+            if entry.is_file() and not _ignored(entry.name):
+                candidates.append((entry.stat().st_mtime_ns, Path(entry.path)))
+        candidates.sort(reverse=True)
+        frames = []
+        for _, path in candidates[: 2 * pipe.buffer.input_length]:
+            try:
+                frames.append(pipe.read(path))
+            except ScanRejected as e:
+                logger.info("refill: skipped %s (%s)", path.name, e.reason)
+                continue
+            st = path.stat()
+            self._seen[path] = (st.st_size, st.st_mtime_ns)
+        for frame in sorted(frames, key=lambda f: f.valid_time):
+            pipe.push(frame)
+        self.metrics.buffer_frames.set(pipe.buffer.count)
+        if pipe.buffer.count:
+            self.metrics.newest_scan_valid_time.set(pipe.buffer.newest_time.timestamp())
+            pipe.pre_encode()
+        logger.info(
+            "refill: %d of %d scans in the buffer from %s",
+            pipe.buffer.count,
+            pipe.buffer.input_length,
+            self.cfg.watch_dir,
+        )
+        return pipe.buffer.count
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; apply the reloadable settings, warn about the rest."""
+        self.notifier.reloading("reloading the config")
+        try:
+            new = load_serve_config(self.config_path, flags=self.flags)
+            changed = [
+                f.name
+                for f in dataclasses.fields(ServeConfig)
+                if getattr(new, f.name) != getattr(self.cfg, f.name)
+            ]
+            applied = {k: getattr(new, k) for k in changed if k in RELOADABLE}
+            for key in sorted(set(changed) - set(applied)):
+                logger.warning("reload: %s changed; it takes effect after a restart", key)
+            self.cfg = dataclasses.replace(self.cfg, **applied)
+            self.pipeline.cfg = dataclasses.replace(self.pipeline.cfg, **applied)
+            logging.getLogger().setLevel(self.cfg.log_level)
+            logger.info("reload: applied %s", sorted(applied) or "nothing")
+        finally:
+            self.notifier.ready(self._status_line())
+
+    def _status_line(self) -> str:
+        buf = self.pipeline.buffer
+        last = self._last_forecast
+        when = (
+            "none yet" if last is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last))
+        )
+        newest = buf.newest_time.strftime("%Y-%m-%dT%H:%MZ") if buf.newest_time else "none"
+        return f"last forecast {when}; newest scan {newest}; buffer {buf.count}/{buf.input_length}"
+
+
+def _ignored(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in IGNORED_PATTERNS)

@@ -1,0 +1,203 @@
+"""The `nowcastd train` loop: data, jitted steps, logging, evaluation, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from model.network import PredRNN
+from model.train import TrainState, adam, init_train_state, make_train_step
+from nowcastd.data import ClipSet
+from nowcastd.data.loader import BatchIterator, open_dataset
+from nowcastd.errors import CheckpointError, NowcastdError
+from nowcastd.io.run_checkpoints import (
+    checkpoint_dirs,
+    restore_run_checkpoint,
+    save_run_checkpoint,
+    to_jsonable,
+)
+from nowcastd.train.config import TrainConfig
+from nowcastd.train.progress import Progress
+from nowcastd.train.sharding import DataParallel
+from nowcastd.verification.evaluation import evaluate
+from nowcastd.verification.scores import format_table
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDiverged(NowcastdError):
+    """The loss became NaN or infinite."""
+
+
+def _open(cfg: TrainConfig, paths: tuple[Path, ...], split: str) -> ClipSet:
+    """One split of the run's data, cut to fit the model."""
+    m = cfg.model
+    if len(paths) != 1:
+        raise NowcastdError(f"expected one {split} data path, got {len(paths)}: {paths}")
+    if not cfg.shared_split:  # separate files: each is used whole
+        split, fraction = "train", 0.0
+    else:
+        fraction = cfg.valid_fraction
+    return open_dataset(
+        paths[0],
+        total_length=m.total_length,
+        img_height=m.img_height,
+        img_width=m.img_width,
+        img_channel=m.img_channel + (m.num_action_ch if m.is_action else 0),
+        split=split,
+        valid_fraction=fraction,
+        stride=cfg.data_stride,
+        crop=cfg.data_crop,
+        block=cfg.data_block,
+    )
+
+
+def open_split(cfg: TrainConfig, split: str) -> ClipSet:
+    """The `train` or `valid` clips a run with `cfg` uses."""
+    paths = (
+        cfg.train_data_paths if split == "train" else (cfg.valid_data_paths or cfg.train_data_paths)
+    )
+    return _open(cfg, paths, split)
+
+
+class JsonLog:
+    """Append-only JSON-lines metrics log in save_dir."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, **record: Any) -> None:
+        record = {"time": time.time(), **record}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _pretrained(cfg: TrainConfig) -> PredRNN:
+    from nowcastd.io.model_checkpoint import load_model
+    from nowcastd.io.torch_import import load_official_checkpoint
+
+    path = cfg.pretrained_model
+    if path.is_file():  # an official model.ckpt-N
+        return load_official_checkpoint(path, cfg.model)
+    loaded = load_model(path)
+    if loaded.cfg != cfg.model:
+        raise CheckpointError(
+            f"{path}: model config {loaded.cfg} differs from the flags {cfg.model}"
+        )
+    return loaded.network
+
+
+def run(cfg: TrainConfig) -> dict[str, Any]:
+    """Train (or, with is_training=False, evaluate once). Returns the last metrics."""
+    save_dir = cfg.save_dir
+    save_dir.mkdir(parents=True, exist_ok=True)
+    log = JsonLog(save_dir / "metrics.jsonl")
+    optimizer = adam(cfg.lr)
+    valid_paths = cfg.valid_data_paths or cfg.train_data_paths
+    held_out = not cfg.shared_split or cfg.valid_fraction > 0
+    valid_set = _open(cfg, valid_paths, "valid") if valid_paths and held_out else None
+
+    if not cfg.is_training:
+        if cfg.pretrained_model is None:
+            raise NowcastdError("--is_training 0 needs --pretrained_model")
+        network = _pretrained(cfg)
+        return _evaluate(cfg, network, valid_set, step=0, log=log)
+
+    train_set = _open(cfg, cfg.train_data_paths, "train")
+    transform = train_set.transform
+    parallel = DataParallel.create()
+    batches = BatchIterator(
+        train_set, cfg.batch_size, np.random.default_rng(cfg.seed), with_mask=True
+    )
+    existing = checkpoint_dirs(save_dir)
+    if cfg.resume and existing:
+        state, meta = restore_run_checkpoint(existing[-1], optimizer)
+        batches.load_state_dict(meta["data_state"])
+        logger.info("resumed from %s at iteration %d", existing[-1], int(state.step))
+    else:
+        if existing and not cfg.resume:
+            logger.warning("%s already holds checkpoints; new ones are added beside them", save_dir)
+        key = jax.random.key(cfg.seed)
+        k_init, k_run = jax.random.split(key)
+        network = _pretrained(cfg) if cfg.pretrained_model else PredRNN(cfg.model, key=k_init)
+        state = init_train_state(network, optimizer, k_run)
+    state = parallel.replicate(state)
+    step_fn = make_train_step(optimizer, cfg.sampling, reverse_input=cfg.reverse_input)
+    use_valid = train_set.valid_mask is not None
+    extra = {"train_config": to_jsonable(cfg), "data_source": train_set.source}
+
+    def snapshot(state: TrainState) -> None:
+        save_run_checkpoint(
+            save_dir,
+            state,
+            transform=transform,
+            keep=cfg.keep_checkpoints,
+            extra={**extra, "data_state": batches.state_dict()},
+        )
+
+    start = int(state.step)
+    progress = Progress(total=cfg.max_iterations, start=start)
+    last: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    with progress:
+        for itr in range(start + 1, cfg.max_iterations + 1):
+            clips, valid = next(batches)
+            args = (parallel.shard(clips),) + (
+                (parallel.shard(valid[..., :1]),) if use_valid else ()
+            )
+            state, metrics = step_fn(state, *args)
+            progress.advance(itr)
+            if itr % cfg.display_interval == 0 or itr % cfg.snapshot_interval == 0:
+                loss = float(metrics.loss)  # the one host sync per display interval
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"iteration {itr}: loss is {loss}; stopped, the last good checkpoint "
+                        f"in {save_dir} is kept"
+                    )
+                elapsed = time.perf_counter() - t0
+                last = {
+                    "iteration": itr,
+                    "loss": loss,
+                    "mse": float(metrics.mse),
+                    "decouple": float(metrics.decouple),
+                    "elapsed_s": elapsed,
+                }
+                log.write(kind="train", **last)
+                progress.show(itr, loss)
+            if itr % cfg.snapshot_interval == 0 or itr == cfg.max_iterations:
+                snapshot(state)
+            if valid_set is not None and (
+                itr % cfg.test_interval == 0 or itr == cfg.max_iterations
+            ):
+                last["eval"] = _evaluate(cfg, state.network, valid_set, step=itr, log=log)
+    return last
+
+
+def _evaluate(
+    cfg: TrainConfig, network: PredRNN, valid_set: ClipSet | None, *, step: int, log: JsonLog
+) -> dict[str, Any]:
+    if valid_set is None:
+        raise NowcastdError("no validation data: give --valid_data_paths or a movie to split")
+    figures = cfg.save_dir / "figures" / f"{step:08d}" if cfg.visual else None
+    result = evaluate(
+        network,
+        valid_set,
+        batch_size=cfg.batch_size,
+        transform=valid_set.transform,
+        figures_dir=figures,
+        num_save_samples=cfg.num_save_samples,
+    )
+    logger.info(
+        "evaluation at iteration %d:\n%s",
+        step,
+        format_table(result, timestep_seconds=valid_set.timestep_seconds),
+    )
+    log.write(kind="eval", iteration=step, **result)
+    return result

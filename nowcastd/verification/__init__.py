@@ -1,0 +1,1 @@
+"""Scores, evaluation against baselines, and figures."""

@@ -1,0 +1,148 @@
+"""PNG figures for training and evaluation reports: sample forecasts, decoupling histograms.
+
+matplotlib is imported only when a figure is drawn, and only its object-oriented API with the
+Agg canvas is used (no pyplot, no global backend switch), so importing this module is cheap and
+safe inside the daemon. Files are written atomically (temporary name, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nowcastd.data.build import atomic_output
+from nowcastd.io.transform import DataTransform
+
+#: Rain-rate colour levels (mm/h) for physical data; below the first is left white.
+RAIN_LEVELS_MM_H = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)
+
+
+def _new_figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    path = Path(path)
+    with atomic_output(path) as f:
+        f.write(buf.getvalue())
+    return path
+
+
+def _frames(x: Any, name: str) -> np.ndarray:
+    """(T, H, W) or (T, H, W, C) -> (T, H, W) float (channel 0)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 4:
+        x = x[..., 0]
+    if x.ndim != 3:
+        raise ValueError(f"{name}: expected frames (T, H, W[, C]), got shape {x.shape}")
+    return x
+
+
+def _label(i: int, timestep_seconds: int | None) -> str:
+    if timestep_seconds:
+        minutes = i * timestep_seconds / 60
+        return f"{minutes:+g} min" if i else "0 min"
+    return f"t{i:+d}" if i else "t0"
+
+
+def save_sample_figure(
+    path: str | Path,
+    context: Any,
+    truth: Any,
+    forecast: Any,
+    transform: DataTransform,
+    *,
+    timestep_seconds: int | None = None,
+    title: str | None = None,
+) -> Path:
+    """A PNG grid: row 1 the context frames then the observed future, row 2 the forecast.
+
+    Args:
+        path: the PNG to write.
+        context: (I, H, W[, C]) input frames in model units (channel 0 is drawn).
+        truth, forecast: (K, H, W[, C]) observed and predicted future frames, model units.
+        transform: physical transforms are drawn in mm/h with a rain colour scale and colour
+            bar; identity data in model units on [0, 1].
+        timestep_seconds: labels frames in minutes relative to the last context frame.
+    """
+    from matplotlib import colormaps
+    from matplotlib.colors import BoundaryNorm, Normalize
+
+    ctx, obs, fct = (
+        _frames(context, "context"),
+        _frames(truth, "truth"),
+        _frames(forecast, "forecast"),
+    )
+    if obs.shape != fct.shape or ctx.shape[1:] != obs.shape[1:]:
+        raise ValueError(
+            f"save_sample_figure: context {ctx.shape}, truth {obs.shape} and forecast "
+            f"{fct.shape} must share (H, W), and truth and forecast their length"
+        )
+    n_in, n_out = ctx.shape[0], obs.shape[0]
+    if transform.is_physical:
+        ctx, obs, fct = (transform.to_physical(np.clip(a, 0.0, 1.0)) for a in (ctx, obs, fct))
+        cmap = colormaps["viridis"].with_extremes(under="white", over="magenta")
+        norm = BoundaryNorm(RAIN_LEVELS_MM_H, cmap.N, extend="both")
+        bar_label = f"rain rate ({transform.units})"
+    else:
+        cmap, norm, bar_label = colormaps["viridis"], Normalize(0.0, 1.0), "model units"
+
+    ncol = n_in + n_out
+    fig = _new_figure(1.2 * ncol + 1.2, 2.9)
+    axes = fig.subplots(2, ncol, squeeze=False)
+    image = None
+    for j in range(ncol):
+        top, bottom = axes[0, j], axes[1, j]
+        for ax in (top, bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if j < n_in:
+            image = top.imshow(ctx[j], cmap=cmap, norm=norm, interpolation="nearest")
+            top.set_title(_label(j - n_in + 1, timestep_seconds), fontsize=7)
+            bottom.set_axis_off()
+        else:
+            k = j - n_in
+            image = top.imshow(obs[k], cmap=cmap, norm=norm, interpolation="nearest")
+            bottom.imshow(fct[k], cmap=cmap, norm=norm, interpolation="nearest")
+            top.set_title(_label(k + 1, timestep_seconds), fontsize=7)
+    axes[0, 0].set_ylabel("observed", fontsize=8)
+    axes[1, n_in if n_in < ncol else 0].set_ylabel("forecast", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.9, label=bar_label, format="%g")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def save_decoupling_histogram(
+    path: str | Path, cos_values: Any, *, bins: int = 40, title: str | None = None
+) -> Path:
+    """A PNG histogram of |cos(Δc, Δm)| over channels (PredRNN-v2's decoupling diagnostic).
+
+    Values near 0 mean the memory increments of c and m are decoupled (the v2 loss pushes them
+    there). Non-finite values are dropped; ValueError if none is left.
+    """
+    values = np.abs(np.asarray(cos_values, dtype=np.float64).ravel())
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError("save_decoupling_histogram: no finite cosine values")
+    fig = _new_figure(5.0, 3.2)
+    ax = fig.subplots()
+    ax.hist(values, bins=bins, range=(0.0, 1.0), color="tab:blue", edgecolor="white")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("|cos(Δc, Δm)| per channel")
+    ax.set_ylabel("count")
+    ax.axvline(values.mean(), color="tab:red", linestyle="--", linewidth=1)
+    ax.set_title(
+        title or f"decoupling: mean |cos| = {values.mean():.3f} (n = {values.size})", fontsize=9
+    )
+    return _save(fig, path)

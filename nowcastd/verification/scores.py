@@ -1,0 +1,228 @@
+"""Forecast verification, accumulate-then-compute (as pySTEPS): per lead frame scores.
+
+`Verifier.update(pred, truth)` takes numpy (or JAX) arrays (B, K, H, W, C) in model units — the K
+predicted future frames and the observed ones — and adds per-lead sums; `Verifier.result()`
+turns the sums into scores; `format_table` prints them. Every score uses the prediction clipped
+to [0, 1] (``gx`` in the official code) and the truth as given.
+
+Scores (per lead frame k, over all sequences seen):
+
+* ``mse``: the official PredRNN per-frame MSE (REFERENCE.md §9): the **sum** over (H, W, C) of
+  squared errors, averaged over sequences. ``mse_per_seq`` is its sum over the leads.
+* ``mse_pixel``, ``mae_pixel``: per-pixel mean squared / absolute error in model units.
+* ``psnr``: as the official `batch_psnr`: both images truncated to uint8 (``uint8(x·255)``),
+  ``20·log10(255) − 10·log10(mse)`` per image (infinite for a perfect image), then the mean over
+  images. (The official code averages per-batch means; with equal batches that is the same.)
+* ``ssim``: **not** the official one. dm-pix `pix.ssim` on the float images in [0, 1]
+  (``max_val`` 1, 11×11 Gaussian window, σ = 1.5, K1 = 0.01, K2 = 0.03, mean over the valid
+  region and the channels), per image, then the mean. It matches scikit-image
+  ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+  data_range=1.0)``. The official score (uint8 truncation, 7×7 uniform window, an argument
+  removed from scikit-image) is neither reproducible on current scikit-image nor smooth.
+  Frames smaller than 11×11 get NaN.
+* When the transform is physical (mm/h), in physical units after `to_physical`:
+  ``mae_mm_h``; ``csi_<t>_mm_h`` = hits / (hits + misses + false alarms) with events
+  ``value >= t`` for t in 0.5, 1 and 5 mm/h, counts pooled over all sequences; and
+  ``fss_<t>_mm_h_<s>px``, the fractions skill score at 1 mm/h over s × s = 5 × 5 pixel
+  neighbourhoods (zero outside the frame), pooled as pySTEPS `fss_accum`/`fss_compute` do.
+  Scores with an empty denominator are NaN.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from nowcastd.io.transform import DataTransform
+
+logger = logging.getLogger(__name__)
+
+SSIM_WINDOW = 11
+_PSNR_PEAK = 20.0 * math.log10(255.0)
+
+
+def _thr_name(t: float) -> str:
+    return f"{t:g}"
+
+
+def _box_mean(events: np.ndarray, scale: int) -> np.ndarray:
+    """Mean of (N, H, W) over centred scale×scale windows, zero outside (uniform_filter)."""
+    pad = scale // 2
+    x = np.pad(events.astype(np.float64), ((0, 0), (pad + 1, pad), (pad + 1, pad)))
+    c = x.cumsum(1).cumsum(2)
+    s = scale
+    return (c[:, s:, s:] - c[:, :-s, s:] - c[:, s:, :-s] + c[:, :-s, :-s]) / (s * s)
+
+
+def ssim_per_image(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """dm-pix SSIM of (N, H, W, C) float images in [0, 1]; (N,) float64."""
+    import dm_pix as pix
+    import jax
+
+    fn = _ssim_fn.get("jit")
+    if fn is None:
+        fn = _ssim_fn["jit"] = jax.jit(lambda a, b: pix.ssim(a, b, max_val=1.0))
+    return np.asarray(fn(pred.astype(np.float32), truth.astype(np.float32)), dtype=np.float64)
+
+
+_ssim_fn: dict[str, Any] = {}
+
+
+def psnr_per_image(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Official PSNR of (..., H, W, C) images in [0, 1] via uint8 truncation; (...) float32."""
+    real = (np.clip(truth, 0.0, 1.0).astype(np.float32) * 255).astype(np.uint8)
+    fake = (np.clip(pred, 0.0, 1.0).astype(np.float32) * 255).astype(np.uint8)
+    diff = real.astype(np.int32) - fake.astype(np.int32)
+    n = np.prod(diff.shape[-3:])
+    mse = (diff**2).sum(axis=(-3, -2, -1)).astype(np.float32) / np.float32(n)
+    with np.errstate(divide="ignore"):
+        return np.float32(_PSNR_PEAK) - np.float32(10.0) * np.log10(mse)
+
+
+class Verifier:
+    """Accumulates per-lead sums over batches; `result` computes the scores.
+
+    Args:
+        transform: model -> physical units; physical scores only when ``is_physical``.
+        thresholds_mm_h: CSI event thresholds (physical units).
+        fss_threshold_mm_h, fss_scale: the FSS event threshold and the odd window size (pixels).
+        ssim: compute SSIM (needs JAX and dm-pix; the costliest score).
+    """
+
+    def __init__(
+        self,
+        transform: DataTransform | None = None,
+        *,
+        thresholds_mm_h: tuple[float, ...] = (0.5, 1.0, 5.0),
+        fss_threshold_mm_h: float = 1.0,
+        fss_scale: int = 5,
+        ssim: bool = True,
+    ):
+        if fss_scale < 1 or fss_scale % 2 == 0:
+            raise ValueError(f"fss_scale: got {fss_scale}, expected an odd number >= 1")
+        self.transform = transform or DataTransform(kind="identity")
+        self.thresholds = tuple(float(t) for t in thresholds_mm_h)
+        self.fss_threshold = float(fss_threshold_mm_h)
+        self.fss_scale = int(fss_scale)
+        self.ssim = ssim
+        self.n_seq = 0
+        self._shape: tuple[int, ...] | None = None
+        self._sums: dict[str, np.ndarray] = {}
+
+    def _add(self, name: str, per_lead: np.ndarray) -> None:
+        per_lead = np.asarray(per_lead, dtype=np.float64)
+        if name in self._sums:
+            self._sums[name] += per_lead
+        else:
+            self._sums[name] = per_lead.copy()
+
+    def update(self, pred, truth) -> None:
+        """Add a batch: `pred` and `truth` (B, K, H, W, C) in model units."""
+        pred = np.asarray(pred, dtype=np.float32)
+        truth = np.asarray(truth, dtype=np.float32)
+        if pred.shape != truth.shape or pred.ndim != 5:
+            raise ValueError(
+                f"Verifier.update: expected pred and truth (B, K, H, W, C) of one shape, got "
+                f"{pred.shape} and {truth.shape}"
+            )
+        if self._shape is not None and pred.shape[1:] != self._shape:
+            raise ValueError(
+                f"Verifier.update: frames {pred.shape[1:]} differ from earlier {self._shape}"
+            )
+        self._shape = pred.shape[1:]
+        b, k, h, w, c = pred.shape
+        gx = np.clip(pred, 0.0, 1.0)
+        err = gx.astype(np.float64) - truth
+        self.n_seq += b
+        self._add("sse", (err**2).sum(axis=(0, 2, 3, 4)))
+        self._add("sae", np.abs(err).sum(axis=(0, 2, 3, 4)))
+        self._add("psnr", psnr_per_image(gx, truth).astype(np.float64).sum(axis=0))
+        if self.ssim and min(h, w) >= SSIM_WINDOW:
+            s = ssim_per_image(gx.reshape(b * k, h, w, c), truth.reshape(b * k, h, w, c))
+            self._add("ssim", s.reshape(b, k).sum(axis=0))
+        if self.transform.is_physical:
+            self._update_physical(gx, truth)
+
+    def _update_physical(self, gx: np.ndarray, truth: np.ndarray) -> None:
+        p = self.transform.to_physical(gx)
+        o = self.transform.to_physical(truth)
+        self._add("sae_phys", np.abs(p.astype(np.float64) - o).sum(axis=(0, 2, 3, 4)))
+        for t in self.thresholds:
+            pe, oe = p >= t, o >= t
+            self._add(f"hits_{t}", (pe & oe).sum(axis=(0, 2, 3, 4)))
+            self._add(f"misses_{t}", (~pe & oe).sum(axis=(0, 2, 3, 4)))
+            self._add(f"false_{t}", (pe & ~oe).sum(axis=(0, 2, 3, 4)))
+        b, k, h, w, c = gx.shape
+
+        def fractions(x: np.ndarray) -> np.ndarray:
+            ev = np.moveaxis(x >= self.fss_threshold, 4, 2).reshape(b * k * c, h, w)
+            return _box_mean(ev, self.fss_scale).reshape(b, k, c, h, w)
+
+        fp, fo = fractions(p), fractions(o)
+        self._add("fss_num", ((fp - fo) ** 2).sum(axis=(0, 2, 3, 4)))
+        self._add("fss_den", (fp**2 + fo**2).sum(axis=(0, 2, 3, 4)))
+
+    def result(self) -> dict[str, Any]:
+        """Scores per lead (lists) and their means over the leads; see the module docstring."""
+        if self.n_seq == 0 or self._shape is None:
+            raise ValueError("Verifier.result: no batch was added")
+        k, h, w, c = self._shape
+        n, npx = self.n_seq, self.n_seq * h * w * c
+        s = self._sums
+        nan = np.full(k, np.nan)
+        per: dict[str, np.ndarray] = {
+            "mse": s["sse"] / n,
+            "mse_pixel": s["sse"] / npx,
+            "mae_pixel": s["sae"] / npx,
+            "psnr": s["psnr"] / n,
+            "ssim": s["ssim"] / n if "ssim" in s else nan,
+        }
+        if self.transform.is_physical:
+            per["mae_mm_h"] = s["sae_phys"] / npx
+            with np.errstate(invalid="ignore", divide="ignore"):
+                for t in self.thresholds:
+                    hits = s[f"hits_{t}"]
+                    den = hits + s[f"misses_{t}"] + s[f"false_{t}"]
+                    per[f"csi_{_thr_name(t)}_mm_h"] = np.where(den > 0, hits / den, np.nan)
+                fss = 1.0 - s["fss_num"] / s["fss_den"]
+                name = f"fss_{_thr_name(self.fss_threshold)}_mm_h_{self.fss_scale}px"
+                per[name] = np.where(s["fss_den"] > 0, fss, np.nan)
+        with np.errstate(invalid="ignore"):
+            means = {name: float(np.mean(v)) for name, v in per.items()}
+        return {
+            "n_sequences": n,
+            "leads": k,
+            "frame_shape": [h, w, c],
+            "transform": self.transform.to_json(),
+            "units": self.transform.units,
+            "mse_per_seq": float(np.sum(per["mse"])),
+            "per_lead": {name: [float(x) for x in v] for name, v in per.items()},
+            "mean": means,
+        }
+
+
+def format_table(result: dict[str, Any], *, timestep_seconds: int | None = None) -> str:
+    """A plain-text table: one row per lead (``+k`` frames or ``+m min``), then the means."""
+    names = list(result["per_lead"])
+    width = max(9, *(len(n) for n in names))
+
+    def cell(v: float) -> str:
+        return f"{v:>{width}.4g}" if math.isfinite(v) else f"{str(v):>{width}}"
+
+    def label(i: int) -> str:
+        return f"+{i * timestep_seconds / 60:g} min" if timestep_seconds else f"+{i}"
+
+    lines = [
+        f"{result['n_sequences']} sequences, {result['leads']} lead frames, "
+        f"transform {result['transform']['kind']} (physical units {result['units']}); "
+        f"official mse per seq {result['mse_per_seq']:.4g}",
+        "lead".ljust(8) + " ".join(n.rjust(width) for n in names),
+    ]
+    for i in range(result["leads"]):
+        row = [cell(result["per_lead"][n][i]) for n in names]
+        lines.append(label(i + 1).ljust(8) + " ".join(row))
+    lines.append("mean".ljust(8) + " ".join(cell(result["mean"][n]) for n in names))
+    return "\n".join(lines)

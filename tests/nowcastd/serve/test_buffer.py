@@ -1,0 +1,72 @@
+"""The device frame buffer: in-place shifts, time-ordering rules, gap resets."""
+
+from datetime import UTC, datetime, timedelta
+
+import jax
+import numpy as np
+import pytest
+
+from nowcastd.serve.buffer import FrameBuffer, Push
+from nowcastd.serve.metrics import CompileCounter
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _buffer(input_length: int = 3) -> FrameBuffer:
+    return FrameBuffer(input_length=input_length, frame_shape=(4, 4, 1), max_gap_seconds=450)
+
+
+def _push(buf: FrameBuffer, minutes: int, value: float | None = None) -> Push:
+    frame = jax.device_put(np.full((4, 4, 1), minutes if value is None else value, np.float32))
+    return buf.push(frame, valid_time=T0 + timedelta(minutes=minutes), name=f"s{minutes}")
+
+
+def test_buffer_keeps_the_newest_frames_in_time_order():
+    buf = _buffer()
+    for m in (0, 5, 10, 15):
+        assert _push(buf, m) is Push.APPENDED
+    assert buf.full and buf.count == 3
+    assert [i.name for i in buf.infos] == ["s5", "s10", "s15"]
+    np.testing.assert_array_equal(np.asarray(buf.frames)[0, :, 0, 0, 0], [5, 10, 15])
+
+
+def test_push_updates_the_device_array_in_place_without_recompiling():
+    buf = _buffer()
+    _push(buf, 0)
+    before = buf.frames
+    address = before.unsafe_buffer_pointer()
+    with CompileCounter() as counter:
+        _push(buf, 5)
+    assert counter.count == 0
+    assert before.is_deleted()  # donated to the update ...
+    assert buf.frames.unsafe_buffer_pointer() == address  # ... which wrote into its memory
+    assert buf.frames.shape == (1, 3, 4, 4, 1)
+
+
+def test_duplicate_is_ignored_and_older_scan_dropped():
+    buf = _buffer()
+    _push(buf, 0)
+    _push(buf, 5)
+    assert _push(buf, 5, value=99) is Push.DUPLICATE
+    assert _push(buf, 0, value=99) is Push.OUT_OF_ORDER
+    assert [i.name for i in buf.infos] == ["s0", "s5"]
+    assert 99 not in np.asarray(buf.frames)
+
+
+def test_gap_over_the_limit_empties_the_buffer():
+    buf = _buffer()
+    for m in (0, 5, 10):
+        _push(buf, m)
+    assert buf.check(T0 + timedelta(minutes=17, seconds=30)) is Push.APPENDED  # 450 s: kept
+    assert _push(buf, 20) is Push.RESET  # 600 s
+    assert buf.count == 1 and not buf.full and buf.resets == 1
+    _push(buf, 25)
+    _push(buf, 30)
+    assert buf.full
+    np.testing.assert_array_equal(np.asarray(buf.frames)[0, :, 0, 0, 0], [20, 25, 30])
+
+
+def test_wrong_frame_shape_is_refused():
+    buf = _buffer()
+    with pytest.raises(ValueError, match="expected shape"):
+        buf.push(jax.numpy.zeros((5, 4, 1)), valid_time=T0, name="bad")

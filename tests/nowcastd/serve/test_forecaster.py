@@ -1,0 +1,87 @@
+"""The AOT forecaster: pre-encoded forecasts equal the full rollout; nothing recompiles."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from model.config import ModelConfig
+from model.network import PredRNN
+from model.rollout import rollout
+from nowcastd.io.transform import DataTransform
+from nowcastd.serve.forecaster import Forecaster
+from nowcastd.serve.metrics import CompileCounter
+
+DBZ = DataTransform(kind="dbz")
+
+
+def _network(input_length: int = 3) -> PredRNN:
+    cfg = ModelConfig(
+        model_name="predrnn_v2",
+        num_hidden=(8, 8),
+        filter_size=3,
+        patch_size=4,
+        img_height=16,
+        img_width=16,
+        input_length=input_length,
+        total_length=input_length + 3,
+    )
+    return PredRNN(cfg, key=jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    forecaster = Forecaster(_network(), DBZ, num_leads=4)  # longer than total - input
+    forecaster.compile()
+    return forecaster
+
+
+def _frames(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 0.8, (1, n, 16, 16, 1)).astype(np.float32)
+
+
+def test_pre_encoded_forecast_equals_full_rollout(compiled):
+    sequence = _frames(4, seed=1)  # f1..f4: window one is f1..f3, window two f2..f4
+    compiled.pre_encode(jnp.asarray(sequence[:, :3]), key=("f1", "f2", "f3"))
+    assert compiled.pre_encoded_for(("f2", "f3"))
+    fast, used = compiled.forecast(jnp.asarray(sequence[:, 1:]), key=("f2", "f3", "f4"))
+    assert used
+    full = compiled.full(jnp.asarray(sequence[:, 1:]))
+    reference = DBZ.to_physical(np.asarray(rollout(compiled.network, sequence[:, 1:], 4)))[
+        0, ..., 0
+    ]
+    assert fast.shape == (4, 16, 16)
+    np.testing.assert_allclose(fast, full, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(full, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_forecast_after_another_window_runs_the_full_rollout(compiled):
+    sequence = _frames(5, seed=2)
+    compiled.pre_encode(jnp.asarray(sequence[:, :3]), key=("a", "b", "c"))
+    context = jnp.asarray(sequence[:, 2:])
+    result, used = compiled.forecast(context, key=("c", "d", "e"))  # b was not followed by c
+    assert not used
+    np.testing.assert_allclose(result, compiled.full(context), rtol=1e-6)
+
+
+def test_no_compilation_after_compile(compiled):
+    context = jnp.asarray(_frames(3, seed=3))
+    with CompileCounter() as counter:
+        compiled.full(context)
+        compiled.pre_encode(context, key=(1, 2, 3))
+        compiled.forecast(context, key=(2, 3, 4))
+    assert counter.count == 0
+
+
+def test_single_input_model_forecasts_without_pre_encoding():
+    forecaster = Forecaster(_network(input_length=1), DBZ, num_leads=2)
+    forecaster.compile()
+    assert not forecaster.can_pre_encode
+    context = jnp.asarray(_frames(1, seed=4))
+    result, used = forecaster.forecast(context, key=("x",))
+    assert result.shape == (2, 16, 16) and not used
+
+
+def test_forecast_before_compile_is_an_error():
+    with pytest.raises(RuntimeError, match="compile"):
+        Forecaster(_network(), DBZ, num_leads=1).full(jnp.zeros((1, 3, 16, 16, 1)))

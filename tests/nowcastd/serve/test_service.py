@@ -1,0 +1,290 @@
+"""A real `nowcastd serve` subprocess on tmp_path with a tiny model, fed real files.
+
+The tests of this module share one daemon and run in order: three ways of delivering scans,
+then rejections, then SIGTERM, then a restart with the scans already present.
+"""
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import h5py
+import jax
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from model.config import ModelConfig
+from model.network import PredRNN
+from nowcastd.cli.predict import run_predict
+from nowcastd.io.forecast_file import read_forecast
+from nowcastd.io.model_checkpoint import save_inference_checkpoint
+from nowcastd.io.transform import DataTransform
+from tests.paths import REPO
+
+REPO = REPO
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+NATIVE = 64  # native grid; the domain block-averages it 2 x 2 to the model's 32 x 32
+CONFIG = """\
+[serve]
+watch_dir = "{root}/incoming"
+output_dir = "{root}/forecasts"
+checkpoint = "{root}/ckpt"
+metrics_port = {port}
+timestep_seconds = 300
+debounce_seconds = 0.1
+settle_seconds = 0.5
+retention_keep_last = 100
+retention_max_age_hours = 0
+
+[domain]
+native_shape = [{n}, {n}]
+row0 = 0
+col0 = 0
+height = {n}
+width = {n}
+block = 2
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _scan_name(i: int) -> str:
+    return f"scan_{(T0 + timedelta(minutes=5 * i)):%Y%m%d%H%M}.npy"
+
+
+def _scan_bytes(i: int, shape: tuple[int, int] = (NATIVE, NATIVE)) -> bytes:
+    rng = np.random.default_rng(i)
+    field = rng.gamma(0.6, 3.0, shape).astype(np.float32)
+    field[:4, :6] = np.nan  # no data in a corner: the NaN rule applies
+    out = io.BytesIO()
+    np.save(out, field)
+    return out.getvalue()
+
+
+class Daemon:
+    """Paths, the subprocess, and the sd_notify messages it sent."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.incoming = root / "incoming"
+        self.out = root / "forecasts"
+        self.staging = root / "staging"
+        for d in (self.incoming, self.staging):
+            d.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        self.config = root / "serve.toml"
+        self.config.write_text(CONFIG.format(root=root, port=self.port, n=NATIVE))
+        self.proc: subprocess.Popen | None = None
+        self.messages: list[str] = []
+
+    def start(self) -> None:
+        address = f"@nowcastd-test-{uuid.uuid4().hex}"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind("\0" + address[1:])
+        sock.settimeout(0.2)
+        self.messages = []
+
+        def listen() -> None:
+            while self.proc is None or self.proc.poll() is None:
+                try:
+                    self.messages.append(sock.recv(4096).decode())
+                except TimeoutError:
+                    continue
+            sock.close()
+
+        env = dict(os.environ, NOTIFY_SOCKET=address, WATCHDOG_USEC="2000000", JAX_PLATFORMS="cpu")
+        env["NOWCASTD_COMPILE_CACHE"] = str(self.root / "cache")  # the restart loads from it
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        self.log = (self.root / "serve.log").open("ab")
+        cmd = [sys.executable, "-m", "nowcastd.cli", "serve", "--config", str(self.config)]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        threading.Thread(target=listen, daemon=True).start()
+        self.wait_for(lambda: any("READY=1" in m for m in self.messages), 120, "READY=1")
+
+    def wait_for(self, check, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        pytest.fail(f"{what} did not happen; log:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return (self.root / "serve.log").read_text(errors="replace")
+
+    def forecasts(self) -> list[str]:
+        return sorted(p.name for p in self.out.glob("forecast_*.h5")) if self.out.exists() else []
+
+    def wait_forecast(self, i: int) -> Path:
+        name = f"forecast_{(T0 + timedelta(minutes=5 * i)):%Y%m%dT%H%M%SZ}.h5"
+        self.wait_for(lambda: (self.out / name).exists(), 30, name)
+        return self.out / name
+
+    def wait_received(self, n: int) -> None:
+        def received() -> bool:
+            return _value(self.metrics(), "nowcastd_scans_received_total") >= n
+
+        self.wait_for(received, 30, f"{n} scans received")
+
+    def metrics(self) -> dict[tuple[str, tuple], float]:
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    # Three ways a feed delivers a file.
+    def write_slowly(self, i: int) -> None:
+        data = _scan_bytes(i)
+        with (self.incoming / _scan_name(i)).open("wb") as f:
+            for chunk in (data[:100], data[100:5000], data[5000:]):
+                f.write(chunk)
+                f.flush()
+                time.sleep(0.15)
+
+    def write_then_rename(self, i: int, data: bytes | None = None) -> None:
+        tmp = self.incoming / f".{_scan_name(i)}.tmp"
+        tmp.write_bytes(_scan_bytes(i) if data is None else data)
+        os.rename(tmp, self.incoming / _scan_name(i))
+
+    def move_in(self, i: int) -> None:
+        src = self.staging / _scan_name(i)
+        src.write_bytes(_scan_bytes(i))
+        os.rename(src, self.incoming / _scan_name(i))
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    cfg = ModelConfig(
+        model_name="predrnn_v2",
+        num_hidden=(8, 8),
+        filter_size=3,
+        patch_size=4,
+        img_height=32,
+        img_width=32,
+        input_length=3,
+        total_length=6,
+    )
+    network = PredRNN(cfg, key=jax.random.key(0))
+    save_inference_checkpoint(root / "ckpt", network, DataTransform(kind="dbz"))
+    d = Daemon(root)
+    d.start()
+    yield d
+    if d.proc.poll() is None:
+        d.proc.kill()
+        d.proc.wait()
+
+
+def _value(metrics, name, **labels) -> float:
+    return metrics[(name, tuple(sorted(labels.items())))]
+
+
+def test_each_delivery_gives_one_forecast_matching_predict(daemon):
+    compilations_at_ready = _value(daemon.metrics(), "nowcastd_jit_compilations_total")
+    daemon.move_in(0)
+    daemon.wait_received(1)  # a moved-in file waits settle_seconds; keep the two in order
+    daemon.write_then_rename(1)
+    daemon.wait_received(2)
+    assert daemon.forecasts() == []  # two of three inputs: no forecast yet
+    deliveries = {2: daemon.write_slowly, 3: daemon.write_then_rename, 4: daemon.move_in}
+    for i, deliver in deliveries.items():
+        deliver(i)
+        daemon.wait_forecast(i)
+    time.sleep(1.0)  # a second forecast of the same scan would show up here
+    assert len(daemon.forecasts()) == 3
+    metrics = daemon.metrics()
+    assert _value(metrics, "nowcastd_forecasts_written_total") == 3
+    assert _value(metrics, "nowcastd_scans_received_total") == 5
+    assert _value(metrics, "nowcastd_jit_compilations_total") == compilations_at_ready
+    assert "pre_encoded=True" in daemon.log_text()
+
+    for i in deliveries:
+        served = read_forecast(daemon.out / daemon.forecasts()[i - 2])
+        scans = [daemon.incoming / _scan_name(j) for j in range(i - 2, i + 1)]
+        flags = {"output_dir": daemon.root / f"predict{i}"}
+        predicted = read_forecast(run_predict(scans, config=daemon.config, flags=flags))
+        assert served["issue_time"] == predicted["issue_time"] == T0 + timedelta(minutes=5 * i)
+        # Both are rounded to 1/128 mm/h on writing; float noise may round to a neighbour.
+        np.testing.assert_allclose(served["precip"], predicted["precip"], rtol=0, atol=1 / 128)
+        np.testing.assert_array_equal(served["input_nan_mask"], predicted["input_nan_mask"])
+        assert np.isnan(served["precip"][:, 0, 0]).all()  # the NaN rule: no data in, none out
+        assert served["attrs"]["input_scans"] == [s.name for s in scans]
+
+
+def test_bad_scans_are_rejected_and_counted_while_serving(daemon):
+    truncated = _scan_bytes(5)[:200]  # a valid .npy header, then nothing
+    daemon.write_then_rename(5, truncated)
+    wrong_grid = daemon.staging / _scan_name(6)
+    np.save(wrong_grid, np.zeros((48, 48), np.float32))
+    os.rename(wrong_grid, daemon.incoming / wrong_grid.name)
+    hdf5 = daemon.staging / "whole.h5"
+    with h5py.File(hdf5, "w") as h:
+        h["image1/image_data"] = np.zeros((64, 64), np.uint16)
+    (daemon.staging / "broken.h5").write_bytes(hdf5.read_bytes()[:1000])  # truncated HDF5
+    os.rename(daemon.staging / "broken.h5", daemon.incoming / "broken.h5")
+    (daemon.staging / "notes.txt").write_text("not a radar scan")
+    os.rename(daemon.staging / "notes.txt", daemon.incoming / "notes.txt")
+    old = daemon.staging / "scan_202512312355.npy"  # before every buffered scan
+    old.write_bytes(_scan_bytes(99))
+    os.rename(old, daemon.incoming / old.name)
+    daemon.wait_for(
+        lambda: _value(daemon.metrics(), "nowcastd_scans_rejected_total", reason="out_of_order"),
+        20,
+        "out_of_order rejection",
+    )
+    # Scans 5 and 6 were refused, so 7 comes 15 min after 4: more than 1.5 timesteps, the
+    # buffer is emptied; 7, 8 and 9 refill it and 9 gets the next forecast.
+    for i in (7, 8, 9):
+        daemon.write_then_rename(i)
+    daemon.wait_forecast(9)
+    metrics = daemon.metrics()
+    assert _value(metrics, "nowcastd_scans_rejected_total", reason="corrupt") == 2
+    assert _value(metrics, "nowcastd_scans_rejected_total", reason="unknown_format") == 1
+    assert _value(metrics, "nowcastd_scans_rejected_total", reason="wrong_grid") == 1
+    assert _value(metrics, "nowcastd_scans_rejected_total", reason="out_of_order") == 1
+    assert _value(metrics, "nowcastd_buffer_resets_total") == 1
+    assert _value(metrics, "nowcastd_buffer_frames") == 3
+    assert _value(metrics, "nowcastd_forecasts_written_total") == 4
+    assert _value(metrics, "nowcastd_failures_total", stage="rollout") == 0
+    assert _value(metrics, "nowcastd_ready") == 1
+    assert any(m.startswith("WATCHDOG=1") for m in daemon.messages)
+    assert any("STATUS=last forecast" in m for m in daemon.messages)
+
+
+def test_sigterm_exits_zero(daemon):
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=20) == 0
+    time.sleep(0.3)
+    assert any("STOPPING=1" in m for m in daemon.messages)
+
+
+def test_restart_with_scans_present_forecasts_at_the_next_scan(daemon):
+    assert daemon.proc.poll() is not None
+    before = len(daemon.forecasts())
+    daemon.start()
+    assert _value(daemon.metrics(), "nowcastd_buffer_frames") == 3
+    daemon.write_then_rename(10)
+    daemon.wait_forecast(10)
+    assert len(daemon.forecasts()) == before + 1
+    assert daemon.log_text().rstrip().count("pre_encoded=True") >= 2
+    daemon.proc.send_signal(signal.SIGINT)
+    assert daemon.proc.wait(timeout=20) == 0

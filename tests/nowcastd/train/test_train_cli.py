@@ -1,0 +1,251 @@
+"""`nowcastd train` end to end on real files: the seed's flags, checkpoints, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from nowcastd.cli import app
+from nowcastd.io.run_checkpoints import checkpoint_dirs
+from tests.paths import FIXTURES, REPO
+
+MOVIE = FIXTURES / "radar" / "movie_small.h5"
+
+# The seed command's flags, scaled down to a tiny model on the 12-frame 64x64 fixture movie.
+SEED = [
+    "--model_name",
+    "predrnn_v2",
+    "--num_hidden",
+    "8,8",
+    "--num_layers",
+    "2",
+    "--patch_size",
+    "4",
+    "--img_channel",
+    "1",
+    "--img_width",
+    "64",
+    "--total_length",
+    "5",
+    "--input_length",
+    "4",
+    "--lr",
+    "0.001",
+    "--batch_size",
+    "2",
+    "--reverse_scheduled_sampling",
+    "0",
+    "--decouple_beta",
+    "0.1",
+    "--filter_size",
+    "3",
+    "--layer_norm",
+    "0",
+    "--valid_fraction",
+    "0.45",
+]
+
+
+def run_train(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["train", *SEED, *args])
+    return result.exit_code, result.output
+
+
+def records(save_dir: Path, kind: str) -> list[dict]:
+    lines = (save_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def test_seed_flags_train_snapshot_evaluate_and_draw(tmp_path: Path) -> None:
+    save = tmp_path / "ckpt"
+    save.mkdir()
+    (save / "notes.txt").write_text("mine")
+    code, out = run_train(
+        "--train_data_paths",
+        str(MOVIE),
+        "--save_dir",
+        str(save),
+        "--visual",
+        "1",
+        "--max_iterations",
+        "6",
+        "--display_interval",
+        "2",
+        "--snapshot_interval",
+        "2",
+        "--test_interval",
+        "6",
+        "--keep_checkpoints",
+        "2",
+        "--num_save_samples",
+        "1",
+    )
+    assert code == 0, out
+    assert (save / "notes.txt").read_text() == "mine"  # nothing in save_dir is deleted
+    assert [p.name for p in checkpoint_dirs(save)] == ["ckpt-00000004", "ckpt-00000006"]
+    train = records(save, "train")
+    assert [r["iteration"] for r in train] == [2, 4, 6]
+    assert all(np.isfinite(r["loss"]) for r in train)
+    (ev,) = records(save, "eval")
+    assert ev["leads"] == 1 and np.isfinite(ev["mean"]["mse"])
+    assert "csi_1_mm_h" in ev["per_lead"]  # the movie's transform is physical
+    figures = sorted(p.name for p in (save / "figures" / "00000006").iterdir())
+    assert figures == ["decoupling_cosine.png", "sample_000.png"]
+    meta = json.loads((save / "ckpt-00000006" / "meta.json").read_text())
+    assert meta["step"] == 6 and meta["transform"]["kind"] == "dbz"
+    assert meta["data_state"]["position"] >= 0 and meta["has_train_state"]
+
+
+def test_interrupted_and_resumed_run_gives_the_same_losses(tmp_path: Path) -> None:
+    common = [
+        "--train_data_paths",
+        str(MOVIE),
+        "--display_interval",
+        "1",
+        "--test_interval",
+        "1000",
+        "--reverse_input",
+        "1",
+        "--reverse_scheduled_sampling",
+        "1",
+        "--seed",
+        "7",
+    ]
+    full, part = tmp_path / "full", tmp_path / "part"
+    code, out = run_train(
+        *common, "--save_dir", str(full), "--max_iterations", "6", "--snapshot_interval", "6"
+    )
+    assert code == 0, out
+    code, out = run_train(
+        *common, "--save_dir", str(part), "--max_iterations", "3", "--snapshot_interval", "3"
+    )
+    assert code == 0, out
+    code, out = run_train(
+        *common,
+        "--save_dir",
+        str(part),
+        "--max_iterations",
+        "6",
+        "--snapshot_interval",
+        "3",
+        "--resume",
+    )
+    assert code == 0, out
+    want = [r["loss"] for r in records(full, "train")]
+    got = [r["loss"] for r in records(part, "train")]
+    assert len(want) == len(got) == 6
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_wrong_data_size_is_one_line_error_suggesting_dataset_build(tmp_path: Path) -> None:
+    code, out = run_train(
+        "--train_data_paths", str(MOVIE), "--img_width", "40", "--save_dir", str(tmp_path / "c")
+    )
+    assert code == 1
+    assert "64×64×1" in out and "40×40×1" in out and "nowcastd dataset build" in out
+    assert "Traceback" not in out
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_writes_no_bad_checkpoint(tmp_path) -> None:
+    clips = np.full((4, 5, 64, 64, 1), np.inf, np.float32)
+    np.save(tmp_path / "bad.npy", clips)
+    save = tmp_path / "c"
+    code, out = run_train(
+        "--train_data_paths",
+        str(tmp_path / "bad.npy"),
+        "--save_dir",
+        str(save),
+        "--max_iterations",
+        "4",
+        "--display_interval",
+        "2",
+        "--snapshot_interval",
+        "2",
+        "--valid_fraction",
+        "0",
+    )
+    assert code == 1
+    assert "loss is" in out
+    assert checkpoint_dirs(save) == []
+
+
+def test_toml_config_sets_flags_and_command_line_wins(tmp_path: Path) -> None:
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(
+        f'[train]\nmax_iterations = 2\ndisplay_interval = 1\nsave_dir = "{tmp_path / "a"}"\n'
+        f'train_data_paths = "{MOVIE}"\nsnapshot_interval = 100\ntest_interval = 100\n'
+    )
+    code, out = run_train("--config", str(cfg), "--display_interval", "2")
+    assert code == 0, out
+    assert [r["iteration"] for r in records(tmp_path / "a", "train")] == [2]
+
+
+def test_two_devices_give_the_same_loss_as_one() -> None:
+    script = r"""
+import jax, jax.numpy as jnp, numpy as np
+from model.config import ModelConfig
+from model.network import PredRNN
+from model.sampling import SamplingConfig
+from model.train import adam, init_train_state, make_train_step
+from nowcastd.train.sharding import DataParallel
+cfg = ModelConfig(model_name="predrnn_v2", num_hidden=(4, 4), filter_size=3, patch_size=2,
+                  img_height=8, img_width=8, input_length=2, total_length=4)
+clips = np.random.default_rng(0).random((4, 4, 8, 8, 1), dtype=np.float32)
+def losses(parallel):
+    opt = adam(1e-3)
+    state = init_train_state(PredRNN(cfg, key=jax.random.key(0)), opt, jax.random.key(1))
+    step = make_train_step(opt, SamplingConfig(), reverse_input=True)
+    if parallel:
+        dp = DataParallel.create()
+        assert dp.size == 2, dp.size
+        state = dp.replicate(state)
+    out = []
+    for _ in range(3):
+        batch = dp.shard(clips) if parallel else jnp.asarray(clips)
+        state, m = step(state, batch)
+        out.append(float(m.loss))
+    return out
+import json
+print(json.dumps([losses(False), losses(True)]))
+"""
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "PYTHONPATH": str(REPO),
+        "JAX_PLATFORMS": "cpu",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    one, two = json.loads(proc.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(two, one, rtol=1e-5)
+
+
+@pytest.mark.parametrize("flag", ["--num_layers", "--num_hidden"])
+def test_num_layers_is_checked_against_num_hidden(tmp_path: Path, flag: str) -> None:
+    value = "3" if flag == "--num_layers" else "8,8,8"
+    code, out = run_train(
+        "--train_data_paths", str(MOVIE), flag, value, "--save_dir", str(tmp_path / "c")
+    )
+    assert code == 1 and "--num_layers" in out
+
+
+def test_toml_config_with_an_unknown_key_is_a_one_line_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "train.toml"
+    cfg.write_text("[train]\nmax_iteration = 2\n")
+    code, out = run_train("--config", str(cfg), "--train_data_paths", str(MOVIE))
+    assert code == 1
+    assert "unknown keys ['max_iteration']" in out and "Traceback" not in out
