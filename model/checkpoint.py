@@ -1,8 +1,8 @@
 """Checkpoints: a directory of JSON metadata plus `eqx.tree_serialise_leaves` files.
 
-The only room of `model/` that touches files, and only the paths it is given.
-Each checkpoint is written into a temporary sibling directory, fsynced, and
-renamed into place, so a reader never sees half of one.
+The only room of `model/` that touches files, and only the paths it is given. It writes the
+files into a new directory; making that atomic (a temporary directory, fsync, rename) is the
+caller's part (`nowcastd.io.model_checkpoint.save_checkpoint`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,51 +33,27 @@ def config_from_json(data: dict[str, Any]) -> ModelConfig:
     return ModelConfig(**data)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def save_checkpoint(
+def write_checkpoint(
     directory: Path,
     *,
     network: eqx.Module,
     metadata: dict[str, Any],
     train_state: eqx.Module | None = None,
 ) -> Path:
-    """Write `directory` atomically: meta.json, network.eqx and optionally train_state.eqx."""
+    """Write meta.json, network.eqx and optionally train_state.eqx into `directory`."""
     directory = Path(directory)
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    eqx.tree_serialise_leaves(tmp / NETWORK, network)
+    directory.mkdir(parents=True, exist_ok=True)
+    eqx.tree_serialise_leaves(directory / NETWORK, network)
     if train_state is not None:
-        eqx.tree_serialise_leaves(tmp / TRAIN_STATE, train_state)
+        eqx.tree_serialise_leaves(directory / TRAIN_STATE, train_state)
     meta = {
         "format_version": FORMAT_VERSION,
         "model_config": config_to_json(network.cfg),
-        "network_sha256": _sha256(tmp / NETWORK),
+        "network_sha256": _sha256(directory / NETWORK),
         "has_train_state": train_state is not None,
         **metadata,
     }
-    (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
-    for f in tmp.iterdir():
-        _fsync(f)
-    _fsync(tmp)
-    if directory.exists():
-        old = directory.with_name(f".{directory.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(directory, old)
-        os.replace(tmp, directory)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, directory)
-    _fsync(directory.parent)
+    (directory / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
     return directory
 
 

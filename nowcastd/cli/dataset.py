@@ -95,11 +95,12 @@ def size_geometry(
 
 def _scan_files(directory: Path, skip: set[Path]) -> list[tuple[Path, str]]:
     """(path, format) of the radar files in `directory`, detected by content."""
+    from nowcastd.io.atomic import is_ignored_name
     from nowcastd.io.readers import detect_format
 
     found, ignored = [], []
     for path in sorted(directory.iterdir()):
-        if path.name.startswith(".") or not path.is_file() or path.resolve() in skip:
+        if is_ignored_name(path.name) or not path.is_file() or path.resolve() in skip:
             continue
         try:
             found.append((path, detect_format(path)))

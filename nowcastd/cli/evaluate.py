@@ -164,10 +164,10 @@ def evaluate(
         report["mse_skill_vs_persistence"] = mse_skill(result, report["persistence"])
     strict = _finite_or_none(report)
     if out is not None:
-        from nowcastd.data.build import atomic_output
+        from nowcastd.io.atomic import atomic_file
 
         out.mkdir(parents=True, exist_ok=True)
-        with atomic_output(out / "evaluation.json") as f:
+        with atomic_file(out / "evaluation.json") as f:
             f.write(json.dumps(strict, indent=1).encode())
     if as_json:
         typer.echo(json.dumps(strict, indent=1))

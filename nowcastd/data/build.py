@@ -15,18 +15,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import h5py
 import numpy as np
 
 from nowcastd.data.movie import default_transform, prepare_frames, read_times, window_starts
 from nowcastd.errors import DataError
+from nowcastd.io.atomic import atomic_file
 from nowcastd.io.transform import DataTransform
 
 logger = logging.getLogger(__name__)
@@ -39,35 +37,6 @@ NAN_RULE = (
 )
 
 
-@contextmanager
-def atomic_output(path: str | Path) -> Iterator[IO[bytes]]:
-    """A binary file that appears at `path` only when the block ends without error.
-
-    Writes to a temporary name in the same directory, flushes and fsyncs, then `os.replace`.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def _write_windows(path: Path, frames: np.ndarray, starts: np.ndarray, length: int) -> None:
     """Stream windows of `frames` into a .npy (N, length, ...) float32 without stacking them."""
     shape = (len(starts), length, *frames.shape[1:])
@@ -76,7 +45,7 @@ def _write_windows(path: Path, frames: np.ndarray, starts: np.ndarray, length: i
         "fortran_order": False,
         "shape": shape,
     }
-    with atomic_output(path) as f:
+    with atomic_file(path) as f:
         np.lib.format.write_array_header_1_0(f, header)
         for s in starts:
             f.write(np.ascontiguousarray(frames[s : s + length], dtype="<f4").tobytes())
@@ -218,7 +187,7 @@ def build_clips(
     }
     if sidecar["start_time"] is None:
         del sidecar["start_time"]
-    with atomic_output(out_path.with_suffix(".json")) as f:
+    with atomic_file(out_path.with_suffix(".json")) as f:
         f.write(json.dumps(sidecar, indent=1).encode())
     logger.info(
         "wrote %s: %d clips %s from %s", out_path.name, starts.size, sidecar["shape"], source_name

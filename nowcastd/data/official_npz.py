@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from nowcastd.data import ClipSet, WindowedClips
-from nowcastd.data.build import atomic_output
 from nowcastd.errors import DataError
+from nowcastd.io.atomic import atomic_file
 from nowcastd.io.transform import DataTransform
 
 REQUIRED_KEYS = ("clips", "dims", "input_raw_data")
@@ -163,6 +163,6 @@ def save_official_npz(path: str | Path, clips: np.ndarray, *, input_length: int)
     )
     frames = clips.transpose(0, 1, 4, 2, 3).reshape(n * t, c, h, w)
     path = Path(path)
-    with atomic_output(path) as f:
+    with atomic_file(path) as f:
         np.savez(f, clips=index, dims=np.array([[c, h, w]], np.int32), input_raw_data=frames)
     return path

@@ -22,8 +22,7 @@
   input_times, Conventions, institution, source, history and the grid edges if known.
 
 It opens with h5dump, h5py and `xarray.open_dataset(path, engine="h5netcdf")`. Files appear
-under their final name only when complete (temp file in the same directory, fsync, os.replace,
-directory fsync). Retention ages files by the issue time in their name, not by mtime.
+under their final name only when complete (`nowcastd.io.atomic`). Retention ages files by the issue time in their name, not by mtime.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +43,7 @@ from h5py import h5ds
 
 from nowcastd import __version__
 from nowcastd.errors import DataError, NowcastdError
+from nowcastd.io.atomic import atomic_path
 from nowcastd.io.readers.scan import GridInfo
 
 __all__ = ["forecast_name", "prune_forecasts", "quantize", "read_forecast", "write_forecast"]
@@ -231,14 +230,6 @@ def _write(
         f.flush()
 
 
-def _fsync(path: Path, flags: int = os.O_RDONLY) -> None:
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_forecast(
     out_dir: Path,
     *,
@@ -312,31 +303,21 @@ def write_forecast(
     )
     out_dir = Path(out_dir)
     final = out_dir / forecast_name(issue_time)
-    tmp: Path | None = None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=out_dir)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        _write(
-            tmp,
-            precip=precip,
-            lead_seconds=leads,
-            issue_time=issue_time,
-            grid=grid,
-            nan_mask=nan_mask,
-            attrs=attrs,
-            precip_attrs=precip_attrs,
-        )
-        _fsync(tmp)
-        os.replace(tmp, final)
-        tmp = None
-        _fsync(out_dir)
+        with atomic_path(final) as tmp:
+            _write(
+                tmp,
+                precip=precip,
+                lead_seconds=leads,
+                issue_time=issue_time,
+                grid=grid,
+                nan_mask=nan_mask,
+                attrs=attrs,
+                precip_attrs=precip_attrs,
+            )
     except OSError as e:
         raise NowcastdError(f"{final.name}: cannot write forecast in {out_dir}: {e}") from e
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
     logger.info("wrote %s (issue %s, %d leads)", final.name, _iso(issue_time), k)
     return final
 

@@ -1,26 +1,65 @@
-"""Loading and writing nowcastd checkpoints on the service side (network + data transform)."""
+"""nowcastd checkpoints on disk: atomic saving, finding the newest, loading for inference.
+
+A checkpoint is a directory holding `meta.json` (see `model.checkpoint`); a training run's
+`save_dir` holds numbered ones, `ckpt-NNNNNNNN/`. `checkpoint_dirs` is the one rule for which
+of them exist and which is the newest: training resumes from it and serving loads it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import jax
 
 from model.checkpoint import (
+    META,
     config_from_json,
     load_metadata,
     load_network,
     network_digest,
-    save_checkpoint,
+    write_checkpoint,
 )
 from model.network import PredRNN
 from nowcastd.errors import CheckpointError
+from nowcastd.io.atomic import atomic_directory
 from nowcastd.io.transform import DataTransform
 
 logger = logging.getLogger(__name__)
+
+_RUN_NAME = re.compile(r"^ckpt-(\d{8})$")
+
+
+def save_checkpoint(
+    directory: Path,
+    *,
+    network: eqx.Module,
+    metadata: dict[str, Any],
+    train_state: eqx.Module | None = None,
+) -> Path:
+    """Write the checkpoint `directory` atomically (see `nowcastd.io.atomic`)."""
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp:
+        write_checkpoint(tmp, network=network, metadata=metadata, train_state=train_state)
+    return directory
+
+
+def checkpoint_name(step: int) -> str:
+    """The name of a run's checkpoint at `step`: `ckpt-NNNNNNNN`."""
+    return f"ckpt-{int(step):08d}"
+
+
+def checkpoint_dirs(save_dir: Path) -> list[Path]:
+    """A run's complete `ckpt-NNNNNNNN` checkpoints in `save_dir`, oldest (lowest step) first."""
+    save_dir = Path(save_dir)
+    if not save_dir.is_dir():
+        return []
+    found = [p for p in save_dir.iterdir() if _RUN_NAME.match(p.name) and (p / META).exists()]
+    return sorted(found, key=lambda p: p.name)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -37,13 +76,15 @@ class LoadedModel:
 
 
 def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint directory, or the newest `ckpt-*` inside a run's save_dir."""
+    """A checkpoint directory, or the newest `ckpt-NNNNNNNN` inside a run's save_dir."""
     path = Path(path)
-    if (path / "meta.json").exists():
+    if (path / META).exists():
         return path
-    candidates = sorted(p for p in path.glob("ckpt-*") if (p / "meta.json").exists())
+    candidates = checkpoint_dirs(path)
     if not candidates:
-        raise CheckpointError(f"{path}: no nowcastd checkpoint (expected meta.json or ckpt-*/)")
+        raise CheckpointError(
+            f"{path}: no nowcastd checkpoint (expected {META} or ckpt-NNNNNNNN/ inside)"
+        )
     return candidates[-1]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,23 +11,14 @@ from typing import Any
 import jax
 import optax
 
-from model.checkpoint import config_from_json, load_metadata, load_train_state, save_checkpoint
+from model.checkpoint import config_from_json, load_metadata, load_train_state
 from model.network import PredRNN
 from model.train import TrainState, init_train_state
 from nowcastd.errors import CheckpointError
+from nowcastd.io.model_checkpoint import checkpoint_dirs, checkpoint_name, save_checkpoint
 from nowcastd.io.transform import DataTransform
 
 logger = logging.getLogger(__name__)
-
-_NAME = re.compile(r"^ckpt-(\d{8})$")
-
-
-def checkpoint_dirs(save_dir: Path) -> list[Path]:
-    """This run's checkpoints, oldest first (only complete ones: renamed into place)."""
-    if not save_dir.is_dir():
-        return []
-    found = [p for p in save_dir.iterdir() if _NAME.match(p.name) and (p / "meta.json").exists()]
-    return sorted(found, key=lambda p: p.name)
 
 
 def save_run_checkpoint(
@@ -44,7 +34,7 @@ def save_run_checkpoint(
     Only `ckpt-NNNNNNNN` directories are ever removed; nothing else in `save_dir` is touched.
     """
     step = int(state.step)
-    path = save_dir / f"ckpt-{step:08d}"
+    path = save_dir / checkpoint_name(step)
     save_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(
         path,

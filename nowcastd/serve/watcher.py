@@ -20,7 +20,6 @@ on a fixed tick, so a file is handed on within a millisecond or so of its quiet 
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 import queue
@@ -33,11 +32,11 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from nowcastd.io.atomic import IGNORED_PATTERNS, is_ignored_name
+
 __all__ = ["IGNORED_PATTERNS", "ScanEvent", "ScanWatcher"]
 
 logger = logging.getLogger(__name__)
-
-IGNORED_PATTERNS = (".*", "*.tmp", "*.part", "*~")
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,7 @@ class ScanWatcher(FileSystemEventHandler):
         path = Path(os.fsdecode(path_text))
         if path.parent.resolve() != self.directory:
             return None
-        if any(fnmatch.fnmatch(path.name, pattern) for pattern in IGNORED_PATTERNS):
+        if is_ignored_name(path.name):
             return None
         return path
 

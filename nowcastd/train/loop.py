@@ -17,12 +17,8 @@ from model.train import TrainState, adam, init_train_state, make_train_step
 from nowcastd.data import ClipSet
 from nowcastd.data.loader import BatchIterator, open_dataset
 from nowcastd.errors import CheckpointError, NowcastdError
-from nowcastd.io.run_checkpoints import (
-    checkpoint_dirs,
-    restore_run_checkpoint,
-    save_run_checkpoint,
-    to_jsonable,
-)
+from nowcastd.io.model_checkpoint import checkpoint_dirs
+from nowcastd.io.run_checkpoints import restore_run_checkpoint, save_run_checkpoint, to_jsonable
 from nowcastd.train.config import TrainConfig
 from nowcastd.train.progress import Progress
 from nowcastd.train.sharding import DataParallel

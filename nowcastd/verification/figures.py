@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from nowcastd.data.build import atomic_output
+from nowcastd.io.atomic import atomic_file
 from nowcastd.io.transform import DataTransform
 
 #: Rain-rate colour levels (mm/h) for physical data; below the first is left white.
@@ -33,7 +33,7 @@ def _save(fig: Any, path: str | Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     path = Path(path)
-    with atomic_output(path) as f:
+    with atomic_file(path) as f:
         f.write(buf.getvalue())
     return path
 

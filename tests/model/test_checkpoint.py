@@ -7,7 +7,7 @@ from model.checkpoint import (
     load_metadata,
     load_network,
     load_train_state,
-    save_checkpoint,
+    write_checkpoint,
 )
 from model.config import ModelConfig
 from model.network import PredRNN
@@ -28,7 +28,7 @@ CFG = ModelConfig(
 def test_checkpoint_roundtrip_restores_network_and_optimizer_state(tmp_path) -> None:
     opt = adam(1e-3)
     state = init_train_state(PredRNN(CFG, key=jax.random.key(0)), opt, jax.random.key(5))
-    path = save_checkpoint(
+    path = write_checkpoint(
         tmp_path / "ckpt-1", network=state.network, metadata={"step": 1}, train_state=state
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-1"]

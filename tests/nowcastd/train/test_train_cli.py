@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nowcastd.cli import app
-from nowcastd.io.run_checkpoints import checkpoint_dirs
+from nowcastd.io.model_checkpoint import checkpoint_dirs
 from tests.paths import FIXTURES, REPO
 
 MOVIE = FIXTURES / "radar" / "movie_small.h5"
