@@ -150,8 +150,11 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             )
             state, metrics = step_fn(state, *args)
             progress.advance(itr)
-            if itr % cfg.display_interval == 0 or itr % cfg.snapshot_interval == 0:
-                loss = float(metrics.loss)  # the one host sync per display interval
+            save = itr % cfg.snapshot_interval == 0 or itr == cfg.max_iterations
+            if save or itr % cfg.display_interval == 0:
+                # the one host sync per display interval, and the finite-loss check that every
+                # checkpoint passes before it is written (the newest one is the one serve loads)
+                loss = float(metrics.loss)
                 if not math.isfinite(loss):
                     raise TrainingDiverged(
                         f"iteration {itr}: loss is {loss}; stopped, the last good checkpoint "
@@ -167,7 +170,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
                 }
                 log.write(kind="train", **last)
                 progress.show(itr, loss)
-            if itr % cfg.snapshot_interval == 0 or itr == cfg.max_iterations:
+            if save:
                 snapshot(state)
             if valid_set is not None and (
                 itr % cfg.test_interval == 0 or itr == cfg.max_iterations
