@@ -12,6 +12,7 @@ import typer
 from nowcastd.cli.common import user_errors
 from nowcastd.cli.options import Resolver, load_toml
 from nowcastd.errors import ConfigError, DataError, ScanError
+from nowcastd.io.domain import parse_crop
 
 logger = logging.getLogger(__name__)
 
@@ -40,19 +41,6 @@ SIZE_RULE = (
 
 def _opt(flag: str, help: str):  # noqa: A002
     return typer.Option(flag, help=f"{help} \\[default: {DATASET_DEFAULTS[flag[2:]]!r}]")
-
-
-def parse_crop(text: str) -> tuple[int, int, int, int] | None:
-    """'row0,col0,height,width' -> a tuple; '' -> None; ConfigError otherwise."""
-    if not str(text).strip():
-        return None
-    try:
-        crop = tuple(int(v) for v in str(text).split(","))
-    except ValueError as e:
-        raise ConfigError(f"--crop {text!r}: expected row0,col0,height,width integers") from e
-    if len(crop) != 4:
-        raise ConfigError(f"--crop {text!r}: expected 4 integers row0,col0,height,width")
-    return crop  # type: ignore[return-value]
 
 
 def parse_size(text: str) -> tuple[int, int] | None:
@@ -217,7 +205,7 @@ def build(
     r = Resolver(given, load_toml(config, "dataset", DATASET_DEFAULTS), DATASET_DEFAULTS)
     v = {k: r[k] for k in DATASET_DEFAULTS}
 
-    crop_t = parse_crop(v["crop"])
+    crop_t = parse_crop(v["crop"], key="--crop")
     target = parse_size(v["size"])
     if target is not None and int(v["img_width"]) and given.get("img_width") is not None:
         raise ConfigError("give --size or --img_width/--img_height, not both")

@@ -11,6 +11,7 @@ from nowcastd.cli import model_flags as mf
 from nowcastd.cli.common import user_errors
 from nowcastd.cli.options import Resolver, load_toml
 from nowcastd.errors import ConfigError
+from nowcastd.io.domain import parse_crop
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "is_training": 1,
@@ -206,16 +207,7 @@ def build_train_config(values: dict[str, Any]):
     from nowcastd.train.config import TrainConfig
 
     model = mf.model_config({k: values[k] for k in mf.MODEL_DEFAULTS})
-    crop = None
-    if values["data_crop"]:
-        try:
-            crop = tuple(int(v) for v in str(values["data_crop"]).split(","))
-        except ValueError as e:
-            raise ConfigError(
-                f"--data_crop {values['data_crop']!r}: expected row0,col0,height,width"
-            ) from e
-        if len(crop) != 4:
-            raise ConfigError(f"--data_crop {values['data_crop']!r}: expected 4 integers")
+    crop = parse_crop(values["data_crop"], key="--data_crop")
     try:
         sampling = SamplingConfig(
             scheduled_sampling=bool(int(values["scheduled_sampling"])),

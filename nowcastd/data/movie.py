@@ -4,15 +4,13 @@ Layout: dataset ``precip`` (T, H, W) float (mm/h, NaN = no data; ``units`` attri
 dataset or the file), optional ``time`` (T,) ISO-8601 UTC strings and ``time_unix`` (T,) int
 seconds, root attribute ``timestep_seconds``. Other attributes (``projection``, ...) are kept.
 
-Preparation of every frame, in this order (`prepare_frames`, shared with `build`):
-
-1. crop ``(row0, col0, height, width)`` in source pixels (optional);
-2. block average by ``block`` (``height`` and ``width`` must be multiples of it): the value is
-   the mean over the block's valid (finite) pixels, the validity the fraction of valid pixels;
-3. the `DataTransform` (default ``dbz`` for a movie in mm/h, identity for a dimensionless one);
-4. **NaN rule:** pixels (or blocks) without any valid data become 0 in model units, and the
-   validity mask (float, 1 = valid, 0 = missing, fractions for partly covered blocks) says
-   where. When every pixel is valid the mask is None.
+Every frame is prepared by `prepare_frames` (shared with `build`), which is the serving rule
+`nowcastd.io.domain.Domain.model_input`: crop ``(row0, col0, height, width)`` in source pixels
+(optional), block average by ``block`` over the valid (finite) pixels, the `DataTransform`
+(default ``dbz`` for a movie in mm/h, identity for a dimensionless one), and the NaN rule:
+blocks without any valid data are 0 in model units, and the validity mask (1 = valid,
+0 = missing, fractions for partly covered blocks) says where. When every pixel is valid the
+mask is None.
 
 Windows of ``total_length`` frames start every ``stride`` frames; a window that spans a gap in
 ``time_unix`` (a step other than the time step) is skipped. The frames are held in memory in
@@ -30,6 +28,7 @@ import numpy as np
 
 from nowcastd.data import ClipSet, WindowedClips
 from nowcastd.errors import DataError
+from nowcastd.io.domain import Domain
 from nowcastd.io.transform import DataTransform
 
 logger = logging.getLogger(__name__)
@@ -57,23 +56,12 @@ def default_transform(units: str, where: str) -> DataTransform:
 
 def check_geometry(
     shape: tuple[int, int], crop: tuple[int, int, int, int] | None, block: int, where: str
-) -> tuple[int, int, int, int]:
-    """Validate crop and block for an (H, W) field; return the crop as (row0, col0, h, w)."""
-    height, width = shape
-    if isinstance(block, bool) or not isinstance(block, int | np.integer) or block < 1:
-        raise DataError(f"{where}: block must be an integer >= 1, got {block!r}")
-    r0, c0, h, w = (0, 0, height, width) if crop is None else (int(v) for v in crop)
-    if r0 < 0 or c0 < 0 or h < 1 or w < 1 or r0 + h > height or c0 + w > width:
-        raise DataError(
-            f"{where}: crop (row0 {r0}, col0 {c0}, height {h}, width {w}) does not fit the "
-            f"{height}×{width} field"
-        )
-    if h % block or w % block:
-        raise DataError(
-            f"{where}: crop {h}×{w} is not a multiple of block {block}; choose a crop of "
-            f"{h - h % block}×{w - w % block}"
-        )
-    return r0, c0, h, w
+) -> Domain:
+    """The `Domain` of `crop` and `block` on an (H, W) field; DataError naming `where` if bad."""
+    try:
+        return Domain.from_crop(tuple(shape), crop, block=block)
+    except ValueError as e:
+        raise DataError(f"{where}: {e}") from e
 
 
 def prepare_frames(
@@ -84,23 +72,15 @@ def prepare_frames(
     transform: DataTransform,
     where: str = "frames",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Physical fields (T, H, W) -> model-unit frames (T, h, w, 1) and validity (T, h, w, 1)."""
+    """Physical fields (T, H, W) -> model-unit frames (T, h, w, 1) and validity (T, h, w, 1).
+
+    The serving rule, frame by frame: `Domain.model_input`.
+    """
     if fields.ndim != 3:
         raise DataError(f"{where}: expected fields (T, H, W), got shape {fields.shape}")
-    r0, c0, h, w = check_geometry(fields.shape[1:], crop, block, where)
-    x = np.asarray(fields[:, r0 : r0 + h, c0 : c0 + w], dtype=np.float32)
-    valid = np.isfinite(x)
-    filled = np.where(valid, x, np.float32(0.0))
-    if block > 1:
-        shape = (x.shape[0], h // block, block, w // block, block)
-        mean = filled.reshape(shape).mean((2, 4))
-        frac = valid.reshape(shape).mean((2, 4), dtype=np.float32)
-        value = np.where(frac > 0, mean / np.maximum(frac, np.float32(1e-12)), np.float32(0.0))
-    else:
-        frac = valid.astype(np.float32)
-        value = filled
-    model = np.nan_to_num(transform.to_model(value), nan=0.0).astype(np.float32)
-    return model[..., None], frac[..., None]
+    domain = check_geometry(fields.shape[1:], crop, block, where)
+    model, valid = domain.model_input(fields, transform, name=where)
+    return model[..., None], valid[..., None]
 
 
 def window_starts(
@@ -198,7 +178,7 @@ def read_movie(
             "frame_starts": starts.tolist(),
             "n_frames": int(n_frames),
             "stride": int(stride),
-            "crop": list(check_geometry(field_shape, crop, block, where)),
+            "crop": list(check_geometry(field_shape, crop, block, where).crop),
             "block": int(block),
             "units": units,
             "missing_fraction": missing,

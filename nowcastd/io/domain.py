@@ -1,9 +1,16 @@
 """The model domain: a crop window on the radar's native grid, optionally block-averaged.
 
-A scan on any other grid is rejected, never resampled. Block averaging of a `block` x `block`
-tile ignores NaN pixels: the result is the mean of the tile's valid pixels, and NaN only when
-every pixel of the tile is NaN. So coverage edges keep their rain and the NaN mask shrinks a
-little; callers that need "fully covered" tiles can derive that from the native NaN mask.
+The one implementation of how a physical field becomes model input, for serving (one scan) and
+for training (a movie's frames, a dataset build) alike:
+
+1. crop ``[row0:row0+height, col0:col0+width]``; a field on any other grid is rejected, never
+   resampled;
+2. block average (`block_average`): a pixel without a finite value has no data; a
+   `block` x `block` tile's value is the mean of its valid pixels, NaN only when none is
+   valid, and its validity the fraction of valid pixels. So coverage edges keep their rain;
+3. the `DataTransform` to model units;
+4. the NaN rule (`Domain.model_input`): tiles without any valid data are 0 in model units, and
+   the validity fraction (1 = valid, 0 = no data) says where.
 """
 
 from __future__ import annotations
@@ -13,14 +20,46 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nowcastd.errors import ScanError
+from nowcastd.errors import ConfigError, ScanError
 from nowcastd.io.readers.scan import GridInfo, Scan
+from nowcastd.io.transform import DataTransform
 
-__all__ = ["Domain"]
+__all__ = ["Domain", "block_average", "parse_crop"]
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def parse_crop(text: str, *, key: str) -> tuple[int, int, int, int] | None:
+    """'row0,col0,height,width' -> a tuple; '' -> None; ConfigError naming `key` otherwise."""
+    if not str(text).strip():
+        return None
+    try:
+        crop = tuple(int(v) for v in str(text).split(","))
+    except ValueError as e:
+        raise ConfigError(f"{key}: expected 4 integers row0,col0,height,width, got {text!r}") from e
+    if len(crop) != 4:
+        raise ConfigError(f"{key}: expected 4 integers row0,col0,height,width, got {text!r}")
+    return crop  # type: ignore[return-value]
+
+
+def block_average(fields: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """(..., H, W) -> the mean of each tile's finite pixels and their fraction, both float32.
+
+    H and W must be multiples of `block`. The mean is NaN where a tile has no finite pixel. It
+    is summed in float32 in numpy's `mean` order, so a fully valid tile gives exactly
+    `tile.mean()` (the development set's 2x2 pooling).
+    """
+    x = np.asarray(fields, dtype=np.float32)
+    *lead, height, width = x.shape
+    tiles = x.reshape(*lead, height // block, block, width // block, block)
+    valid = np.isfinite(tiles)
+    count = valid.sum(axis=(-3, -1), dtype=np.float32)
+    total = np.where(valid, tiles, np.float32(0.0)).sum(axis=(-3, -1))
+    mean = np.full(count.shape, np.nan, dtype=np.float32)
+    np.divide(total, count, out=mean, where=count > 0)
+    return mean, count / np.float32(block * block)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +108,23 @@ class Domain:
                 )
 
     @classmethod
+    def from_crop(
+        cls, shape: tuple[int, int], crop: tuple[int, int, int, int] | None, *, block: int = 1
+    ) -> Domain:
+        """The domain of `crop` = (row0, col0, height, width) of `shape`; None: the whole grid."""
+        if crop is None:
+            return cls.full(shape, block=block)
+        row0, col0, height, width = crop
+        return cls(
+            native_shape=tuple(shape),
+            row0=row0,
+            col0=col0,
+            height=height,
+            width=width,
+            block=block,
+        )
+
+    @classmethod
     def full(cls, shape: tuple[int, int], *, block: int = 1) -> Domain:
         """The whole native grid (block-averaged if `block` > 1)."""
         return cls(
@@ -79,28 +135,42 @@ class Domain:
     def model_shape(self) -> tuple[int, int]:
         return (self.height // self.block, self.width // self.block)
 
-    def apply(self, scan_or_field: Scan | np.ndarray, *, name: str | None = None) -> np.ndarray:
-        """Crop and block-average a native-grid field to a float32 model-grid array."""
+    @property
+    def crop(self) -> tuple[int, int, int, int]:
+        return (self.row0, self.col0, self.height, self.width)
+
+    def _window(self, scan_or_field: Scan | np.ndarray, name: str | None) -> np.ndarray:
         if isinstance(scan_or_field, Scan):
             field = scan_or_field.field
             name = name or scan_or_field.name
         else:
             field = np.asarray(scan_or_field)
             name = name or "<array>"
-        if field.shape != self.native_shape:
+        if field.shape[-2:] != self.native_shape:
             raise ScanError(f"scan {name}: expected grid {self.native_shape}, got {field.shape}")
-        window = field[self.row0 : self.row0 + self.height, self.col0 : self.col0 + self.width]
-        window = window.astype(np.float32, copy=False)
-        if self.block == 1:
-            return np.array(window, dtype=np.float32)
-        h, w = self.model_shape
-        tiles = window.reshape(h, self.block, w, self.block).astype(np.float64)
-        valid = ~np.isnan(tiles)
-        count = valid.sum(axis=(1, 3))
-        total = np.where(valid, tiles, 0.0).sum(axis=(1, 3))
-        out = np.full((h, w), np.nan, dtype=np.float64)
-        np.divide(total, count, out=out, where=count > 0)
-        return out.astype(np.float32)
+        return field[..., self.row0 : self.row0 + self.height, self.col0 : self.col0 + self.width]
+
+    def apply(self, scan_or_field: Scan | np.ndarray, *, name: str | None = None) -> np.ndarray:
+        """Crop and block-average a native-grid field (or a (..., H, W) stack) to float32.
+
+        Physical units in and out; NaN where a model pixel has no valid data.
+        """
+        return block_average(self._window(scan_or_field, name), self.block)[0]
+
+    def model_input(
+        self,
+        scan_or_field: Scan | np.ndarray,
+        transform: DataTransform,
+        *,
+        name: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A native-grid field (or stack) -> (model units, valid fraction), float32 model grid.
+
+        The NaN rule: model pixels without any valid data are 0, with valid fraction 0.
+        """
+        mean, valid = block_average(self._window(scan_or_field, name), self.block)
+        model = np.nan_to_num(transform.to_model(mean), nan=0.0)
+        return model.astype(np.float32), valid
 
     def crop_grid(self, grid: GridInfo) -> GridInfo:
         """The GridInfo of the model grid (extent and pixel size moved with the crop/block)."""

@@ -145,17 +145,15 @@ class Pipeline:
             except ScanError as e:
                 raise ScanRejected("corrupt", str(e)) from e
             try:
-                field = self.domain.apply(scan)
+                model, valid = self.domain.model_input(scan, self.model.transform)
                 grid = self.domain.crop_grid(scan.grid)
             except ScanError as e:
                 raise ScanRejected("wrong_grid", str(e)) from e
-            nan_mask = np.isnan(field)
-            model = np.nan_to_num(self.model.transform.to_model(field), nan=0.0)
         return Frame(
             path=path,
             valid_time=scan.valid_time,
-            model=model.astype(np.float32)[..., None],
-            nan_mask=nan_mask,
+            model=model[..., None],
+            nan_mask=valid == 0,
             grid=grid,
         )
 

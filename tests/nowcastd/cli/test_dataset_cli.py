@@ -126,7 +126,7 @@ def test_size_geometry_follows_the_documented_rule():
         (["--size", "100x100"], "larger than the 64×64"),
         (["--size", "16x16", "--block", "2"], "--block"),
         (["--transform", "rainbow"], "--transform"),
-        (["--block", "3"], "not a multiple of block 3"),
+        (["--block", "3"], "multiple of block=3"),
         (["--total_length", "50"], "no run of 50"),
     ],
 )

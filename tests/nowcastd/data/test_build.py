@@ -95,6 +95,6 @@ def test_build_errors(tmp_path):
             [(0, f), (300, f), (900, f)], tmp_path / "x.npy", total_length=3, timestep_seconds=300
         )
     movie = write_movie(tmp_path / "m.h5", rain_movie(4, 6, 6))
-    with pytest.raises(DataError, match="not a multiple of block 4"):
+    with pytest.raises(DataError, match="multiple of block=4"):
         build_clips(movie, tmp_path / "x.npy", total_length=2, block=4)
     assert not list(tmp_path.glob("x*")) and not list(tmp_path.glob(".*"))

@@ -70,9 +70,9 @@ def test_nan_becomes_zero_with_a_validity_mask(tmp_path):
 
 def test_prepare_frames_rejects_bad_crop_and_block():
     f = np.zeros((2, 10, 10), np.float32)
-    with pytest.raises(DataError, match="does not fit"):
+    with pytest.raises(DataError, match=r"row0 \+ height <= 10 \(native grid\), got 5 \+ 8"):
         prepare_frames(f, crop=(5, 5, 8, 8), block=1, transform=DBZ)
-    with pytest.raises(DataError, match="not a multiple of block 4"):
+    with pytest.raises(DataError, match="multiple of block=4"):
         prepare_frames(f, crop=(0, 0, 10, 10), block=4, transform=DBZ)
     with pytest.raises(DataError, match="block"):
         prepare_frames(f, crop=None, block=0, transform=DBZ)

@@ -7,9 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from nowcastd.errors import ScanError
-from nowcastd.io.domain import Domain
+from nowcastd.errors import ConfigError, ScanError
+from nowcastd.io.domain import Domain, block_average, parse_crop
 from nowcastd.io.readers import GridInfo, Scan, read_scan
+from nowcastd.io.transform import DataTransform
 from tests.paths import FIXTURES
 
 KNMI = FIXTURES / "knmi" / "RAD_NL25_RAP_5min_201008260000.h5"
@@ -130,3 +131,23 @@ def test_full_domain_is_identity():
 def test_invalid_domain_names_field_value_and_allowed(changes, message):
     with pytest.raises(ValueError, match=message):
         Domain(**{**MOVIE_CROP, **changes})
+
+
+def test_parse_crop_names_the_key_and_what_arrived():
+    assert parse_crop("1,2,3,4", key="--crop") == (1, 2, 3, 4)
+    assert parse_crop(" ", key="--crop") is None
+    for bad in ("1,2", "a,b,c,d"):
+        with pytest.raises(ConfigError, match=rf"--data_crop: expected 4 integers .*got '{bad}'"):
+            parse_crop(bad, key="--data_crop")
+
+
+def test_non_finite_pixels_have_no_data_and_tiles_average_the_rest():
+    field = np.array([[1.0, np.inf, 4.0, np.nan], [3.0, -np.inf, np.nan, np.nan]], np.float32)
+    mean, valid = block_average(field, 2)
+    np.testing.assert_array_equal(mean, [[2.0, 4.0]])
+    np.testing.assert_array_equal(valid, [[0.5, 0.25]])
+    model, valid = Domain.full((2, 4), block=2).model_input(field, DataTransform(kind="identity"))
+    np.testing.assert_array_equal(model, [[2.0, 4.0]])
+    empty = np.full((2, 2), np.nan, np.float32)
+    model, valid = Domain.full((2, 2), block=2).model_input(empty, DataTransform(kind="dbz"))
+    assert model.tolist() == [[0.0]] and valid.tolist() == [[0.0]]
