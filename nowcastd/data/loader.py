@@ -26,26 +26,22 @@ from nowcastd.data.movie import read_movie
 from nowcastd.data.npy_clips import read_npy_clips
 from nowcastd.data.official_npz import read_official_npz
 from nowcastd.errors import DataError
+from nowcastd.io.readers.detect import sniff
 from nowcastd.io.transform import DataTransform
 
 logger = logging.getLogger(__name__)
-
-NPY_MAGIC = b"\x93NUMPY"
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-ZIP_MAGIC = b"PK\x03\x04"
 
 
 def detect_format(path: str | Path) -> str:
     """``"npy"``, ``"hdf5-movie"`` or ``"official-npz"`` from the file's content."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
+        container = sniff(path)
     except OSError as e:
         raise DataError(f"data {path}: cannot open: {e}") from e
-    if head.startswith(NPY_MAGIC):
+    if container == "npy":
         return "npy"
-    if head.startswith(ZIP_MAGIC):
+    if container == "zip":
         try:
             with zipfile.ZipFile(path) as zf:
                 names = set(zf.namelist())
@@ -54,7 +50,7 @@ def detect_format(path: str | Path) -> str:
         if "clips.npy" in names:
             return "official-npz"
         raise DataError(f"data {path.name}: an npz without 'clips' (has {sorted(names)})")
-    if head == HDF5_MAGIC or h5py.is_hdf5(path):
+    if container == "hdf5":
         with h5py.File(path, "r") as h:
             if "precip" in h:
                 return "hdf5-movie"

@@ -11,6 +11,7 @@ from model.config import ModelConfig
 from model.network import PredRNN
 from model.torch_compat import import_state_dict
 from nowcastd.errors import CheckpointError
+from nowcastd.io.readers.detect import sniff
 
 
 def read_state_dict(path: Path) -> dict[str, np.ndarray]:
@@ -21,11 +22,10 @@ def read_state_dict(path: Path) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(4)
+        container = sniff(path)
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read: {e}") from e
-    if head == b"PK\x03\x04" and _is_npz(path):
+    if container == "zip" and _is_npz(path):
         with np.load(path, allow_pickle=False) as data:
             return {k: np.asarray(data[k], np.float32) for k in data.files}
     try:

@@ -1,4 +1,8 @@
-"""Tell radar formats apart by content, never by file extension.
+"""Tell file formats apart by content, never by file extension.
+
+`sniff` is the one rule for the container (NumPy, HDF5, zip); radar scans (`detect_format`
+here), training data (`nowcastd.data.loader`) and official checkpoints
+(`nowcastd.io.torch_import`) each look inside it for what they need. For radar scans:
 
 - HDF5 (signature `\\x89HDF\\r\\n\\x1a\\n` at byte 0, 512, 1024, ...): "odim" if the root
   attribute `Conventions` starts with `ODIM_H5`, else "knmi" if the dataset
@@ -15,20 +19,30 @@ import h5py
 from nowcastd.errors import ScanError, UnknownFormatError
 from nowcastd.io.readers.scan import as_text
 
-__all__ = ["detect_format"]
+__all__ = ["detect_format", "sniff"]
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_OFFSETS = (0, 512, 1024, 2048, 4096)
 
 
-def _is_hdf5(path: Path) -> bool:
-    with path.open("rb") as f:
+def sniff(path: Path) -> str | None:
+    """The container from the first bytes: "npy", "hdf5", "zip" (.npz too) or None.
+
+    Raises OSError when the file cannot be read.
+    """
+    with Path(path).open("rb") as f:
+        head = f.read(8)
+        if head.startswith(NPY_MAGIC):
+            return "npy"
+        if head.startswith(ZIP_MAGIC):
+            return "zip"
         for offset in _HDF5_OFFSETS:
             f.seek(offset)
             if f.read(len(HDF5_MAGIC)) == HDF5_MAGIC:
-                return True
-    return False
+                return "hdf5"
+    return None
 
 
 def _hdf5_kind(path: Path) -> str:
@@ -49,12 +63,13 @@ def detect_format(path: str | Path) -> str:
     """Return "odim", "knmi" or "npy" from the file's content; ScanError otherwise."""
     path = Path(path)
     try:
+        container = sniff(path)
+        if container == "npy":
+            return "npy"
+        if container == "hdf5":
+            return _hdf5_kind(path)
         with path.open("rb") as f:
             head = f.read(8)
-        if head.startswith(NPY_MAGIC):
-            return "npy"
-        if _is_hdf5(path):
-            return _hdf5_kind(path)
     except ScanError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as e:
