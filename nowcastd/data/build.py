@@ -22,7 +22,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from nowcastd.data.movie import default_transform, prepare_frames, read_times, window_starts
+from nowcastd.data.movie import (
+    default_transform,
+    open_precip,
+    prepare_frames,
+    read_times,
+    window_starts,
+)
 from nowcastd.errors import DataError
 from nowcastd.io.atomic import atomic_file
 from nowcastd.io.transform import DataTransform
@@ -120,11 +126,7 @@ def build_clips(
         where = f"movie {src.name}"
         try:
             with h5py.File(src, "r") as h:
-                if "precip" not in h or h["precip"].ndim != 3:
-                    raise DataError(f"{where}: expected a dataset 'precip' (T, H, W)")
-                ds = h["precip"]
-                units = ds.attrs.get("units", h.attrs.get("units", ""))
-                units = units.decode() if isinstance(units, bytes) else str(units)
+                ds, units = open_precip(h, where)
                 transform = transform or default_transform(units, where)
                 fields = ds[:]
                 unix, _ = read_times(h)

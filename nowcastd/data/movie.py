@@ -105,6 +105,14 @@ def window_starts(
     return starts[keep]
 
 
+def open_precip(h: h5py.File, where: str) -> tuple[h5py.Dataset, str]:
+    """The movie's ``precip`` (T, H, W) dataset and its units; DataError if there is none."""
+    if "precip" not in h or h["precip"].ndim != 3:
+        raise DataError(f"{where}: expected a dataset 'precip' (T, H, W)")
+    ds = h["precip"]
+    return ds, _attr_str(ds.attrs.get("units", h.attrs.get("units", "")))
+
+
 def read_times(h: h5py.File) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
     """(time_unix, ISO strings) from the file, each None when absent."""
     unix = np.asarray(h["time_unix"][:], dtype=np.int64) if "time_unix" in h else None
@@ -136,10 +144,7 @@ def read_movie(
     where = f"movie {path.name}"
     try:
         with h5py.File(path, "r") as h:
-            if "precip" not in h or h["precip"].ndim != 3:
-                raise DataError(f"{where}: expected a dataset 'precip' (T, H, W)")
-            ds = h["precip"]
-            units = _attr_str(ds.attrs.get("units", h.attrs.get("units", "")))
+            ds, units = open_precip(h, where)
             chosen = transform or default_transform(units, where)
             unix, iso = read_times(h)
             step = h.attrs.get("timestep_seconds")

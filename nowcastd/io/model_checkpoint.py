@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import equinox as eqx
 import jax
 
 from model.checkpoint import (
@@ -34,17 +33,11 @@ logger = logging.getLogger(__name__)
 _RUN_NAME = re.compile(r"^ckpt-(\d{8})$")
 
 
-def save_checkpoint(
-    directory: Path,
-    *,
-    network: eqx.Module,
-    metadata: dict[str, Any],
-    train_state: eqx.Module | None = None,
-) -> Path:
-    """Write the checkpoint `directory` atomically (see `nowcastd.io.atomic`)."""
+def save_checkpoint(directory: Path, **contents: Any) -> Path:
+    """`model.checkpoint.write_checkpoint(directory, **contents)`, atomically (`io.atomic`)."""
     directory = Path(directory)
     with atomic_directory(directory) as tmp:
-        write_checkpoint(tmp, network=network, metadata=metadata, train_state=train_state)
+        write_checkpoint(tmp, **contents)
     return directory
 
 

@@ -46,6 +46,17 @@ def _namespace(x: Any):
     return np
 
 
+def _as_float(x: Any):
+    """(namespace, array): numpy input as float64, JAX input as its own float dtype."""
+    xp = _namespace(x)
+    if xp is np:
+        return np, np.asarray(x, dtype=np.float64)
+    arr = xp.asarray(x)
+    if not xp.issubdtype(arr.dtype, xp.floating):
+        arr = arr.astype(xp.float32)
+    return xp, arr
+
+
 @dataclass(frozen=True, kw_only=True)
 class DataTransform:
     """A declared, serialisable mapping physical units <-> model units.
@@ -117,13 +128,7 @@ class DataTransform:
 
     def to_model(self, x_phys):
         """Physical values -> model units (NaN stays NaN)."""
-        xp = _namespace(x_phys)
-        if xp is np:
-            r = np.asarray(x_phys, dtype=np.float64)
-        else:
-            r = xp.asarray(x_phys)
-            if not xp.issubdtype(r.dtype, xp.floating):
-                r = r.astype(xp.float32)
+        xp, r = _as_float(x_phys)
         if self.kind == "identity":
             return r.astype(np.float32) if xp is np else r
         wet = r > 0  # False for NaN
@@ -136,13 +141,7 @@ class DataTransform:
 
     def to_physical(self, x_model):
         """Model units -> physical values (NaN stays NaN)."""
-        xp = _namespace(x_model)
-        if xp is np:
-            x = np.asarray(x_model, dtype=np.float64)
-        else:
-            x = xp.asarray(x_model)
-            if not xp.issubdtype(x.dtype, xp.floating):
-                x = x.astype(xp.float32)
+        xp, x = _as_float(x_model)
         if self.kind == "identity":
             return x.astype(np.float32) if xp is np else x
         pos = x > 0
