@@ -30,14 +30,13 @@ logger = logging.getLogger(__name__)
 #: Stages of one forecast, as labels of `nowcastd_stage_duration_seconds`.
 STAGES: tuple[str, ...] = ("read", "transfer", "rollout", "write", "encode")
 #: Stages that can fail: the forecast stages plus the service's own housekeeping.
-FAILURE_STAGES: tuple[str, ...] = (*STAGES, "watch", "retention", "reload")
+FAILURE_STAGES: tuple[str, ...] = (*STAGES, "retention", "reload")
 #: Why a scan was refused, as labels of `nowcastd_scans_rejected_total`.
 REJECT_REASONS: tuple[str, ...] = (
     "corrupt",
     "wrong_grid",
     "out_of_order",
     "duplicate",
-    "bad_time",
     "unknown_format",
 )
 #: From 1 ms (one stage of a small grid) to 5 min (a forecast that missed its own timestep).
@@ -49,8 +48,6 @@ LATENCY_BUCKETS_SECONDS: tuple[float, ...] = (
 #: The name JAX records each XLA backend compilation under (`jax._src.dispatch`). It is
 #: also recorded when the executable comes from the persistent compilation cache.
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-#: Recorded when an executable was loaded from the persistent compilation cache.
-CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 
 
 class ServiceMetrics:
@@ -199,7 +196,7 @@ class CompileCounter:
     """Counts XLA compilations in this process through `jax.monitoring` listeners.
 
     JAX listeners are process-wide: a counter sees compilations from every thread. Use as a
-    context manager, or call `close()`, to unregister. `on_compile(duration_seconds)` is
+    context manager, or call `close()`, to unregister it. `on_compile(duration_seconds)` is
     called from the compiling thread, e.g. `ServiceMetrics.record_compilation`.
     """
 
@@ -210,11 +207,9 @@ class CompileCounter:
         self._lock = threading.Lock()
         self._on_compile = on_compile
         self.count = 0
-        self.cache_hits = 0
         self.seconds = 0.0
         self._closed = False
         self._monitoring.register_event_duration_secs_listener(self._on_duration)
-        self._monitoring.register_event_listener(self._on_event)
 
     def _on_duration(self, event: str, duration_secs: float, **_: object) -> None:
         if event != BACKEND_COMPILE_EVENT:
@@ -226,18 +221,12 @@ class CompileCounter:
         if self._on_compile is not None:
             self._on_compile(duration_secs)
 
-    def _on_event(self, event: str, **_: object) -> None:
-        if event == CACHE_HIT_EVENT:
-            with self._lock:
-                self.cache_hits += 1
-
     def close(self) -> None:
         """Unregister the listeners; later compilations are not counted."""
         if self._closed:
             return
         self._closed = True
         self._monitoring.unregister_event_duration_listener(self._on_duration)
-        self._monitoring.unregister_event_listener(self._on_event)
 
     def __enter__(self) -> CompileCounter:
         return self

@@ -83,7 +83,7 @@ class ScanWatcher(FileSystemEventHandler):
         self.poll_interval_seconds = poll_interval_seconds
         self.settle_seconds = settle_seconds
         self.debounce_seconds = debounce_seconds
-        self.queue: queue.Queue[ScanEvent | None] = events if events is not None else queue.Queue()
+        self.queue: queue.Queue[ScanEvent] = events if events is not None else queue.Queue()
         self._pending: dict[Path, _Pending] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
