@@ -35,15 +35,11 @@ def newest_scans(movie: Path, count: int) -> tuple[list, int]:
         precip = h["precip"][total - count :].astype("float32")
         times = h["time_unix"][total - count :]
         step = int(a["timestep_seconds"])
+        lengths = ("xpixelsize", "ypixelsize", "x1", "y1", "x2", "y2")
         grid = GridInfo(
             shape=precip.shape[1:],
             projection=str(a["projection"]),
-            xpixelsize=float(a["xpixelsize"]),
-            ypixelsize=float(a["ypixelsize"]),
-            x1=float(a["x1"]),
-            y1=float(a["y1"]),
-            x2=float(a["x2"]),
-            y2=float(a["y2"]),
+            **{key: float(a[key]) for key in lengths},
         )
     scans = [
         Scan(

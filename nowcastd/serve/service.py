@@ -9,8 +9,9 @@ in valid-time order, and forecasts once from the newest full buffer: when it fal
 the scans it did not forecast from are counted in `nowcastd_scans_skipped_total`. After each
 forecast is written it starts pre-encoding the next window on a background thread, so the worker
 is back at the queue at once (a scan that lands meanwhile is read while the encode finishes;
-see `pipeline`). It pings the
-systemd watchdog on every turn of its loop, so a stuck worker gets the unit restarted.
+see `forecaster`). It pings the systemd watchdog on every turn of its loop, so a stuck worker
+gets the unit restarted. It sees the pipeline only through values: `Frame`, `Forecast` and
+`PipelineStatus`; the one `ServeConfig` is the pipeline's, and SIGHUP replaces it whole.
 
 Errors are caught in one place, `_attempt`: a refused scan is logged and counted by reason, a
 failed stage by stage, and the loop goes on. Anything else is a bug and ends the process

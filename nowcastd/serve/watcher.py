@@ -142,14 +142,15 @@ class ScanWatcher(FileSystemEventHandler):
         if not event.is_directory:
             self._note(self._wanted(event.src_path), closed=True)
 
-    def on_moved(self, event: FileSystemEvent) -> None:
-        if event.is_directory:
-            return
-        source = self._wanted(event.src_path)
-        if source is not None:
+    def _forget(self, path: Path | None) -> None:
+        if path is not None:
             with self._lock:
-                self._pending.pop(source, None)
-        self._note(self._wanted(event.dest_path), closed=True)
+                self._pending.pop(path, None)
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._forget(self._wanted(event.src_path))
+            self._note(self._wanted(event.dest_path), closed=True)
 
     def on_created(self, event: FileSystemEvent) -> None:
         if not event.is_directory:
@@ -166,10 +167,7 @@ class ScanWatcher(FileSystemEventHandler):
             self._note(path, closed=False)
 
     def on_deleted(self, event: FileSystemEvent) -> None:
-        path = self._wanted(event.src_path)
-        if path is not None:
-            with self._lock:
-                self._pending.pop(path, None)
+        self._forget(self._wanted(event.src_path))
 
     # -- debounce (flusher thread) -----------------------------------------------------------
 
