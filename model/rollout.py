@@ -95,5 +95,3 @@ def rollout(
 
 
 rollout_jit = eqx.filter_jit(rollout)
-encode_jit = eqx.filter_jit(encode)
-forecast_from_jit = eqx.filter_jit(forecast_from)

@@ -2,13 +2,14 @@
 
 Trains a small PredRNN-v2 on the first three quarters of the bundled KNMI movie with the real
 training loop, scores it against persistence on the held-out last quarter, then issues one
-forecast HDF5 from the newest frames exactly as `serve` would, and prints the timings.
+forecast HDF5 from the newest frames through the pipeline `serve` uses (domain, NaN rule,
+writer), and prints the timings.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,37 @@ def sample_movie() -> Path:
     return Path(str(resources.files("nowcastd") / "sample" / "knmi_20100826_64px.h5"))
 
 
+def newest_scans(movie: Path, count: int) -> tuple[list, int]:
+    """The movie's newest `count` frames as `Scan`s on the movie's grid, and its time step."""
+    import h5py
+
+    from nowcastd.io.readers import GridInfo, Scan
+
+    with h5py.File(movie) as h:
+        a = h.attrs
+        total = h["precip"].shape[0]
+        precip = h["precip"][total - count :].astype("float32")
+        times = h["time_unix"][total - count :]
+        step = int(a["timestep_seconds"])
+        lengths = ("xpixelsize", "ypixelsize", "x1", "y1", "x2", "y2")
+        grid = GridInfo(
+            shape=precip.shape[1:],
+            projection=str(a["projection"]),
+            **{key: float(a[key]) for key in lengths},
+        )
+    scans = [
+        Scan(
+            field=field,
+            valid_time=datetime.fromtimestamp(int(t), UTC),
+            grid=grid,
+            path=movie.with_name(f"{movie.name}[{total - count + i}]"),
+            source_format="movie",
+        )
+        for i, (field, t) in enumerate(zip(precip, times, strict=True))
+    ]
+    return scans, step
+
+
 def demo(
     out: Annotated[
         Path, typer.Option("--out", help="directory for checkpoints, figures and the forecast")
@@ -30,16 +62,14 @@ def demo(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Train, evaluate and forecast on the bundled KNMI sample (64x64, 5-min steps)."""
-    import h5py
-    import jax.numpy as jnp
     import numpy as np
 
     from model.config import ModelConfig
-    from model.rollout import rollout_jit
     from nowcastd.cli.common import setup_logging
-    from nowcastd.io.forecast_file import write_forecast
+    from nowcastd.io.domain import Domain
     from nowcastd.io.model_checkpoint import load_model
-    from nowcastd.io.readers import GridInfo
+    from nowcastd.serve.config import ServeConfig
+    from nowcastd.serve.pipeline import Pipeline
     from nowcastd.train import loop as training
     from nowcastd.train.config import TrainConfig
     from nowcastd.verification.evaluation import persistence_scores
@@ -80,42 +110,19 @@ def demo(
     train_s = time.perf_counter() - t0
 
     loaded = load_model(cfg.save_dir)
-    with h5py.File(movie) as h:
-        precip = h["precip"][-model.input_length :]
-        times = [datetime.fromtimestamp(int(t), UTC) for t in h["time_unix"][-model.input_length :]]
-        step = int(h.attrs["timestep_seconds"])
-        a = h.attrs
-        grid = GridInfo(
-            shape=precip.shape[1:],
-            projection=str(a["projection"]),
-            xpixelsize=float(a["xpixelsize"]),
-            ypixelsize=float(a["ypixelsize"]),
-            x1=float(a["x1"]),
-            y1=float(a["y1"]),
-            x2=float(a["x2"]),
-            y2=float(a["y2"]),
-        )
-    context = jnp.asarray(loaded.transform.to_model(precip)[None, ..., None])
+    scans, step = newest_scans(movie, model.input_length)
     leads = model.total_length - model.input_length
-    rollout_jit(loaded.network, context, leads).block_until_ready()  # compile
-    latencies = []
-    for _ in range(5):
-        t = time.perf_counter()
-        forecast = rollout_jit(loaded.network, context, leads).block_until_ready()
-        latencies.append(time.perf_counter() - t)
-    rate = np.asarray(loaded.transform.to_physical(np.asarray(forecast[0, ..., 0])))
-    path = write_forecast(
-        out / "forecasts",
-        issue_time=times[-1],
-        precip=rate.astype(np.float32),
-        lead_seconds=[step * (k + 1) for k in range(leads)],
-        input_names=[f"{movie.name}[{i}]" for i in range(92 - model.input_length, 92)],
-        input_times=times,
-        model_name=model.model_name,
-        checkpoint_digest=loaded.digest,
-        grid=grid,
-        nan_mask=None,
+    serve_cfg = ServeConfig(
+        timestep_seconds=step, lead_frames=leads, domain=Domain.full(scans[-1].grid.shape)
     )
+    pipe = Pipeline(serve_cfg, loaded)
+    pipe.compile(pre_encoding=False)
+    for scan in scans:
+        pipe.push(pipe.frame(scan))
+    forecasts = [pipe.forecast() for _ in range(5)]
+    latencies = [f.timings["rollout"] for f in forecasts]
+    forecast = forecasts[-1]
+    path = pipe.write(forecast, out / "forecasts")
     ev = result.get("eval", {}).get("mean", {})
     valid = training.open_split(cfg, "valid")
     base = persistence_scores(
@@ -139,8 +146,8 @@ def demo(
             f"CSI(1 mm/h) {base['csi_1_mm_h']:.3f}, SSIM {base['ssim']:.3f}"
         )
     typer.echo(
-        f"forecast {times[-1] + timedelta(seconds=step):%H:%M}–"
-        f"{times[-1] + timedelta(seconds=step * leads):%H:%M} UTC written to {path}"
+        f"forecast {forecast.valid_times[0]:%H:%M}–{forecast.valid_times[-1]:%H:%M} UTC "
+        f"written to {path}"
     )
     typer.echo(
         f"rollout ({model.input_length} in -> {leads} out, 64x64): median {1e3 * float(np.median(latencies)):.1f} ms"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
@@ -44,10 +44,15 @@ class Push(enum.Enum):
 
 @dataclass(frozen=True)
 class FrameInfo:
-    """Host-side record of one buffered frame."""
+    """Host-side record of one buffered frame; compared by valid time and name only.
+
+    `record` is whatever the caller keeps with the frame (the pipeline: its `Frame`, with the
+    NaN mask and grid the forecast from this frame needs).
+    """
 
     valid_time: datetime
     name: str
+    record: object = field(default=None, compare=False, repr=False)
 
 
 @partial(jax.jit, donate_argnums=0)
@@ -134,7 +139,12 @@ class FrameBuffer:
         return Push.APPENDED
 
     def push(
-        self, frame: Float[Array, "height width channels"], *, valid_time: datetime, name: str
+        self,
+        frame: Float[Array, "height width channels"],
+        *,
+        valid_time: datetime,
+        name: str,
+        record: object = None,
     ) -> Push:
         """Apply the ordering rules, then shift `frame` (a device array) in if accepted."""
         outcome = self.check(valid_time)
@@ -162,6 +172,6 @@ class FrameBuffer:
         if tuple(frame.shape) != self.frame_shape:
             raise ValueError(f"frame {name}: expected shape {self.frame_shape}, got {frame.shape}")
         self._frames = self._update(self._frames, frame)
-        self._infos.append(FrameInfo(valid_time=valid_time, name=name))
+        self._infos.append(FrameInfo(valid_time=valid_time, name=name, record=record))
         del self._infos[: -self.input_length]
         return outcome

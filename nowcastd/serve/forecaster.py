@@ -1,10 +1,16 @@
-"""Ahead-of-time compiled inference, with pre-encoding of the next window in idle time.
+"""Ahead-of-time compiled inference, and the pre-encoding of the next window in idle time.
 
 A forecast from frames f_1..f_I re-encodes them from zero state: I + K - 1 network steps for
 K leads. While the service waits for f_{I+1}, the next window's first I - 1 frames (f_2..f_I)
 are already known, so `pre_encode` runs them through the network then. When the scan lands,
 `forecast` only runs the step that consumes it and the K - 1 feedback steps: K of I + K - 1
 steps on the critical path. The result equals the full rollout to float tolerance.
+
+Pre-encoding lives here only: the encoded state, which window it belongs to, and the
+background thread that computes it (`pre_encode(..., background=True)`). XLA cannot abandon
+a running computation, and finishing the encode is always cheaper than the full re-encoding a
+forecast without it needs, so `wait_pre_encode` (called by `forecast`, and by whoever is about
+to donate the context array the encode reads) waits for it and re-raises what it raised.
 
 Everything is compiled for the operational shape by `compile()` (before the service reports
 ready) with `jax.jit(...).lower(...).compile()`; a call with any other shape is an error, never
@@ -14,9 +20,11 @@ device) as a host numpy array.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,9 +57,20 @@ class _PreEncoded:
 
 
 class Forecaster:
-    """Compiled full rollout, encode and forecast_from for one (H, W, C) grid and K leads."""
+    """Compiled full rollout, encode and forecast_from for one (H, W, C) grid and K leads.
 
-    def __init__(self, network: PredRNN, transform: DataTransform, *, num_leads: int) -> None:
+    `time_encode`, if given, is a context manager factory timing each pre-encoding (e.g.
+    `lambda: metrics.time_stage("encode")`); it runs on the thread that encodes.
+    """
+
+    def __init__(
+        self,
+        network: PredRNN,
+        transform: DataTransform,
+        *,
+        num_leads: int,
+        time_encode: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    ) -> None:
         cfg = network.cfg
         if num_leads < 1:
             raise ValueError(f"num_leads: expected >= 1, got {num_leads}")
@@ -61,11 +80,14 @@ class Forecaster:
         self.input_length = cfg.input_length
         self.frame_shape = (cfg.img_height, cfg.img_width, cfg.img_channel)
         self._params, self._static = eqx.partition(network, eqx.is_array)
+        self._time_encode = time_encode or contextlib.nullcontext
         self._full = None
         self._encode = None
         self._from = None
         self._pre: _PreEncoded | None = None
         self._pre_encoding = True
+        self._thread: threading.Thread | None = None
+        self._thread_error: Exception | None = None
         self.compile_seconds = 0.0
 
     @property
@@ -122,8 +144,8 @@ class Forecaster:
         zeros = jax.device_put(np.zeros(spec.shape, np.float32))
         self.full(zeros)
         if self.can_pre_encode:
-            self.pre_encode(zeros, range(self.input_length))
-            self.forecast(zeros, range(1, self.input_length + 1))
+            carry = self._encode(self._params, zeros)
+            jax.block_until_ready(self._from(self._params, carry, zeros))
 
     def _check_compiled(self) -> None:
         if self._full is None:
@@ -136,21 +158,51 @@ class Forecaster:
         self._check_compiled()
         return np.asarray(self._full(self._params, context))
 
-    def pre_encode(self, context, key: Sequence) -> None:
+    def pre_encode(self, context, key: Sequence, *, background: bool = False) -> None:
         """Encode the newest I - 1 frames of a `(1, I, H, W, C)` context for the next window.
 
         `key` names the I frames of `context`, oldest first; `forecast` uses the result only
         when the window it is given starts with exactly the newest I - 1 of them.
+        `background=True` returns at once; the encode runs on a thread until
+        `wait_pre_encode`, and `context` must not be donated before that.
         """
         self._check_compiled()
+        self.wait_pre_encode()
         if not self.can_pre_encode:
             return
-        carry = self._encode(self._params, context)
-        jax.block_until_ready(carry)
-        self._pre = _PreEncoded(carry=carry, key=tuple(key)[1:])
+        key = tuple(key)[1:]
+        if not background:
+            self._encode_now(context, key)
+            return
+        self._thread = threading.Thread(
+            target=self._encode_in_background, args=(context, key), name="pre-encode", daemon=True
+        )
+        self._thread.start()
 
-    def invalidate(self) -> None:
-        self._pre = None
+    def _encode_now(self, context, key: tuple) -> None:
+        with self._time_encode():
+            carry = self._encode(self._params, context)
+            jax.block_until_ready(carry)
+        self._pre = _PreEncoded(carry=carry, key=key)
+
+    def _encode_in_background(self, context, key: tuple) -> None:
+        try:
+            self._encode_now(context, key)
+        except Exception as e:  # re-raised on the caller's thread by wait_pre_encode
+            self._thread_error = e
+
+    def wait_pre_encode(self) -> float:
+        """Wait for a background pre-encoding, raise what it raised; returns seconds waited."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return 0.0
+        start = time.perf_counter()
+        thread.join()
+        waited = time.perf_counter() - start
+        error, self._thread_error = self._thread_error, None
+        if error is not None:
+            raise error
+        return waited
 
     def pre_encoded_for(self, key: Sequence) -> bool:
         return self._pre is not None and self._pre.key == tuple(key)
@@ -159,9 +211,10 @@ class Forecaster:
         """(K, H, W) physical forecast and whether the pre-encoded state was used.
 
         `key` names the I frames of `context`, oldest first. With a matching pre-encoding
-        only `forecast_from` runs; otherwise the full rollout.
+        (waited for if still running) only `forecast_from` runs; otherwise the full rollout.
         """
         self._check_compiled()
+        self.wait_pre_encode()
         key = tuple(key)
         if self.can_pre_encode and self.pre_encoded_for(key[:-1]):
             carry = self._pre.carry

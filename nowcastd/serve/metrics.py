@@ -8,10 +8,12 @@ Label values that are known in advance are created at start-up so they are expor
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
@@ -27,17 +29,18 @@ from prometheus_client import (
 
 logger = logging.getLogger(__name__)
 
+_Metric = TypeVar("_Metric", Counter, Histogram)
+
 #: Stages of one forecast, as labels of `nowcastd_stage_duration_seconds`.
 STAGES: tuple[str, ...] = ("read", "transfer", "rollout", "write", "encode")
 #: Stages that can fail: the forecast stages plus the service's own housekeeping.
-FAILURE_STAGES: tuple[str, ...] = (*STAGES, "watch", "retention", "reload")
+FAILURE_STAGES: tuple[str, ...] = (*STAGES, "retention", "reload")
 #: Why a scan was refused, as labels of `nowcastd_scans_rejected_total`.
 REJECT_REASONS: tuple[str, ...] = (
     "corrupt",
     "wrong_grid",
     "out_of_order",
     "duplicate",
-    "bad_time",
     "unknown_format",
 )
 #: From 1 ms (one stage of a small grid) to 5 min (a forecast that missed its own timestep).
@@ -49,8 +52,14 @@ LATENCY_BUCKETS_SECONDS: tuple[float, ...] = (
 #: The name JAX records each XLA backend compilation under (`jax._src.dispatch`). It is
 #: also recorded when the executable comes from the persistent compilation cache.
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-#: Recorded when an executable was loaded from the persistent compilation cache.
-CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+
+
+def _with_known_labels(metric: _Metric, **known: tuple[str, ...]) -> _Metric:
+    """`metric`, with a child for each label value known in advance (exported at 0)."""
+    ((label, values),) = known.items()
+    for value in values:
+        metric.labels(**{label: value})
+    return metric
 
 
 class ServiceMetrics:
@@ -70,82 +79,69 @@ class ServiceMetrics:
             {"version": version, "model": model_name, "checkpoint_digest": checkpoint_digest}
         )
 
-        self.forecast_latency = Histogram(
+        counter = functools.partial(Counter, registry=r)
+        gauge = functools.partial(Gauge, registry=r)
+        histogram = functools.partial(Histogram, buckets=LATENCY_BUCKETS_SECONDS, registry=r)
+
+        self.forecast_latency = histogram(
             "nowcastd_forecast_latency_seconds",
             "From the scan's file event to the forecast renamed into place.",
-            buckets=LATENCY_BUCKETS_SECONDS,
-            registry=r,
         )
-        self.stage_duration = Histogram(
-            "nowcastd_stage_duration_seconds",
-            "Duration of one stage of one forecast.",
-            ["stage"],
-            buckets=LATENCY_BUCKETS_SECONDS,
-            registry=r,
+        self.stage_duration = _with_known_labels(
+            histogram(
+                "nowcastd_stage_duration_seconds",
+                "Duration of one stage of one forecast.",
+                ["stage"],
+            ),
+            stage=STAGES,
         )
 
-        self.scans_received = Counter(
+        self.scans_received = counter(
             "nowcastd_scans_received_total",
             "Scan files seen, including those later rejected or skipped.",
-            registry=r,
         )
-        self.scans_rejected = Counter(
-            "nowcastd_scans_rejected_total", "Scans refused, by reason.", ["reason"], registry=r
+        self.scans_rejected = _with_known_labels(
+            counter("nowcastd_scans_rejected_total", "Scans refused, by reason.", ["reason"]),
+            reason=REJECT_REASONS,
         )
-        self.scans_skipped = Counter(
+        self.scans_skipped = counter(
             "nowcastd_scans_skipped_total",
             "Scans dropped unforecast because a newer one arrived while the worker was busy.",
-            registry=r,
         )
-        self.forecasts_written = Counter(
-            "nowcastd_forecasts_written_total", "Forecasts written and renamed.", registry=r
+        self.forecasts_written = counter(
+            "nowcastd_forecasts_written_total", "Forecasts written and renamed."
         )
-        self.failures = Counter(
-            "nowcastd_failures_total",
-            "Errors caught by the service loop, by stage.",
-            ["stage"],
-            registry=r,
+        self.failures = _with_known_labels(
+            counter(
+                "nowcastd_failures_total", "Errors caught by the service loop, by stage.", ["stage"]
+            ),
+            stage=FAILURE_STAGES,
         )
-        self.buffer_resets = Counter(
+        self.buffer_resets = counter(
             "nowcastd_buffer_resets_total",
             "Input buffer emptied because of a gap in the scan sequence.",
-            registry=r,
         )
-        self.jit_compilations = Counter(
+        self.jit_compilations = counter(
             "nowcastd_jit_compilations_total",
             "XLA compilations (including loads from the persistent cache) since start.",
-            registry=r,
         )
-        self.jit_compile_seconds = Counter(
-            "nowcastd_jit_compile_seconds_total", "Time spent in XLA compilation.", registry=r
+        self.jit_compile_seconds = counter(
+            "nowcastd_jit_compile_seconds_total", "Time spent in XLA compilation."
         )
 
-        self.buffer_frames = Gauge(
-            "nowcastd_buffer_frames", "Scans held in the input buffer.", registry=r
+        self.buffer_frames = gauge("nowcastd_buffer_frames", "Scans held in the input buffer.")
+        self.buffer_capacity_frames = gauge(
+            "nowcastd_buffer_capacity_frames", "Scans the model needs as input."
         )
-        self.buffer_capacity_frames = Gauge(
-            "nowcastd_buffer_capacity_frames", "Scans the model needs as input.", registry=r
-        )
-        self.newest_scan_valid_time = Gauge(
+        self.newest_scan_valid_time = gauge(
             "nowcastd_newest_scan_valid_time_seconds",
             "Valid time of the newest accepted scan, unix seconds; 0 before the first.",
-            registry=r,
         )
-        self.last_forecast_time = Gauge(
+        self.last_forecast_time = gauge(
             "nowcastd_last_forecast_time_seconds",
             "Wall-clock time the last forecast was written, unix seconds; 0 before the first.",
-            registry=r,
         )
-        self.ready = Gauge(
-            "nowcastd_ready", "1 once the model is loaded and compiled, else 0.", registry=r
-        )
-
-        for stage in STAGES:
-            self.stage_duration.labels(stage=stage)
-        for stage in FAILURE_STAGES:
-            self.failures.labels(stage=stage)
-        for reason in REJECT_REASONS:
-            self.scans_rejected.labels(reason=reason)
+        self.ready = gauge("nowcastd_ready", "1 once the model is loaded and compiled, else 0.")
 
     def reject(self, reason: str) -> None:
         """Count one rejected scan; `reason` must be one of `REJECT_REASONS`."""
@@ -199,7 +195,7 @@ class CompileCounter:
     """Counts XLA compilations in this process through `jax.monitoring` listeners.
 
     JAX listeners are process-wide: a counter sees compilations from every thread. Use as a
-    context manager, or call `close()`, to unregister. `on_compile(duration_seconds)` is
+    context manager, or call `close()`, to unregister it. `on_compile(duration_seconds)` is
     called from the compiling thread, e.g. `ServiceMetrics.record_compilation`.
     """
 
@@ -210,11 +206,9 @@ class CompileCounter:
         self._lock = threading.Lock()
         self._on_compile = on_compile
         self.count = 0
-        self.cache_hits = 0
         self.seconds = 0.0
         self._closed = False
         self._monitoring.register_event_duration_secs_listener(self._on_duration)
-        self._monitoring.register_event_listener(self._on_event)
 
     def _on_duration(self, event: str, duration_secs: float, **_: object) -> None:
         if event != BACKEND_COMPILE_EVENT:
@@ -226,18 +220,12 @@ class CompileCounter:
         if self._on_compile is not None:
             self._on_compile(duration_secs)
 
-    def _on_event(self, event: str, **_: object) -> None:
-        if event == CACHE_HIT_EVENT:
-            with self._lock:
-                self.cache_hits += 1
-
     def close(self) -> None:
         """Unregister the listeners; later compilations are not counted."""
         if self._closed:
             return
         self._closed = True
         self._monitoring.unregister_event_duration_listener(self._on_duration)
-        self._monitoring.unregister_event_listener(self._on_event)
 
     def __enter__(self) -> CompileCounter:
         return self

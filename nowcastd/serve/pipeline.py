@@ -1,30 +1,30 @@
 """One forecast's pipeline: read → grid → transform → buffer → rollout → write → retention.
 
-Shared by `nowcastd serve` (one step per scan, errors caught by the service loop) and
-`nowcastd predict` (once, errors reported by the CLI).
+Shared by `nowcastd serve` (one step per scan, errors caught by the service loop),
+`nowcastd predict` (once, errors reported by the CLI) and `nowcastd demo` (frames of the
+bundled movie instead of files).
+
+The pipeline hands out values: `read` a `Frame`, `forecast` a `Forecast` that holds all that
+`write` puts in the file, `status` a `PipelineStatus`. Its state is the input buffer (with
+each buffered `Frame`), the compiled forecaster (with its pre-encoded window) and one
+`ServeConfig` reference, which `reconfigure` replaces whole; each call reads it once.
 
 NaN rule: pixels without data (NaN after the domain crop) enter the model as 0 in model units
 (no rain). The forecast is NaN (no data) wherever the newest input scan had no data, and that
 mask is written to the forecast file as `input_nan_mask`.
-
-Pre-encoding in the service runs on a background thread (`start_pre_encode`), dispatched right
-after a forecast is written, so a scan that lands meanwhile is read at once instead of waiting
-in the queue. XLA cannot abandon a running computation, and finishing the encode is always
-cheaper than the full re-encoding a forecast without it needs, so `push` waits for it (before
-the buffer it reads is donated) and the forecast then uses it; the wait is timed as
-`encode_wait`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 
 import jax
 import numpy as np
@@ -33,15 +33,18 @@ from nowcastd.errors import ConfigError, NowcastdError, ScanError, UnknownFormat
 from nowcastd.io.domain import Domain
 from nowcastd.io.forecast_file import prune_forecasts, write_forecast
 from nowcastd.io.model_checkpoint import LoadedModel
-from nowcastd.io.readers import GridInfo, detect_format, read_scan
+from nowcastd.io.readers import GridInfo, Scan, detect_format, read_scan
 from nowcastd.serve.buffer import FrameBuffer, Push
-from nowcastd.serve.config import ServeConfig
+from nowcastd.serve.config import ReaderConfig, ServeConfig
 from nowcastd.serve.forecaster import Forecaster
 from nowcastd.serve.metrics import ServiceMetrics
 
-__all__ = ["Frame", "Pipeline", "ScanRejected"]
+__all__ = ["Forecast", "Frame", "Pipeline", "PipelineStatus", "ScanRejected"]
 
 logger = logging.getLogger(__name__)
+
+#: ServeConfig keys the pipeline is built from; changing them needs a new pipeline.
+FIXED_KEYS = ("checkpoint", "domain", "lead_frames", "timestep_seconds", "max_gap_seconds")
 
 
 class ScanRejected(ScanError):
@@ -52,19 +55,103 @@ class ScanRejected(ScanError):
         self.reason = reason
 
 
-@dataclass(frozen=True, eq=False)
+def _timings(values: Mapping[str, float]) -> Mapping[str, float]:
+    return MappingProxyType(dict(values))
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Frame:
-    """One scan on the model grid, in model units, NaN filled with 0, with its NaN mask."""
+    """One scan on the model grid, in model units, NaN filled with 0, with its NaN mask.
+
+    `timings`: seconds per stage this frame went through ("read", then "transfer" once
+    buffered).
+    """
 
     path: Path
     valid_time: datetime
     model: np.ndarray  # (H, W, 1) float32
     nan_mask: np.ndarray  # (H, W) bool
     grid: GridInfo
+    timings: Mapping[str, float]
 
     @property
     def name(self) -> str:
         return self.path.name
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Forecast:
+    """One forecast, everything its file holds: `precip` (K, H, W) mm/h, NaN where the
+    newest input had no data (`nan_mask`), on `grid`, from the inputs named, oldest first.
+
+    `timings`: seconds per stage of the newest input and of this forecast ("read",
+    "transfer", "rollout"); `pre_encoded`: whether the pre-encoded window was used.
+    """
+
+    precip: np.ndarray
+    issue_time: datetime
+    lead_seconds: tuple[int, ...]
+    input_names: tuple[str, ...]
+    input_times: tuple[datetime, ...]
+    grid: GridInfo
+    nan_mask: np.ndarray
+    model_name: str
+    checkpoint_digest: str
+    pre_encoded: bool
+    timings: Mapping[str, float]
+
+    def __post_init__(self) -> None:
+        k = self.precip.shape[0]
+        if len(self.lead_seconds) != k:
+            raise ValueError(f"lead_seconds: expected {k} (one per lead), got {self.lead_seconds}")
+        self.precip.flags.writeable = False
+        self.nan_mask.flags.writeable = False
+
+    @property
+    def valid_times(self) -> tuple[datetime, ...]:
+        return tuple(self.issue_time + timedelta(seconds=s) for s in self.lead_seconds)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineStatus:
+    """A snapshot of the input buffer."""
+
+    frames: int
+    capacity: int
+    newest_time: datetime | None
+
+    @property
+    def full(self) -> bool:
+        """Whether a forecast can be made."""
+        return self.frames == self.capacity
+
+
+@dataclass
+class _Lap:
+    seconds: float = 0.0
+
+
+def _read_scan(path: Path, reader: ReaderConfig) -> Scan:
+    """`read_scan` with the reader settings; a refused file raises ScanRejected."""
+    fmt = reader.format
+    try:
+        if fmt == "auto":
+            try:
+                fmt = detect_format(path)
+            except UnknownFormatError as e:
+                raise ScanRejected("unknown_format", str(e)) from e
+        return read_scan(
+            path,
+            fmt=fmt,
+            zr_a=reader.zr_a,
+            zr_b=reader.zr_b,
+            npy_time_pattern=reader.npy_time_pattern,
+            npy_time_format=reader.npy_time_format,
+        )
+    except ScanRejected:
+        raise
+    except ScanError as e:
+        raise ScanRejected("corrupt", str(e)) from e
 
 
 class Pipeline:
@@ -86,166 +173,164 @@ class Pipeline:
                 f"[domain]: expected the model grid {shape} of {model.path.name}, "
                 f"got {self.domain.model_shape}"
             )
-        self.cfg = cfg
+        self._cfg = cfg
         self.model = model
         self.metrics = metrics
         self.num_leads = cfg.lead_frames or (mcfg.total_length - mcfg.input_length)
-        self.forecaster = Forecaster(model.network, model.transform, num_leads=self.num_leads)
-        self.buffer = FrameBuffer(
+        time_encode = None if metrics is None else (lambda: metrics.time_stage("encode"))
+        self._forecaster = Forecaster(
+            model.network, model.transform, num_leads=self.num_leads, time_encode=time_encode
+        )
+        self._buffer = FrameBuffer(
             input_length=mcfg.input_length,
             frame_shape=(*shape, 1),
             max_gap_seconds=cfg.gap_seconds,
         )
-        self.timings: dict[str, float] = {}
-        self.used_pre_encoding = False
-        self._newest: Frame | None = None
-        self._encoding: threading.Thread | None = None
-        self._encode_error: Exception | None = None
+
+    @property
+    def cfg(self) -> ServeConfig:
+        return self._cfg
+
+    def reconfigure(self, cfg: ServeConfig) -> None:
+        """Replace the config, whole, for every later call (SIGHUP). The settings the pipeline
+        was built from (`FIXED_KEYS`) must be unchanged."""
+        changed = [k for k in FIXED_KEYS if getattr(cfg, k) != getattr(self._cfg, k)]
+        if changed:
+            raise ConfigError(
+                f"reconfigure: expected {changed} unchanged (they need a restart), got "
+                + ", ".join(f"{k}={getattr(cfg, k)!r}" for k in changed)
+            )
+        self._cfg = cfg
+
+    def status(self) -> PipelineStatus:
+        buf = self._buffer
+        return PipelineStatus(
+            frames=buf.count, capacity=buf.input_length, newest_time=buf.newest_time
+        )
 
     @contextlib.contextmanager
-    def _stage(self, stage: str, *, record: bool = True) -> Iterator[None]:
+    def _stage(self, stage: str) -> Iterator[_Lap]:
+        lap = _Lap()
         start = time.perf_counter()
         try:
             if self.metrics is None:
-                yield
+                yield lap
             else:
                 with self.metrics.time_stage(stage):
-                    yield
+                    yield lap
         finally:
-            if record:
-                self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+            lap.seconds = time.perf_counter() - start
 
     def compile(self, *, pre_encoding: bool = True) -> float:
-        return self.forecaster.compile(pre_encoding=pre_encoding)
+        """Compile for the operational shape; `pre_encoding=False` for one-off forecasts."""
+        return self._forecaster.compile(pre_encoding=pre_encoding)
 
     # -- per scan ----------------------------------------------------------------------------
 
     def read(self, path: Path) -> Frame:
         """Read, crop to the domain and convert to model units; ScanRejected if refused."""
-        path = Path(path)
-        reader = self.cfg.reader
-        with self._stage("read"):
-            fmt = reader.format
-            if fmt == "auto":
-                try:
-                    fmt = detect_format(path)
-                except UnknownFormatError as e:
-                    raise ScanRejected("unknown_format", str(e)) from e
-                except ScanError as e:
-                    raise ScanRejected("corrupt", str(e)) from e
-            try:
-                scan = read_scan(
-                    path,
-                    fmt=fmt,
-                    zr_a=reader.zr_a,
-                    zr_b=reader.zr_b,
-                    npy_time_pattern=reader.npy_time_pattern,
-                    npy_time_format=reader.npy_time_format,
-                )
-            except ScanError as e:
-                raise ScanRejected("corrupt", str(e)) from e
+        reader = self._cfg.reader
+        return self._frame(lambda: _read_scan(Path(path), reader))
+
+    def frame(self, scan: Scan) -> Frame:
+        """A scan already in memory, cropped to the domain and converted like `read`'s."""
+        return self._frame(lambda: scan)
+
+    def _frame(self, get_scan: Callable[[], Scan]) -> Frame:
+        with self._stage("read") as lap:
+            scan = get_scan()
             try:
                 model, valid = self.domain.model_input(scan, self.model.transform)
                 grid = self.domain.crop_grid(scan.grid)
             except ScanError as e:
                 raise ScanRejected("wrong_grid", str(e)) from e
         return Frame(
-            path=path,
+            path=scan.path,
             valid_time=scan.valid_time,
             model=model[..., None],
             nan_mask=valid == 0,
             grid=grid,
+            timings=_timings({"read": lap.seconds}),
         )
 
     def push(self, frame: Frame) -> Push:
         """Transfer the frame to the device and into the buffer, by the ordering rules."""
-        self.wait_pre_encode()  # it reads the buffer that this push donates
-        outcome = self.buffer.check(frame.valid_time)
-        if not outcome.accepted:
-            return self.buffer.push(frame.model, valid_time=frame.valid_time, name=frame.name)
-        with self._stage("transfer"):
-            device_frame = jax.device_put(frame.model, self.buffer.device)
-            outcome = self.buffer.push(device_frame, valid_time=frame.valid_time, name=frame.name)
-        self._newest = frame
-        return outcome
-
-    def forecast(self) -> np.ndarray:
-        """(K, H, W) mm/h from the full buffer (pre-encoded when possible), NaN rule applied."""
-        if not self.buffer.full:
-            raise NowcastdError(
-                f"forecast: expected {self.buffer.input_length} consecutive scans in the buffer, "
-                f"got {self.buffer.count}"
-            )
-        with self._stage("rollout"):
-            precip, self.used_pre_encoding = self.forecaster.forecast(
-                self.buffer.frames, self.buffer.infos
-            )
-        precip = np.array(precip, dtype=np.float32)
-        precip[:, self._newest.nan_mask] = np.nan
-        return precip
-
-    def pre_encode(self) -> None:
-        """Encode the newest I - 1 frames for the next scan's forecast, and wait for it."""
-        self.wait_pre_encode()
-        if self.buffer.full and self.forecaster.can_pre_encode:
-            with self._stage("encode"):
-                self.forecaster.pre_encode(self.buffer.frames, self.buffer.infos)
-
-    def start_pre_encode(self) -> None:
-        """Like `pre_encode`, on a background thread; returns at once."""
-        self.wait_pre_encode()
-        if not (self.buffer.full and self.forecaster.can_pre_encode):
-            return
-        self._encoding = threading.Thread(
-            target=self._encode_in_background,
-            args=(self.buffer.frames, self.buffer.infos),
-            name="pre-encode",
-            daemon=True,
+        self._forecaster.wait_pre_encode()  # a background encode reads the buffer donated here
+        buf = self._buffer
+        if not buf.check(frame.valid_time).accepted:
+            return buf.push(frame.model, valid_time=frame.valid_time, name=frame.name)
+        with self._stage("transfer") as lap:
+            device_frame = jax.device_put(frame.model, buf.device)
+        record = dataclasses.replace(
+            frame, timings=_timings({**frame.timings, "transfer": lap.seconds})
         )
-        self._encoding.start()
+        return buf.push(device_frame, valid_time=frame.valid_time, name=frame.name, record=record)
 
-    def _encode_in_background(self, frames, infos) -> None:
-        try:
-            with self._stage("encode", record=False):
-                self.forecaster.pre_encode(frames, infos)
-        except Exception as e:  # handed to the worker by wait_pre_encode
-            self._encode_error = e
+    def forecast(self) -> Forecast:
+        """The forecast from the full buffer (pre-encoded when possible), NaN rule applied."""
+        cfg, buf = self._cfg, self._buffer
+        if not buf.full:
+            raise NowcastdError(
+                f"forecast: expected {buf.input_length} consecutive scans in the buffer, "
+                f"got {buf.count}"
+            )
+        infos = buf.infos
+        newest: Frame = infos[-1].record
+        with self._stage("rollout") as lap:
+            precip, pre_encoded = self._forecaster.forecast(buf.frames, infos)
+        precip = np.array(precip, dtype=np.float32)
+        precip[:, newest.nan_mask] = np.nan
+        step = cfg.timestep_seconds
+        return Forecast(
+            precip=precip,
+            issue_time=newest.valid_time,
+            lead_seconds=tuple(round(step * (k + 1)) for k in range(precip.shape[0])),
+            input_names=tuple(i.name for i in infos),
+            input_times=tuple(i.valid_time for i in infos),
+            grid=newest.grid,
+            nan_mask=newest.nan_mask,
+            model_name=self.model.cfg.model_name,
+            checkpoint_digest=self.model.digest,
+            pre_encoded=pre_encoded,
+            timings=_timings({**newest.timings, "rollout": lap.seconds}),
+        )
 
-    def wait_pre_encode(self) -> None:
-        """Wait for a background pre-encoding; raise what it raised."""
-        thread, self._encoding = self._encoding, None
-        if thread is None:
-            return
-        start = time.perf_counter()
-        thread.join()
-        self.timings["encode_wait"] = time.perf_counter() - start  # not a metrics stage
-        error, self._encode_error = self._encode_error, None
-        if error is not None:
-            raise error
+    def pre_encode(self, *, background: bool = False) -> None:
+        """Encode the newest I - 1 buffered frames for the next scan's forecast (if full).
 
-    def write(self, precip: np.ndarray, out_dir: Path) -> Path:
-        infos = self.buffer.infos
-        step = self.cfg.timestep_seconds
+        `background=True` returns at once (see `forecaster`); `push` and `forecast` wait for it.
+        """
+        buf = self._buffer
+        if buf.full:
+            self._forecaster.pre_encode(buf.frames, buf.infos, background=background)
+
+    def wait_pre_encode(self) -> float:
+        """Wait for a background pre-encoding, raise what it raised; returns seconds waited."""
+        return self._forecaster.wait_pre_encode()
+
+    def write(self, forecast: Forecast, out_dir: Path) -> Path:
+        """Write `forecast` atomically into `out_dir`; returns the file's path."""
         with self._stage("write"):
             return write_forecast(
                 out_dir,
-                issue_time=infos[-1].valid_time,
-                precip=precip,
-                lead_seconds=[round(step * (k + 1)) for k in range(precip.shape[0])],
-                input_names=[i.name for i in infos],
-                input_times=[i.valid_time for i in infos],
-                model_name=self.model.cfg.model_name,
-                checkpoint_digest=self.model.digest,
-                grid=self._newest.grid,
-                nan_mask=self._newest.nan_mask,
+                issue_time=forecast.issue_time,
+                precip=forecast.precip,
+                lead_seconds=forecast.lead_seconds,
+                input_names=forecast.input_names,
+                input_times=forecast.input_times,
+                model_name=forecast.model_name,
+                checkpoint_digest=forecast.checkpoint_digest,
+                grid=forecast.grid,
+                nan_mask=forecast.nan_mask,
             )
 
     def prune(self, out_dir: Path) -> list[Path]:
+        cfg = self._cfg
         try:
             return prune_forecasts(
                 out_dir,
-                keep_last=self.cfg.retention_keep_last,
-                max_age_hours=self.cfg.retention_max_age_hours,
+                keep_last=cfg.retention_keep_last,
+                max_age_hours=cfg.retention_max_age_hours,
                 now=datetime.now(UTC),
             )
         except OSError as e:

@@ -9,8 +9,9 @@ in valid-time order, and forecasts once from the newest full buffer: when it fal
 the scans it did not forecast from are counted in `nowcastd_scans_skipped_total`. After each
 forecast is written it starts pre-encoding the next window on a background thread, so the worker
 is back at the queue at once (a scan that lands meanwhile is read while the encode finishes;
-see `pipeline`). It pings the
-systemd watchdog on every turn of its loop, so a stuck worker gets the unit restarted.
+see `forecaster`). It pings the systemd watchdog on every turn of its loop, so a stuck worker
+gets the unit restarted. It sees the pipeline only through values: `Frame`, `Forecast` and
+`PipelineStatus`; the one `ServeConfig` is the pipeline's, and SIGHUP replaces it whole.
 
 Errors are caught in one place, `_attempt`: a refused scan is logged and counted by reason, a
 failed stage by stage, and the loop goes on. Anything else is a bug and ends the process
@@ -44,7 +45,7 @@ from nowcastd.serve.buffer import Push
 from nowcastd.serve.config import ServeConfig, load_serve_config
 from nowcastd.serve.metrics import CompileCounter, ServiceMetrics
 from nowcastd.serve.notify import Notifier, watchdog_interval_seconds
-from nowcastd.serve.pipeline import Frame, Pipeline, ScanRejected
+from nowcastd.serve.pipeline import Forecast, Frame, Pipeline, ScanRejected
 from nowcastd.serve.watcher import IGNORED_PATTERNS, ScanEvent, ScanWatcher
 
 __all__ = ["Service"]
@@ -70,7 +71,6 @@ class Service:
         notifier: Notifier | None = None,
     ) -> None:
         cfg.require("watch_dir", "output_dir")
-        self.cfg = cfg
         self.config_path = config_path
         self.flags = dict(flags or {})
         self.notifier = notifier or Notifier.from_environment()
@@ -94,7 +94,12 @@ class Service:
         self._last_forecast: float | None = None
         self._handle_start = 0.0
         self.compilations_at_ready: int | None = None
-        self.metrics.buffer_capacity_frames.set(self.pipeline.buffer.input_length)
+        self.metrics.buffer_capacity_frames.set(self.pipeline.status().capacity)
+
+    @property
+    def cfg(self) -> ServeConfig:
+        """The one config, held by the pipeline; a SIGHUP replaces it whole."""
+        return self.pipeline.cfg
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -124,11 +129,12 @@ class Service:
             self.compilations_at_ready = counter.count
             self.metrics.ready.set(1)
             self.notifier.ready(self._status_line())
+            status = self.pipeline.status()
             logger.info(
                 "ready: %d XLA compilations, buffer %d/%d",
                 counter.count,
-                self.pipeline.buffer.count,
-                self.pipeline.buffer.input_length,
+                status.frames,
+                status.capacity,
             )
             while not self._stop.is_set():
                 self._turn()
@@ -166,13 +172,15 @@ class Service:
                 batch.append(self.watcher.queue.get_nowait())
             except queue.Empty:
                 break
-        self.handle([event for event in batch if event is not None])
+        self.handle(batch)
 
     # -- the one place errors are caught -----------------------------------------------------
 
-    def _attempt(self, stage: str, name: str, func: Callable[..., Any], *args: Any) -> Any:
+    def _attempt(
+        self, stage: str, name: str, func: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
         try:
-            return func(*args)
+            return func(*args, **kwargs)
         except ScanRejected as e:
             logger.warning("rejected (%s): %s", e.reason, e)
             self.metrics.reject(e.reason)
@@ -201,7 +209,6 @@ class Service:
     def handle(self, events: list[ScanEvent]) -> Path | None:
         """Read the scans, buffer them in time order, forecast once from the newest."""
         pipe, m = self.pipeline, self.metrics
-        pipe.timings.clear()
         self._handle_start = time.monotonic()
         read: list[tuple[Frame, ScanEvent]] = []
         for event in filter(self._fresh, events):
@@ -210,7 +217,7 @@ class Service:
             if frame is not _FAILED:
                 read.append((frame, event))
         read.sort(key=lambda pair: pair[0].valid_time)
-        self._attempt("encode", "the next window", pipe.wait_pre_encode)
+        encode_wait = self._attempt("encode", "the next window", pipe.wait_pre_encode)
         forecastable = 0
         newest: ScanEvent | None = None
         for frame, event in read:
@@ -222,30 +229,34 @@ class Service:
             if outcome is not _FAILED and outcome.accepted:
                 m.newest_scan_valid_time.set(frame.valid_time.timestamp())
                 newest = event
-                forecastable += pipe.buffer.full
-        m.buffer_frames.set(pipe.buffer.count)
-        if newest is None or not pipe.buffer.full:
+                forecastable += pipe.status().full
+        status = pipe.status()
+        m.buffer_frames.set(status.frames)
+        if newest is None or not status.full:
             return None
         if forecastable > 1:
             m.scans_skipped.inc(forecastable - 1)
             logger.warning("behind: forecasting the newest scan only, %d skipped", forecastable - 1)
-        return self._forecast(newest)
+        waited = {} if encode_wait is _FAILED else {"encode_wait": encode_wait}
+        return self._forecast(newest, waited)
 
-    def _forecast(self, event: ScanEvent) -> Path | None:
+    def _forecast(self, event: ScanEvent, timings: dict[str, float]) -> Path | None:
         pipe, m = self.pipeline, self.metrics
-        precip = self._attempt("rollout", event.path.name, pipe.forecast)
-        if precip is _FAILED:
+        forecast: Forecast = self._attempt("rollout", event.path.name, pipe.forecast)
+        if forecast is _FAILED:
             return None
-        path = self._attempt("write", event.path.name, pipe.write, precip, self.cfg.output_dir)
+        start = time.perf_counter()
+        path = self._attempt("write", event.path.name, pipe.write, forecast, self.cfg.output_dir)
         if path is _FAILED:
             return None
+        timings = {**timings, **forecast.timings, "write": time.perf_counter() - start}
         latency = time.monotonic() - event.event_time
         queued = self._handle_start - event.event_time  # watcher quiet time + queue wait
         m.forecast_latency.observe(latency)
         m.forecasts_written.inc()
         self._last_forecast = time.time()
         m.last_forecast_time.set(self._last_forecast)
-        stages = " ".join(f"{k}={v:.4f}" for k, v in sorted(pipe.timings.items()))
+        stages = " ".join(f"{k}={v:.4f}" for k, v in sorted(timings.items()))
         logger.info(
             "forecast %s from %s: latency=%.4f queued=%.4f %s pre_encoded=%s",
             path.name,
@@ -253,23 +264,23 @@ class Service:
             latency,
             queued,
             stages,
-            pipe.used_pre_encoding,
+            forecast.pre_encoded,
         )
-        self._attempt("encode", event.path.name, pipe.start_pre_encode)
+        self._attempt("encode", event.path.name, pipe.pre_encode, background=True)
         self.notifier.status(self._status_line())
         self._attempt("retention", path.name, pipe.prune, self.cfg.output_dir)
         return path
 
     def refill(self) -> int:
         """Fill the buffer from the newest scans already in the watch directory."""
-        pipe = self.pipeline
+        pipe, watch_dir = self.pipeline, self.cfg.watch_dir
         candidates = []
-        for entry in os.scandir(self.cfg.watch_dir):
+        for entry in os.scandir(watch_dir):
             if entry.is_file() and not _ignored(entry.name):
                 candidates.append((entry.stat().st_mtime_ns, Path(entry.path)))
         candidates.sort(reverse=True)
         frames = []
-        for _, path in candidates[: 2 * pipe.buffer.input_length]:
+        for _, path in candidates[: 2 * pipe.status().capacity]:
             try:
                 frames.append(pipe.read(path))
             except ScanRejected as e:
@@ -279,46 +290,51 @@ class Service:
             self._seen[path] = (st.st_size, st.st_mtime_ns)
         for frame in sorted(frames, key=lambda f: f.valid_time):
             pipe.push(frame)
-        self.metrics.buffer_frames.set(pipe.buffer.count)
-        if pipe.buffer.count:
-            self.metrics.newest_scan_valid_time.set(pipe.buffer.newest_time.timestamp())
+        status = pipe.status()
+        self.metrics.buffer_frames.set(status.frames)
+        if status.newest_time is not None:
+            self.metrics.newest_scan_valid_time.set(status.newest_time.timestamp())
             pipe.pre_encode()
         logger.info(
             "refill: %d of %d scans in the buffer from %s",
-            pipe.buffer.count,
-            pipe.buffer.input_length,
-            self.cfg.watch_dir,
+            status.frames,
+            status.capacity,
+            watch_dir,
         )
-        return pipe.buffer.count
+        return status.frames
 
     def reload(self) -> None:
         """SIGHUP: re-read the config; apply the reloadable settings, warn about the rest."""
         self.notifier.reloading("reloading the config")
         try:
+            old = self.cfg
             new = load_serve_config(self.config_path, flags=self.flags)
             changed = [
                 f.name
                 for f in dataclasses.fields(ServeConfig)
-                if getattr(new, f.name) != getattr(self.cfg, f.name)
+                if getattr(new, f.name) != getattr(old, f.name)
             ]
             applied = {k: getattr(new, k) for k in changed if k in RELOADABLE}
             for key in sorted(set(changed) - set(applied)):
                 logger.warning("reload: %s changed; it takes effect after a restart", key)
-            self.cfg = dataclasses.replace(self.cfg, **applied)
-            self.pipeline.cfg = dataclasses.replace(self.pipeline.cfg, **applied)
+            self.pipeline.reconfigure(dataclasses.replace(old, **applied))
             logging.getLogger().setLevel(self.cfg.log_level)
             logger.info("reload: applied %s", sorted(applied) or "nothing")
         finally:
             self.notifier.ready(self._status_line())
 
     def _status_line(self) -> str:
-        buf = self.pipeline.buffer
+        status = self.pipeline.status()
         last = self._last_forecast
         when = (
             "none yet" if last is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last))
         )
-        newest = buf.newest_time.strftime("%Y-%m-%dT%H:%MZ") if buf.newest_time else "none"
-        return f"last forecast {when}; newest scan {newest}; buffer {buf.count}/{buf.input_length}"
+        newest = status.newest_time
+        newest_text = newest.strftime("%Y-%m-%dT%H:%MZ") if newest else "none"
+        return (
+            f"last forecast {when}; newest scan {newest_text}; "
+            f"buffer {status.frames}/{status.capacity}"
+        )
 
 
 def _ignored(name: str) -> bool:

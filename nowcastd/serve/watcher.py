@@ -82,7 +82,7 @@ class ScanWatcher(FileSystemEventHandler):
         self.poll_interval_seconds = poll_interval_seconds
         self.settle_seconds = settle_seconds
         self.debounce_seconds = debounce_seconds
-        self.queue: queue.Queue[ScanEvent | None] = events if events is not None else queue.Queue()
+        self.queue: queue.Queue[ScanEvent] = events if events is not None else queue.Queue()
         self._pending: dict[Path, _Pending] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -141,14 +141,15 @@ class ScanWatcher(FileSystemEventHandler):
         if not event.is_directory:
             self._note(self._wanted(event.src_path), closed=True)
 
-    def on_moved(self, event: FileSystemEvent) -> None:
-        if event.is_directory:
-            return
-        source = self._wanted(event.src_path)
-        if source is not None:
+    def _forget(self, path: Path | None) -> None:
+        if path is not None:
             with self._lock:
-                self._pending.pop(source, None)
-        self._note(self._wanted(event.dest_path), closed=True)
+                self._pending.pop(path, None)
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        if not event.is_directory:
+            self._forget(self._wanted(event.src_path))
+            self._note(self._wanted(event.dest_path), closed=True)
 
     def on_created(self, event: FileSystemEvent) -> None:
         if not event.is_directory:
@@ -165,10 +166,7 @@ class ScanWatcher(FileSystemEventHandler):
             self._note(path, closed=False)
 
     def on_deleted(self, event: FileSystemEvent) -> None:
-        path = self._wanted(event.src_path)
-        if path is not None:
-            with self._lock:
-                self._pending.pop(path, None)
+        self._forget(self._wanted(event.src_path))
 
     # -- debounce (flusher thread) -----------------------------------------------------------
 

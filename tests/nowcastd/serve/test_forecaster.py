@@ -1,32 +1,14 @@
 """The AOT forecaster: pre-encoded forecasts equal the full rollout; nothing recompiles."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from model.config import ModelConfig
-from model.network import PredRNN
 from model.rollout import rollout
-from nowcastd.io.transform import DataTransform
 from nowcastd.serve.forecaster import Forecaster
 from nowcastd.serve.metrics import CompileCounter
-
-DBZ = DataTransform(kind="dbz")
-
-
-def _network(input_length: int = 3) -> PredRNN:
-    cfg = ModelConfig(
-        model_name="predrnn_v2",
-        num_hidden=(8, 8),
-        filter_size=3,
-        patch_size=4,
-        img_height=16,
-        img_width=16,
-        input_length=input_length,
-        total_length=input_length + 3,
-    )
-    return PredRNN(cfg, key=jax.random.key(0))
+from tests.nowcastd.serve.tiny import DBZ
+from tests.nowcastd.serve.tiny import tiny_network as _network
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +44,15 @@ def test_forecast_after_another_window_runs_the_full_rollout(compiled):
     result, used = compiled.forecast(context, key=("c", "d", "e"))  # b was not followed by c
     assert not used
     np.testing.assert_allclose(result, compiled.full(context), rtol=1e-6)
+
+
+def test_background_pre_encoding_is_used_by_the_next_forecast(compiled):
+    sequence = jnp.asarray(_frames(4, seed=5))
+    compiled.pre_encode(sequence[:, :3], key=("f1", "f2", "f3"), background=True)
+    fast, used = compiled.forecast(sequence[:, 1:], key=("f2", "f3", "f4"))  # waits for it
+    assert used
+    np.testing.assert_allclose(fast, compiled.full(sequence[:, 1:]), rtol=1e-5, atol=1e-5)
+    assert compiled.wait_pre_encode() == 0.0  # nothing left running
 
 
 def test_no_compilation_after_compile(compiled):

@@ -18,17 +18,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import h5py
-import jax
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from model.config import ModelConfig
-from model.network import PredRNN
 from nowcastd.cli.predict import run_predict
 from nowcastd.io.forecast_file import read_forecast
 from nowcastd.io.model_checkpoint import save_inference_checkpoint
 from nowcastd.io.transform import DataTransform
+from tests.nowcastd.serve.tiny import tiny_network
 from tests.paths import REPO
 
 REPO = REPO
@@ -174,17 +172,7 @@ class Daemon:
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
-    cfg = ModelConfig(
-        model_name="predrnn_v2",
-        num_hidden=(8, 8),
-        filter_size=3,
-        patch_size=4,
-        img_height=32,
-        img_width=32,
-        input_length=3,
-        total_length=6,
-    )
-    network = PredRNN(cfg, key=jax.random.key(0))
+    network = tiny_network(size=32)
     save_inference_checkpoint(root / "ckpt", network, DataTransform(kind="dbz"))
     d = Daemon(root)
     d.start()
