@@ -5,38 +5,39 @@ training loop, scores it against persistence on the held-out last quarter, then 
 forecast HDF5 from the newest frames exactly as `serve` would, and prints the timings.
 """
 
-from __future__ import annotations
-
+import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
-from nowcastd.cli.common import user_errors
+from nowcastd.cli.options import settings_command
+from nowcastd.settings import setting, specs
 
 
 def sample_movie() -> Path:
     return Path(str(resources.files("nowcastd") / "sample" / "knmi_20100826_64px.h5"))
 
 
-def demo(
-    out: Annotated[
-        Path, typer.Option("--out", help="directory for checkpoints, figures and the forecast")
-    ] = Path("nowcastd-demo"),
-    iterations: Annotated[int, typer.Option("--iterations", help="training iterations")] = 200,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-) -> None:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DemoSettings:
+    out: Path = setting(
+        Path("nowcastd-demo"), "directory for checkpoints, figures and the forecast"
+    )
+    iterations: int = setting(200, "training iterations")
+
+
+def demo(s: DemoSettings) -> None:
     """Train, evaluate and forecast on the bundled KNMI sample (64x64, 5-min steps)."""
+    out, iterations = s.out, s.iterations
     import h5py
     import jax.numpy as jnp
     import numpy as np
 
     from model.config import ModelConfig
     from model.rollout import rollout_jit
-    from nowcastd.cli.common import setup_logging
     from nowcastd.io.forecast_file import write_forecast
     from nowcastd.io.model_checkpoint import load_model
     from nowcastd.io.readers import GridInfo
@@ -44,7 +45,6 @@ def demo(
     from nowcastd.train.config import TrainConfig
     from nowcastd.verification.evaluation import persistence_scores
 
-    setup_logging(verbose)
     movie = sample_movie()
     model = ModelConfig(
         model_name="predrnn_v2",
@@ -149,4 +149,7 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(user_errors(demo))
+    command = settings_command(
+        demo, specs(DemoSettings), table="demo", build=lambda v: DemoSettings(**v)
+    )
+    app.command("demo")(command)
