@@ -1,4 +1,4 @@
-"""Migration path from predrnn-pytorch: run.py flags, state_dict layouts, official steps."""
+"""Migration path from predrnn-pytorch: state_dict layouts and the official steps."""
 
 from __future__ import annotations
 
@@ -14,25 +14,6 @@ from model.config import ModelConfig
 from model.loss import predrnn_loss
 from model.network import PredRNN
 
-# run.py defaults for the flags that shape the network (REFERENCE §1).
-RUN_MODEL_DEFAULTS: dict[str, Any] = {
-    "model_name": "predrnn",
-    "num_hidden": "64,64,64,64",
-    "filter_size": 5,
-    "stride": 1,
-    "patch_size": 4,
-    "img_channel": 1,
-    "img_width": 64,
-    "layer_norm": 1,
-    "decouple_beta": 0.1,
-    "input_length": 10,
-    "total_length": 20,
-    "reverse_scheduled_sampling": 0,
-    "num_action_ch": 4,
-    "conv_on_input": 0,
-    "res_on_conv": 0,
-}
-
 # layout -> (torch -> nowcastd, nowcastd -> torch)
 _LAYOUTS: dict[
     str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]
@@ -42,32 +23,6 @@ _LAYOUTS: dict[
     "ln": (lambda a: a.transpose(1, 2, 0), lambda a: a.transpose(2, 0, 1)),
     "bias": (lambda a: a, lambda a: a),
 }
-
-
-def config_from_run_flags(flags: Mapping[str, Any]) -> ModelConfig:
-    """Build a `ModelConfig` from run.py flag names and values as argparse holds them."""
-    f = {**RUN_MODEL_DEFAULTS, **flags}
-    hidden = f["num_hidden"]
-    if isinstance(hidden, str):
-        hidden = tuple(int(v) for v in hidden.split(","))
-    return ModelConfig(
-        model_name=str(f["model_name"]),
-        num_hidden=tuple(int(v) for v in hidden),
-        filter_size=int(f["filter_size"]),
-        stride=int(f["stride"]),
-        patch_size=int(f["patch_size"]),
-        img_channel=int(f["img_channel"]),
-        img_height=int(f.get("img_height") or f["img_width"]),
-        img_width=int(f["img_width"]),
-        layer_norm=bool(int(f["layer_norm"])),
-        decouple_beta=float(f["decouple_beta"]),
-        input_length=int(f["input_length"]),
-        total_length=int(f["total_length"]),
-        reverse_scheduled_sampling=bool(int(f["reverse_scheduled_sampling"])),
-        num_action_ch=int(f["num_action_ch"]),
-        conv_on_input=bool(int(f["conv_on_input"])),
-        res_on_conv=bool(int(f["res_on_conv"])),
-    )
 
 
 def _entries(network: PredRNN) -> list[tuple[str, Callable[[PredRNN], Any], str]]:

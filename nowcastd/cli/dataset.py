@@ -1,33 +1,74 @@
 """`nowcastd dataset build`: radar scans or an HDF5 movie -> a .npy clip file at the model size."""
 
-from __future__ import annotations
-
+import dataclasses
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
-from nowcastd.cli.common import user_errors
-from nowcastd.cli.options import Resolver, load_toml
+from nowcastd.cli.options import settings_command
 from nowcastd.errors import ConfigError, DataError, ScanError
-from nowcastd.io.domain import parse_crop
+from nowcastd.settings import setting, specs
 
 logger = logging.getLogger(__name__)
 
-DATASET_DEFAULTS: dict[str, Any] = {
-    "total_length": 20,
-    "stride": 1,
-    "crop": "",
-    "block": 0,
-    "size": "",
-    "img_width": 0,
-    "img_height": 0,
-    "transform": "",
-    "zr_a": 200.0,
-    "zr_b": 1.6,
-}
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' (or 'N' for N×N) -> (height, width); ValueError otherwise."""
+    parts = text.strip().lower().replace("×", "x").split("x")
+    try:
+        hw = tuple(int(p) for p in parts)
+    except ValueError:
+        hw = ()
+    if len(hw) == 1:
+        hw = (hw[0], hw[0])
+    if len(hw) != 2 or min(hw) < 1:
+        raise ValueError("expected HxW with positive integers, e.g. 64x64")
+    return hw  # type: ignore[return-value]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DatasetSettings:
+    total_length: int = setting(20, "frames per clip T")
+    stride: int = setting(1, "frames between clip starts")
+    crop: tuple[int, int, int, int] | None = setting(
+        None, "row0,col0,height,width in source pixels, before block averaging"
+    )
+    block: int = setting(0, "block-average factor; 0: 1, or chosen by --size")
+    size: tuple[int, int] | None = setting(
+        None, "output frame size HxW: picks a centred crop and block", parse=parse_size
+    )
+    img_width: int = setting(0, "output width, as --size; 0: not set")
+    img_height: int = setting(0, "output height with --img_width; 0: --img_width")
+    transform: Literal["dbz", "identity"] | None = setting(
+        None, "dbz or identity; unset: dbz for mm/h input, identity for a dimensionless movie"
+    )
+    zr_a: float = setting(200.0, "Z = a·R^b: a, for reflectivity scans (ODIM DBZH)")
+    zr_b: float = setting(1.6, "Z = a·R^b: b, for reflectivity scans")
+
+    def __post_init__(self) -> None:
+        for name in ("zr_a", "zr_b"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: expected a number > 0, got {getattr(self, name)}")
+
+    def target(self) -> tuple[int, int] | None:
+        """The output frame size asked for, by --size or --img_width/--img_height."""
+        if self.size is not None and (self.img_width or self.img_height):
+            raise ConfigError("--size: expected --size or --img_width/--img_height, got both")
+        if self.size is None and self.img_height and not self.img_width:
+            raise ConfigError("--img_height: expected --img_width too (or --size HxW), got none")
+        target = self.size
+        if target is None and self.img_width:
+            target = (self.img_height or self.img_width, self.img_width)
+        if target is not None and self.block:
+            raise ConfigError(
+                f"--block: expected no block with a target size {target[0]}x{target[1]} "
+                f"(the size picks the block), got {self.block}"
+            )
+        return target
+
 
 SIZE_RULE = (
     "Size rule (--size HxW, or --img_width/--img_height): the region is --crop or else the whole "
@@ -37,27 +78,6 @@ SIZE_RULE = (
     "765×700 grid at 64x64 becomes its central 640×640 at block 10. Blocks only average down: a "
     "size larger than the region is an error."
 )
-
-
-def _opt(flag: str, help: str):  # noqa: A002
-    return typer.Option(flag, help=f"{help} \\[default: {DATASET_DEFAULTS[flag[2:]]!r}]")
-
-
-def parse_size(text: str) -> tuple[int, int] | None:
-    """'HxW' (or 'N' for N×N) -> (height, width); '' -> None; ConfigError otherwise."""
-    text = str(text).strip().lower()
-    if not text:
-        return None
-    parts = text.replace("×", "x").split("x")
-    try:
-        hw = tuple(int(p) for p in parts)
-    except ValueError as e:
-        raise ConfigError(f"--size {text!r}: expected HxW, e.g. 64x64") from e
-    if len(hw) == 1:
-        hw = (hw[0], hw[0])
-    if len(hw) != 2 or min(hw) < 1:
-        raise ConfigError(f"--size {text!r}: expected HxW with positive integers, e.g. 64x64")
-    return hw  # type: ignore[return-value]
 
 
 def size_geometry(
@@ -150,6 +170,7 @@ def _movie_shape(path: Path) -> tuple[int, int]:
 
 
 def build(
+    s: DatasetSettings,
     source: Annotated[
         Path,
         typer.Argument(
@@ -160,79 +181,20 @@ def build(
     out: Annotated[
         Path, typer.Option("--out", help="the .npy clip file to write (sidecar <stem>.json too)")
     ],
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="TOML file whose \\[dataset] table sets any flag below"),
-    ] = None,
-    total_length: Annotated[int | None, _opt("--total_length", "frames per clip T")] = None,
-    stride: Annotated[int | None, _opt("--stride", "frames between clip starts")] = None,
-    crop: Annotated[
-        str | None,
-        _opt("--crop", "'row0,col0,height,width' in source pixels, before block averaging"),
-    ] = None,
-    block: Annotated[
-        int | None, _opt("--block", "block-average factor; 0: 1, or chosen by --size")
-    ] = None,
-    size: Annotated[
-        str | None, _opt("--size", "output frame size HxW: picks a centred crop and block")
-    ] = None,
-    img_width: Annotated[
-        int | None, _opt("--img_width", "output width, as --size; 0: not set")
-    ] = None,
-    img_height: Annotated[
-        int | None, _opt("--img_height", "output height with --img_width; 0: --img_width")
-    ] = None,
-    transform: Annotated[
-        str | None,
-        _opt(
-            "--transform",
-            "dbz or identity; empty: dbz for mm/h input, identity for a dimensionless movie",
-        ),
-    ] = None,
-    zr_a: Annotated[
-        float | None, _opt("--zr_a", "Z = a·R^b: a, for reflectivity scans (ODIM DBZH)")
-    ] = None,
-    zr_b: Annotated[float | None, _opt("--zr_b", "Z = a·R^b: b, for reflectivity scans")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
 ) -> None:
     """Cut radar scans or a movie into a .npy clip file (N, T, H, W, 1) in model units."""
-    from nowcastd.cli.common import setup_logging
     from nowcastd.data.build import build_clips
     from nowcastd.io.transform import DataTransform
 
-    given = {k: v for k, v in locals().items() if k in DATASET_DEFAULTS}
-    setup_logging(verbose)
-    r = Resolver(given, load_toml(config, "dataset", DATASET_DEFAULTS), DATASET_DEFAULTS)
-    v = {k: r[k] for k in DATASET_DEFAULTS}
-
-    crop_t = parse_crop(v["crop"], key="--crop")
-    target = parse_size(v["size"])
-    if target is not None and int(v["img_width"]) and given.get("img_width") is not None:
-        raise ConfigError("give --size or --img_width/--img_height, not both")
-    if target is None and int(v["img_width"]):
-        target = (int(v["img_height"]) or int(v["img_width"]), int(v["img_width"]))
-    elif target is None and int(v["img_height"]):
-        raise ConfigError("--img_height needs --img_width (or use --size HxW)")
-    block_n = int(v["block"])
-    if target is not None and block_n:
-        raise ConfigError(
-            f"--block {block_n} and a target size {target[0]}x{target[1]}: give one of them "
-            "(the size picks the block)"
-        )
-    kind = str(v["transform"]).strip()
-    try:
-        tf = DataTransform(kind=kind) if kind else None
-    except ValueError as e:
-        raise ConfigError(f"--transform {kind!r}: expected dbz or identity") from e
-    zr_a_v, zr_b_v = float(v["zr_a"]), float(v["zr_b"])
-    if not (zr_a_v > 0 and zr_b_v > 0):
-        raise ConfigError(f"--zr_a {zr_a_v} --zr_b {zr_b_v}: expected positive numbers")
+    target = s.target()
+    crop_t, block_n = s.crop, s.block
+    tf = DataTransform(kind=s.transform) if s.transform else None
     if out.suffix != ".npy":
-        raise ConfigError(f"--out {out}: expected a path ending in .npy")
+        raise ConfigError(f"--out: expected a path ending in .npy, got {str(out)!r}")
 
     if source.is_dir():
         skip = {out.resolve(), out.with_name(f"{out.stem}_valid_mask.npy").resolve()}
-        shape, src = _read_scans(_scan_files(source, skip), zr_a_v, zr_b_v)
+        shape, src = _read_scans(_scan_files(source, skip), s.zr_a, s.zr_b)
     elif source.is_file():
         shape, src = _movie_shape(source), source
     else:
@@ -244,8 +206,8 @@ def build(
     path = build_clips(
         src,
         out,
-        total_length=int(v["total_length"]),
-        stride=int(v["stride"]),
+        total_length=s.total_length,
+        stride=s.stride,
         crop=crop_t,
         block=block_n or 1,
         transform=tf,
@@ -280,5 +242,8 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
         add_completion=False,
     )
-    dataset.command("build", help=f"{build.__doc__}\n\n{SIZE_RULE}")(user_errors(build))
+    command = settings_command(
+        build, specs(DatasetSettings), table="dataset", build=lambda v: DatasetSettings(**v)
+    )
+    dataset.command("build", help=f"{build.__doc__}\n\n{SIZE_RULE}")(command)
     app.add_typer(dataset, name="dataset")

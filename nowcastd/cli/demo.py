@@ -6,17 +6,16 @@ forecast HDF5 from the newest frames through the pipeline `serve` uses (domain, 
 writer), and prints the timings.
 """
 
-from __future__ import annotations
-
+import dataclasses
 import time
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
-from nowcastd.cli.common import user_errors
+from nowcastd.cli.options import settings_command
+from nowcastd.settings import setting, specs
 
 
 def sample_movie() -> Path:
@@ -54,18 +53,20 @@ def newest_scans(movie: Path, count: int) -> tuple[list, int]:
     return scans, step
 
 
-def demo(
-    out: Annotated[
-        Path, typer.Option("--out", help="directory for checkpoints, figures and the forecast")
-    ] = Path("nowcastd-demo"),
-    iterations: Annotated[int, typer.Option("--iterations", help="training iterations")] = 200,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-) -> None:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DemoSettings:
+    out: Path = setting(
+        Path("nowcastd-demo"), "directory for checkpoints, figures and the forecast"
+    )
+    iterations: int = setting(200, "training iterations")
+
+
+def demo(s: DemoSettings) -> None:
     """Train, evaluate and forecast on the bundled KNMI sample (64x64, 5-min steps)."""
+    out, iterations = s.out, s.iterations
     import numpy as np
 
     from model.config import ModelConfig
-    from nowcastd.cli.common import setup_logging
     from nowcastd.io.domain import Domain
     from nowcastd.io.model_checkpoint import load_model
     from nowcastd.serve.config import ServeConfig
@@ -74,7 +75,6 @@ def demo(
     from nowcastd.train.config import TrainConfig
     from nowcastd.verification.evaluation import persistence_scores
 
-    setup_logging(verbose)
     movie = sample_movie()
     model = ModelConfig(
         model_name="predrnn_v2",
@@ -156,4 +156,7 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(user_errors(demo))
+    command = settings_command(
+        demo, specs(DemoSettings), table="demo", build=lambda v: DemoSettings(**v)
+    )
+    app.command("demo")(command)

@@ -1,33 +1,42 @@
 """`nowcastd evaluate`: score a checkpoint on a data file, next to the persistence baseline."""
 
-from __future__ import annotations
-
+import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
-from nowcastd.cli.common import user_errors
-from nowcastd.cli.options import Resolver, load_toml
+from nowcastd.cli.options import settings_command
 from nowcastd.errors import ConfigError
-
-EVALUATE_DEFAULTS: dict[str, Any] = {
-    "checkpoint": "",
-    "data": "",
-    "batch_size": 8,
-    "split": "valid",
-    "valid_fraction": 0.2,
-    "visual": 0,
-    "num_save_samples": 10,
-    "baseline": True,
-}
-SPLITS = ("valid", "train", "all")
+from nowcastd.settings import setting, specs
 
 
-def _opt(flag: str, help: str):  # noqa: A002
-    return typer.Option(flag, help=f"{help} \\[default: {EVALUATE_DEFAULTS[flag[2:]]!r}]")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvaluateSettings:
+    checkpoint: Path | None = setting(
+        None, "checkpoint directory, or a run's save_dir (its newest)"
+    )
+    data: Path | None = setting(None, ".npy clips, an HDF5 radar movie or an official .npz")
+    batch_size: int = setting(8, "sequences per batch")
+    split: Literal["valid", "train", "all"] = setting(
+        "valid", "valid, train (the time split of training) or all"
+    )
+    valid_fraction: float = setting(0.2, "share of the time range held out for validation")
+    visual: bool = setting(False, "1: PNG sample figures (and v2 decoupling) into --out")
+    num_save_samples: int = setting(10, "sequences drawn with --visual 1")
+    baseline: bool = setting(
+        True, "also score persistence (the last context frame repeated)", switch=True
+    )
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: expected an integer >= 1, got {self.batch_size}")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ValueError(
+                f"valid_fraction: expected a number in [0, 1), got {self.valid_fraction}"
+            )
 
 
 def _finite_or_none(obj: Any) -> Any:
@@ -50,43 +59,8 @@ def mse_skill(model: dict[str, Any], baseline: dict[str, Any]) -> list[float]:
 
 
 def evaluate(
-    checkpoint: Annotated[
-        str | None,
-        typer.Option(
-            "--checkpoint",
-            help="checkpoint directory, or a run's save_dir (its newest) \\[required]",
-        ),
-    ] = None,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            "--data", help=".npy clips, an HDF5 radar movie or an official .npz \\[required]"
-        ),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="TOML file whose \\[evaluate] table sets any flag"),
-    ] = None,
-    batch_size: Annotated[int | None, _opt("--batch_size", "sequences per batch")] = None,
-    split: Annotated[
-        str | None, _opt("--split", "valid, train (the time split of training) or all")
-    ] = None,
-    valid_fraction: Annotated[
-        float | None, _opt("--valid_fraction", "share of the time range held out for validation")
-    ] = None,
-    visual: Annotated[
-        int | None, _opt("--visual", "1: PNG sample figures (and v2 decoupling) into --out")
-    ] = None,
-    num_save_samples: Annotated[
-        int | None, _opt("--num_save_samples", "sequences drawn with --visual 1")
-    ] = None,
-    baseline: Annotated[
-        bool | None,
-        typer.Option(
-            "--baseline/--no-baseline",
-            help="also score persistence (the last context frame repeated) \\[default: on]",
-        ),
-    ] = None,
+    s: EvaluateSettings,
+    *,
     as_json: Annotated[
         bool, typer.Option("--json", help="print one JSON object instead of tables")
     ] = False,
@@ -94,28 +68,10 @@ def evaluate(
         Path | None,
         typer.Option("--out", help="directory for evaluation.json and the --visual figures"),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
 ) -> None:
     """Score a checkpoint on a data file: per-lead MSE, PSNR, SSIM (and CSI, FSS in mm/h)."""
-    from nowcastd.cli.common import setup_logging
-
-    given = {k: v for k, v in locals().items() if k in EVALUATE_DEFAULTS}
-    setup_logging(verbose)
-    r = Resolver(given, load_toml(config, "evaluate", EVALUATE_DEFAULTS), EVALUATE_DEFAULTS)
-    v = {k: r[k] for k in EVALUATE_DEFAULTS}
-    for name in ("checkpoint", "data"):
-        if not str(v[name]).strip():
-            raise ConfigError(f"--{name} is required")
-    if v["split"] not in SPLITS:
-        raise ConfigError(f"--split {v['split']!r}: expected one of {', '.join(SPLITS)}")
-    batch, fraction = int(v["batch_size"]), float(v["valid_fraction"])
-    if batch < 1:
-        raise ConfigError(f"--batch_size {batch}: expected >= 1")
-    if not 0.0 <= fraction < 1.0:
-        raise ConfigError(f"--valid_fraction {fraction}: expected 0 <= f < 1")
-    visual = bool(int(v["visual"]))
-    if visual and out is None:
-        raise ConfigError("--visual 1 needs --out DIR for the figures")
+    if s.visual and out is None:
+        raise ConfigError("--visual: expected --out DIR for the figures with --visual 1, got none")
 
     from nowcastd.data.loader import open_dataset
     from nowcastd.io.model_checkpoint import load_model
@@ -123,42 +79,42 @@ def evaluate(
     from nowcastd.verification.evaluation import persistence_scores
     from nowcastd.verification.scores import format_table
 
-    loaded = load_model(Path(v["checkpoint"]))
+    loaded = load_model(s.checkpoint)
     cfg = loaded.cfg
-    split_name = "train" if v["split"] == "all" else v["split"]
+    split_name = "train" if s.split == "all" else s.split
     clipset = open_dataset(
-        Path(v["data"]),
+        s.data,
         total_length=cfg.total_length,
         img_height=cfg.img_height,
         img_width=cfg.img_width,
         img_channel=cfg.img_channel + (cfg.num_action_ch if cfg.is_action else 0),
         split=split_name,
-        valid_fraction=0.0 if v["split"] == "all" else fraction,
+        valid_fraction=0.0 if s.split == "all" else s.valid_fraction,
         transform=loaded.transform,
     )
     result = run_evaluation(
         loaded.network,
         clipset,
-        batch_size=batch,
+        batch_size=s.batch_size,
         transform=loaded.transform,
-        figures_dir=out if visual else None,
-        num_save_samples=int(v["num_save_samples"]) if visual else 0,
+        figures_dir=out if s.visual else None,
+        num_save_samples=s.num_save_samples if s.visual else 0,
     )
     report: dict[str, Any] = {
         "checkpoint": str(loaded.path),
         "digest": loaded.digest,
-        "data": str(v["data"]),
-        "split": v["split"],
-        "valid_fraction": None if v["split"] == "all" else fraction,
+        "data": str(s.data),
+        "split": s.split,
+        "valid_fraction": None if s.split == "all" else s.valid_fraction,
         "timestep_seconds": clipset.timestep_seconds,
         "model": result,
     }
-    if v["baseline"]:
+    if s.baseline:
         report["persistence"] = persistence_scores(
             clipset,
             input_length=cfg.input_length,
             img_channel=cfg.img_channel,
-            batch_size=batch,
+            batch_size=s.batch_size,
             transform=loaded.transform,
         )
         report["mse_skill_vs_persistence"] = mse_skill(result, report["persistence"])
@@ -174,12 +130,19 @@ def evaluate(
         return
     typer.echo(f"model {cfg.model_name} ({loaded.path.name}, sha256 {loaded.digest[:12]})")
     typer.echo(format_table(result, timestep_seconds=clipset.timestep_seconds))
-    if v["baseline"]:
+    if s.baseline:
         typer.echo("\npersistence (last context frame repeated)")
         typer.echo(format_table(report["persistence"], timestep_seconds=clipset.timestep_seconds))
-        skill = ", ".join(f"{s:.3f}" for s in report["mse_skill_vs_persistence"])
+        skill = ", ".join(f"{x:.3f}" for x in report["mse_skill_vs_persistence"])
         typer.echo(f"\nMSE skill vs persistence per lead (1 - mse/mse_persistence): {skill}")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("evaluate")(user_errors(evaluate))
+    command = settings_command(
+        evaluate,
+        specs(EvaluateSettings),
+        table="evaluate",
+        required=("checkpoint", "data"),
+        build=lambda v: EvaluateSettings(**v),
+    )
+    app.command("evaluate")(command)

@@ -1,68 +1,77 @@
 """`nowcastd serve`: the daemon beside a radar feed (see `nowcastd.serve.service`)."""
 
-from __future__ import annotations
-
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
 import typer
 
-from nowcastd.cli.common import user_errors
+from nowcastd.cli.common import verbose_enabled
+from nowcastd.cli.options import Source, settings_command
+from nowcastd.serve.config import SERVE_SETTINGS, ServeConfig, load_serve_config
+from nowcastd.settings import Spec
 
-Opt = typer.Option
-
-
-def register(app: typer.Typer) -> None:
-    @app.command("serve")
-    @user_errors
-    def serve(
-        config: Annotated[Path | None, Opt("--config", help="TOML config file.")] = None,
-        watch_dir: Annotated[Path | None, Opt(help="Directory where scans appear.")] = None,
-        output_dir: Annotated[Path | None, Opt(help="Directory for forecast files.")] = None,
-        checkpoint: Annotated[Path | None, Opt(help="Checkpoint dir or run save_dir.")] = None,
-        metrics_addr: Annotated[str | None, Opt(help="Metrics address.")] = None,
-        metrics_port: Annotated[int | None, Opt(help="Metrics port (0: any free).")] = None,
-        lead_frames: Annotated[int | None, Opt(help="Frames forecast per scan.")] = None,
-        timestep_seconds: Annotated[float | None, Opt(help="Time between scans.")] = None,
-        max_gap_seconds: Annotated[float | None, Opt(help="Gap that empties the buffer.")] = None,
-        poll: Annotated[bool | None, Opt("--poll/--no-poll", help="Poll, not inotify.")] = None,
-        poll_interval_seconds: Annotated[float | None, Opt(help="Polling period.")] = None,
-        settle_seconds: Annotated[float | None, Opt(help="Quiet time of a moved-in file.")] = None,
-        debounce_seconds: Annotated[float | None, Opt(help="Quiet time after close.")] = None,
-        retention_keep_last: Annotated[int | None, Opt(help="Forecast files kept.")] = None,
-        retention_max_age_hours: Annotated[float | None, Opt(help="Max forecast age.")] = None,
-        compile_cache_dir: Annotated[Path | None, Opt(help="JAX compile cache dir.")] = None,
-        log_level: Annotated[str | None, Opt(help="DEBUG, INFO, WARNING or ERROR.")] = None,
-        verbose: Annotated[bool, Opt("--verbose", "-v", help="DEBUG logging.")] = False,
-    ) -> None:
-        """Watch a directory for radar scans and write a forecast for each one.
-
-        Precedence: flag, then environment (NOWCASTD_<KEY>, NOWCASTD_COMPILE_CACHE), then the
-        config file, then defaults. SIGTERM/SIGINT: finish the forecast and exit 0. SIGHUP:
-        re-read the config (log level, retention, reader settings).
-        """
-        flags = {k: v for k, v in locals().items() if k not in ("config", "verbose")}
-        _serve(config, flags, verbose)
+HELP = {
+    "watch_dir": "directory where scans appear",
+    "output_dir": "directory for forecast files",
+    "checkpoint": "checkpoint directory, or a run's save_dir (its newest)",
+    "metrics_addr": "address of the Prometheus endpoint",
+    "metrics_port": "port of the Prometheus endpoint (0: any free)",
+    "lead_frames": "frames forecast per scan; unset: the model's total_length - input_length",
+    "timestep_seconds": "time between scans",
+    "max_gap_seconds": "a longer gap between scans empties the buffer; unset: 1.5 timesteps",
+    "poll": "poll the directory instead of inotify",
+    "poll_interval_seconds": "polling period",
+    "settle_seconds": "polling: how long a file's size must stay still",
+    "debounce_seconds": "events for one file closer than this are handled once",
+    "retention_keep_last": "forecast files kept (0: no limit)",
+    "retention_max_age_hours": "maximum age of forecast files (0: no limit)",
+    "compile_cache_dir": "persistent JAX compile cache (also NOWCASTD_COMPILE_CACHE)",
+    "log_level": "DEBUG, INFO, WARNING or ERROR (--verbose: DEBUG)",
+}
 
 
-def _serve(config: Path | None, flags: dict, verbose: bool) -> None:
-    from nowcastd.cli.common import setup_logging
-    from nowcastd.serve.config import load_serve_config
+def serve_options(names: tuple[str, ...] | None = None) -> tuple[Spec, ...]:
+    """`[serve]` settings as flags with their help (all of them, or those in `names`)."""
+    return tuple(
+        Spec(name=s.name, hint=s.hint, default=s.default, help=HELP[s.name], switch=s.hint is bool)
+        for s in SERVE_SETTINGS
+        if names is None or s.name in names
+    )
 
-    cfg = load_serve_config(config, flags=flags)
-    setup_logging(verbose)
-    if not verbose:
+
+def load(config: Path | None, flags: dict[str, Any], required: tuple[str, ...]) -> ServeConfig:
+    """The `[serve]`, `[reader]` and `[domain]` settings; the log level unless --verbose."""
+    cfg = load_serve_config(config, flags=flags, required=required)
+    if not verbose_enabled():
         logging.getLogger().setLevel(cfg.log_level)
-    cfg.require("watch_dir", "output_dir", "checkpoint")
+    return cfg
 
+
+def serve(cfg: ServeConfig, *, source: Source) -> None:
+    """Watch a directory for radar scans and write a forecast for each one.
+
+    Precedence: flag, then environment (NOWCASTD_SERVE_<KEY>; NOWCASTD_COMPILE_CACHE), then the
+    config file, then defaults. SIGTERM/SIGINT: finish the forecast and exit 0. SIGHUP:
+    re-read the config (log level, retention, reader settings).
+    """
+    from nowcastd.io.model_checkpoint import load_model
     from nowcastd.serve.forecaster import enable_compile_cache
+    from nowcastd.serve.service import Service
 
     if cfg.compile_cache_dir is not None:
         enable_compile_cache(cfg.compile_cache_dir)
-    from nowcastd.io.model_checkpoint import load_model
-    from nowcastd.serve.service import Service
-
     model = load_model(cfg.checkpoint)
-    code = Service(cfg, model, config_path=config, flags=flags).run()
+    code = Service(cfg, model, config_path=source.config, flags=dict(source.flags)).run()
     raise typer.Exit(code=code)
+
+
+def register(app: typer.Typer) -> None:
+    command = settings_command(
+        serve,
+        serve_options(),
+        table="serve",
+        required=("watch_dir", "output_dir", "checkpoint"),
+        load=load,
+    )
+    app.command("serve")(command)

@@ -1,20 +1,16 @@
 """`ServeConfig`: the typed configuration of `nowcastd serve` and `nowcastd predict`.
 
-Resolved once, at the command line, in this order: command-line flag, then environment
-(`NOWCASTD_<KEY>`, e.g. `NOWCASTD_METRICS_PORT=9811`; the systemd units set
-`NOWCASTD_COMPILE_CACHE`), then the TOML file (`[serve]`, `[reader]`, `[domain]` as in
-`deploy/config.example.toml`), then the defaults below. Nothing past `load_serve_config` sees
-a string where a number or a bool belongs.
+Resolved once, at the command line, by `nowcastd.settings`: command-line flag, then environment
+(`NOWCASTD_SERVE_<KEY>`, e.g. `NOWCASTD_SERVE_METRICS_PORT=9811`; the compile cache also as
+`NOWCASTD_COMPILE_CACHE`, which the systemd units set), then the TOML file (`[serve]`,
+`[reader]`, `[domain]` as in `deploy/config.example.toml`), then the defaults below. Nothing past
+`load_serve_config` sees a string where a number or a bool belongs.
 """
-
-from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
-import types
-import typing
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +18,14 @@ from typing import Any
 from nowcastd.errors import ConfigError
 from nowcastd.io.domain import Domain
 from nowcastd.io.readers import FORMATS
+from nowcastd.settings import missing_error, read_config, resolve, specs
 
-__all__ = ["ENV_ALIASES", "ReaderConfig", "ServeConfig", "load_serve_config"]
+__all__ = ["ENV_NAMES", "ENV_PREFIX", "ReaderConfig", "ServeConfig", "load_serve_config"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-#: Environment names that are not simply NOWCASTD_<KEY>.
-ENV_ALIASES = {"compile_cache_dir": "NOWCASTD_COMPILE_CACHE"}
+ENV_PREFIX = "NOWCASTD_SERVE_"
+#: Environment names that are not simply NOWCASTD_SERVE_<KEY>.
+ENV_NAMES = {"compile_cache_dir": "NOWCASTD_COMPILE_CACHE"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,94 +124,13 @@ class ServeConfig:
         return 1.5 * self.timestep_seconds
 
     def require(self, *names: str) -> None:
-        """Raise ConfigError naming the first of `names` that is unset."""
-        for name in names:
-            if getattr(self, name) is None:
-                flag = "--" + name.replace("_", "-")
-                raise ConfigError(
-                    f"{name}: expected a value ([serve] {name} in the config file, "
-                    f"{flag} or {ENV_ALIASES.get(name, 'NOWCASTD_' + name.upper())}), got none"
-                )
+        """Raise one ConfigError listing every one of `names` that is unset."""
+        missing = [name for name in names if getattr(self, name) is None]
+        if missing:
+            raise missing_error(missing, table="serve", env_prefix=ENV_PREFIX, env_names=ENV_NAMES)
 
 
-_SERVE_KEYS = tuple(
-    f.name for f in dataclasses.fields(ServeConfig) if f.name not in ("reader", "domain")
-)
-_READER_KEYS = tuple(f.name for f in dataclasses.fields(ReaderConfig))
-_DOMAIN_KEYS = tuple(f.name for f in dataclasses.fields(Domain))
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _base_type(hint: Any) -> tuple[type, bool]:
-    """(the non-None type, whether None is allowed) of an annotation like `int | None`."""
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return args[0], True
-    return hint, False
-
-
-def _coerce(name: str, value: Any, hint: Any, *, from_text: bool) -> Any:
-    """`value` as the field's type; text (environment) is parsed, TOML values are checked."""
-    kind, optional = _base_type(hint)
-    if value is None or (from_text and optional and value == ""):
-        if optional:
-            return None
-        raise ConfigError(f"{name}: expected a {kind.__name__}, got nothing")
-    try:
-        if kind is bool:
-            if from_text:
-                text = str(value).strip().lower()
-                if text in ("1", "true", "yes", "on"):
-                    return True
-                if text in ("0", "false", "no", "off"):
-                    return False
-            elif isinstance(value, bool):
-                return value
-            raise ValueError("expected true or false")
-        if kind is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not from_text):
-                raise ValueError("expected an integer")
-            return int(value)
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError("expected a number")
-            return float(value)
-        if kind is Path:
-            if not isinstance(value, str | Path):
-                raise ValueError("expected a path string")
-            return Path(value)
-        if kind is str:
-            if not isinstance(value, str):
-                raise ValueError("expected a string")
-            return value
-    except ValueError as e:
-        raise ConfigError(f"{name}: {e}, got {value!r}") from e
-    raise ConfigError(f"{name}: unsupported type {hint!r}")
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with Path(path).open("rb") as f:
-            return tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the config file: {e}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from e
-
-
-def toml_section(
-    doc: dict[str, Any], name: str, keys: tuple[str, ...], path: Path
-) -> dict[str, Any]:
-    section = doc.get(name, {})
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: [{name}] must be a table, got {type(section).__name__}")
-    unknown = sorted(set(section) - set(keys))
-    if unknown:
-        raise ConfigError(f"{path}: [{name}] unknown keys {unknown}; allowed: {sorted(keys)}")
-    return dict(section)
+SERVE_SETTINGS = specs(ServeConfig, exclude=("reader", "domain"))
 
 
 def load_serve_config(
@@ -221,46 +138,39 @@ def load_serve_config(
     *,
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    required: Iterable[str] = (),
 ) -> ServeConfig:
     """Resolve flag > environment > file > default into one `ServeConfig`.
 
-    `flags` holds `[serve]` keys given on the command line (None values are "not given").
-    Environment: `NOWCASTD_<KEY>` for every `[serve]` key (see `ENV_ALIASES`).
+    `flags` holds `[serve]` keys given on the command line (None: not given), as text or typed.
+    `required` settings that end up unset are listed together in one ConfigError.
     """
-    import os
-
-    env = os.environ if environ is None else environ
-    doc = read_toml(path) if path is not None else {}
-    where = path or Path("<no config file>")
-    unknown = sorted(set(doc) - {"serve", "reader", "domain"})
-    if unknown:
-        raise ConfigError(f"{where}: unknown tables {unknown}; allowed: serve, reader, domain")
-    serve = toml_section(doc, "serve", _SERVE_KEYS, where)
-    reader = toml_section(doc, "reader", _READER_KEYS, where)
-    domain = toml_section(doc, "domain", _DOMAIN_KEYS, where)
-
-    hints = _field_types(ServeConfig)
-    values: dict[str, Any] = {}
-    for key in _SERVE_KEYS:
-        env_name = ENV_ALIASES.get(key, f"NOWCASTD_{key.upper()}")
-        if flags is not None and flags.get(key) is not None:
-            values[key] = _coerce(
-                f"--{key.replace('_', '-')}", flags[key], hints[key], from_text=False
-            )
-        elif env_name in env:
-            values[key] = _coerce(env_name, env[env_name], hints[key], from_text=True)
-        elif key in serve:
-            values[key] = _coerce(f"[serve] {key}", serve[key], hints[key], from_text=False)
-    reader_hints = _field_types(ReaderConfig)
-    reader_values = {
-        k: _coerce(f"[reader] {k}", v, reader_hints[k], from_text=False) for k, v in reader.items()
-    }
+    doc = read_config(path, "serve")
+    values = resolve(
+        SERVE_SETTINGS,
+        table="serve",
+        flags=flags,
+        file=doc.get("serve", {}),
+        environ=os.environ if environ is None else environ,
+        env_prefix=ENV_PREFIX,
+        env_names=ENV_NAMES,
+        required=required,
+    )
     try:
-        if domain:
-            if "native_shape" in domain:
-                domain["native_shape"] = tuple(domain["native_shape"])
-            values["domain"] = Domain(**domain)
-        values["reader"] = ReaderConfig(**reader_values)
-        return ServeConfig(**values)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where}: {e}") from e
+        values["reader"] = ReaderConfig(
+            **resolve(specs(ReaderConfig), table="reader", file=doc.get("reader", {}))
+        )
+        return ServeConfig(**values, domain=_domain(doc.get("domain")))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
+def _domain(table: Mapping[str, Any] | None) -> Domain | None:
+    if table is None:
+        return None
+    needed = [f.name for f in dataclasses.fields(Domain) if f.default is dataclasses.MISSING]
+    values = resolve(specs(Domain), table="domain", file=table, required=needed)
+    try:
+        return Domain(**values)
+    except ValueError as e:
+        raise ConfigError(f"[domain] {str(e).removeprefix('Domain.')}") from e

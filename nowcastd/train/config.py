@@ -1,7 +1,5 @@
 """`TrainConfig`: everything `nowcastd train` needs beyond the model and schedule configs."""
 
-from __future__ import annotations
-
 import dataclasses
 from pathlib import Path
 
@@ -11,6 +9,9 @@ from model.sampling import SamplingConfig
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig:
+    """The training run. Defaults are run.py's, except `save_dir` (`checkpoints`, not run.py's
+    `checkpoints/mnist_predrnn`): the one default of `nowcastd train`."""
+
     model: ModelConfig
     sampling: SamplingConfig = SamplingConfig()
     train_data_paths: tuple[Path, ...] = ()
@@ -49,19 +50,19 @@ class TrainConfig:
         for name in positive:
             value = getattr(self, name)
             if value < 1:
-                raise ValueError(f"TrainConfig.{name}={value!r}: must be >= 1")
-        if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr={self.lr!r}: must be > 0")
+                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: expected a number > 0, got {self.lr!r}")
         if not 0 <= self.valid_fraction < 1:
             raise ValueError(
-                f"TrainConfig.valid_fraction={self.valid_fraction!r}: must be in [0, 1)"
+                f"valid_fraction: expected a number in [0, 1), got {self.valid_fraction!r}"
             )
         if self.num_save_samples < 0:
             raise ValueError(
-                f"TrainConfig.num_save_samples={self.num_save_samples!r}: must be >= 0"
+                f"num_save_samples: expected an integer >= 0, got {self.num_save_samples!r}"
             )
         if not self.train_data_paths and self.is_training:
-            raise ValueError("TrainConfig.train_data_paths: at least one path is needed to train")
+            raise ValueError("train_data_paths: expected at least one path to train, got none")
 
     @property
     def shared_split(self) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 
@@ -13,24 +12,14 @@ from typer.testing import CliRunner
 
 from nowcastd.cli import app
 from nowcastd.cli.dataset import size_geometry
-from nowcastd.cli.model_flags import MODEL_DEFAULTS
-from nowcastd.cli.train import TRAIN_DEFAULTS, build_train_config
+from nowcastd.cli.train import SETTINGS, train_config
 from nowcastd.data.loader import open_dataset
+from nowcastd.settings import resolve
 from tests.paths import FIXTURES
 
 FIXTURES = FIXTURES
 KNMI = FIXTURES / "knmi"
 MOVIE = FIXTURES / "radar" / "movie_small.h5"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """The command configures the root logger on the runner's streams; undo that."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def run(*args: str):
@@ -41,17 +30,16 @@ def train_shape_check(path: Path, *, total_length: int, img_width: int, img_heig
     """The train command's data check: flags -> TrainConfig -> nowcastd.train.loop.open_split."""
     from nowcastd.train import loop as training
 
-    values = {**MODEL_DEFAULTS, **TRAIN_DEFAULTS}
-    values.update(
-        train_data_paths=str(path),
-        total_length=total_length,
-        input_length=total_length - 1,
-        img_width=img_width,
-        img_height=img_height,
-        valid_fraction=0.0,
-        num_hidden="8",
-    )
-    cfg = build_train_config(values)
+    flags = {
+        "train_data_paths": str(path),
+        "total_length": str(total_length),
+        "input_length": str(total_length - 1),
+        "img_width": str(img_width),
+        "img_height": str(img_height),
+        "valid_fraction": "0",
+        "num_hidden": "8",
+    }
+    cfg = train_config(resolve(SETTINGS, table="train", flags=flags))
     return training.open_split(cfg, "train")
 
 

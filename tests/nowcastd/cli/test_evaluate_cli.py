@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 
@@ -22,16 +21,6 @@ from tests.paths import FIXTURES
 
 MOVIE = FIXTURES / "radar" / "movie_small.h5"
 INPUT, TOTAL = 3, 5
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """The command configures the root logger on the runner's streams; undo that."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +100,9 @@ def test_evaluate_table_without_baseline(checkpoint):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--split", "test"], "--split 'test'"),
+        (["--split", "test"], "--split: expected one of 'valid', 'train', 'all', got 'test'"),
         (["--visual", 1], "--out"),
-        (["--valid_fraction", 1.5], "--valid_fraction"),
+        (["--valid_fraction", 1.5], "valid_fraction: expected a number in [0, 1), got 1.5"),
         (["--split", "valid", "--valid_fraction", 0.1], "valid split"),
     ],
 )

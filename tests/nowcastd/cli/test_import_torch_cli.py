@@ -32,21 +32,18 @@ def _flags(cfg: dict) -> list[str]:
     return [arg for n in names for arg in (f"--{n}", str(cfg[n]))]
 
 
+def import_torch(checkpoint: Path, out: Path, cfg: dict):
+    """Run `nowcastd import-torch CHECKPOINT --out OUT` with the run.py flags of `cfg`."""
+    args = ["import-torch", str(checkpoint), "--out", str(out), *_flags(cfg)]
+    return CliRunner().invoke(app, args)
+
+
 def test_import_torch_round_trips_an_npz_state_dict(tmp_path: Path) -> None:
     data = np.load(FIXTURE)
     sd = {k.removeprefix("param/"): data[k] for k in data.files if k.startswith("param/")}
     np.savez(tmp_path / "official.npz", **sd)
     cfg = json.loads(str(data["config"]))
-    result = CliRunner().invoke(
-        app,
-        [
-            "import-torch",
-            str(tmp_path / "official.npz"),
-            "--out",
-            str(tmp_path / "imp"),
-            *_flags(cfg),
-        ],
-    )
+    result = import_torch(tmp_path / "official.npz", tmp_path / "imp", cfg)
     assert result.exit_code == 0, result.output
     loaded = load_model(tmp_path / "imp")
     assert loaded.cfg.layer_norm and loaded.cfg.reverse_scheduled_sampling
@@ -62,16 +59,7 @@ def test_import_torch_names_mismatched_keys(tmp_path: Path) -> None:
     np.savez(tmp_path / "official.npz", **sd)
     cfg = json.loads(str(data["config"]))
     cfg["layer_norm"] = 0  # the file holds LayerNorm weights the model would not have
-    result = CliRunner().invoke(
-        app,
-        [
-            "import-torch",
-            str(tmp_path / "official.npz"),
-            "--out",
-            str(tmp_path / "imp"),
-            *_flags(cfg),
-        ],
-    )
+    result = import_torch(tmp_path / "official.npz", tmp_path / "imp", cfg)
     assert result.exit_code == 1
     assert "unexpected keys" in result.output and "conv_x.1.weight" in result.output
     assert not (tmp_path / "imp").exists()
@@ -90,16 +78,7 @@ def test_import_torch_reads_an_official_checkpoint_file(tmp_path: Path) -> None:
     }
     torch.save({"net_param": sd}, tmp_path / "model.ckpt-100")
     cfg = json.loads(str(data["config"]))
-    result = CliRunner().invoke(
-        app,
-        [
-            "import-torch",
-            str(tmp_path / "model.ckpt-100"),
-            "--out",
-            str(tmp_path / "imp"),
-            *_flags(cfg),
-        ],
-    )
+    result = import_torch(tmp_path / "model.ckpt-100", tmp_path / "imp", cfg)
     assert result.exit_code == 0, result.output
     back = export_state_dict(load_model(tmp_path / "imp").network)
     for name, value in sd.items():

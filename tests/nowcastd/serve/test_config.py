@@ -25,7 +25,7 @@ def test_example_config_parses_exactly():
 def test_flag_beats_environment_beats_file_beats_default(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("[serve]\nmetrics_port = 9000\nlead_frames = 4\nsettle_seconds = 1.5\n")
-    env = {"NOWCASTD_METRICS_PORT": "9100", "NOWCASTD_LEAD_FRAMES": "6"}
+    env = {"NOWCASTD_SERVE_METRICS_PORT": "9100", "NOWCASTD_SERVE_LEAD_FRAMES": "6"}
     cfg = load_serve_config(path, flags={"metrics_port": 9200, "lead_frames": None}, environ=env)
     assert cfg.metrics_port == 9200  # flag
     assert cfg.lead_frames == 6  # environment (the flag was not given)
@@ -35,32 +35,52 @@ def test_flag_beats_environment_beats_file_beats_default(tmp_path):
 
 def test_environment_values_are_parsed_to_their_types():
     env = {
-        "NOWCASTD_POLL": "yes",
+        "NOWCASTD_SERVE_POLL": "yes",
         "NOWCASTD_COMPILE_CACHE": "/tmp/cache",
-        "NOWCASTD_RETENTION_KEEP_LAST": "",
+        "NOWCASTD_SERVE_RETENTION_KEEP_LAST": "",
     }
     cfg = load_serve_config(None, environ=env)
     assert cfg.poll is True
     assert cfg.compile_cache_dir == Path("/tmp/cache")
     assert cfg.retention_keep_last is None
-    with pytest.raises(ConfigError, match="NOWCASTD_POLL"):
-        load_serve_config(None, environ={"NOWCASTD_POLL": "maybe"})
-    with pytest.raises(ConfigError, match="NOWCASTD_METRICS_PORT"):
-        load_serve_config(None, environ={"NOWCASTD_METRICS_PORT": "high"})
+    with pytest.raises(
+        ConfigError, match="^NOWCASTD_SERVE_POLL: expected true or false, got 'maybe'$"
+    ):
+        load_serve_config(None, environ={"NOWCASTD_SERVE_POLL": "maybe"})
+    with pytest.raises(ConfigError, match="^NOWCASTD_SERVE_METRICS_PORT: expected an integer"):
+        load_serve_config(None, environ={"NOWCASTD_SERVE_METRICS_PORT": "high"})
+    # the names of other commands mean nothing to serve
+    assert load_serve_config(None, environ={"NOWCASTD_METRICS_PORT": "1"}).metrics_port == 9810
 
 
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("[serve]\nmetrics_prot = 1\n", "unknown keys \\['metrics_prot'\\]"),
-        ("[srv]\n", "unknown tables"),
-        ("[serve]\npoll = 1\n", "poll: expected true or false"),
-        ("[serve]\nmetrics_port = 1.5\n", "metrics_port: expected an integer"),
+        (
+            "[serve]\nmetrics_prot = 1\n",
+            r"\[serve\] metrics_prot: unknown key \(did you mean metrics_port\?\)",
+        ),
+        ("[srv]\n", r"\[srv\]: unknown table \(did you mean \[serve\]\?\)"),
+        ("[serve]\npoll = 1\n", r"\[serve\] poll: expected true or false, got 1$"),
+        ("[serve]\nmetrics_port = 1.5\n", r"\[serve\] metrics_port: expected an integer, got 1.5$"),
+        ("[serve]\nlead_frames = '12'\n", r"\[serve\] lead_frames: expected an integer, got '12'$"),
+        ("poll = true\n", r"c.toml: poll: expected a key inside a table such as \[serve\]"),
         ("[serve]\nmetrics_port = 70000\n", "metrics_port: expected 0..65535, got 70000"),
         ("[serve\n", "not valid TOML"),
         ("[reader]\nformat = 'gif'\n", "reader.format"),
-        ("[domain]\nnative_shape = [10, 10]\n", "Domain"),
-        ("[domain]\nnative_shape=[8,8]\nrow0=0\ncol0=0\nheight=9\nwidth=8\n", "Domain.height"),
+        (
+            "[domain]\nnative_shape = [10, 10]\n",
+            r"^missing settings: \[domain\] row0; \[domain\] col0; \[domain\] height; "
+            r"\[domain\] width$",
+        ),
+        (
+            "[domain]\nnative_shape = [10]\n",
+            r"\[domain\] native_shape: expected a list of 2 integers",
+        ),
+        (
+            "[domain]\nnative_shape=[8,8]\nrow0=0\ncol0=0\nheight=9\nwidth=8\n",
+            r"^\[domain\] height: expected",
+        ),
     ],
 )
 def test_bad_config_is_a_config_error_naming_the_key(tmp_path, text, match):
@@ -84,7 +104,11 @@ def test_validation_names_field_and_value():
         ServeConfig(log_level="LOUD")
 
 
-def test_require_names_the_missing_setting():
-    with pytest.raises(ConfigError, match="watch_dir.*--watch-dir.*NOWCASTD_WATCH_DIR"):
-        ServeConfig().require("watch_dir")
+def test_require_lists_every_missing_setting_in_one_line():
+    with pytest.raises(ConfigError) as e:
+        ServeConfig(watch_dir=Path("/x")).require("watch_dir", "output_dir", "checkpoint")
+    assert str(e.value) == (
+        "missing settings: --output_dir or [serve] output_dir or NOWCASTD_SERVE_OUTPUT_DIR; "
+        "--checkpoint or [serve] checkpoint or NOWCASTD_SERVE_CHECKPOINT"
+    )
     ServeConfig(watch_dir=Path("/x")).require("watch_dir")
