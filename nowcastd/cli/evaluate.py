@@ -1,9 +1,13 @@
-"""`nowcastd evaluate`: score a checkpoint on a data file, next to the persistence baseline."""
+"""`nowcastd evaluate`: score a checkpoint next to persistence and pysteps' extrapolation.
+
+A radar movie (.h5) or a directory of scans is scored on every start time, three ways
+(`nowcastd.verification.comparison`); .npy clips and official .npz files get the clip scores
+(official MSE, PSNR, SSIM) next to persistence (`nowcastd.verification.evaluation`).
+"""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,17 +34,6 @@ def _opt(flag: str, help: str):  # noqa: A002
     return typer.Option(flag, help=f"{help} \\[default: {EVALUATE_DEFAULTS[flag[2:]]!r}]")
 
 
-def _finite_or_none(obj: Any) -> Any:
-    """NaN and ±inf -> None, so that the JSON is strict (jq, browsers)."""
-    if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite_or_none(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def mse_skill(model: dict[str, Any], baseline: dict[str, Any]) -> list[float]:
     """Per-lead MSE skill score vs the baseline: 1 - mse_model / mse_baseline (NaN if 0)."""
     return [
@@ -60,14 +53,27 @@ def evaluate(
     data: Annotated[
         str | None,
         typer.Option(
-            "--data", help=".npy clips, an HDF5 radar movie or an official .npz \\[required]"
+            "--data",
+            help="an HDF5 radar movie or a directory of scans (scored on every start time, "
+            "three ways), or .npy clips / an official .npz (clip scores) \\[required]",
         ),
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="TOML file whose \\[evaluate] table sets any flag"),
+        typer.Option(
+            "--config",
+            help="TOML file whose \\[evaluate] table sets any flag; for a scan directory also "
+            "serve's \\[reader] and \\[domain]",
+        ),
     ] = None,
-    batch_size: Annotated[int | None, _opt("--batch_size", "sequences per batch")] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch_size",
+            "--batch-size",
+            help=f"sequences per batch \\[default: {EVALUATE_DEFAULTS['batch_size']}]",
+        ),
+    ] = None,
     split: Annotated[
         str | None, _opt("--split", "valid, train (the time split of training) or all")
     ] = None,
@@ -83,9 +89,36 @@ def evaluate(
     baseline: Annotated[
         bool | None,
         typer.Option(
+            "--baselines/--no-baselines",
             "--baseline/--no-baseline",
-            help="also score persistence (the last context frame repeated) \\[default: on]",
+            help="also score persistence (the last input frame repeated) and, on a movie or "
+            "scan directory, pysteps' Lucas-Kanade extrapolation (needs nowcastd\\[baselines]) "
+            "\\[default: on]",
         ),
+    ] = None,
+    crop: Annotated[
+        str | None,
+        typer.Option(
+            "--crop", help="movie or scans: ROW0,COL0,HEIGHT,WIDTH window in native pixels"
+        ),
+    ] = None,
+    block: Annotated[
+        int | None,
+        typer.Option("--block", help="movie or scans: block-average factor \\[default: 1]"),
+    ] = None,
+    lead_frames: Annotated[
+        int | None,
+        typer.Option(
+            "--lead-frames",
+            help="movie or scans: leads to score \\[default: total_length - input_length]",
+        ),
+    ] = None,
+    out_json: Annotated[
+        Path | None, typer.Option("--out-json", help="movie or scans: write the scores here")
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="movie or scans: PNG of CSI at 1 mm/h and MAE by lead"),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="print one JSON object instead of tables")
@@ -96,7 +129,7 @@ def evaluate(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
 ) -> None:
-    """Score a checkpoint on a data file: per-lead MSE, PSNR, SSIM (and CSI, FSS in mm/h)."""
+    """Score a checkpoint against persistence and pysteps' extrapolation, per lead in mm/h."""
     from nowcastd.cli.common import setup_logging
 
     given = {k: v for k, v in locals().items() if k in EVALUATE_DEFAULTS}
@@ -106,6 +139,30 @@ def evaluate(
     for name in ("checkpoint", "data"):
         if not str(v[name]).strip():
             raise ConfigError(f"--{name} is required")
+    sequence_flags = {
+        "--crop": crop, "--block": block, "--lead-frames": lead_frames,
+        "--out-json": out_json, "--plot": plot,
+    }  # fmt: skip
+    if is_sequence_source(Path(v["data"])):
+        clip_flags = {
+            "--split": split, "--valid_fraction": valid_fraction, "--visual": visual,
+            "--num_save_samples": num_save_samples, "--out": out,
+        }  # fmt: skip
+        for flag, value in clip_flags.items():
+            if value is not None:
+                raise ConfigError(
+                    f"{flag} applies to .npy clips and .npz files; a movie or a scan directory "
+                    "is scored on every start time"
+                )
+        if int(v["batch_size"]) < 1:
+            raise ConfigError(f"--batch_size {v['batch_size']}: expected >= 1")
+        _evaluate_sequence(
+            v, config, parse_crop(crop), block or 1, lead_frames, out_json, plot, as_json
+        )
+        return
+    for flag, value in sequence_flags.items():
+        if value is not None:
+            raise ConfigError(f"{flag} applies to a radar movie or a scan directory only")
     if v["split"] not in SPLITS:
         raise ConfigError(f"--split {v['split']!r}: expected one of {', '.join(SPLITS)}")
     batch, fraction = int(v["batch_size"]), float(v["valid_fraction"])
@@ -119,6 +176,7 @@ def evaluate(
 
     from nowcastd.data.loader import open_dataset
     from nowcastd.io.model_checkpoint import load_model
+    from nowcastd.verification.comparison import finite_or_none
     from nowcastd.verification.evaluation import evaluate as run_evaluation
     from nowcastd.verification.evaluation import persistence_scores
     from nowcastd.verification.scores import format_table
@@ -162,7 +220,7 @@ def evaluate(
             transform=loaded.transform,
         )
         report["mse_skill_vs_persistence"] = mse_skill(result, report["persistence"])
-    strict = _finite_or_none(report)
+    strict = finite_or_none(report)
     if out is not None:
         from nowcastd.data.build import atomic_output
 
@@ -179,6 +237,67 @@ def evaluate(
         typer.echo(format_table(report["persistence"], timestep_seconds=clipset.timestep_seconds))
         skill = ", ".join(f"{s:.3f}" for s in report["mse_skill_vs_persistence"])
         typer.echo(f"\nMSE skill vs persistence per lead (1 - mse/mse_persistence): {skill}")
+
+
+def is_sequence_source(path: Path) -> bool:
+    """A directory of scans or an HDF5 movie (not .npy clips or an official .npz)."""
+    import h5py
+
+    return path.is_dir() or (path.is_file() and h5py.is_hdf5(path))
+
+
+def parse_crop(text: str | None) -> tuple[int, int, int, int] | None:
+    """'ROW0,COL0,HEIGHT,WIDTH' -> four ints; ConfigError otherwise."""
+    if text is None:
+        return None
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or min(values) < 0:
+        raise ConfigError(f"--crop {text!r}: expected ROW0,COL0,HEIGHT,WIDTH (ints >= 0)")
+    return values  # type: ignore[return-value]
+
+
+def _evaluate_sequence(
+    v: dict[str, Any],
+    config: Path | None,
+    crop: tuple[int, int, int, int] | None,
+    block: int,
+    lead_frames: int | None,
+    out_json: Path | None,
+    plot: Path | None,
+    as_json: bool,
+) -> None:
+    """The three-way evaluation of a movie or scan directory (`verification.comparison`)."""
+    from nowcastd.io.model_checkpoint import load_model
+    from nowcastd.verification.comparison import compare, finite_or_none, format_comparison
+    from nowcastd.verification.comparison import write_json as write_report
+    from nowcastd.verification.sequence import open_sequence
+
+    loaded = load_model(Path(v["checkpoint"]))
+    seq = open_sequence(Path(v["data"]), crop=crop, block=block, config=config)
+    report = compare(
+        loaded,
+        seq,
+        lead_frames=lead_frames,
+        batch_size=int(v["batch_size"]),
+        baselines=bool(v["baseline"]),
+    )
+    if out_json is not None:
+        write_report(out_json, report)
+    if plot is not None:
+        from nowcastd.verification.figures import save_lead_time_plot
+
+        save_lead_time_plot(plot, report)
+    if as_json:
+        typer.echo(json.dumps(finite_or_none(report), indent=1))
+        for method, reason in report["not_scored"].items():
+            typer.echo(f"{method} not scored: {reason}", err=True)
+        return
+    cfg = loaded.cfg
+    typer.echo(f"model {cfg.model_name} ({loaded.path.name}, sha256 {loaded.digest[:12]})")
+    typer.echo(format_comparison(report))
 
 
 def register(app: typer.Typer) -> None:
