@@ -157,7 +157,14 @@ def evaluate(
         if int(v["batch_size"]) < 1:
             raise ConfigError(f"--batch_size {v['batch_size']}: expected >= 1")
         _evaluate_sequence(
-            v, config, parse_crop(crop), block or 1, lead_frames, out_json, plot, as_json
+            v,
+            config,
+            parse_crop(crop),
+            1 if block is None else block,
+            lead_frames,
+            out_json,
+            plot,
+            as_json,
         )
         return
     for flag, value in sequence_flags.items():

@@ -169,6 +169,7 @@ def test_evaluate_missing_checkpoint_exits_1(tmp_path):
         (["--crop", "0,0,32"], "--crop '0,0,32': expected ROW0,COL0,HEIGHT,WIDTH"),
         (["--crop", "0,0,30,32", "--block", "4"], "not a multiple of block 4"),
         (["--lead-frames", 10], "no 13 consecutive frames"),
+        (["--block", 0], "block must be an integer >= 1, got 0"),
     ],
 )
 def test_evaluate_movie_bad_flags_exit_1_with_one_line(checkpoint, args, message):
