@@ -1,16 +1,23 @@
-"""`nowcastd evaluate`: score a checkpoint on a data file, next to the persistence baseline."""
+"""`nowcastd evaluate`: score a checkpoint next to persistence and pysteps' extrapolation.
+
+A radar movie (.h5) or a directory of scans is scored on every start time, three ways
+(`nowcastd.verification.comparison`); .npy clips and official .npz files get the clip scores
+(official MSE, PSNR, SSIM) next to persistence (`nowcastd.verification.evaluation`).
+"""
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
 
-from nowcastd.cli.options import settings_command
+from nowcastd.cli.options import Source, settings_command
 from nowcastd.errors import ConfigError
 from nowcastd.settings import setting, specs
+
+CLIP_ONLY = ("split", "valid_fraction", "visual", "num_save_samples")
+SEQUENCE_ONLY = ("crop", "block", "lead_frames", "out_json", "plot")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -18,17 +25,33 @@ class EvaluateSettings:
     checkpoint: Path | None = setting(
         None, "checkpoint directory, or a run's save_dir (its newest)"
     )
-    data: Path | None = setting(None, ".npy clips, an HDF5 radar movie or an official .npz")
+    data: Path | None = setting(
+        None,
+        "an HDF5 radar movie or a directory of scans (scored on every start time, three ways), "
+        "or .npy clips / an official .npz (clip scores)",
+    )
     batch_size: int = setting(8, "sequences per batch")
+    baselines: bool = setting(
+        True,
+        "also score persistence (the last input frame repeated) and, on a movie or scan "
+        "directory, pysteps' Lucas-Kanade extrapolation (needs nowcastd\\[baselines])",
+        switch=True,
+    )
     split: Literal["valid", "train", "all"] = setting(
-        "valid", "valid, train (the time split of training) or all"
+        "valid", "clips: valid, train (the time split of training) or all"
     )
-    valid_fraction: float = setting(0.2, "share of the time range held out for validation")
-    visual: bool = setting(False, "1: PNG sample figures (and v2 decoupling) into --out")
-    num_save_samples: int = setting(10, "sequences drawn with --visual 1")
-    baseline: bool = setting(
-        True, "also score persistence (the last context frame repeated)", switch=True
+    valid_fraction: float = setting(0.2, "clips: share of the time range held out")
+    visual: bool = setting(False, "clips: 1: PNG sample figures (and v2 decoupling) into --out")
+    num_save_samples: int = setting(10, "clips: sequences drawn with --visual 1")
+    crop: tuple[int, int, int, int] | None = setting(
+        None, "movie or scans: ROW0,COL0,HEIGHT,WIDTH window in native pixels"
     )
+    block: int = setting(1, "movie or scans: block-average factor")
+    lead_frames: int | None = setting(
+        None, "movie or scans: leads to score [default: total_length - input_length]"
+    )
+    out_json: Path | None = setting(None, "movie or scans: write the scores here")
+    plot: Path | None = setting(None, "movie or scans: PNG of CSI at 1 mm/h and MAE by lead")
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -37,17 +60,15 @@ class EvaluateSettings:
             raise ValueError(
                 f"valid_fraction: expected a number in [0, 1), got {self.valid_fraction}"
             )
+        if self.block < 1:
+            raise ValueError(f"block: expected an integer >= 1, got {self.block}")
+        if self.crop is not None and min(self.crop) < 0:
+            raise ValueError(f"crop: expected ROW0,COL0,HEIGHT,WIDTH (ints >= 0), got {self.crop}")
 
-
-def _finite_or_none(obj: Any) -> Any:
-    """NaN and ±inf -> None, so that the JSON is strict (jq, browsers)."""
-    if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite_or_none(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    def changed(self, names: tuple[str, ...]) -> list[str]:
+        """Which of `names` differ from their defaults."""
+        defaults = EvaluateSettings()
+        return [n for n in names if getattr(self, n) != getattr(defaults, n)]
 
 
 def mse_skill(model: dict[str, Any], baseline: dict[str, Any]) -> list[float]:
@@ -58,6 +79,13 @@ def mse_skill(model: dict[str, Any], baseline: dict[str, Any]) -> list[float]:
     ]
 
 
+def is_sequence_source(path: Path) -> bool:
+    """A directory of scans or an HDF5 movie (not .npy clips or an official .npz)."""
+    import h5py
+
+    return path.is_dir() or (path.is_file() and h5py.is_hdf5(path))
+
+
 def evaluate(
     s: EvaluateSettings,
     *,
@@ -66,29 +94,48 @@ def evaluate(
     ] = False,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="directory for evaluation.json and the --visual figures"),
+        typer.Option("--out", help="clips: directory for evaluation.json and --visual figures"),
     ] = None,
+    source: Source,
 ) -> None:
-    """Score a checkpoint on a data file: per-lead MSE, PSNR, SSIM (and CSI, FSS in mm/h)."""
+    """Score a checkpoint against persistence and pysteps' extrapolation, per lead in mm/h."""
+    if is_sequence_source(s.data):
+        wrong = s.changed(CLIP_ONLY) + (["out"] if out is not None else [])
+        if wrong:
+            raise ConfigError(
+                f"--{wrong[0]} applies to .npy clips and .npz files; a movie or a scan "
+                "directory is scored on every start time"
+            )
+        _evaluate_sequence(s, source.config, as_json)
+        return
+    wrong = s.changed(SEQUENCE_ONLY)
+    if wrong:
+        raise ConfigError(f"--{wrong[0]} applies to a radar movie or a scan directory only")
+    _evaluate_clips(s, out, as_json)
+
+
+def _evaluate_clips(s: EvaluateSettings, out: Path | None, as_json: bool) -> None:
+    """Clip scores (official MSE, PSNR, SSIM and mm/h scores) next to persistence."""
     if s.visual and out is None:
         raise ConfigError("--visual: expected --out DIR for the figures with --visual 1, got none")
 
     from nowcastd.data.loader import open_dataset
+    from nowcastd.io.atomic import atomic_file
     from nowcastd.io.model_checkpoint import load_model
+    from nowcastd.verification.comparison import finite_or_none
     from nowcastd.verification.evaluation import evaluate as run_evaluation
     from nowcastd.verification.evaluation import persistence_scores
     from nowcastd.verification.scores import format_table
 
     loaded = load_model(s.checkpoint)
     cfg = loaded.cfg
-    split_name = "train" if s.split == "all" else s.split
     clipset = open_dataset(
         s.data,
         total_length=cfg.total_length,
         img_height=cfg.img_height,
         img_width=cfg.img_width,
         img_channel=cfg.img_channel + (cfg.num_action_ch if cfg.is_action else 0),
-        split=split_name,
+        split="train" if s.split == "all" else s.split,
         valid_fraction=0.0 if s.split == "all" else s.valid_fraction,
         transform=loaded.transform,
     )
@@ -109,7 +156,7 @@ def evaluate(
         "timestep_seconds": clipset.timestep_seconds,
         "model": result,
     }
-    if s.baseline:
+    if s.baselines:
         report["persistence"] = persistence_scores(
             clipset,
             input_length=cfg.input_length,
@@ -118,10 +165,8 @@ def evaluate(
             transform=loaded.transform,
         )
         report["mse_skill_vs_persistence"] = mse_skill(result, report["persistence"])
-    strict = _finite_or_none(report)
+    strict = finite_or_none(report)
     if out is not None:
-        from nowcastd.io.atomic import atomic_file
-
         out.mkdir(parents=True, exist_ok=True)
         with atomic_file(out / "evaluation.json") as f:
             f.write(json.dumps(strict, indent=1).encode())
@@ -130,11 +175,43 @@ def evaluate(
         return
     typer.echo(f"model {cfg.model_name} ({loaded.path.name}, sha256 {loaded.digest[:12]})")
     typer.echo(format_table(result, timestep_seconds=clipset.timestep_seconds))
-    if s.baseline:
+    if s.baselines:
         typer.echo("\npersistence (last context frame repeated)")
         typer.echo(format_table(report["persistence"], timestep_seconds=clipset.timestep_seconds))
         skill = ", ".join(f"{x:.3f}" for x in report["mse_skill_vs_persistence"])
         typer.echo(f"\nMSE skill vs persistence per lead (1 - mse/mse_persistence): {skill}")
+
+
+def _evaluate_sequence(s: EvaluateSettings, config: Path | None, as_json: bool) -> None:
+    """The three-way evaluation of a movie or scan directory (`verification.comparison`)."""
+    from nowcastd.io.model_checkpoint import load_model
+    from nowcastd.verification.comparison import compare, finite_or_none, format_comparison
+    from nowcastd.verification.comparison import write_json as write_report
+    from nowcastd.verification.sequence import open_sequence
+
+    loaded = load_model(s.checkpoint)
+    seq = open_sequence(s.data, crop=s.crop, block=s.block, config=config)
+    report = compare(
+        loaded,
+        seq,
+        lead_frames=s.lead_frames,
+        batch_size=s.batch_size,
+        baselines=s.baselines,
+    )
+    if s.out_json is not None:
+        write_report(s.out_json, report)
+    if s.plot is not None:
+        from nowcastd.verification.figures import save_lead_time_plot
+
+        save_lead_time_plot(s.plot, report)
+    if as_json:
+        typer.echo(json.dumps(finite_or_none(report), indent=1))
+        for method, reason in report["not_scored"].items():
+            typer.echo(f"{method} not scored: {reason}", err=True)
+        return
+    cfg = loaded.cfg
+    typer.echo(f"model {cfg.model_name} ({loaded.path.name}, sha256 {loaded.digest[:12]})")
+    typer.echo(format_comparison(report))
 
 
 def register(app: typer.Typer) -> None:

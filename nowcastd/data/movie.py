@@ -61,7 +61,7 @@ def check_geometry(
     try:
         return Domain.from_crop(tuple(shape), crop, block=block)
     except ValueError as e:
-        raise DataError(f"{where}: {e}") from e
+        raise DataError(f"{where}: crop {str(e).removeprefix('Domain.')}") from e
 
 
 def prepare_frames(

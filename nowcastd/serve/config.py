@@ -7,7 +7,6 @@ Resolved once, at the command line, by `nowcastd.settings`: command-line flag, t
 `load_serve_config` sees a string where a number or a bool belongs.
 """
 
-import dataclasses
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -17,7 +16,7 @@ from typing import Any
 
 from nowcastd.errors import ConfigError
 from nowcastd.io.domain import Domain
-from nowcastd.io.readers import FORMATS
+from nowcastd.io.scan_settings import ReaderConfig, scan_settings
 from nowcastd.settings import missing_error, read_config, resolve, specs
 
 __all__ = ["ENV_NAMES", "ENV_PREFIX", "ReaderConfig", "ServeConfig", "load_serve_config"]
@@ -26,32 +25,6 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 ENV_PREFIX = "NOWCASTD_SERVE_"
 #: Environment names that are not simply NOWCASTD_SERVE_<KEY>.
 ENV_NAMES = {"compile_cache_dir": "NOWCASTD_COMPILE_CACHE"}
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReaderConfig:
-    """How scan files are read (`[reader]`)."""
-
-    format: str = "auto"
-    zr_a: float = 200.0
-    zr_b: float = 1.6
-    npy_time_pattern: str | None = None
-    npy_time_format: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.format != "auto" and self.format not in FORMATS:
-            raise ValueError(
-                f"reader.format: expected 'auto' or one of {FORMATS}, got {self.format!r}"
-            )
-        for name in ("zr_a", "zr_b"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"reader.{name}: expected a finite number > 0, got {value!r}")
-        if (self.npy_time_pattern is None) != (self.npy_time_format is None):
-            raise ValueError(
-                "reader.npy_time_pattern and npy_time_format: expected both or neither, got "
-                f"{self.npy_time_pattern!r} and {self.npy_time_format!r}"
-            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,21 +129,8 @@ def load_serve_config(
         env_names=ENV_NAMES,
         required=required,
     )
+    reader, domain = scan_settings(doc)
     try:
-        values["reader"] = ReaderConfig(
-            **resolve(specs(ReaderConfig), table="reader", file=doc.get("reader", {}))
-        )
-        return ServeConfig(**values, domain=_domain(doc.get("domain")))
+        return ServeConfig(**values, reader=reader, domain=domain)
     except ValueError as e:
         raise ConfigError(str(e)) from e
-
-
-def _domain(table: Mapping[str, Any] | None) -> Domain | None:
-    if table is None:
-        return None
-    needed = [f.name for f in dataclasses.fields(Domain) if f.default is dataclasses.MISSING]
-    values = resolve(specs(Domain), table="domain", file=table, required=needed)
-    try:
-        return Domain(**values)
-    except ValueError as e:
-        raise ConfigError(f"[domain] {str(e).removeprefix('Domain.')}") from e

@@ -34,8 +34,9 @@ from nowcastd.io.domain import Domain
 from nowcastd.io.forecast_file import prune_forecasts, write_forecast
 from nowcastd.io.model_checkpoint import LoadedModel
 from nowcastd.io.readers import GridInfo, Scan, detect_format, read_scan
+from nowcastd.io.scan_settings import ReaderConfig
 from nowcastd.serve.buffer import FrameBuffer, Push
-from nowcastd.serve.config import ReaderConfig, ServeConfig
+from nowcastd.serve.config import ServeConfig
 from nowcastd.serve.forecaster import Forecaster
 from nowcastd.serve.metrics import ServiceMetrics
 

@@ -146,3 +146,34 @@ def save_decoupling_histogram(
         title or f"decoupling: mean |cos| = {values.mean():.3f} (n = {values.size})", fontsize=9
     )
     return _save(fig, path)
+
+
+def save_lead_time_plot(path: str | Path, report: dict[str, Any]) -> Path:
+    """A PNG of CSI at 1 mm/h and MAE against lead time, one line per method.
+
+    `report` is `nowcastd.verification.comparison.compare`'s result.
+    """
+    from nowcastd.verification.comparison import LABELS
+
+    minutes = report["lead_minutes"]
+    fig = _new_figure(9.0, 3.6)
+    csi_ax, mae_ax = fig.subplots(1, 2)
+    for method, scores in report["methods"].items():
+        style = {"marker": "o", "markersize": 3, "label": LABELS.get(method, method)}
+        csi_ax.plot(minutes, scores["csi_1_mm_h"], **style)
+        mae_ax.plot(minutes, scores["mae_mm_h"], **style)
+    csi_ax.set_ylabel("CSI at 1 mm/h")
+    csi_ax.set_ylim(0.0, 1.0)
+    mae_ax.set_ylabel("MAE (mm/h)")
+    mae_ax.set_ylim(bottom=0.0)
+    for ax in (csi_ax, mae_ax):
+        ax.set_xlabel("lead time (min)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    grid = report["grid"]
+    fig.suptitle(
+        f"{Path(report['data']).name}: {report['n_starts']} forecasts, grid {grid[0]}x{grid[1]} "
+        f"(block {report['domain']['block']})",
+        fontsize=9,
+    )
+    return _save(fig, path)

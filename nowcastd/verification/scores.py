@@ -26,6 +26,13 @@ Scores (per lead frame k, over all sequences seen):
   ``fss_<t>_mm_h_<s>px``, the fractions skill score at 1 mm/h over s × s = 5 × 5 pixel
   neighbourhoods (zero outside the frame), pooled as pySTEPS `fss_accum`/`fss_compute` do.
   Scores with an empty denominator are NaN.
+
+`RateScores` holds the physical scores (one copy, used by `Verifier` and by the three-way
+evaluation): rain rates in mm/h, (B, K, H, W), with a validity mask, so that pixels without data
+count for no method. Per lead: ``mae_mm_h``, ``rmse_mm_h``, ``bias_mm_h`` (mean forecast − mean
+observed), ``csi``/``pod``/``far`` at each threshold (events ``value >= t``) and the FSS, each
+from counts and sums pooled over every update (accumulate-then-compute, as pySTEPS'
+``det_cat_fct_accum``, ``det_cont_fct_accum`` and ``fss_accum``).
 """
 
 from __future__ import annotations
@@ -82,6 +89,122 @@ def psnr_per_image(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
         return np.float32(_PSNR_PEAK) - np.float32(10.0) * np.log10(mse)
 
 
+class RateScores:
+    """Per-lead scores of rain-rate forecasts in mm/h on valid pixels, accumulate-then-compute.
+
+    Args:
+        thresholds_mm_h: event thresholds of CSI, POD and FAR (events are ``value >= t``).
+        fss_threshold_mm_h, fss_scale: the FSS event threshold and the odd window size in
+            pixels (a centred ``scale × scale`` box, zero outside the frame, as pySTEPS'
+            ``uniform_filter(mode="constant")``).
+    """
+
+    def __init__(
+        self,
+        *,
+        thresholds_mm_h: tuple[float, ...] = (0.5, 1.0, 5.0),
+        fss_threshold_mm_h: float = 1.0,
+        fss_scale: int = 5,
+    ):
+        if fss_scale < 1 or fss_scale % 2 == 0:
+            raise ValueError(f"fss_scale: got {fss_scale}, expected an odd number >= 1")
+        self.thresholds = tuple(float(t) for t in thresholds_mm_h)
+        self.fss_threshold = float(fss_threshold_mm_h)
+        self.fss_scale = int(fss_scale)
+        self._leads: int | None = None
+        self._sums: dict[str, np.ndarray] = {}
+
+    @property
+    def fss_name(self) -> str:
+        return f"fss_{_thr_name(self.fss_threshold)}_mm_h_{self.fss_scale}px"
+
+    def _add(self, name: str, per_lead: np.ndarray) -> None:
+        per_lead = np.asarray(per_lead, dtype=np.float64)
+        if name in self._sums:
+            self._sums[name] += per_lead
+        else:
+            self._sums[name] = per_lead.copy()
+
+    def update(self, forecast, observed, valid=None) -> None:
+        """Add (B, K, H, W) forecasts and observations in mm/h.
+
+        `valid` (broadcastable to that shape, bool) marks the pixels that count; None means
+        every pixel. Observations and forecasts must be finite wherever a pixel counts.
+        """
+        f = np.asarray(forecast, dtype=np.float64)
+        o = np.asarray(observed, dtype=np.float64)
+        if f.shape != o.shape or f.ndim != 4:
+            raise ValueError(
+                f"RateScores.update: expected forecast and observed (B, K, H, W) of one shape, "
+                f"got {f.shape} and {o.shape}"
+            )
+        if self._leads is not None and f.shape[1] != self._leads:
+            raise ValueError(
+                f"RateScores.update: expected {self._leads} leads as before, got {f.shape[1]}"
+            )
+        self._leads = f.shape[1]
+        v = np.ones(f.shape, bool) if valid is None else np.broadcast_to(valid, f.shape)
+        bad = v & ~(np.isfinite(f) & np.isfinite(o))
+        if bad.any():
+            raise ValueError(
+                f"RateScores.update: {int(bad.sum())} valid pixels are not finite in the "
+                "forecast or the observation; mark them invalid"
+            )
+        f, o = np.where(v, f, 0.0), np.where(v, o, 0.0)
+        axes = (0, 2, 3)
+        err = f - o
+        self._add("n", v.sum(axis=axes))
+        self._add("sae", np.abs(err).sum(axis=axes))
+        self._add("sse", (err**2).sum(axis=axes))
+        self._add("sum_f", f.sum(axis=axes))
+        self._add("sum_o", o.sum(axis=axes))
+        for t in self.thresholds:
+            fe, oe = (f >= t) & v, (o >= t) & v
+            self._add(f"hits_{t}", (fe & oe).sum(axis=axes))
+            self._add(f"misses_{t}", (~fe & oe).sum(axis=axes))
+            self._add(f"false_{t}", (fe & ~oe).sum(axis=axes))
+        b, k, h, w = f.shape
+
+        def fractions(x: np.ndarray) -> np.ndarray:
+            events = ((x >= self.fss_threshold) & v).reshape(b * k, h, w)
+            return _box_mean(events, self.fss_scale).reshape(b, k, h, w)
+
+        sf, so = fractions(f), fractions(o)
+        self._add("fss_ff", (sf**2).sum(axis=axes))
+        self._add("fss_fo", (sf * so).sum(axis=axes))
+        self._add("fss_oo", (so**2).sum(axis=axes))
+
+    def result(self) -> dict[str, list[float]]:
+        """Per-lead lists: n_pixels, mae/rmse/bias/mean_forecast/mean_observed_mm_h,
+        csi/pod/far_<t>_mm_h and the FSS; NaN where a denominator is empty."""
+        if self._leads is None:
+            raise ValueError("RateScores.result: nothing was added")
+        s = self._sums
+
+        def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(den > 0, num / den, np.nan)
+
+        n = s["n"]
+        per: dict[str, np.ndarray] = {
+            "n_pixels": n,
+            "mae_mm_h": ratio(s["sae"], n),
+            "rmse_mm_h": np.sqrt(ratio(s["sse"], n)),
+            "bias_mm_h": ratio(s["sum_f"] - s["sum_o"], n),
+            "mean_forecast_mm_h": ratio(s["sum_f"], n),
+            "mean_observed_mm_h": ratio(s["sum_o"], n),
+        }
+        for t in self.thresholds:
+            hits, misses, false = s[f"hits_{t}"], s[f"misses_{t}"], s[f"false_{t}"]
+            name = _thr_name(t)
+            per[f"csi_{name}_mm_h"] = ratio(hits, hits + misses + false)
+            per[f"pod_{name}_mm_h"] = ratio(hits, hits + misses)
+            per[f"far_{name}_mm_h"] = ratio(false, hits + false)
+        ff, fo, oo = s["fss_ff"], s["fss_fo"], s["fss_oo"]
+        per[self.fss_name] = 1.0 - ratio(ff - 2.0 * fo + oo, ff + oo)
+        return {name: [float(x) for x in values] for name, values in per.items()}
+
+
 class Verifier:
     """Accumulates per-lead sums over batches; `result` computes the scores.
 
@@ -101,13 +224,16 @@ class Verifier:
         fss_scale: int = 5,
         ssim: bool = True,
     ):
-        if fss_scale < 1 or fss_scale % 2 == 0:
-            raise ValueError(f"fss_scale: got {fss_scale}, expected an odd number >= 1")
         self.transform = transform or DataTransform(kind="identity")
         self.thresholds = tuple(float(t) for t in thresholds_mm_h)
         self.fss_threshold = float(fss_threshold_mm_h)
         self.fss_scale = int(fss_scale)
         self.ssim = ssim
+        self._rates = RateScores(
+            thresholds_mm_h=self.thresholds,
+            fss_threshold_mm_h=self.fss_threshold,
+            fss_scale=self.fss_scale,
+        )
         self.n_seq = 0
         self._shape: tuple[int, ...] | None = None
         self._sums: dict[str, np.ndarray] = {}
@@ -147,23 +273,12 @@ class Verifier:
             self._update_physical(gx, truth)
 
     def _update_physical(self, gx: np.ndarray, truth: np.ndarray) -> None:
-        p = self.transform.to_physical(gx)
-        o = self.transform.to_physical(truth)
-        self._add("sae_phys", np.abs(p.astype(np.float64) - o).sum(axis=(0, 2, 3, 4)))
-        for t in self.thresholds:
-            pe, oe = p >= t, o >= t
-            self._add(f"hits_{t}", (pe & oe).sum(axis=(0, 2, 3, 4)))
-            self._add(f"misses_{t}", (~pe & oe).sum(axis=(0, 2, 3, 4)))
-            self._add(f"false_{t}", (pe & ~oe).sum(axis=(0, 2, 3, 4)))
-        b, k, h, w, c = gx.shape
+        def rates(x: np.ndarray) -> np.ndarray:  # (B, K, H, W, C) -> (B*C, K, H, W) mm/h
+            b, k, h, w, c = x.shape
+            phys = self.transform.to_physical(x)
+            return np.moveaxis(phys, 4, 1).reshape(b * c, k, h, w)
 
-        def fractions(x: np.ndarray) -> np.ndarray:
-            ev = np.moveaxis(x >= self.fss_threshold, 4, 2).reshape(b * k * c, h, w)
-            return _box_mean(ev, self.fss_scale).reshape(b, k, c, h, w)
-
-        fp, fo = fractions(p), fractions(o)
-        self._add("fss_num", ((fp - fo) ** 2).sum(axis=(0, 2, 3, 4)))
-        self._add("fss_den", (fp**2 + fo**2).sum(axis=(0, 2, 3, 4)))
+        self._rates.update(rates(gx), rates(truth))
 
     def result(self) -> dict[str, Any]:
         """Scores per lead (lists) and their means over the leads; see the module docstring."""
@@ -181,15 +296,13 @@ class Verifier:
             "ssim": s["ssim"] / n if "ssim" in s else nan,
         }
         if self.transform.is_physical:
-            per["mae_mm_h"] = s["sae_phys"] / npx
-            with np.errstate(invalid="ignore", divide="ignore"):
-                for t in self.thresholds:
-                    hits = s[f"hits_{t}"]
-                    den = hits + s[f"misses_{t}"] + s[f"false_{t}"]
-                    per[f"csi_{_thr_name(t)}_mm_h"] = np.where(den > 0, hits / den, np.nan)
-                fss = 1.0 - s["fss_num"] / s["fss_den"]
-                name = f"fss_{_thr_name(self.fss_threshold)}_mm_h_{self.fss_scale}px"
-                per[name] = np.where(s["fss_den"] > 0, fss, np.nan)
+            rates = self._rates.result()
+            per["mae_mm_h"] = np.asarray(rates["mae_mm_h"])
+            for t in self.thresholds:
+                name = f"csi_{_thr_name(t)}_mm_h"
+                per[name] = np.asarray(rates[name])
+            name = self._rates.fss_name
+            per[name] = np.asarray(rates[name])
         with np.errstate(invalid="ignore"):
             means = {name: float(np.mean(v)) for name, v in per.items()}
         return {

@@ -1,9 +1,13 @@
-"""`nowcastd evaluate` with a tiny real checkpoint on the radar fixture movie."""
+"""`nowcastd evaluate` with a tiny real checkpoint: three ways on the radar fixture movie and on
+real KNMI scans, clip scores on the clips built from that movie."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
+import sys
 from pathlib import Path
 
 import h5py
@@ -17,10 +21,26 @@ from model.network import PredRNN
 from nowcastd.cli import app
 from nowcastd.io.model_checkpoint import save_inference_checkpoint
 from nowcastd.io.transform import DataTransform
+from nowcastd.verification.sequence import open_sequence
 from tests.paths import FIXTURES
 
 MOVIE = FIXTURES / "radar" / "movie_small.h5"
 INPUT, TOTAL = 3, 5
+SCORES = [
+    "n_pixels", "mae_mm_h", "rmse_mm_h", "bias_mm_h", "mean_forecast_mm_h", "mean_observed_mm_h",
+    *(f"{s}_{t}_mm_h" for t in ("0.5", "1", "5") for s in ("csi", "pod", "far")),
+    "fss_1_mm_h_5px",
+]  # fmt: skip
+
+
+def has_pysteps() -> bool:
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import cv2  # noqa: F401
+            import pysteps  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +62,17 @@ def checkpoint(tmp_path_factory) -> Path:
     )
 
 
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    """The fixture movie cut into .npy clips of TOTAL frames."""
+    path = tmp_path_factory.mktemp("clips") / "movie.npy"
+    built = CliRunner().invoke(
+        app, ["dataset", "build", str(MOVIE), "--out", str(path), "--total_length", str(TOTAL)]
+    )
+    assert built.exit_code == 0, built.output
+    return path
+
+
 def run(*args):
     return CliRunner().invoke(app, ["evaluate", *map(str, args)])
 
@@ -54,9 +85,9 @@ def dbz_units(rate: np.ndarray) -> np.ndarray:
     return np.where(r > 0, x, 0.0)
 
 
-def test_evaluate_json_scores_model_and_persistence(checkpoint, tmp_path):
+def test_evaluate_clips_json_scores_model_and_persistence(checkpoint, clips, tmp_path):
     res = run(
-        "--checkpoint", checkpoint, "--data", MOVIE, "--split", "all", "--batch_size", 2,
+        "--checkpoint", checkpoint, "--data", clips, "--split", "all", "--batch_size", 2,
         "--json", "--out", tmp_path / "eval",
     )  # fmt: skip
 
@@ -86,10 +117,10 @@ def test_evaluate_json_scores_model_and_persistence(checkpoint, tmp_path):
         assert got == pytest.approx(expected, rel=1e-4)
 
 
-def test_evaluate_table_without_baseline(checkpoint):
+def test_evaluate_clips_table_without_baseline(checkpoint, clips):
     res = run(
-        "--checkpoint", checkpoint, "--data", MOVIE, "--split", "valid", "--valid_fraction", 0.5, "--batch_size", 2,
-        "--no-baseline",
+        "--checkpoint", checkpoint, "--data", clips, "--split", "valid", "--valid_fraction", 0.5, "--batch_size", 2,
+        "--no-baselines",
     )  # fmt: skip
 
     assert res.exit_code == 0, res.output
@@ -104,10 +135,11 @@ def test_evaluate_table_without_baseline(checkpoint):
         (["--visual", 1], "--out"),
         (["--valid_fraction", 1.5], "valid_fraction: expected a number in [0, 1), got 1.5"),
         (["--split", "valid", "--valid_fraction", 0.1], "valid split"),
+        (["--crop", "0,0,32,32"], "--crop applies to a radar movie or a scan directory only"),
     ],
 )
-def test_evaluate_bad_flags_exit_1_with_one_line(checkpoint, args, message):
-    res = run("--checkpoint", checkpoint, "--data", MOVIE, *args)
+def test_evaluate_bad_flags_exit_1_with_one_line(checkpoint, clips, args, message):
+    res = run("--checkpoint", checkpoint, "--data", clips, *args)
 
     assert res.exit_code == 1, res.output
     assert message in res.stderr
@@ -119,18 +151,99 @@ def test_evaluate_missing_checkpoint_exits_1(tmp_path):
     assert res.exit_code == 1 and "no nowcastd checkpoint" in res.stderr
 
 
-def test_evaluate_on_built_clips_matches_the_movie(checkpoint, tmp_path):
-    clips = tmp_path / "movie.npy"
-    built = CliRunner().invoke(
-        app, ["dataset", "build", str(MOVIE), "--out", str(clips), "--total_length", str(TOTAL)]
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--split", "all"], "--split applies to .npy clips"),
+        (["--crop", "0,0,32"], "--crop: expected a list of 4 integers"),
+        (["--crop", "0,0,30,32", "--block", "4"], "crop height: expected a multiple of block=4"),
+        (["--lead-frames", 10], "no 13 consecutive frames"),
+        (["--block", 0], "block: expected an integer >= 1, got 0"),
+    ],
+)
+def test_evaluate_movie_bad_flags_exit_1_with_one_line(checkpoint, args, message):
+    res = run("--checkpoint", checkpoint, "--data", MOVIE, *args)
+
+    assert res.exit_code == 1, res.output
+    assert message in res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_evaluate_movie_three_ways_writes_table_json_and_plot(checkpoint, tmp_path):
+    out_json, plot = tmp_path / "eval" / "scores.json", tmp_path / "eval" / "leads.png"
+    res = run(
+        "--checkpoint", checkpoint, "--data", MOVIE, "--lead-frames", 3, "--batch-size", 4,
+        "--out-json", out_json, "--plot", plot,
+    )  # fmt: skip
+
+    assert res.exit_code == 0, res.output
+    methods = ["model", "persistence", "pysteps_lk"] if has_pysteps() else ["model", "persistence"]
+    for line in ("+5 min", "+10 min", "+15 min", "persistence", "model"):
+        assert line in res.stdout
+    report = json.loads(out_json.read_text())
+    assert list(report["methods"]) == methods
+    assert report["n_starts"] == 12 - (INPUT + 3) + 1 and report["lead_minutes"] == [5, 10, 15]
+    for method in methods:
+        scores = report["methods"][method]
+        assert sorted(scores) == sorted(SCORES), method
+        for name in SCORES:
+            assert len(scores[name]) == 3, (method, name)
+        for name in ("mae_mm_h", "rmse_mm_h", "bias_mm_h", "csi_1_mm_h", "fss_1_mm_h_5px"):
+            assert all(v is not None and math.isfinite(v) for v in scores[name]), (method, name)
+    pixels = {m: report["methods"][m]["n_pixels"] for m in methods}
+    assert len({tuple(v) for v in pixels.values()}) == 1  # the same pixels for every method
+    assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    from PIL import Image
+
+    with Image.open(plot) as image:
+        image.verify()
+        assert image.size[0] > 400 and image.size[1] > 200
+
+
+def test_evaluate_movie_matches_the_clip_scores_of_its_clips(checkpoint, clips):
+    """The same starts and pixels (no NaN in the fixture): persistence's MAE and CSI in mm/h
+    agree between the three-way evaluation of the movie and the clip scores of its clips."""
+    common = ["--checkpoint", checkpoint, "--batch_size", 2, "--json"]
+    movie = json.loads(run(*common, "--data", MOVIE, "--no-baselines").stdout)
+    movie_p = json.loads(run(*common, "--data", MOVIE).stdout)["methods"]["persistence"]
+    clip = json.loads(run(*common, "--data", clips, "--split", "all").stdout)
+
+    assert movie["n_starts"] == clip["model"]["n_sequences"]
+    for name in ("mae_mm_h", "csi_1_mm_h", "csi_0.5_mm_h"):
+        assert movie_p[name] == pytest.approx(clip["persistence"]["per_lead"][name], rel=1e-4)
+        got = movie["methods"]["model"][name]
+        assert got == pytest.approx(clip["model"]["per_lead"][name], rel=1e-4, abs=1e-6)
+
+
+def test_evaluate_scan_directory_with_the_serve_domain(checkpoint, tmp_path):
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        "[serve]\nwatch_dir = 'in'\n[domain]\nnative_shape = [765, 700]\nrow0 = 126\n"
+        "col0 = 94\nheight = 256\nwidth = 256\nblock = 4\n"
     )
-    assert built.exit_code == 0, built.output
-    common = ["--checkpoint", checkpoint, "--split", "all", "--batch_size", 2, "--json"]
+    res = run(
+        "--checkpoint", checkpoint, "--data", FIXTURES / "knmi", "--config", config,
+        "--lead-frames", 1, "--json",
+    )  # fmt: skip
 
-    from_clips = json.loads(run(*common, "--data", clips).stdout)
-    from_movie = json.loads(run(*common, "--data", MOVIE).stdout)
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["grid"] == [64, 64] and report["domain"]["block"] == 4
+    assert report["n_starts"] == 1 and report["first_issue_time"] == "2010-08-26T00:10:00Z"
+    seq = open_sequence(FIXTURES / "knmi", config=config)
+    covered = int(np.isfinite(seq.precip).all(axis=0).sum())  # the 4 scans: 3 inputs + 1 lead
+    assert 0 < covered < 64 * 64
+    for scores in report["methods"].values():
+        assert scores["n_pixels"] == [covered]
 
-    for name in ("model", "persistence"):
-        assert from_clips[name]["per_lead"]["mse"] == pytest.approx(
-            from_movie[name]["per_lead"]["mse"], rel=1e-6
-        )
+
+def test_evaluate_without_pysteps_says_so_and_scores_the_rest(checkpoint, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pysteps", None)  # `import pysteps` raises ImportError
+    res = run("--checkpoint", checkpoint, "--data", MOVIE, "--batch-size", 8)
+
+    assert res.exit_code == 0, res.output
+    assert (
+        "pysteps LK not scored: pysteps is not installed (pip install 'nowcastd[baselines]')"
+        in res.stdout
+    )
+    assert "persistence" in res.stdout and "+10 min" in res.stdout

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from nowcastd.errors import ConfigError
-from nowcastd.serve.config import ReaderConfig, ServeConfig, load_serve_config
+from nowcastd.io.scan_settings import ReaderConfig
+from nowcastd.serve.config import ServeConfig, load_serve_config
 from tests.paths import REPO
 
 EXAMPLE = REPO / "deploy" / "config.example.toml"
@@ -67,7 +68,7 @@ def test_environment_values_are_parsed_to_their_types():
         ("poll = true\n", r"c.toml: poll: expected a key inside a table such as \[serve\]"),
         ("[serve]\nmetrics_port = 70000\n", "metrics_port: expected 0..65535, got 70000"),
         ("[serve\n", "not valid TOML"),
-        ("[reader]\nformat = 'gif'\n", "reader.format"),
+        ("[reader]\nformat = 'gif'\n", r"\[reader\] format"),
         (
             "[domain]\nnative_shape = [10, 10]\n",
             r"^missing settings: \[domain\] row0; \[domain\] col0; \[domain\] height; "

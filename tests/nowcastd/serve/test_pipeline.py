@@ -10,7 +10,8 @@ import pytest
 from model.rollout import rollout
 from nowcastd.errors import ConfigError
 from nowcastd.io.forecast_file import quantize, read_forecast
-from nowcastd.serve.config import ReaderConfig, ServeConfig
+from nowcastd.io.scan_settings import ReaderConfig
+from nowcastd.serve.config import ServeConfig
 from nowcastd.serve.pipeline import Pipeline, ScanRejected
 from tests.nowcastd.serve.tiny import DBZ, tiny_model
 

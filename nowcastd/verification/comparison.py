@@ -1,0 +1,213 @@
+"""The model against persistence and pysteps' extrapolation, on every start time of a sequence.
+
+For each start time with `input_length` frames of context and `lead_frames` observed frames
+after them (all one time step apart), every method forecasts from the same inputs:
+
+- ``model``: the checkpoint's rollout (inputs in model units, no data as 0; batches of one
+  compiled shape, the last batch padded), clipped to [0, 1] and turned into mm/h;
+- ``persistence``: the last input frame;
+- ``pysteps_lk``: pysteps' Lucas–Kanade + semi-Lagrangian extrapolation (`baselines`).
+
+A pixel counts at a lead only when the observation there and every input frame have data, for
+every method alike. Scores are pooled over all start times per lead (`RateScores`): MAE, RMSE,
+bias, CSI/POD/FAR at 0.5, 1 and 5 mm/h, and the FSS at 1 mm/h over 5 × 5-pixel windows (the
+window is in model-grid pixels, so its size in km follows the block factor).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from model.rollout import rollout_jit
+from nowcastd.errors import ConfigError, DataError
+from nowcastd.io.model_checkpoint import LoadedModel
+from nowcastd.verification.baselines import load_extrapolation, persistence
+from nowcastd.verification.scores import RateScores
+from nowcastd.verification.sequence import RadarSequence
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["METHODS", "compare", "finite_or_none", "format_comparison", "write_json"]
+
+METHODS = ("model", "persistence", "pysteps_lk")
+LABELS = {"model": "model", "persistence": "persistence", "pysteps_lk": "pysteps LK"}
+THRESHOLDS_MM_H = (0.5, 1.0, 5.0)
+FSS_THRESHOLD_MM_H = 1.0
+FSS_SCALE_PX = 5
+
+
+def check_grid(cfg: Any, grid: tuple[int, int]) -> None:
+    """ConfigError unless the model runs on `grid` (its own, or any patch multiple without LN)."""
+    if cfg.is_action or cfg.img_channel != 1:
+        raise ConfigError(
+            f"evaluate: expected a one-channel radar model without actions, got "
+            f"{cfg.model_name} with {cfg.img_channel} channel(s)"
+        )
+    own = (cfg.img_height, cfg.img_width)
+    if cfg.layer_norm and grid != own:
+        raise ConfigError(
+            f"evaluate: the model (layer norm on) runs on {own[0]}x{own[1]} only, the data "
+            f"give {grid[0]}x{grid[1]}; choose --crop/--block for that grid"
+        )
+    p = cfg.patch_size
+    if grid[0] % p or grid[1] % p:
+        raise ConfigError(
+            f"evaluate: expected a grid that is a multiple of the patch size {p}, got "
+            f"{grid[0]}x{grid[1]}; choose --crop/--block for such a grid"
+        )
+
+
+def compare(
+    loaded: LoadedModel,
+    seq: RadarSequence,
+    *,
+    lead_frames: int | None = None,
+    batch_size: int = 8,
+    baselines: bool = True,
+) -> dict[str, Any]:
+    """Score the methods on every start time of `seq`; a JSON-able report (module docstring)."""
+    cfg, transform = loaded.cfg, loaded.transform
+    if not transform.is_physical:
+        raise ConfigError(
+            f"evaluate: the checkpoint's data transform is {transform.kind!r}; scores in mm/h "
+            "need a physical one (dbz)"
+        )
+    check_grid(cfg, seq.grid)
+    n_in = cfg.input_length
+    leads = cfg.total_length - n_in if lead_frames is None else int(lead_frames)
+    if leads < 1 or batch_size < 1:
+        raise ConfigError(
+            f"evaluate: expected lead frames and batch size >= 1, got {leads}, {batch_size}"
+        )
+    starts = seq.starts(n_in + leads)
+    if starts.size == 0:
+        raise DataError(
+            f"{seq.source}: no {n_in + leads} consecutive frames {seq.timestep_seconds} s apart "
+            f"({n_in} inputs + {leads} leads) among {seq.precip.shape[0]}"
+        )
+    not_scored: dict[str, str] = {}
+    extrapolation = None
+    if baselines:
+        extrapolation, reason = load_extrapolation(n_in)
+        if extrapolation is None:
+            not_scored["pysteps_lk"] = reason
+    else:
+        not_scored = {"persistence": "--no-baselines", "pysteps_lk": "--no-baselines"}
+    methods = [m for m in METHODS if m not in not_scored]
+    scores = {
+        m: RateScores(
+            thresholds_mm_h=THRESHOLDS_MM_H,
+            fss_threshold_mm_h=FSS_THRESHOLD_MM_H,
+            fss_scale=FSS_SCALE_PX,
+        )
+        for m in methods
+    }
+    seconds = dict.fromkeys(methods, 0.0)
+    batch = min(batch_size, starts.size)
+    offsets = np.arange(n_in + leads)
+    for b0 in range(0, starts.size, batch):
+        idx = starts[b0 : b0 + batch]
+        windows = seq.precip[idx[:, None] + offsets]  # (n, I + K, H, W) mm/h
+        inputs, observed = windows[:, :n_in], windows[:, n_in:]
+        valid = np.isfinite(observed) & np.isfinite(inputs).all(axis=1, keepdims=True)
+        for method in methods:
+            t0 = time.perf_counter()
+            if method == "model":
+                forecast = _model_forecast(loaded, inputs, leads, batch)
+            elif method == "persistence":
+                forecast = persistence(inputs, leads)
+            else:
+                forecast = np.stack([extrapolation(x, leads) for x in inputs])
+            seconds[method] += time.perf_counter() - t0
+            scores[method].update(forecast, observed, valid)
+        logger.debug("scored starts %d..%d of %d", b0, b0 + idx.size - 1, starts.size)
+    minutes = [(k + 1) * seq.timestep_seconds / 60 for k in range(leads)]
+    return {
+        "checkpoint": str(loaded.path),
+        "digest": loaded.digest,
+        "model_name": cfg.model_name,
+        "data": seq.source,
+        "domain": dataclasses.asdict(seq.domain),
+        "grid": list(seq.grid),
+        "timestep_seconds": seq.timestep_seconds,
+        "input_length": n_in,
+        "lead_frames": leads,
+        "lead_minutes": minutes,
+        "n_starts": int(starts.size),
+        "first_issue_time": seq.iso_time(int(starts[0]) + n_in - 1),
+        "last_issue_time": seq.iso_time(int(starts[-1]) + n_in - 1),
+        "thresholds_mm_h": list(THRESHOLDS_MM_H),
+        "fss": {"threshold_mm_h": FSS_THRESHOLD_MM_H, "window_px": FSS_SCALE_PX},
+        "pixel_rule": "a pixel counts where the observation and every input frame have data",
+        "methods": {m: scores[m].result() for m in methods},
+        "seconds": seconds,
+        "not_scored": not_scored,
+    }
+
+
+def _model_forecast(loaded: LoadedModel, inputs: np.ndarray, leads: int, batch: int) -> np.ndarray:
+    """(n, I, H, W) mm/h -> (n, leads, H, W) mm/h; n <= batch, padded so one shape compiles."""
+    transform = loaded.transform
+    x = np.nan_to_num(transform.to_model(inputs), nan=0.0).astype(np.float32)[..., None]
+    n = x.shape[0]
+    if n < batch:
+        x = np.concatenate([x, np.repeat(x[-1:], batch - n, axis=0)])
+    pred = np.asarray(rollout_jit(loaded.network, jnp.asarray(x), leads))[:n, ..., 0]
+    return transform.to_physical(np.clip(pred, 0.0, 1.0))
+
+
+def finite_or_none(obj: Any) -> Any:
+    """NaN and ±inf -> None, so that the JSON is strict (jq, browsers)."""
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_or_none(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | Path, report: dict[str, Any]) -> Path:
+    """The report as strict JSON, written atomically."""
+    from nowcastd.io.atomic import atomic_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as f:
+        f.write(json.dumps(finite_or_none(report), indent=1).encode())
+    return path
+
+
+def format_comparison(report: dict[str, Any]) -> str:
+    """Per lead: minutes, then MAE (mm/h) and CSI at 1 mm/h for each method."""
+    methods = list(report["methods"])
+    cell = 22
+
+    def pair(method: str, k: int) -> str:
+        s = report["methods"][method]
+        mae, csi = s["mae_mm_h"][k], s["csi_1_mm_h"][k]
+        text = f"{mae:.3f} / {csi:.2f}" if math.isfinite(csi) else f"{mae:.3f} / nan"
+        return text.rjust(cell)
+
+    grid = report["grid"]
+    lines = [
+        f"{report['n_starts']} forecasts ({report['first_issue_time']} .. "
+        f"{report['last_issue_time']}), "
+        f"{report['input_length']} inputs, grid {grid[0]}x{grid[1]} (block "
+        f"{report['domain']['block']}); MAE in mm/h / CSI at 1 mm/h",
+        "lead".ljust(9) + "".join(LABELS[m].rjust(cell) for m in methods),
+    ]
+    for k, minutes in enumerate(report["lead_minutes"]):
+        lines.append(f"+{minutes:g} min".ljust(9) + "".join(pair(m, k) for m in methods))
+    for method, reason in report["not_scored"].items():
+        lines.append(f"{LABELS[method]} not scored: {reason}")
+    return "\n".join(lines)

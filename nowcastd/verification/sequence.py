@@ -1,0 +1,225 @@
+"""Radar sequences to evaluate on: an HDF5 movie or a directory of scans, on the model grid.
+
+A `RadarSequence` holds T frames of rain rate in mm/h (NaN = no data) on the model grid, with
+their valid times and the time step. Both sources are cropped and block-averaged by a `Domain`
+(`Domain.apply`: a block is the mean of its valid pixels, NaN only when all of them are NaN).
+
+- `read_movie_sequence`: the layout of the development movie (`precip` (T, H, W) mm/h, `time`
+  or `time_unix`, root attribute `timestep_seconds`), with an optional crop and block factor.
+- `read_scan_sequence`: every radar file in a directory, read by the serve readers (format
+  detected from content unless the `[reader]` table says otherwise), on serve's `[domain]`.
+  Files that are no radar scan, or damaged, are skipped with a warning; a scan on another grid
+  than the domain's is an error. The time step is the most common step between valid times.
+
+`RadarSequence.starts(length)` gives every start of `length` consecutive frames that spans no
+time gap.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from nowcastd.data.movie import RATE_UNITS, check_geometry, read_times, window_starts
+from nowcastd.errors import ConfigError, DataError, ScanError
+from nowcastd.io.domain import Domain
+from nowcastd.io.readers import read_scan
+from nowcastd.io.scan_settings import ReaderConfig, scan_settings
+from nowcastd.settings import read_config
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RadarSequence",
+    "open_sequence",
+    "read_movie_sequence",
+    "read_scan_sequence",
+    "read_scan_settings",
+]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class RadarSequence:
+    """T frames of rain rate (mm/h, NaN = no data) on the model grid, oldest first."""
+
+    precip: np.ndarray  # (T, H, W) float32
+    time_unix: np.ndarray  # (T,) int64 seconds, increasing
+    timestep_seconds: int
+    source: str
+    domain: Domain
+
+    def __post_init__(self) -> None:
+        precip = np.asarray(self.precip, dtype=np.float32)
+        times = np.asarray(self.time_unix, dtype=np.int64)
+        if precip.ndim != 3 or times.shape != precip.shape[:1]:
+            raise ValueError(
+                f"RadarSequence: expected precip (T, H, W) and time_unix (T,), got "
+                f"{precip.shape} and {times.shape}"
+            )
+        if precip.shape[1:] != self.domain.model_shape:
+            raise ValueError(
+                f"RadarSequence: frames {precip.shape[1:]} differ from the domain's model grid "
+                f"{self.domain.model_shape}"
+            )
+        if self.timestep_seconds < 1:
+            raise ValueError(
+                f"RadarSequence.timestep_seconds: expected >= 1, got {self.timestep_seconds}"
+            )
+        object.__setattr__(self, "precip", precip)
+        object.__setattr__(self, "time_unix", times)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.domain.model_shape
+
+    def starts(self, length: int) -> np.ndarray:
+        """Indices of every window of `length` frames one time step apart."""
+        return window_starts(self.precip.shape[0], length, 1, self.time_unix, self.timestep_seconds)
+
+    def iso_time(self, index: int) -> str:
+        t = datetime.fromtimestamp(int(self.time_unix[index]), UTC)
+        return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _unix_from_iso(iso: tuple[str, ...], where: str) -> np.ndarray:
+    try:
+        stamps = [datetime.fromisoformat(s.replace("Z", "+00:00")) for s in iso]
+    except ValueError as e:
+        raise DataError(f"{where}: 'time' is not ISO-8601: {e}") from e
+    return np.array(
+        [int((s if s.tzinfo else s.replace(tzinfo=UTC)).timestamp()) for s in stamps], np.int64
+    )
+
+
+def read_movie_sequence(
+    path: str | Path, *, crop: tuple[int, int, int, int] | None = None, block: int = 1
+) -> RadarSequence:
+    """An HDF5 radar movie in mm/h (see the module docstring) on the cropped, averaged grid."""
+    path = Path(path)
+    where = f"movie {path.name}"
+    try:
+        with h5py.File(path, "r") as h:
+            if not isinstance(h.get("precip"), h5py.Dataset) or h["precip"].ndim != 3:
+                raise DataError(f"{where}: expected a dataset 'precip' (T, H, W)")
+            ds = h["precip"]
+            units = _text(ds.attrs.get("units", h.attrs.get("units", "")))
+            if units not in RATE_UNITS:
+                raise DataError(
+                    f"{where}: expected precip units a rain rate {RATE_UNITS}, got {units!r}"
+                )
+            unix, iso = read_times(h)
+            step = h.attrs.get("timestep_seconds")
+            if ds.shape[0] == 0:
+                raise DataError(f"{where}: 'precip' holds no frames")
+            domain = check_geometry(tuple(ds.shape[1:]), crop, block, where)
+            frames = np.stack(
+                [domain.apply(ds[t], name=f"{where} frame {t}") for t in range(len(ds))]
+            )
+    except OSError as e:
+        raise DataError(f"{where}: cannot read as HDF5: {e}") from e
+    if unix is None and iso is not None:
+        unix = _unix_from_iso(iso, where)
+    if step is None and unix is not None and len(unix) > 1:
+        step = int(np.median(np.diff(unix)))
+    if step is None:
+        raise DataError(f"{where}: expected a root attribute 'timestep_seconds' or frame times")
+    step = int(step)
+    if unix is None:
+        unix = np.arange(frames.shape[0], dtype=np.int64) * step
+    return RadarSequence(
+        precip=frames, time_unix=unix, timestep_seconds=step, source=str(path), domain=domain
+    )
+
+
+def read_scan_settings(path: Path | None) -> tuple[Any, Domain | None]:
+    """The `[reader]` (a ReaderConfig) and `[domain]` (a Domain or None) of a config file."""
+    return scan_settings(read_config(path, "evaluate"))
+
+
+def read_scan_sequence(
+    directory: str | Path,
+    *,
+    reader: Any = None,
+    domain: Domain | None = None,
+    crop: tuple[int, int, int, int] | None = None,
+    block: int = 1,
+) -> RadarSequence:
+    """Every radar scan in `directory`, sorted by valid time, on `domain` (or crop and block).
+
+    `reader` is serve's ReaderConfig (default: detect the format). Give either `domain` or
+    `crop`/`block`, not both.
+    """
+    directory = Path(directory)
+    reader = reader or ReaderConfig()
+    if domain is not None and (crop is not None or block != 1):
+        raise ConfigError("give --crop/--block or a [domain] table, not both")
+    fields: dict[int, np.ndarray] = {}
+    skipped = 0
+    for path in sorted(
+        p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")
+    ):
+        try:
+            scan = read_scan(
+                path,
+                fmt=reader.format,
+                zr_a=reader.zr_a,
+                zr_b=reader.zr_b,
+                npy_time_pattern=reader.npy_time_pattern,
+                npy_time_format=reader.npy_time_format,
+            )
+        except ScanError as e:
+            logger.warning("skipping %s: %s", path.name, e)
+            skipped += 1
+            continue
+        if domain is None:
+            domain = check_geometry(scan.field.shape, crop, block, f"scan {path.name}")
+        stamp = int(scan.valid_time.timestamp())
+        if stamp in fields:
+            logger.warning(
+                "skipping %s: a scan valid at %s was read already", path.name, scan.valid_time
+            )
+            continue
+        fields[stamp] = domain.apply(scan)
+    if len(fields) < 2 or domain is None:
+        raise DataError(
+            f"{directory}: expected at least 2 radar scans, got {len(fields)} "
+            f"({skipped} files skipped)"
+        )
+    times = np.array(sorted(fields), dtype=np.int64)
+    step = Counter(np.diff(times).tolist()).most_common(1)[0][0]
+    logger.info("%s: %d scans, step %d s, %d files skipped", directory, len(times), step, skipped)
+    return RadarSequence(
+        precip=np.stack([fields[int(t)] for t in times]),
+        time_unix=times,
+        timestep_seconds=int(step),
+        source=str(directory),
+        domain=domain,
+    )
+
+
+def open_sequence(
+    path: str | Path,
+    *,
+    crop: tuple[int, int, int, int] | None = None,
+    block: int = 1,
+    config: Path | None = None,
+) -> RadarSequence:
+    """A directory of scans (with the config's [reader] and [domain]) or an HDF5 movie."""
+    path = Path(path)
+    if path.is_dir():
+        reader, domain = read_scan_settings(config)
+        return read_scan_sequence(path, reader=reader, domain=domain, crop=crop, block=block)
+    if not path.is_file():
+        raise DataError(f"{path}: expected an HDF5 movie or a directory of scans, found neither")
+    return read_movie_sequence(path, crop=crop, block=block)
