@@ -23,7 +23,7 @@ SEQUENCE_ONLY = ("crop", "block", "lead_frames", "out_json", "plot")
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EvaluateSettings:
     checkpoint: Path | None = setting(
-        None, "checkpoint directory, or a run's save_dir (its newest)"
+        None, "checkpoint directory, or a run's save_dir (its newest); default: the bundled model"
     )
     data: Path | None = setting(
         None,
@@ -219,7 +219,7 @@ def register(app: typer.Typer) -> None:
         evaluate,
         specs(EvaluateSettings),
         table="evaluate",
-        required=("checkpoint", "data"),
+        required=("data",),
         build=lambda v: EvaluateSettings(**v),
     )
     app.command("evaluate")(command)

@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         predict,
         serve_options(PREDICT_OPTIONS),
         table="serve",
-        required=("checkpoint",),
+        required=(),
         load=lambda config, flags, required: Source(config=config, flags=flags),
     )
     app.command("predict")(command)
@@ -40,7 +40,10 @@ def run_predict(scans: list[Path], *, config: Path | None, flags: dict) -> Path:
     from nowcastd.serve.config import load_serve_config
     from nowcastd.serve.pipeline import Pipeline
 
-    cfg = load_serve_config(config, flags=flags, required=("checkpoint",))
+    cfg = load_serve_config(
+        config,
+        flags=flags,
+    )
     if not verbose_enabled():
         logging.getLogger().setLevel(cfg.log_level)
     pipe = Pipeline(cfg, load_model(cfg.checkpoint))

@@ -14,7 +14,7 @@ from nowcastd.settings import Spec
 HELP = {
     "watch_dir": "directory where scans appear",
     "output_dir": "directory for forecast files",
-    "checkpoint": "checkpoint directory, or a run's save_dir (its newest)",
+    "checkpoint": "checkpoint directory, or a run's save_dir (its newest); default: the bundled model",
     "metrics_addr": "address of the Prometheus endpoint",
     "metrics_port": "port of the Prometheus endpoint (0: any free)",
     "lead_frames": "frames forecast per scan; unset: the model's total_length - input_length",
@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         serve,
         serve_options(),
         table="serve",
-        required=("watch_dir", "output_dir", "checkpoint"),
+        required=("watch_dir", "output_dir"),
         load=load,
     )
     app.command("serve")(command)

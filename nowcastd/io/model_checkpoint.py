@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from model.checkpoint import (
     write_checkpoint,
 )
 from model.network import PredRNN
-from nowcastd.errors import CheckpointError
+from nowcastd.errors import CheckpointError, ConfigError
 from nowcastd.io.atomic import atomic_directory
 from nowcastd.io.transform import DataTransform
 
@@ -67,9 +68,46 @@ class LoadedModel:
     def cfg(self):
         return self.network.cfg
 
+    def check_grid(self, grid: tuple[int, int], where: str) -> None:
+        """ConfigError unless the network runs on `grid`: a one-channel radar model without
+        actions, on its own grid or, when fully convolutional (no layer norm), on any grid
+        that is a multiple of its patch size."""
+        cfg = self.cfg
+        if cfg.is_action or cfg.img_channel != 1:
+            raise ConfigError(
+                f"{where}: expected a one-channel radar model without actions, got "
+                f"{cfg.model_name} with {cfg.img_channel} channel(s)"
+            )
+        own = (cfg.img_height, cfg.img_width)
+        if cfg.layer_norm and tuple(grid) != own:
+            raise ConfigError(
+                f"{where}: expected the model grid {own[0]}x{own[1]} of {self.path.name} "
+                f"(layer norm ties it to one grid), got {grid[0]}x{grid[1]}"
+            )
+        p = cfg.patch_size
+        if grid[0] % p or grid[1] % p:
+            raise ConfigError(
+                f"{where}: expected a grid that is a multiple of the patch size {p}, got "
+                f"{grid[0]}x{grid[1]}"
+            )
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint directory, or the newest `ckpt-NNNNNNNN` inside a run's save_dir."""
+
+def bundled_checkpoint() -> Path:
+    """The model that ships inside the package (see its MODEL_CARD.md)."""
+    return Path(str(resources.files("nowcastd") / "bundled" / "model"))
+
+
+def resolve_checkpoint(path: Path | None) -> Path:
+    """A checkpoint directory, the newest `ckpt-NNNNNNNN` inside a run's save_dir, or (None)
+    the bundled model."""
+    if path is None:
+        path = bundled_checkpoint()
+        if not (path / META).exists():
+            raise CheckpointError(
+                "no checkpoint given and this installation has no bundled model: "
+                "give --checkpoint DIR"
+            )
+        return path
     path = Path(path)
     if (path / META).exists():
         return path
@@ -81,8 +119,8 @@ def resolve_checkpoint(path: Path) -> Path:
     return candidates[-1]
 
 
-def load_model(path: Path) -> LoadedModel:
-    """Load a checkpoint's network and data transform for inference."""
+def load_model(path: Path | None) -> LoadedModel:
+    """Load a checkpoint's network and data transform for inference (None: the bundled one)."""
     path = resolve_checkpoint(path)
     try:
         meta = load_metadata(path)

@@ -69,6 +69,7 @@ class Forecaster:
         transform: DataTransform,
         *,
         num_leads: int,
+        grid: tuple[int, int] | None = None,
         time_encode: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
     ) -> None:
         cfg = network.cfg
@@ -78,7 +79,8 @@ class Forecaster:
         self.transform = transform
         self.num_leads = num_leads
         self.input_length = cfg.input_length
-        self.frame_shape = (cfg.img_height, cfg.img_width, cfg.img_channel)
+        h, w = grid or (cfg.img_height, cfg.img_width)
+        self.frame_shape = (h, w, cfg.img_channel)
         self._params, self._static = eqx.partition(network, eqx.is_array)
         self._time_encode = time_encode or contextlib.nullcontext
         self._full = None

@@ -162,25 +162,20 @@ class Pipeline:
         self, cfg: ServeConfig, model: LoadedModel, *, metrics: ServiceMetrics | None = None
     ) -> None:
         mcfg = model.cfg
-        if mcfg.is_action or mcfg.img_channel != 1:
-            raise ConfigError(
-                f"{model.path}: expected a one-channel, non-action model for radar scans, got "
-                f"{mcfg.model_name} with img_channel={mcfg.img_channel}"
-            )
-        shape = (mcfg.img_height, mcfg.img_width)
-        self.domain = cfg.domain or Domain.full(shape)
-        if self.domain.model_shape != shape:
-            raise ConfigError(
-                f"[domain]: expected the model grid {shape} of {model.path.name}, "
-                f"got {self.domain.model_shape}"
-            )
+        self.domain = cfg.domain or Domain.full((mcfg.img_height, mcfg.img_width))
+        shape = self.domain.model_shape
+        model.check_grid(shape, "[domain]")
         self._cfg = cfg
         self.model = model
         self.metrics = metrics
         self.num_leads = cfg.lead_frames or (mcfg.total_length - mcfg.input_length)
         time_encode = None if metrics is None else (lambda: metrics.time_stage("encode"))
         self._forecaster = Forecaster(
-            model.network, model.transform, num_leads=self.num_leads, time_encode=time_encode
+            model.network,
+            model.transform,
+            num_leads=self.num_leads,
+            grid=shape,
+            time_encode=time_encode,
         )
         self._buffer = FrameBuffer(
             input_length=mcfg.input_length,

@@ -45,27 +45,6 @@ FSS_THRESHOLD_MM_H = 1.0
 FSS_SCALE_PX = 5
 
 
-def check_grid(cfg: Any, grid: tuple[int, int]) -> None:
-    """ConfigError unless the model runs on `grid` (its own, or any patch multiple without LN)."""
-    if cfg.is_action or cfg.img_channel != 1:
-        raise ConfigError(
-            f"evaluate: expected a one-channel radar model without actions, got "
-            f"{cfg.model_name} with {cfg.img_channel} channel(s)"
-        )
-    own = (cfg.img_height, cfg.img_width)
-    if cfg.layer_norm and grid != own:
-        raise ConfigError(
-            f"evaluate: the model (layer norm on) runs on {own[0]}x{own[1]} only, the data "
-            f"give {grid[0]}x{grid[1]}; choose --crop/--block for that grid"
-        )
-    p = cfg.patch_size
-    if grid[0] % p or grid[1] % p:
-        raise ConfigError(
-            f"evaluate: expected a grid that is a multiple of the patch size {p}, got "
-            f"{grid[0]}x{grid[1]}; choose --crop/--block for such a grid"
-        )
-
-
 def compare(
     loaded: LoadedModel,
     seq: RadarSequence,
@@ -81,7 +60,7 @@ def compare(
             f"evaluate: the checkpoint's data transform is {transform.kind!r}; scores in mm/h "
             "need a physical one (dbz)"
         )
-    check_grid(cfg, seq.grid)
+    loaded.check_grid(seq.grid, "evaluate")
     n_in = cfg.input_length
     leads = cfg.total_length - n_in if lead_frames is None else int(lead_frames)
     if leads < 1 or batch_size < 1:

@@ -145,14 +145,16 @@ def test_validation_errors_name_the_setting_not_a_class(args, message):
 
 
 def test_missing_settings_are_listed_together():
-    assert one_error(["evaluate"]) == (
-        "error: missing settings: --checkpoint or [evaluate] checkpoint or "
-        "NOWCASTD_EVALUATE_CHECKPOINT; --data or [evaluate] data or NOWCASTD_EVALUATE_DATA"
+    assert one_error(["serve"]) == (
+        "error: missing settings: --watch_dir or [serve] watch_dir or NOWCASTD_SERVE_WATCH_DIR; "
+        "--output_dir or [serve] output_dir or NOWCASTD_SERVE_OUTPUT_DIR"
     )
-    # --watch-dir (kebab-case) is accepted and counts; the other two are missing
+    # --watch-dir (kebab-case) is accepted and counts; the checkpoint defaults to the bundled one
     assert one_error(["serve", "--watch-dir", "w"]) == (
-        "error: missing settings: --output_dir or [serve] output_dir or "
-        "NOWCASTD_SERVE_OUTPUT_DIR; --checkpoint or [serve] checkpoint or NOWCASTD_SERVE_CHECKPOINT"
+        "error: missing settings: --output_dir or [serve] output_dir or NOWCASTD_SERVE_OUTPUT_DIR"
+    )
+    assert one_error(["evaluate"]) == (
+        "error: missing settings: --data or [evaluate] data or NOWCASTD_EVALUATE_DATA"
     )
     assert one_error(["train"]) == (
         "error: missing settings: --train_data_paths or [train] train_data_paths or "

@@ -142,7 +142,7 @@ def test_too_short_a_sequence_and_a_wrong_grid_are_refused(tiny_model, tmp_path)
         digest="0" * 64,
         path=tmp_path,
     )
-    with pytest.raises(ConfigError, match="runs on 32x32 only"):
+    with pytest.raises(ConfigError, match="layer norm ties it to one grid"):
         compare(with_norm, seq)
     odd = read_movie_sequence(tmp_path / "m.h5", crop=(0, 0, 62, 64))
     with pytest.raises(ConfigError, match="multiple of the patch size 4, got 62x64"):
