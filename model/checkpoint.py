@@ -5,8 +5,6 @@ Each checkpoint is written into a temporary sibling directory, fsynced, and
 renamed into place, so a reader never sees half of one.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import hashlib
 import json

@@ -1,7 +1,5 @@
 """`ModelConfig`: the frozen, hashable description of one PredRNN network."""
 
-from __future__ import annotations
-
 import dataclasses
 
 MODEL_NAMES = ("predrnn", "predrnn_v2", "action_cond_predrnn", "action_cond_predrnn_v2")

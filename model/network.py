@@ -1,7 +1,5 @@
 """The stacked PredRNN network: cells, zigzag memory, frame decoder, action coder."""
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 import equinox as eqx
@@ -18,7 +16,7 @@ class Carry(NamedTuple):
     """The recurrent state between time steps: per-layer (h, c) and the zigzag memory."""
 
     cells: tuple[CellState, ...]
-    memory: Float[Array, "batch h w n"]
+    memory: Float[Array, "batch hr wr hidden"]
 
 
 class ActionCoder(eqx.Module):
@@ -95,8 +93,10 @@ class PredRNN(eqx.Module):
         return tuple(cell.fused() if cell.fusable else None for cell in self.cells)
 
     def decouple_cosines(
-        self, delta_c: Float[Array, "batch h w n"], delta_m: Float[Array, "batch h w n"]
-    ) -> Float[Array, "batch n"]:
+        self,
+        delta_c: Float[Array, "batch hr wr hidden"],
+        delta_m: Float[Array, "batch hr wr hidden"],
+    ) -> Float[Array, "batch hidden"]:
         """cos between adapter(delta_c) and adapter(delta_m) over space, per sample and channel,
         with the official double normalisation (normalize, then cosine_similarity)."""
 
@@ -110,7 +110,11 @@ class PredRNN(eqx.Module):
         nm = jnp.maximum(jnp.linalg.norm(um, axis=1), 1e-8)
         return jnp.sum(uc * um, axis=1) / (nc * nm)
 
-    def _decouple_term(self, delta_c: Array, delta_m: Array) -> Array:
+    def _decouple_term(
+        self,
+        delta_c: Float[Array, "batch hr wr hidden"],
+        delta_m: Float[Array, "batch hr wr hidden"],
+    ) -> Float[Array, ""]:
         """One (step, layer) term of the decoupling loss: mean |cos| over (batch, channel)."""
         return jnp.mean(jnp.abs(self.decouple_cosines(delta_c, delta_m)))
 
@@ -118,7 +122,7 @@ class PredRNN(eqx.Module):
         self,
         carry: Carry,
         frame: Float[Array, "batch hp wp cp"],
-        action: Float[Array, "batch hp wp a"] | None = None,
+        action: Float[Array, "batch hp wp ap"] | None = None,
         *,
         fused: tuple[FusedWeights | None, ...],
         with_decouple: bool,
@@ -158,11 +162,11 @@ class PredRNN(eqx.Module):
 
     def __call__(
         self,
-        frames: Float[Array, "batch time hp wp channels"],
-        mask: Float[Array, "batch steps hp wp cp"],
+        frames: Float[Array, "batch time hp wp cpin"],
+        mask: Float[Array, "batch steps #hp #wp #cp"],
         *,
         with_decouple: bool = True,
-    ) -> tuple[Float[Array, "batch tm1 hp wp cp"], Float[Array, ""]]:
+    ) -> tuple[Float[Array, "batch time-1 hp wp cp"], Float[Array, ""]]:
         """The official forward: T-1 steps with sampling-mask input mixing.
 
         `frames` are patched (action maps appended after the image channels for
@@ -197,7 +201,9 @@ class PredRNN(eqx.Module):
         return next_frames, decouple
 
 
-def _full_mask(mask: Array, cfg: ModelConfig) -> Array:
+def _full_mask(
+    mask: Float[Array, "batch steps #hp #wp #cp"], cfg: ModelConfig
+) -> Float[Array, "batch fed #hp #wp #cp"]:
     """Extend a sampling mask to one weight per step t = 0..T-2 (1 = ground truth)."""
     ones_len = 1 if cfg.uses_rss_mask else cfg.input_length
     ones = jnp.ones((mask.shape[0], ones_len, *mask.shape[2:]), mask.dtype)

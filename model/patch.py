@@ -1,14 +1,12 @@
 """Space-to-depth patching with the official channel order `(dy * p + dx) * C + c`."""
 
-from __future__ import annotations
-
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 
 def reshape_patch(
     frames: Float[Array, "*lead height width channels"], patch_size: int
-) -> Float[Array, "*lead hp wp pc"]:
+) -> Float[Array, "*lead hp wp cp"]:
     """(..., H, W, C) -> (..., H/p, W/p, p*p*C)."""
     if patch_size == 1:
         return frames
@@ -21,7 +19,7 @@ def reshape_patch(
 
 
 def reshape_patch_back(
-    patches: Float[Array, "*lead hp wp pc"], patch_size: int
+    patches: Float[Array, "*lead hp wp cp"], patch_size: int
 ) -> Float[Array, "*lead height width channels"]:
     """The exact inverse of `reshape_patch`."""
     if patch_size == 1:

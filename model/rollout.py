@@ -6,8 +6,6 @@ the step consuming the new frame and the K-1 feedback steps remain on the
 critical path (`forecast_from`). `rollout` is the whole thing in one call.
 """
 
-from __future__ import annotations
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -17,7 +15,9 @@ from model.network import Carry, PredRNN
 from model.patch import reshape_patch, reshape_patch_back
 
 
-def _split_actions(network: PredRNN, frames: Array) -> tuple[Array, Array | None]:
+def _split_actions(
+    network: PredRNN, frames: Float[Array, "*lead hp wp cpin"]
+) -> tuple[Float[Array, "*lead hp wp cp"], Float[Array, "*lead hp wp ap"] | None]:
     cp = network.cfg.patch_channels
     if network.cfg.is_action:
         return frames[..., :cp], frames[..., cp:]
@@ -25,9 +25,9 @@ def _split_actions(network: PredRNN, frames: Array) -> tuple[Array, Array | None
 
 
 def encode(
-    network: PredRNN, frames: Float[Array, "batch n height width channels"]
+    network: PredRNN, frames: Float[Array, "batch time height width cin"]
 ) -> tuple[Carry, Float[Array, "batch hp wp cp"]]:
-    """Run the network over `n` observed frames from zero state (teacher forced).
+    """Run the network over `time` observed frames from zero state (teacher forced).
 
     Returns the carry after the last frame and the prediction of the frame after it.
     Image-space frames in (action maps appended after the image channels).
@@ -49,10 +49,10 @@ def encode(
 def forecast_from(
     network: PredRNN,
     carry: Carry,
-    frame: Float[Array, "batch height width channels"],
+    frame: Float[Array, "batch height width cin"],
     num_leads: int,
-    future_actions: Float[Array, "batch km1 height width a"] | None = None,
-) -> Float[Array, "batch leads height width cimg"]:
+    future_actions: Float[Array, "batch feedback height width actions"] | None = None,
+) -> Float[Array, "batch leads height width channels"]:
     """Consume one new frame, then feed predictions back: `num_leads` future frames."""
     cfg = network.cfg
     p = cfg.patch_size
@@ -80,10 +80,10 @@ def forecast_from(
 
 def rollout(
     network: PredRNN,
-    context: Float[Array, "batch inputs height width channels"],
+    context: Float[Array, "batch time height width cin"],
     num_leads: int,
-    future_actions: Float[Array, "batch km1 height width a"] | None = None,
-) -> Float[Array, "batch leads height width cimg"]:
+    future_actions: Float[Array, "batch feedback height width actions"] | None = None,
+) -> Float[Array, "batch leads height width channels"]:
     """Forecast `num_leads` frames from the I most recent frames (any K >= 1)."""
     if context.shape[1] > 1:
         carry, _ = encode(network, context[:, :-1])

@@ -1,7 +1,5 @@
 """Scheduled and reverse scheduled sampling: the official schedules, drawn with JAX keys."""
 
-from __future__ import annotations
-
 import dataclasses
 
 import jax

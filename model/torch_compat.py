@@ -1,7 +1,5 @@
 """Migration path from predrnn-pytorch: run.py flags, state_dict layouts, official steps."""
 
-from __future__ import annotations
-
 from collections.abc import Callable, Mapping
 from typing import Any
 

@@ -1,7 +1,5 @@
 """One jitted training step: masks, loss, gradients, Adam, apply — as one XLA program."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -71,7 +69,7 @@ def make_train_step(
     @eqx.filter_jit(donate="all")
     def step(
         state: TrainState,
-        clips: Float[Array, "batch time height width channels"],
+        clips: Float[Array, "batch time height width cin"],
         valid: Float[Array, "batch time height width 1"] | None = None,
     ) -> tuple[TrainState, StepMetrics]:
         network = state.network
