@@ -132,6 +132,8 @@ class STLSTMCell(eqx.Module):
             xc = self._conv("x", x, self.w_x)
             hc = self._conv("h", state.h, self.w_h)
             if self.w_a is not None:
+                if action is None:
+                    raise ValueError("an action-conditioned cell needs the encoded action")
                 hc = hc * self._conv("a", action, self.w_a)
             mc = self._conv("m", m, self.w_m)
             xs = [xc[..., j * n : (j + 1) * n] for j in range(7)]

@@ -19,6 +19,13 @@ class Carry(NamedTuple):
     memory: Float[Array, "batch hr wr hidden"]
 
 
+class Skips(NamedTuple):
+    """The action coder's encoder outputs at 1/2 and 1/4 of the patched grid."""
+
+    e1: Float[Array, "batch h2 w2 half"]
+    e2: Float[Array, "batch hr wr hidden"]
+
+
 class ActionCoder(eqx.Module):
     """The stride-2 encoders and transposed-conv decoder of the action-conditioned models."""
 
@@ -39,6 +46,31 @@ class ActionCoder(eqx.Module):
         # torch takes a ConvTranspose2d's fan_in from weight dim 1 (its out channels).
         self.w_out1 = torch_uniform(keys[4], (k, k, n, n // 2), n // 2 * k * k)
         self.w_out2 = torch_uniform(keys[5], (k, k, n // 2, cp), cp * k * k)
+
+    def encode(
+        self, frame: Float[Array, "batch hp wp cp"], action: Float[Array, "batch hp wp ap"]
+    ) -> tuple[Skips, Float[Array, "batch hr wr hidden"]]:
+        """The frame at 1/2 and 1/4 size (the cells run on the latter) and the encoded action."""
+        e1 = conv2d(frame, self.w_in1, stride=2)
+        e2 = conv2d(e1, self.w_in2, stride=2)
+        return Skips(e1, e2), conv2d(conv2d(action, self.w_act1, stride=2), self.w_act2, stride=2)
+
+    def decode(
+        self,
+        h: Float[Array, "batch hr wr hidden"],
+        skips: Skips,
+        output_size: tuple[int, int],
+        *,
+        residual: bool,
+    ) -> Float[Array, "batch hp wp cp"]:
+        """The predicted frame from the top cell's output; `residual` adds the encoder skips."""
+        if residual:
+            h = h + skips.e2
+        half = (skips.e1.shape[1], skips.e1.shape[2])
+        x = conv_transpose2d(h, self.w_out1, stride=2, output_size=half)
+        if residual:
+            x = x + skips.e1
+        return conv_transpose2d(x, self.w_out2, stride=2, output_size=output_size)
 
 
 class StepOut(NamedTuple):
@@ -99,9 +131,12 @@ class PredRNN(eqx.Module):
     ) -> Float[Array, "batch hidden"]:
         """cos between adapter(delta_c) and adapter(delta_m) over space, per sample and channel,
         with the official double normalisation (normalize, then cosine_similarity)."""
+        adapter = self.adapter
+        if adapter is None:
+            raise ValueError(f"{self.cfg.model_name} has no decoupling adapter (v2 models only)")
 
-        def unit(d: Array) -> Array:
-            d = conv2d(d, self.adapter)
+        def unit(d: Float[Array, "batch hr wr hidden"]) -> Float[Array, "batch space hidden"]:
+            d = conv2d(d, adapter)
             d = d.reshape(d.shape[0], -1, d.shape[-1])  # (B, S, N)
             return d / jnp.maximum(jnp.linalg.norm(d, axis=1, keepdims=True), 1e-12)
 
@@ -128,15 +163,14 @@ class PredRNN(eqx.Module):
         with_decouple: bool,
     ) -> tuple[Carry, StepOut]:
         """One time step through every layer: consume a frame, predict the next one."""
+        coder = self.coder
         net = frame
         skips = None
-        if self.coder is not None:
-            e1 = conv2d(net, self.coder.w_in1, stride=2)
-            e2 = conv2d(e1, self.coder.w_in2, stride=2)
-            action = conv2d(
-                conv2d(action, self.coder.w_act1, stride=2), self.coder.w_act2, stride=2
-            )
-            net, skips = e2, (e1, e2)
+        if coder is not None:
+            if action is None:
+                raise ValueError(f"{self.cfg.model_name} needs the action maps of every step")
+            skips, action = coder.encode(frame, action)
+            net = skips.e2
         memory = carry.memory
         states = []
         decouple = jnp.zeros((), jnp.float32)
@@ -146,18 +180,13 @@ class PredRNN(eqx.Module):
                 decouple = decouple + self._decouple_term(delta_c, delta_m)
             states.append(state)
             net = state.h
-        if self.coder is None:
+        if coder is not None and skips is not None:
+            hw = (frame.shape[1], frame.shape[2])
+            x_gen = coder.decode(net, skips, hw, residual=self.cfg.res_on_conv)
+        elif self.conv_last is not None:
             x_gen = conv2d(net, self.conv_last)
         else:
-            e1, e2 = skips
-            if self.cfg.res_on_conv:
-                net = net + e2
-            x_gen = conv_transpose2d(net, self.coder.w_out1, stride=2, output_size=e1.shape[1:3])
-            if self.cfg.res_on_conv:
-                x_gen = x_gen + e1
-            x_gen = conv_transpose2d(
-                x_gen, self.coder.w_out2, stride=2, output_size=frame.shape[1:3]
-            )
+            raise ValueError(f"{self.cfg.model_name} network has neither conv_last nor a coder")
         return Carry(tuple(states), memory), StepOut(x_gen, decouple)
 
     def __call__(
@@ -181,7 +210,9 @@ class PredRNN(eqx.Module):
         fused = self.fused_weights()
         steps = cfg.total_length - 1
 
-        def body(carry_and_prev, xs):
+        def body(
+            carry_and_prev: tuple[Carry, Array], xs: tuple[Array, Array, Array | None]
+        ) -> tuple[tuple[Carry, Array], StepOut]:
             carry, prev = carry_and_prev
             frame, m, act = xs
             x_in = m * frame + (1.0 - m) * prev
@@ -189,7 +220,8 @@ class PredRNN(eqx.Module):
             return (carry, out.frame), out
 
         batch = frames.shape[0]
-        init = (self.zero_carry(batch, images.shape[2:4]), jnp.zeros_like(images[:, 0]))
+        hw = (images.shape[2], images.shape[3])
+        init = (self.zero_carry(batch, hw), jnp.zeros_like(images[:, 0]))
         xs = (
             jnp.moveaxis(images[:, :steps], 1, 0),
             jnp.moveaxis(full_mask, 1, 0),

@@ -36,13 +36,14 @@ def encode(
     images, actions = _split_actions(network, patched)
     fused = network.fused_weights()
 
-    def body(carry, xs):
+    def body(carry: Carry, xs: tuple[Array, Array | None]) -> tuple[Carry, Array]:
         frame, act = xs
         carry, out = network.step(carry, frame, act, fused=fused, with_decouple=False)
         return carry, out.frame
 
     xs = (jnp.moveaxis(images, 1, 0), None if actions is None else jnp.moveaxis(actions, 1, 0))
-    carry, outs = jax.lax.scan(body, network.zero_carry(images.shape[0], images.shape[2:4]), xs)
+    hw = (images.shape[2], images.shape[3])
+    carry, outs = jax.lax.scan(body, network.zero_carry(images.shape[0], hw), xs)
     return carry, outs[-1]
 
 
@@ -60,7 +61,7 @@ def forecast_from(
     x, act = _split_actions(network, reshape_patch(frame, p))
     carry, out = network.step(carry, x, act, fused=fused, with_decouple=False)
 
-    def body(state, act_t):
+    def body(state: tuple[Carry, Array], act_t: Array | None) -> tuple[tuple[Carry, Array], Array]:
         carry, prev = state
         carry, out = network.step(carry, prev, act_t, fused=fused, with_decouple=False)
         return (carry, out.frame), out.frame

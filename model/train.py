@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
-from model.loss import predrnn_loss
+from model.loss import LossParts, predrnn_loss
 from model.network import PredRNN
 from model.patch import reshape_patch
 from model.sampling import SamplingConfig, draw_mask
@@ -42,13 +42,21 @@ def init_train_state(
     return TrainState(network, opt_state, jnp.zeros((), jnp.int32), jax.random.key_data(key))
 
 
-def optimizer_step(network, opt_state, optimizer, frames, mask, valid=None):
+def optimizer_step(
+    network: PredRNN,
+    opt_state: optax.OptState,
+    optimizer: optax.GradientTransformation,
+    frames: Float[Array, "batch time hp wp cpin"],
+    mask: Float[Array, "batch steps #hp #wp #cp"],
+    valid: Float[Array, "batch time hp wp cp"] | None = None,
+) -> tuple[PredRNN, optax.OptState, Float[Array, ""], LossParts]:
     """One loss+gradient+update on patched frames with a given mask (the official `Model.train`)."""
     (loss, parts), grads = eqx.filter_value_and_grad(predrnn_loss, has_aux=True)(
         network, frames, mask, valid
     )
     updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(network, eqx.is_array))
-    return eqx.apply_updates(network, updates), opt_state, loss, parts
+    updated: PredRNN = eqx.apply_updates(network, updates)
+    return updated, opt_state, loss, parts
 
 
 def make_train_step(
