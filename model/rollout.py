@@ -9,6 +9,7 @@ critical path (`forecast_from`). `rollout` is the whole thing in one call.
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from model.network import Carry, PredRNN
@@ -81,11 +82,17 @@ def forecast_from(
 
 def rollout(
     network: PredRNN,
-    context: Float[Array, "batch time height width cin"],
+    context: Float[Array | np.ndarray, "batch time height width cin"],
     num_leads: int,
-    future_actions: Float[Array, "batch feedback height width actions"] | None = None,
+    future_actions: Float[Array | np.ndarray, "batch feedback height width actions"] | None = None,
 ) -> Float[Array, "batch leads height width channels"]:
-    """Forecast `num_leads` frames from the I most recent frames (any K >= 1)."""
+    """Forecast `num_leads` frames from the I most recent frames (any K >= 1).
+
+    Takes NumPy or JAX arrays, so it can be called eagerly on frames as they are read.
+    """
+    context = jnp.asarray(context)
+    if future_actions is not None:
+        future_actions = jnp.asarray(future_actions)
     if context.shape[1] > 1:
         carry, _ = encode(network, context[:, :-1])
     else:
