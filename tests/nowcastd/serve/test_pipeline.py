@@ -1,5 +1,6 @@
 """The pipeline's background pre-encoding: a scan that lands during it is served correctly."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -7,7 +8,6 @@ import jax
 import numpy as np
 import pytest
 
-from model.config import ModelConfig
 from model.network import PredRNN
 from nowcastd.io.model_checkpoint import LoadedModel
 from nowcastd.io.transform import DataTransform
@@ -18,17 +18,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def pipeline() -> Pipeline:
-    cfg = ModelConfig(
-        model_name="predrnn_v2",
-        num_hidden=(8, 8),
-        filter_size=3,
-        patch_size=4,
-        img_height=16,
-        img_width=16,
-        input_length=3,
-        total_length=6,
-    )
+def pipeline(tiny_cfg) -> Pipeline:
+    cfg = replace(tiny_cfg, patch_size=4, img_height=16, img_width=16)
     model = LoadedModel(
         network=PredRNN(cfg, key=jax.random.key(0)),
         transform=DataTransform(kind="dbz"),

@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +24,6 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from model.config import ModelConfig
 from model.network import PredRNN
 from nowcastd.cli.predict import run_predict
 from nowcastd.io.forecast_file import read_forecast
@@ -172,18 +172,9 @@ class Daemon:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
+def daemon(tmp_path_factory, tiny_cfg):
     root = tmp_path_factory.mktemp("serve")
-    cfg = ModelConfig(
-        model_name="predrnn_v2",
-        num_hidden=(8, 8),
-        filter_size=3,
-        patch_size=4,
-        img_height=32,
-        img_width=32,
-        input_length=3,
-        total_length=6,
-    )
+    cfg = replace(tiny_cfg, patch_size=4, img_height=32, img_width=32)
     network = PredRNN(cfg, key=jax.random.key(0))
     save_inference_checkpoint(root / "ckpt", network, DataTransform(kind="dbz"))
     d = Daemon(root)
