@@ -16,8 +16,6 @@ before and after each measurement: on a shared machine, compare medians only fro
 quiet runs. Nothing here asserts on time.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import os
@@ -73,37 +71,21 @@ OFFICIAL = {
     },
 }
 
+
+def _square_v2(size: int, hidden: tuple[int, ...], frames: tuple[int, int], **more) -> ModelConfig:
+    """predrnn_v2 on a size x size grid, `frames` = (input, total) lengths; other fields at
+    ModelConfig's defaults (filter 5, patch 4, no layer norm) unless given in `more`."""
+    grid = {"img_height": size, "img_width": size}
+    return ModelConfig(
+        num_hidden=hidden, input_length=frames[0], total_length=frames[1], **grid, **more
+    )
+
+
 CONFIGS = {
-    "seed": dict(
-        cfg=ModelConfig(
-            model_name="predrnn_v2",
-            num_hidden=(16,) * 5,
-            filter_size=5,
-            patch_size=4,
-            img_height=40,
-            img_width=40,
-            total_length=5,
-            input_length=4,
-            layer_norm=False,
-            decouple_beta=0.1,
-            reverse_scheduled_sampling=False,
-        ),
-        train_batch=16,
-        infer_batch=16,
-    ),
+    "seed": dict(cfg=_square_v2(40, (16,) * 5, (4, 5)), train_batch=16, infer_batch=16),
     "radar": dict(
-        cfg=ModelConfig(
-            model_name="predrnn_v2",
-            num_hidden=(64,) * 4,
-            filter_size=5,
-            patch_size=4,
-            img_height=128,
-            img_width=128,
-            total_length=20,
-            input_length=10,
-            layer_norm=False,
-            decouple_beta=0.01,
-            reverse_scheduled_sampling=True,
+        cfg=_square_v2(
+            128, (64,) * 4, (10, 20), decouple_beta=0.01, reverse_scheduled_sampling=True
         ),
         train_batch=4,
         infer_batch=1,
@@ -179,52 +161,60 @@ def matmul_peak(repeats: int = 10, size: int = 2048) -> float:
     return 2.0 * size**3 / float(np.median(times)) / 1e9
 
 
-def bench_train(name: str, repeats: int, warmup: int) -> dict:
-    spec = CONFIGS[name]
-    cfg, batch = spec["cfg"], spec["train_batch"]
-    net = PredRNN(cfg, key=jax.random.key(0))
-    optimizer = adam(1e-4)
-    step = make_train_step(optimizer, SamplingConfig(), reverse_input=False)
-    shape = (batch, cfg.total_length, cfg.img_height, cfg.img_width, cfg.img_channel)
-    clips = jax.random.uniform(jax.random.key(1), shape, jnp.float32)
-    state = init_train_state(net, optimizer, jax.random.key(2))
-
+def _measure(what: str, compile_, call, *, repeats: int, warmup: int, analytic: float) -> dict:
+    """Compile, one first call, `warmup` untimed and `repeats` timed calls of `call`."""
     load0 = _load()
     t0 = time.perf_counter()
-    compiled = step.lower(state, clips).compile()
-    lower_compile_s = time.perf_counter() - t0
+    compiled = compile_()
+    compile_s = time.perf_counter() - t0
     flops = _flops(compiled)
     t0 = time.perf_counter()
-    state, metrics = step(state, clips)
-    jax.block_until_ready(metrics)
+    jax.block_until_ready(call())
     first_s = time.perf_counter() - t0
     for _ in range(warmup):
-        state, metrics = step(state, clips)
-        jax.block_until_ready(metrics)
-    holder = [state]
-
-    def call():
-        holder[0], m = step(holder[0], clips)
-        return m
-
+        jax.block_until_ready(call())
     cpu0 = time.process_time()
     times = _time_calls(call, repeats)
     cpu_s = (time.process_time() - cpu0) / repeats
     median, p90 = _stats(times)
-    analytic = 3.0 * batch * analytic_forward_flops(cfg)
     return {
-        "train_step_median_s": median,
-        "train_step_p90_s": p90,
-        "train_step_min_s": min(times),
-        "train_step_cpu_s": cpu_s,
-        "train_compile_s": lower_compile_s,
-        "train_first_call_s": first_s,
-        "train_xla_gflop": None if flops is None else flops / 1e9,
-        "train_analytic_gflop": analytic / 1e9,
-        "train_gflops": analytic / median / 1e9,
-        "train_loss": float(metrics.loss),
-        "train_load": [load0, _load()],
+        f"{what}_median_s": median,
+        f"{what}_p90_s": p90,
+        f"{what}_min_s": min(times),
+        f"{what}_cpu_s": cpu_s,
+        f"{what}_compile_s": compile_s,
+        f"{what}_first_call_s": first_s,
+        f"{what}_xla_gflop": None if flops is None else flops / 1e9,
+        f"{what}_analytic_gflop": analytic / 1e9,
+        f"{what}_gflops": analytic / median / 1e9,
+        f"{what}_load": [load0, _load()],
     }
+
+
+def bench_train(name: str, repeats: int, warmup: int) -> dict:
+    spec = CONFIGS[name]
+    cfg, batch = spec["cfg"], spec["train_batch"]
+    optimizer = adam(1e-4)
+    step = make_train_step(optimizer, SamplingConfig(), reverse_input=False)
+    shape = (batch, cfg.total_length, cfg.img_height, cfg.img_width, cfg.img_channel)
+    clips = jax.random.uniform(jax.random.key(1), shape, jnp.float32)
+    holder = [init_train_state(PredRNN(cfg, key=jax.random.key(0)), optimizer, jax.random.key(2))]
+    metrics = []
+
+    def call():  # the step donates its state: carry it from call to call
+        holder[0], m = step(holder[0], clips)
+        metrics[:] = [m]
+        return m
+
+    result = _measure(
+        "train",
+        lambda: step.lower(holder[0], clips).compile(),
+        call,
+        repeats=repeats,
+        warmup=warmup,
+        analytic=3.0 * batch * analytic_forward_flops(cfg),
+    )
+    return result | {"train_loss": float(metrics[0].loss)}
 
 
 def bench_infer(name: str, repeats: int, warmup: int) -> dict:
@@ -234,36 +224,17 @@ def bench_infer(name: str, repeats: int, warmup: int) -> dict:
     shape = (batch, cfg.input_length, cfg.img_height, cfg.img_width, cfg.img_channel)
     context = jax.random.uniform(jax.random.key(1), shape, jnp.float32)
     leads = cfg.output_length
-
-    load0 = _load()
-    t0 = time.perf_counter()
-    compiled = rollout_jit.lower(net, context, leads).compile()
-    lower_compile_s = time.perf_counter() - t0
-    flops = _flops(compiled)
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(rollout_jit(net, context, leads))
-    first_s = time.perf_counter() - t0
-    if not bool(jnp.all(jnp.isfinite(out))):
+    result = _measure(
+        "rollout",
+        lambda: rollout_jit.lower(net, context, leads).compile(),
+        lambda: rollout_jit(net, context, leads),
+        repeats=repeats,
+        warmup=warmup,
+        analytic=batch * analytic_forward_flops(cfg),
+    )
+    if not bool(jnp.all(jnp.isfinite(rollout_jit(net, context, leads)))):
         print(f"warning: {name} rollout produced non-finite values", file=sys.stderr)
-    for _ in range(warmup):
-        jax.block_until_ready(rollout_jit(net, context, leads))
-    cpu0 = time.process_time()
-    times = _time_calls(lambda: rollout_jit(net, context, leads), repeats)
-    cpu_s = (time.process_time() - cpu0) / repeats
-    median, p90 = _stats(times)
-    analytic = batch * analytic_forward_flops(cfg)
-    return {
-        "rollout_median_s": median,
-        "rollout_p90_s": p90,
-        "rollout_min_s": min(times),
-        "rollout_cpu_s": cpu_s,
-        "rollout_compile_s": lower_compile_s,
-        "rollout_first_call_s": first_s,
-        "rollout_xla_gflop": None if flops is None else flops / 1e9,
-        "rollout_analytic_gflop": analytic / 1e9,
-        "rollout_gflops": analytic / median / 1e9,
-        "rollout_load": [load0, _load()],
-    }
+    return result
 
 
 def run_config(name: str, args: argparse.Namespace, peak: float) -> dict:
@@ -278,8 +249,8 @@ def run_config(name: str, args: argparse.Namespace, peak: float) -> dict:
     off = OFFICIAL[name]
     result["compile_s"] = result.get("train_compile_s", 0.0) + result.get("rollout_compile_s", 0.0)
     result["official"] = off
-    if "train_step_median_s" in result:
-        result["train_ratio"] = result["train_step_median_s"] / off["train_s"]
+    if "train_median_s" in result:
+        result["train_ratio"] = result["train_median_s"] / off["train_s"]
         result["train_peak_fraction"] = result["train_gflops"] / peak
     if "rollout_median_s" in result:
         result["rollout_ratio_test"] = result["rollout_median_s"] / off["infer_test_s"]
@@ -297,11 +268,11 @@ def print_table(results: list[dict]) -> None:
     print("-" * len(head))
     for r in results:
         off = r["official"]
-        if "train_step_median_s" in r:
+        if "train_median_s" in r:
             print(
                 f"{r['config']:<6} {'train':<8} {r['train_compile_s']:>9.1f} "
-                f"{r['train_step_median_s']:>9.3f} {r['train_step_p90_s']:>8.3f} "
-                f"{r['train_step_min_s']:>8.3f} {r['train_step_cpu_s']:>7.2f} "
+                f"{r['train_median_s']:>9.3f} {r['train_p90_s']:>8.3f} "
+                f"{r['train_min_s']:>8.3f} {r['train_cpu_s']:>7.2f} "
                 f"{r['train_analytic_gflop']:>7.1f} {r['train_gflops']:>8.1f} "
                 f"{100 * r['train_peak_fraction']:>5.0f}% {off['train_s']:>16.3f} "
                 f"{r['train_ratio']:>9.2f}"

@@ -18,8 +18,6 @@ name, rename into place, wait for its forecast), and prints:
 Figures only; nothing is asserted.
 """
 
-from __future__ import annotations
-
 import argparse
 import io
 import os

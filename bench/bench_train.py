@@ -13,8 +13,6 @@ official per-iteration time (two official `Model.train` calls, REFERENCE.md Timi
 The model configurations are those of bench_model.py. Nothing asserts on time.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import os

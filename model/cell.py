@@ -1,7 +1,5 @@
 """The spatiotemporal LSTM cell (v1, v2 and the action-conditioned variant)."""
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 import equinox as eqx
@@ -15,8 +13,8 @@ _FORGET_BIAS = 1.0
 
 
 class CellState(NamedTuple):
-    h: Float[Array, "batch h w n"]
-    c: Float[Array, "batch h w n"]
+    h: Float[Array, "batch hr wr hidden"]
+    c: Float[Array, "batch hr wr hidden"]
 
 
 class FusedWeights(NamedTuple):
@@ -27,8 +25,8 @@ class FusedWeights(NamedTuple):
     `[x, h] -> (i, f, g, o)` and `[x, m] -> (i', f', g')`.
     """
 
-    w_xh: Array
-    w_xm: Array
+    w_xh: Float[Array, "k k cxh four_hidden"]
+    w_xm: Float[Array, "k k cxm three_hidden"]
 
 
 class STLSTMCell(eqx.Module):
@@ -100,7 +98,9 @@ class STLSTMCell(eqx.Module):
         w_xm = jnp.concatenate([wx[..., 3 * n : 6 * n], self.w_m], axis=2)
         return FusedWeights(w_xh, w_xm)
 
-    def _conv(self, name: str, x: Array, w: Array) -> Array:
+    def _conv(
+        self, name: str, x: Float[Array, "batch hr wr cin"], w: Float[Array, "k k cin cout"]
+    ) -> Float[Array, "batch hr wr cout"]:
         y = conv2d(x, w)
         if self.biases is not None:
             y = y + self.biases[name]
@@ -110,12 +110,17 @@ class STLSTMCell(eqx.Module):
 
     def __call__(
         self,
-        x: Array,
+        x: Float[Array, "batch hr wr cx"],
         state: CellState,
-        m: Array,
-        action: Array | None = None,
+        m: Float[Array, "batch hr wr hidden"],
+        action: Float[Array, "batch hr wr hidden"] | None = None,
         fused: FusedWeights | None = None,
-    ) -> tuple[CellState, Array, Array, Array]:
+    ) -> tuple[
+        CellState,
+        Float[Array, "batch hr wr hidden"],
+        Float[Array, "batch hr wr hidden"],
+        Float[Array, "batch hr wr hidden"],
+    ]:
         """Returns the new (h, c), the new memory m and the increments (delta_c, delta_m)."""
         n = self.num_hidden
         if fused is not None:
@@ -127,6 +132,8 @@ class STLSTMCell(eqx.Module):
             xc = self._conv("x", x, self.w_x)
             hc = self._conv("h", state.h, self.w_h)
             if self.w_a is not None:
+                if action is None:
+                    raise ValueError("an action-conditioned cell needs the encoded action")
                 hc = hc * self._conv("a", action, self.w_a)
             mc = self._conv("m", m, self.w_m)
             xs = [xc[..., j * n : (j + 1) * n] for j in range(7)]

@@ -5,22 +5,23 @@ files into a new directory; making that atomic (a temporary directory, fsync, re
 caller's part (`nowcastd.io.model_checkpoint.save_checkpoint`).
 """
 
-from __future__ import annotations
-
 import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import equinox as eqx
 
 from model.config import ModelConfig
+from model.network import PredRNN
 
 FORMAT_VERSION = 1
 META = "meta.json"
 NETWORK = "network.eqx"
 TRAIN_STATE = "train_state.eqx"
+
+_Module = TypeVar("_Module", bound=eqx.Module)
 
 
 def config_to_json(cfg: ModelConfig) -> dict[str, Any]:
@@ -36,7 +37,7 @@ def config_from_json(data: dict[str, Any]) -> ModelConfig:
 def write_checkpoint(
     directory: Path,
     *,
-    network: eqx.Module,
+    network: PredRNN,
     metadata: dict[str, Any],
     train_state: eqx.Module | None = None,
 ) -> Path:
@@ -67,7 +68,7 @@ def _sha256(path: Path) -> str:
 
 def load_metadata(directory: Path) -> dict[str, Any]:
     """The checkpoint's metadata; raises ValueError for an unknown format version."""
-    meta = json.loads((Path(directory) / META).read_text())
+    meta: dict[str, Any] = json.loads((Path(directory) / META).read_text())
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(
@@ -76,12 +77,15 @@ def load_metadata(directory: Path) -> dict[str, Any]:
     return meta
 
 
-def load_network(directory: Path, template: eqx.Module) -> eqx.Module:
-    return eqx.tree_deserialise_leaves(Path(directory) / NETWORK, template)
+def load_network(directory: Path, template: PredRNN) -> PredRNN:
+    network: PredRNN = eqx.tree_deserialise_leaves(Path(directory) / NETWORK, template)
+    return network
 
 
-def load_train_state(directory: Path, template: eqx.Module) -> eqx.Module:
-    return eqx.tree_deserialise_leaves(Path(directory) / TRAIN_STATE, template)
+def load_train_state(directory: Path, template: _Module) -> _Module:
+    """The saved training state, in the structure (and types) of `template`."""
+    state: _Module = eqx.tree_deserialise_leaves(Path(directory) / TRAIN_STATE, template)
+    return state
 
 
 def network_digest(directory: Path) -> str:

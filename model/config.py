@@ -1,8 +1,13 @@
 """`ModelConfig`: the frozen, hashable description of one PredRNN network."""
 
-from __future__ import annotations
-
 import dataclasses
+
+
+def invalid(config: object, field: str, allowed: str) -> ValueError:
+    """The error for a config field: `ModelConfig.stride=2: must be 1 (...)`."""
+    value = getattr(config, field)
+    return ValueError(f"{type(config).__name__}.{field}={value!r}: {allowed}")
+
 
 MODEL_NAMES = ("predrnn", "predrnn_v2", "action_cond_predrnn", "action_cond_predrnn_v2")
 
@@ -33,64 +38,58 @@ class ModelConfig:
     res_on_conv: bool = False
 
     def __post_init__(self) -> None:
-        def bad(field: str, value: object, allowed: str) -> ValueError:
-            return ValueError(f"ModelConfig.{field}={value!r}: {allowed}")
-
         if self.model_name not in MODEL_NAMES:
-            raise bad("model_name", self.model_name, f"must be one of {MODEL_NAMES}")
+            raise invalid(self, "model_name", f"must be one of {MODEL_NAMES}")
         if not isinstance(self.num_hidden, tuple) or not self.num_hidden:
-            raise bad("num_hidden", self.num_hidden, "must be a non-empty tuple of ints")
+            raise invalid(self, "num_hidden", "must be a non-empty tuple of ints")
         if any(n <= 0 for n in self.num_hidden):
-            raise bad("num_hidden", self.num_hidden, "every hidden size must be positive")
+            raise invalid(self, "num_hidden", "every hidden size must be positive")
         if len(set(self.num_hidden)) != 1:
-            raise bad(
+            raise invalid(
+                self,
                 "num_hidden",
-                self.num_hidden,
                 "all hidden sizes must be equal (the zigzag memory passes through every layer)",
             )
         if self.filter_size < 1 or self.filter_size % 2 == 0:
-            raise bad("filter_size", self.filter_size, "must be a positive odd integer")
+            raise invalid(self, "filter_size", "must be a positive odd integer")
         if self.stride != 1:
-            raise bad("stride", self.stride, "must be 1 (other strides break the recurrence)")
+            raise invalid(self, "stride", "must be 1 (other strides break the recurrence)")
         if self.patch_size < 1:
-            raise bad("patch_size", self.patch_size, "must be >= 1")
+            raise invalid(self, "patch_size", "must be >= 1")
         if self.img_channel < 1:
-            raise bad("img_channel", self.img_channel, "must be >= 1")
+            raise invalid(self, "img_channel", "must be >= 1")
         for name in ("img_height", "img_width"):
             size = getattr(self, name)
             if size < 1 or size % self.patch_size:
-                raise bad(
-                    name, size, f"must be a positive multiple of patch_size={self.patch_size}"
+                raise invalid(
+                    self, name, f"must be a positive multiple of patch_size={self.patch_size}"
                 )
         if not 1 <= self.input_length < self.total_length:
-            raise bad(
+            raise invalid(
+                self,
                 "input_length",
-                self.input_length,
                 f"must satisfy 1 <= input_length < total_length={self.total_length}",
             )
         if self.decouple_beta < 0:
-            raise bad("decouple_beta", self.decouple_beta, "must be >= 0")
+            raise invalid(self, "decouple_beta", "must be >= 0")
         if self.is_action:
             if self.patch_size != 1:
-                raise bad(
+                raise invalid(
+                    self,
                     "patch_size",
-                    self.patch_size,
                     "action models need patch_size=1 (patching interleaves image and action channels)",
                 )
             if not self.conv_on_input:
-                raise bad(
-                    "conv_on_input", self.conv_on_input, "action models need conv_on_input=True"
-                )
+                raise invalid(self, "conv_on_input", "action models need conv_on_input=True")
             if self.num_action_ch < 1:
-                raise bad("num_action_ch", self.num_action_ch, "must be >= 1")
+                raise invalid(self, "num_action_ch", "must be >= 1")
             if self.num_hidden[0] % 2:
-                raise bad("num_hidden", self.num_hidden, "action models need an even hidden size")
-            if self.img_height % 4 or self.img_width % 4:
-                raise bad(
-                    "img_height/img_width",
-                    (self.img_height, self.img_width),
-                    "action models need sizes divisible by 4 (two stride-2 encoder convs)",
-                )
+                raise invalid(self, "num_hidden", "action models need an even hidden size")
+            for name in ("img_height", "img_width"):
+                if getattr(self, name) % 4:
+                    raise invalid(
+                        self, name, "action models need a multiple of 4 (two stride-2 convs)"
+                    )
 
     @property
     def is_action(self) -> bool:

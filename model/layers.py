@@ -1,7 +1,5 @@
 """Channels-last convolution and layer-norm primitives shared by the cells and the network."""
 
-from __future__ import annotations
-
 import math
 
 import jax
@@ -15,11 +13,11 @@ _WGRAD_CONV_MIN_BATCH = 8
 
 
 def conv2d(
-    x: Float[Array, "batch h w cin"],
-    w: Float[Array, "kh kw cin cout"],
+    x: Float[Array, "batch rows cols cin"],
+    w: Float[Array, "k k cin cout"],
     *,
     stride: int = 1,
-) -> Float[Array, "batch h2 w2 cout"]:
+) -> Float[Array, "batch out_rows out_cols cout"]:
     """A torch-style `Conv2d(padding=k // 2)` (cross-correlation), NHWC/HWIO."""
     k = w.shape[0]
     if k == 1 and stride == 1:
@@ -87,12 +85,12 @@ _conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
 
 
 def conv_transpose2d(
-    x: Float[Array, "batch h w cin"],
-    w: Float[Array, "kh kw cin cout"],
+    x: Float[Array, "batch rows cols cin"],
+    w: Float[Array, "k k cin cout"],
     *,
     stride: int,
     output_size: tuple[int, int],
-) -> Float[Array, "batch h2 w2 cout"]:
+) -> Float[Array, "batch out_rows out_cols cout"]:
     """A torch `ConvTranspose2d(padding=k // 2)` called with `output_size`.
 
     `w` is the torch (in, out, kh, kw) weight moved to (kh, kw, in, out). The
@@ -121,8 +119,10 @@ def conv_transpose2d(
 
 
 def layer_norm(
-    x: Float[Array, "batch h w c"], weight: Float[Array, "h w c"], bias: Float[Array, "h w c"]
-) -> Float[Array, "batch h w c"]:
+    x: Float[Array, "batch rows cols c"],
+    weight: Float[Array, "rows cols c"],
+    bias: Float[Array, "rows cols c"],
+) -> Float[Array, "batch rows cols c"]:
     """torch `LayerNorm([C, H, W])`: per-sample statistics over (H, W, C), eps 1e-5."""
     mean = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=(1, 2, 3), keepdims=True)

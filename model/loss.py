@@ -1,7 +1,5 @@
 """The PredRNN training objective: MSE over all T-1 predictions + beta * decoupling."""
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -13,13 +11,13 @@ from model.network import PredRNN
 class LossParts(NamedTuple):
     mse: Float[Array, ""]
     decouple: Float[Array, ""]
-    next_frames: Float[Array, "batch tm1 hp wp cp"]
+    next_frames: Float[Array, "batch time-1 hp wp cp"]
 
 
 def predrnn_loss(
     network: PredRNN,
-    frames: Float[Array, "batch time hp wp channels"],
-    mask: Float[Array, "batch steps hp wp cp"],
+    frames: Float[Array, "batch time hp wp cpin"],
+    mask: Float[Array, "batch steps #hp #wp #cp"],
     valid: Float[Array, "batch time hp wp cp"] | None = None,
 ) -> tuple[Float[Array, ""], LossParts]:
     """Loss of one batch of patched clips, as the official `RNN.forward` computes it.

@@ -1,7 +1,5 @@
 """The stacked PredRNN network: cells, zigzag memory, frame decoder, action coder."""
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 import equinox as eqx
@@ -18,7 +16,14 @@ class Carry(NamedTuple):
     """The recurrent state between time steps: per-layer (h, c) and the zigzag memory."""
 
     cells: tuple[CellState, ...]
-    memory: Float[Array, "batch h w n"]
+    memory: Float[Array, "batch hr wr hidden"]
+
+
+class Skips(NamedTuple):
+    """The action coder's encoder outputs at 1/2 and 1/4 of the patched grid."""
+
+    e1: Float[Array, "batch h2 w2 half"]
+    e2: Float[Array, "batch hr wr hidden"]
 
 
 class ActionCoder(eqx.Module):
@@ -41,6 +46,31 @@ class ActionCoder(eqx.Module):
         # torch takes a ConvTranspose2d's fan_in from weight dim 1 (its out channels).
         self.w_out1 = torch_uniform(keys[4], (k, k, n, n // 2), n // 2 * k * k)
         self.w_out2 = torch_uniform(keys[5], (k, k, n // 2, cp), cp * k * k)
+
+    def encode(
+        self, frame: Float[Array, "batch hp wp cp"], action: Float[Array, "batch hp wp ap"]
+    ) -> tuple[Skips, Float[Array, "batch hr wr hidden"]]:
+        """The frame at 1/2 and 1/4 size (the cells run on the latter) and the encoded action."""
+        e1 = conv2d(frame, self.w_in1, stride=2)
+        e2 = conv2d(e1, self.w_in2, stride=2)
+        return Skips(e1, e2), conv2d(conv2d(action, self.w_act1, stride=2), self.w_act2, stride=2)
+
+    def decode(
+        self,
+        h: Float[Array, "batch hr wr hidden"],
+        skips: Skips,
+        output_size: tuple[int, int],
+        *,
+        residual: bool,
+    ) -> Float[Array, "batch hp wp cp"]:
+        """The predicted frame from the top cell's output; `residual` adds the encoder skips."""
+        if residual:
+            h = h + skips.e2
+        half = (skips.e1.shape[1], skips.e1.shape[2])
+        x = conv_transpose2d(h, self.w_out1, stride=2, output_size=half)
+        if residual:
+            x = x + skips.e1
+        return conv_transpose2d(x, self.w_out2, stride=2, output_size=output_size)
 
 
 class StepOut(NamedTuple):
@@ -95,13 +125,18 @@ class PredRNN(eqx.Module):
         return tuple(cell.fused() if cell.fusable else None for cell in self.cells)
 
     def decouple_cosines(
-        self, delta_c: Float[Array, "batch h w n"], delta_m: Float[Array, "batch h w n"]
-    ) -> Float[Array, "batch n"]:
+        self,
+        delta_c: Float[Array, "batch hr wr hidden"],
+        delta_m: Float[Array, "batch hr wr hidden"],
+    ) -> Float[Array, "batch hidden"]:
         """cos between adapter(delta_c) and adapter(delta_m) over space, per sample and channel,
         with the official double normalisation (normalize, then cosine_similarity)."""
+        adapter = self.adapter
+        if adapter is None:
+            raise ValueError(f"{self.cfg.model_name} has no decoupling adapter (v2 models only)")
 
-        def unit(d: Array) -> Array:
-            d = conv2d(d, self.adapter)
+        def unit(d: Float[Array, "batch hr wr hidden"]) -> Float[Array, "batch space hidden"]:
+            d = conv2d(d, adapter)
             d = d.reshape(d.shape[0], -1, d.shape[-1])  # (B, S, N)
             return d / jnp.maximum(jnp.linalg.norm(d, axis=1, keepdims=True), 1e-12)
 
@@ -110,7 +145,11 @@ class PredRNN(eqx.Module):
         nm = jnp.maximum(jnp.linalg.norm(um, axis=1), 1e-8)
         return jnp.sum(uc * um, axis=1) / (nc * nm)
 
-    def _decouple_term(self, delta_c: Array, delta_m: Array) -> Array:
+    def _decouple_term(
+        self,
+        delta_c: Float[Array, "batch hr wr hidden"],
+        delta_m: Float[Array, "batch hr wr hidden"],
+    ) -> Float[Array, ""]:
         """One (step, layer) term of the decoupling loss: mean |cos| over (batch, channel)."""
         return jnp.mean(jnp.abs(self.decouple_cosines(delta_c, delta_m)))
 
@@ -118,21 +157,20 @@ class PredRNN(eqx.Module):
         self,
         carry: Carry,
         frame: Float[Array, "batch hp wp cp"],
-        action: Float[Array, "batch hp wp a"] | None = None,
+        action: Float[Array, "batch hp wp ap"] | None = None,
         *,
         fused: tuple[FusedWeights | None, ...],
         with_decouple: bool,
     ) -> tuple[Carry, StepOut]:
         """One time step through every layer: consume a frame, predict the next one."""
+        coder = self.coder
         net = frame
         skips = None
-        if self.coder is not None:
-            e1 = conv2d(net, self.coder.w_in1, stride=2)
-            e2 = conv2d(e1, self.coder.w_in2, stride=2)
-            action = conv2d(
-                conv2d(action, self.coder.w_act1, stride=2), self.coder.w_act2, stride=2
-            )
-            net, skips = e2, (e1, e2)
+        if coder is not None:
+            if action is None:
+                raise ValueError(f"{self.cfg.model_name} needs the action maps of every step")
+            skips, action = coder.encode(frame, action)
+            net = skips.e2
         memory = carry.memory
         states = []
         decouple = jnp.zeros((), jnp.float32)
@@ -142,27 +180,22 @@ class PredRNN(eqx.Module):
                 decouple = decouple + self._decouple_term(delta_c, delta_m)
             states.append(state)
             net = state.h
-        if self.coder is None:
+        if coder is not None and skips is not None:
+            hw = (frame.shape[1], frame.shape[2])
+            x_gen = coder.decode(net, skips, hw, residual=self.cfg.res_on_conv)
+        elif self.conv_last is not None:
             x_gen = conv2d(net, self.conv_last)
         else:
-            e1, e2 = skips
-            if self.cfg.res_on_conv:
-                net = net + e2
-            x_gen = conv_transpose2d(net, self.coder.w_out1, stride=2, output_size=e1.shape[1:3])
-            if self.cfg.res_on_conv:
-                x_gen = x_gen + e1
-            x_gen = conv_transpose2d(
-                x_gen, self.coder.w_out2, stride=2, output_size=frame.shape[1:3]
-            )
+            raise ValueError(f"{self.cfg.model_name} network has neither conv_last nor a coder")
         return Carry(tuple(states), memory), StepOut(x_gen, decouple)
 
     def __call__(
         self,
-        frames: Float[Array, "batch time hp wp channels"],
-        mask: Float[Array, "batch steps hp wp cp"],
+        frames: Float[Array, "batch time hp wp cpin"],
+        mask: Float[Array, "batch steps #hp #wp #cp"],
         *,
         with_decouple: bool = True,
-    ) -> tuple[Float[Array, "batch tm1 hp wp cp"], Float[Array, ""]]:
+    ) -> tuple[Float[Array, "batch time-1 hp wp cp"], Float[Array, ""]]:
         """The official forward: T-1 steps with sampling-mask input mixing.
 
         `frames` are patched (action maps appended after the image channels for
@@ -177,7 +210,9 @@ class PredRNN(eqx.Module):
         fused = self.fused_weights()
         steps = cfg.total_length - 1
 
-        def body(carry_and_prev, xs):
+        def body(
+            carry_and_prev: tuple[Carry, Array], xs: tuple[Array, Array, Array | None]
+        ) -> tuple[tuple[Carry, Array], StepOut]:
             carry, prev = carry_and_prev
             frame, m, act = xs
             x_in = m * frame + (1.0 - m) * prev
@@ -185,7 +220,8 @@ class PredRNN(eqx.Module):
             return (carry, out.frame), out
 
         batch = frames.shape[0]
-        init = (self.zero_carry(batch, images.shape[2:4]), jnp.zeros_like(images[:, 0]))
+        hw = (images.shape[2], images.shape[3])
+        init = (self.zero_carry(batch, hw), jnp.zeros_like(images[:, 0]))
         xs = (
             jnp.moveaxis(images[:, :steps], 1, 0),
             jnp.moveaxis(full_mask, 1, 0),
@@ -197,7 +233,9 @@ class PredRNN(eqx.Module):
         return next_frames, decouple
 
 
-def _full_mask(mask: Array, cfg: ModelConfig) -> Array:
+def _full_mask(
+    mask: Float[Array, "batch steps #hp #wp #cp"], cfg: ModelConfig
+) -> Float[Array, "batch fed #hp #wp #cp"]:
     """Extend a sampling mask to one weight per step t = 0..T-2 (1 = ground truth)."""
     ones_len = 1 if cfg.uses_rss_mask else cfg.input_length
     ones = jnp.ones((mask.shape[0], ones_len, *mask.shape[2:]), mask.dtype)

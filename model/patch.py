@@ -1,35 +1,33 @@
 """Space-to-depth patching with the official channel order `(dy * p + dx) * C + c`."""
 
-from __future__ import annotations
-
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 
 def reshape_patch(
     frames: Float[Array, "*lead height width channels"], patch_size: int
-) -> Float[Array, "*lead hp wp pc"]:
+) -> Float[Array, "*lead hp wp cp"]:
     """(..., H, W, C) -> (..., H/p, W/p, p*p*C)."""
-    if patch_size == 1:
-        return frames
-    *lead, h, w, c = frames.shape
-    p = patch_size
-    x = frames.reshape(*lead, h // p, p, w // p, p, c)
-    n = len(lead)
-    x = jnp.moveaxis(x, n + 2, n + 1)  # (..., H/p, W/p, p(dy), p(dx), C)
-    return x.reshape(*lead, h // p, w // p, p * p * c)
+    return _regroup(frames, patch_size, to_patches=True)
 
 
 def reshape_patch_back(
-    patches: Float[Array, "*lead hp wp pc"], patch_size: int
+    patches: Float[Array, "*lead hp wp cp"], patch_size: int
 ) -> Float[Array, "*lead height width channels"]:
     """The exact inverse of `reshape_patch`."""
-    if patch_size == 1:
-        return patches
-    *lead, hp, wp, pc = patches.shape
-    p = patch_size
-    c = pc // (p * p)
-    x = patches.reshape(*lead, hp, wp, p, p, c)
+    return _regroup(patches, patch_size, to_patches=False)
+
+
+def _regroup(x: Array, p: int, *, to_patches: bool) -> Array:
+    """Both directions are one swap of the row-offset and column-block axes:
+    (..., H/p, p(dy), W/p, p(dx), C) <-> (..., H/p, W/p, p(dy), p(dx), C)."""
+    if p == 1:
+        return x
+    *lead, rows, cols, c = x.shape
+    if to_patches:
+        split, merged = (rows // p, p, cols // p, p, c), (rows // p, cols // p, p * p * c)
+    else:
+        c //= p * p
+        split, merged = (rows, cols, p, p, c), (rows * p, cols * p, c)
     n = len(lead)
-    x = jnp.moveaxis(x, n + 2, n + 1)  # (..., H/p, p(dy), W/p, p(dx), C)
-    return x.reshape(*lead, hp * p, wp * p, c)
+    return jnp.swapaxes(x.reshape(*lead, *split), n + 1, n + 2).reshape(*lead, *merged)

@@ -6,18 +6,19 @@ the step consuming the new frame and the K-1 feedback steps remain on the
 critical path (`forecast_from`). `rollout` is the whole thing in one call.
 """
 
-from __future__ import annotations
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from model.network import Carry, PredRNN
 from model.patch import reshape_patch, reshape_patch_back
 
 
-def _split_actions(network: PredRNN, frames: Array) -> tuple[Array, Array | None]:
+def _split_actions(
+    network: PredRNN, frames: Float[Array, "*lead hp wp cpin"]
+) -> tuple[Float[Array, "*lead hp wp cp"], Float[Array, "*lead hp wp ap"] | None]:
     cp = network.cfg.patch_channels
     if network.cfg.is_action:
         return frames[..., :cp], frames[..., cp:]
@@ -25,9 +26,9 @@ def _split_actions(network: PredRNN, frames: Array) -> tuple[Array, Array | None
 
 
 def encode(
-    network: PredRNN, frames: Float[Array, "batch n height width channels"]
+    network: PredRNN, frames: Float[Array, "batch time height width cin"]
 ) -> tuple[Carry, Float[Array, "batch hp wp cp"]]:
-    """Run the network over `n` observed frames from zero state (teacher forced).
+    """Run the network over `time` observed frames from zero state (teacher forced).
 
     Returns the carry after the last frame and the prediction of the frame after it.
     Image-space frames in (action maps appended after the image channels).
@@ -36,23 +37,24 @@ def encode(
     images, actions = _split_actions(network, patched)
     fused = network.fused_weights()
 
-    def body(carry, xs):
+    def body(carry: Carry, xs: tuple[Array, Array | None]) -> tuple[Carry, Array]:
         frame, act = xs
         carry, out = network.step(carry, frame, act, fused=fused, with_decouple=False)
         return carry, out.frame
 
     xs = (jnp.moveaxis(images, 1, 0), None if actions is None else jnp.moveaxis(actions, 1, 0))
-    carry, outs = jax.lax.scan(body, network.zero_carry(images.shape[0], images.shape[2:4]), xs)
+    hw = (images.shape[2], images.shape[3])
+    carry, outs = jax.lax.scan(body, network.zero_carry(images.shape[0], hw), xs)
     return carry, outs[-1]
 
 
 def forecast_from(
     network: PredRNN,
     carry: Carry,
-    frame: Float[Array, "batch height width channels"],
+    frame: Float[Array, "batch height width cin"],
     num_leads: int,
-    future_actions: Float[Array, "batch km1 height width a"] | None = None,
-) -> Float[Array, "batch leads height width cimg"]:
+    future_actions: Float[Array, "batch feedback height width actions"] | None = None,
+) -> Float[Array, "batch leads height width channels"]:
     """Consume one new frame, then feed predictions back: `num_leads` future frames."""
     cfg = network.cfg
     p = cfg.patch_size
@@ -60,7 +62,7 @@ def forecast_from(
     x, act = _split_actions(network, reshape_patch(frame, p))
     carry, out = network.step(carry, x, act, fused=fused, with_decouple=False)
 
-    def body(state, act_t):
+    def body(state: tuple[Carry, Array], act_t: Array | None) -> tuple[tuple[Carry, Array], Array]:
         carry, prev = state
         carry, out = network.step(carry, prev, act_t, fused=fused, with_decouple=False)
         return (carry, out.frame), out.frame
@@ -80,11 +82,17 @@ def forecast_from(
 
 def rollout(
     network: PredRNN,
-    context: Float[Array, "batch inputs height width channels"],
+    context: Float[Array | np.ndarray, "batch time height width cin"],
     num_leads: int,
-    future_actions: Float[Array, "batch km1 height width a"] | None = None,
-) -> Float[Array, "batch leads height width cimg"]:
-    """Forecast `num_leads` frames from the I most recent frames (any K >= 1)."""
+    future_actions: Float[Array | np.ndarray, "batch feedback height width actions"] | None = None,
+) -> Float[Array, "batch leads height width channels"]:
+    """Forecast `num_leads` frames from the I most recent frames (any K >= 1).
+
+    Takes NumPy or JAX arrays, so it can be called eagerly on frames as they are read.
+    """
+    context = jnp.asarray(context)
+    if future_actions is not None:
+        future_actions = jnp.asarray(future_actions)
     if context.shape[1] > 1:
         carry, _ = encode(network, context[:, :-1])
     else:

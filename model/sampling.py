@@ -1,14 +1,12 @@
 """Scheduled and reverse scheduled sampling: the official schedules, drawn with JAX keys."""
 
-from __future__ import annotations
-
 import dataclasses
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from model.config import ModelConfig
+from model.config import ModelConfig, invalid
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -16,21 +14,29 @@ class SamplingConfig:
     """run.py's schedule flags (REFERENCE §7), with its defaults."""
 
     scheduled_sampling: bool = True
+    """Scheduled sampling on; when off, the future frames are always the model's own."""
     sampling_stop_iter: int = 50000
+    """The iteration from which the chance of feeding ground truth is 0."""
     sampling_start_value: float = 1.0
+    """The chance of feeding ground truth at iteration 0."""
     sampling_changing_rate: float = 0.00002
+    """How much that chance falls per iteration."""
     r_sampling_step_1: float = 25000.0
+    """Reverse scheduled sampling: both chances are 0.5 up to this iteration."""
     r_sampling_step_2: int = 50000
+    """From here the context is all ground truth, the future none (the latter falls linearly)."""
     r_exp_alpha: int = 5000
+    """The time constant, in iterations, of the context's exponential rise towards 1."""
 
     def __post_init__(self) -> None:
         if self.r_sampling_step_2 <= self.r_sampling_step_1:
-            raise ValueError(
-                f"SamplingConfig.r_sampling_step_2={self.r_sampling_step_2!r}: must exceed "
-                f"r_sampling_step_1={self.r_sampling_step_1!r}"
+            raise invalid(
+                self,
+                "r_sampling_step_2",
+                f"must exceed r_sampling_step_1={self.r_sampling_step_1!r}",
             )
         if self.r_exp_alpha <= 0:
-            raise ValueError(f"SamplingConfig.r_exp_alpha={self.r_exp_alpha!r}: must be > 0")
+            raise invalid(self, "r_exp_alpha", "must be > 0")
 
 
 def ss_eta(itr: Int[Array, ""] | int, s: SamplingConfig) -> Float[Array, ""]:

@@ -1,7 +1,5 @@
 """Migration path from predrnn-pytorch: state_dict layouts and the official steps."""
 
-from __future__ import annotations
-
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from model.config import ModelConfig
-from model.loss import predrnn_loss
+from model.loss import LossParts, predrnn_loss
 from model.network import PredRNN
 
 # layout -> (torch -> nowcastd, nowcastd -> torch)
@@ -25,10 +23,28 @@ _LAYOUTS: dict[
 }
 
 
-def _entries(network: PredRNN) -> list[tuple[str, Callable[[PredRNN], Any], str]]:
+Accessor = Callable[[PredRNN], Any]
+
+
+def _at(*path: str | int) -> Accessor:
+    """An accessor for `eqx.tree_at`: ints index tuples, strings key dicts or name attributes."""
+
+    def get(tree: PredRNN) -> Any:
+        node: Any = tree
+        for step in path:
+            if isinstance(step, int) or isinstance(node, dict):
+                node = node[step]
+            else:
+                node = getattr(node, step)
+        return node
+
+    return get
+
+
+def _entries(network: PredRNN) -> list[tuple[str, Accessor, str]]:
     """(state_dict key, accessor into a network-shaped tree, layout) in torch order."""
     cfg = network.cfg
-    out: list[tuple[str, Callable[[PredRNN], Any], str]] = []
+    out: list[tuple[str, Accessor, str]] = []
     if cfg.is_action:
         for name, attr, layout in (
             ("conv_input1", "w_in1", "conv"),
@@ -38,33 +54,24 @@ def _entries(network: PredRNN) -> list[tuple[str, Callable[[PredRNN], Any], str]
             ("deconv_output1", "w_out1", "conv_t"),
             ("deconv_output2", "w_out2", "conv_t"),
         ):
-            out.append((f"{name}.weight", lambda t, a=attr: getattr(t.coder, a), layout))
+            out.append((f"{name}.weight", _at("coder", attr), layout))
     convs = ("x", "h", "a", "m", "o") if cfg.is_action else ("x", "h", "m", "o")
     for i in range(cfg.num_layers):
         pre = f"cell_list.{i}"
         for g in convs:
-            attr = f"w_{g}"
-            out.append(
-                (f"{pre}.conv_{g}.0.weight", lambda t, i=i, a=attr: getattr(t.cells[i], a), "conv")
-            )
+            out.append((f"{pre}.conv_{g}.0.weight", _at("cells", i, f"w_{g}"), "conv"))
             if cfg.is_action:
-                out.append(
-                    (f"{pre}.conv_{g}.0.bias", lambda t, i=i, g=g: t.cells[i].biases[g], "bias")
-                )
+                out.append((f"{pre}.conv_{g}.0.bias", _at("cells", i, "biases", g), "bias"))
             if cfg.layer_norm:
-                out.append(
-                    (f"{pre}.conv_{g}.1.weight", lambda t, i=i, g=g: t.cells[i].norms[g][0], "ln")
-                )
-                out.append(
-                    (f"{pre}.conv_{g}.1.bias", lambda t, i=i, g=g: t.cells[i].norms[g][1], "ln")
-                )
-        out.append((f"{pre}.conv_last.weight", lambda t, i=i: t.cells[i].w_last, "conv"))
+                out.append((f"{pre}.conv_{g}.1.weight", _at("cells", i, "norms", g, 0), "ln"))
+                out.append((f"{pre}.conv_{g}.1.bias", _at("cells", i, "norms", g, 1), "ln"))
+        out.append((f"{pre}.conv_last.weight", _at("cells", i, "w_last"), "conv"))
         if cfg.is_action:
-            out.append((f"{pre}.conv_last.bias", lambda t, i=i: t.cells[i].biases["last"], "bias"))
+            out.append((f"{pre}.conv_last.bias", _at("cells", i, "biases", "last"), "bias"))
     if not cfg.is_action:
-        out.append(("conv_last.weight", lambda t: t.conv_last, "conv"))
+        out.append(("conv_last.weight", _at("conv_last"), "conv"))
     if cfg.is_v2:
-        out.append(("adapter.weight", lambda t: t.adapter, "conv"))
+        out.append(("adapter.weight", _at("adapter"), "conv"))
     return out
 
 
@@ -95,7 +102,8 @@ def import_state_dict(state_dict: Mapping[str, np.ndarray], cfg: ModelConfig) ->
             parts.append(f"mis-shaped {misshaped}")
         raise ValueError(f"state_dict does not match {cfg.model_name}: " + "; ".join(parts))
     getters = [where for _, where, _ in entries]
-    return eqx.tree_at(lambda t: [g(t) for g in getters], template, values)
+    network: PredRNN = eqx.tree_at(lambda t: [g(t) for g in getters], template, values)
+    return network
 
 
 def export_state_dict(tree: PredRNN) -> dict[str, np.ndarray]:
@@ -107,7 +115,9 @@ def export_state_dict(tree: PredRNN) -> dict[str, np.ndarray]:
 
 
 @eqx.filter_jit
-def _loss_and_grad(network: PredRNN, frames: jax.Array, mask: jax.Array):
+def _loss_and_grad(
+    network: PredRNN, frames: jax.Array, mask: jax.Array
+) -> tuple[tuple[jax.Array, LossParts], PredRNN]:
     return eqx.filter_value_and_grad(predrnn_loss, has_aux=True)(network, frames, mask)
 
 

@@ -1,7 +1,5 @@
 """One jitted training step: masks, loss, gradients, Adam, apply — as one XLA program."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -11,7 +9,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
-from model.loss import predrnn_loss
+from model.loss import LossParts, predrnn_loss
 from model.network import PredRNN
 from model.patch import reshape_patch
 from model.sampling import SamplingConfig, draw_mask
@@ -44,13 +42,21 @@ def init_train_state(
     return TrainState(network, opt_state, jnp.zeros((), jnp.int32), jax.random.key_data(key))
 
 
-def optimizer_step(network, opt_state, optimizer, frames, mask, valid=None):
+def optimizer_step(
+    network: PredRNN,
+    opt_state: optax.OptState,
+    optimizer: optax.GradientTransformation,
+    frames: Float[Array, "batch time hp wp cpin"],
+    mask: Float[Array, "batch steps #hp #wp #cp"],
+    valid: Float[Array, "batch time hp wp cp"] | None = None,
+) -> tuple[PredRNN, optax.OptState, Float[Array, ""], LossParts]:
     """One loss+gradient+update on patched frames with a given mask (the official `Model.train`)."""
     (loss, parts), grads = eqx.filter_value_and_grad(predrnn_loss, has_aux=True)(
         network, frames, mask, valid
     )
     updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(network, eqx.is_array))
-    return eqx.apply_updates(network, updates), opt_state, loss, parts
+    updated: PredRNN = eqx.apply_updates(network, updates)
+    return updated, opt_state, loss, parts
 
 
 def make_train_step(
@@ -71,7 +77,7 @@ def make_train_step(
     @eqx.filter_jit(donate="all")
     def step(
         state: TrainState,
-        clips: Float[Array, "batch time height width channels"],
+        clips: Float[Array, "batch time height width cin"],
         valid: Float[Array, "batch time height width 1"] | None = None,
     ) -> tuple[TrainState, StepMetrics]:
         network = state.network

@@ -1,6 +1,5 @@
 """Golden numbers from the official PyTorch code (tests/fixtures/parity/README.md)."""
 
-
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np

@@ -1,11 +1,11 @@
 import json
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from model.config import ModelConfig
 from model.network import PredRNN
 from model.sampling import SamplingConfig, draw_mask, rss_etas, ss_eta
 from model.train import adam, init_train_state, make_train_step
@@ -23,17 +23,8 @@ def test_schedules_match_official_functions(row) -> None:
     np.testing.assert_allclose(eta, row["rss_eta"], atol=1e-6)
 
 
-def test_rss_mask_draws_context_and_future_at_their_rates() -> None:
-    cfg = ModelConfig(
-        num_hidden=(4,),
-        filter_size=3,
-        patch_size=1,
-        img_height=4,
-        img_width=4,
-        input_length=10,
-        total_length=20,
-        reverse_scheduled_sampling=True,
-    )
+def test_rss_mask_draws_context_and_future_at_their_rates(tiny_cfg) -> None:
+    cfg = replace(tiny_cfg, input_length=10, total_length=20, reverse_scheduled_sampling=True)
     mask = draw_mask(jax.random.key(0), jnp.asarray(30000), 4000, cfg, SamplingConfig())
     assert mask.shape == (4000, 18, 1, 1, 1)
     r_eta, eta = rss_etas(30000, SamplingConfig())
@@ -41,17 +32,8 @@ def test_rss_mask_draws_context_and_future_at_their_rates() -> None:
     np.testing.assert_allclose(mask[:, 9:].mean(), eta, atol=0.01)
 
 
-def test_tiny_model_overfits_one_batch() -> None:
-    cfg = ModelConfig(
-        model_name="predrnn_v2",
-        num_hidden=(8, 8),
-        filter_size=3,
-        patch_size=2,
-        img_height=8,
-        img_width=8,
-        input_length=3,
-        total_length=5,
-    )
+def test_tiny_model_overfits_one_batch(tiny_cfg) -> None:
+    cfg = replace(tiny_cfg, total_length=5)
     x = np.linspace(0, 1, 8, dtype=np.float32)
     frames = np.stack([np.roll(np.outer(x, x), t, axis=1) for t in range(5)])[None, ..., None]
     clips = jnp.asarray(np.repeat(frames, 2, axis=0))
@@ -66,19 +48,10 @@ def test_tiny_model_overfits_one_batch() -> None:
     assert losses[-1] < 0.2 * losses[0]
 
 
-def test_reverse_input_takes_two_adam_steps_per_iteration() -> None:
-    cfg = ModelConfig(
-        model_name="predrnn",
-        num_hidden=(4,),
-        filter_size=3,
-        patch_size=1,
-        img_height=4,
-        img_width=4,
-        input_length=2,
-        total_length=4,
-    )
+def test_reverse_input_takes_two_adam_steps_per_iteration(tiny_cfg) -> None:
+    cfg = replace(tiny_cfg, model_name="predrnn", input_length=2, total_length=4)
     opt = adam(1e-3)
-    clips = jnp.asarray(np.random.default_rng(0).random((2, 4, 4, 4, 1), dtype=np.float32))
+    clips = jnp.asarray(np.random.default_rng(0).random((2, 4, 8, 8, 1), dtype=np.float32))
     single = make_train_step(opt, SamplingConfig(), reverse_input=False)
     double = make_train_step(opt, SamplingConfig(), reverse_input=True)
     s1, _ = single(

@@ -8,6 +8,7 @@ import io
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -16,7 +17,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from model.config import ModelConfig
 from model.network import PredRNN
 from nowcastd.cli import app
 from nowcastd.io.model_checkpoint import save_inference_checkpoint
@@ -44,17 +44,9 @@ def has_pysteps() -> bool:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    cfg = ModelConfig(
-        model_name="predrnn_v2",
-        num_hidden=(8, 8),
-        filter_size=3,
-        patch_size=4,
-        img_height=64,
-        img_width=64,
-        input_length=INPUT,
-        total_length=TOTAL,
-        layer_norm=False,
+def checkpoint(tmp_path_factory, tiny_cfg) -> Path:
+    cfg = replace(
+        tiny_cfg, patch_size=4, img_height=64, img_width=64, input_length=INPUT, total_length=TOTAL
     )
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
     return save_inference_checkpoint(

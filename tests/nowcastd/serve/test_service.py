@@ -107,9 +107,9 @@ class Daemon:
         env = dict(os.environ, NOTIFY_SOCKET=address, WATCHDOG_USEC="2000000", JAX_PLATFORMS="cpu")
         env["NOWCASTD_COMPILE_CACHE"] = str(self.root / "cache")  # the restart loads from it
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        self.log = (self.root / "serve.log").open("ab")
         cmd = [sys.executable, "-m", "nowcastd.cli", "serve", "--config", str(self.config)]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        with (self.root / "serve.log").open("ab") as log:  # the daemon holds its own copy
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         threading.Thread(target=listen, daemon=True).start()
         self.wait_for(lambda: any("READY=1" in m for m in self.messages), 120, "READY=1")
 
@@ -170,7 +170,7 @@ class Daemon:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
+def daemon(tmp_path_factory, tiny_cfg):
     root = tmp_path_factory.mktemp("serve")
     network = tiny_network(size=32)
     save_inference_checkpoint(root / "ckpt", network, DataTransform(kind="dbz"))
