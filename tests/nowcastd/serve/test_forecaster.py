@@ -12,8 +12,8 @@ from tests.nowcastd.serve.tiny import tiny_network as _network
 
 
 @pytest.fixture(scope="module")
-def compiled(tiny_cfg):
-    forecaster = Forecaster(_network(tiny_cfg), DBZ, num_leads=4)  # longer than total - input
+def compiled():
+    forecaster = Forecaster(_network(), DBZ, num_leads=4)  # longer than total - input
     forecaster.compile()
     return forecaster
 
@@ -64,8 +64,8 @@ def test_no_compilation_after_compile(compiled):
     assert counter.count == 0
 
 
-def test_single_input_model_forecasts_without_pre_encoding(tiny_cfg):
-    forecaster = Forecaster(_network(tiny_cfg, input_length=1), DBZ, num_leads=2)
+def test_single_input_model_forecasts_without_pre_encoding():
+    forecaster = Forecaster(_network(input_length=1), DBZ, num_leads=2)
     forecaster.compile()
     assert not forecaster.can_pre_encode
     context = jnp.asarray(_frames(1, seed=4))
@@ -73,6 +73,6 @@ def test_single_input_model_forecasts_without_pre_encoding(tiny_cfg):
     assert result.shape == (2, 16, 16) and not used
 
 
-def test_forecast_before_compile_is_an_error(tiny_cfg):
+def test_forecast_before_compile_is_an_error():
     with pytest.raises(RuntimeError, match="compile"):
-        Forecaster(_network(tiny_cfg), DBZ, num_leads=1).full(jnp.zeros((1, 3, 16, 16, 1)))
+        Forecaster(_network(), DBZ, num_leads=1).full(jnp.zeros((1, 3, 16, 16, 1)))

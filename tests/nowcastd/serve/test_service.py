@@ -170,7 +170,7 @@ class Daemon:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory, tiny_cfg):
+def daemon(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     network = tiny_network(size=32)
     save_inference_checkpoint(root / "ckpt", network, DataTransform(kind="dbz"))
