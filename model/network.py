@@ -77,7 +77,12 @@ class PredRNN(eqx.Module):
             )
             for c_in, k in zip(in_channels, jax.random.split(kc, cfg.num_layers), strict=True)
         )
-        self.conv_last = None if cfg.is_action else torch_uniform(kl, (1, 1, n, cp), n)
+        if cfg.is_action:
+            self.conv_last = None
+        elif cfg.predict_delta:  # start from persistence: the predicted change is zero
+            self.conv_last = jnp.zeros((1, 1, n, cp), jnp.float32)
+        else:
+            self.conv_last = torch_uniform(kl, (1, 1, n, cp), n)
         self.adapter = torch_uniform(ka, (1, 1, n, n), n) if cfg.is_v2 else None
         self.coder = ActionCoder(cfg, key=ke) if cfg.is_action else None
         self.cfg = cfg
@@ -144,6 +149,8 @@ class PredRNN(eqx.Module):
             net = state.h
         if self.coder is None:
             x_gen = conv2d(net, self.conv_last)
+            if self.cfg.predict_delta:
+                x_gen = frame + x_gen
         else:
             e1, e2 = skips
             if self.cfg.res_on_conv:
