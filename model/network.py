@@ -108,11 +108,11 @@ class PredRNN(eqx.Module):
         def unit(d: Array) -> Array:
             d = conv2d(d, self.adapter)
             d = d.reshape(d.shape[0], -1, d.shape[-1])  # (B, S, N)
-            return d / jnp.maximum(jnp.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+            return d / _floored_norm(d, 1e-12, keepdims=True)
 
         uc, um = unit(delta_c), unit(delta_m)
-        nc = jnp.maximum(jnp.linalg.norm(uc, axis=1), 1e-8)
-        nm = jnp.maximum(jnp.linalg.norm(um, axis=1), 1e-8)
+        nc = _floored_norm(uc, 1e-8)
+        nm = _floored_norm(um, 1e-8)
         return jnp.sum(uc * um, axis=1) / (nc * nm)
 
     def _decouple_term(self, delta_c: Array, delta_m: Array) -> Array:
@@ -202,6 +202,12 @@ class PredRNN(eqx.Module):
         next_frames = jnp.moveaxis(outs.frame, 0, 1)
         decouple = jnp.sum(outs.decouple) / (steps * cfg.num_layers)
         return next_frames, decouple
+
+
+def _floored_norm(x: Array, floor: float, *, keepdims: bool = False) -> Array:
+    """max(||x||, floor) over axis 1, with a finite gradient where x is zero (an all-zero
+    increment, e.g. a dry input at the first step): sqrt of the floored squared norm."""
+    return jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=1, keepdims=keepdims), floor**2))
 
 
 def _full_mask(mask: Array, cfg: ModelConfig) -> Array:

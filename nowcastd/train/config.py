@@ -34,6 +34,10 @@ class TrainConfig:
     data_stride: int = 1
     data_block: int = 1
     data_crop: tuple[int, int, int, int] | None = None
+    sequences: bool = False
+    synthetic_fraction: float = 0.3
+    block_choices: tuple[int, ...] = (1, 2, 4)
+    loss: str = "mse"
 
     def __post_init__(self) -> None:
         positive = (
@@ -60,10 +64,18 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.num_save_samples={self.num_save_samples!r}: must be >= 0"
             )
+        if not 0 <= self.synthetic_fraction <= 1:
+            raise ValueError(
+                f"TrainConfig.synthetic_fraction={self.synthetic_fraction!r}: must be in [0, 1]"
+            )
+        if self.loss not in ("mse", "weighted"):
+            raise ValueError(f"TrainConfig.loss={self.loss!r}: must be 'mse' or 'weighted'")
         if not self.train_data_paths and self.is_training:
             raise ValueError("TrainConfig.train_data_paths: at least one path is needed to train")
 
     @property
     def shared_split(self) -> bool:
         """Train and validation come from the same files: split them by time."""
+        if self.sequences:  # random sequences use every frame: validation must be its own file
+            return False
         return not self.valid_data_paths or self.valid_data_paths == self.train_data_paths

@@ -98,3 +98,17 @@ def test_weighted_loss_is_mean_of_weighted_squared_plus_absolute_error():
 def test_loss_config_refuses_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LossConfig(**kwargs)
+
+
+def test_gradient_is_finite_on_an_all_dry_batch():
+    """A zero input with a zero state gives zero memory increments at the first step: the
+    decoupling loss's normalisation must not turn that into a NaN gradient."""
+    cfg = dataclasses.replace(CFG, predict_delta=False)
+    state = init_train_state(PredRNN(cfg, key=jax.random.key(6)), adam(1e-3), jax.random.key(7))
+    step = make_train_step(
+        adam(1e-3), SamplingConfig(scheduled_sampling=False), reverse_input=False
+    )
+    state, m = step(state, jnp.zeros((2, 6, 8, 8, 1)))
+    assert np.isfinite(float(m.loss))
+    leaves = jax.tree_util.tree_leaves(state.network)
+    assert all(np.isfinite(np.asarray(x)).all() for x in leaves if hasattr(x, "dtype"))
