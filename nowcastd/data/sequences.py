@@ -151,7 +151,13 @@ class SequenceSampler:
         self.movies, self.cfg, self.transform = tuple(movies), cfg, transform
         self.batch_size, self.rng = batch_size, rng
         self._choices = [self._fits(m) for m in self.movies]
-        weights = np.array([sum(n for _, _, n in c) for c in self._choices], dtype=np.float64)
+        weights = np.array(
+            [
+                sum(self._weight(m, c) for c in cs)
+                for m, cs in zip(self.movies, self._choices, strict=True)
+            ],
+            dtype=np.float64,
+        )
         if weights.sum() == 0:
             need = f"{cfg.total_length} frames of {cfg.height}×{cfg.width} pixels"
             raise DataError(f"training sequences: no movie holds {need} at any block factor")
@@ -159,6 +165,15 @@ class SequenceSampler:
         for movie, choices in zip(self.movies, self._choices, strict=True):
             usable = ", ".join(f"block {b} stride {s}: {n} starts" for b, s, n in choices)
             logger.info("%s: %s", movie.name, usable or "too small, not used")
+
+    def _weight(self, movie: Movie, choice: tuple[int, int, int]) -> float:
+        """How often to draw from `movie` with `choice`: its start times times the square root
+        of its crop positions, so a large domain counts for more than a small one, but less
+        than in proportion (its crops overlap)."""
+        block, _, starts = choice
+        _, h, w = movie.precip.shape
+        positions = (h - self.cfg.height * block + 1) * (w - self.cfg.width * block + 1)
+        return starts * float(np.sqrt(positions))
 
     def _fits(self, movie: Movie) -> list[tuple[int, int, int]]:
         """(block, stride, number of start times) for every way `movie` fits the model grid."""
