@@ -18,6 +18,10 @@ class ModelConfig:
 
     Heights and widths are in image pixels; the recurrent core runs on the
     `patch_size`-patched grid (and a further 4x smaller one for action models).
+
+    `predict_delta` departs from the official code (off by default): each step predicts the
+    change from the frame it was fed, so an untrained network (whose frame decoder starts at
+    zero) forecasts persistence and training learns the motion and growth on top of it.
     """
 
     model_name: str = "predrnn_v2"
@@ -36,6 +40,7 @@ class ModelConfig:
     num_action_ch: int = 4
     conv_on_input: bool = True
     res_on_conv: bool = False
+    predict_delta: bool = False
 
     def __post_init__(self) -> None:
         if self.model_name not in MODEL_NAMES:
@@ -72,6 +77,8 @@ class ModelConfig:
             )
         if self.decouple_beta < 0:
             raise invalid(self, "decouple_beta", "must be >= 0")
+        if self.predict_delta and self.is_action:
+            raise invalid(self, "predict_delta", "is for models without actions")
         if self.is_action:
             if self.patch_size != 1:
                 raise invalid(

@@ -107,7 +107,12 @@ class PredRNN(eqx.Module):
             )
             for c_in, k in zip(in_channels, jax.random.split(kc, cfg.num_layers), strict=True)
         )
-        self.conv_last = None if cfg.is_action else torch_uniform(kl, (1, 1, n, cp), n)
+        if cfg.is_action:
+            self.conv_last = None
+        elif cfg.predict_delta:  # start from persistence: the predicted change is zero
+            self.conv_last = jnp.zeros((1, 1, n, cp), jnp.float32)
+        else:
+            self.conv_last = torch_uniform(kl, (1, 1, n, cp), n)
         self.adapter = torch_uniform(ka, (1, 1, n, n), n) if cfg.is_v2 else None
         self.coder = ActionCoder(cfg, key=ke) if cfg.is_action else None
         self.cfg = cfg
@@ -138,11 +143,11 @@ class PredRNN(eqx.Module):
         def unit(d: Float[Array, "batch hr wr hidden"]) -> Float[Array, "batch space hidden"]:
             d = conv2d(d, adapter)
             d = d.reshape(d.shape[0], -1, d.shape[-1])  # (B, S, N)
-            return d / jnp.maximum(jnp.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+            return d / _floored_norm(d, 1e-12, keepdims=True)
 
         uc, um = unit(delta_c), unit(delta_m)
-        nc = jnp.maximum(jnp.linalg.norm(uc, axis=1), 1e-8)
-        nm = jnp.maximum(jnp.linalg.norm(um, axis=1), 1e-8)
+        nc = _floored_norm(uc, 1e-8)
+        nm = _floored_norm(um, 1e-8)
         return jnp.sum(uc * um, axis=1) / (nc * nm)
 
     def _decouple_term(
@@ -185,6 +190,8 @@ class PredRNN(eqx.Module):
             x_gen = coder.decode(net, skips, hw, residual=self.cfg.res_on_conv)
         elif self.conv_last is not None:
             x_gen = conv2d(net, self.conv_last)
+            if self.cfg.predict_delta:
+                x_gen = frame + x_gen
         else:
             raise ValueError(f"{self.cfg.model_name} network has neither conv_last nor a coder")
         return Carry(tuple(states), memory), StepOut(x_gen, decouple)
@@ -231,6 +238,12 @@ class PredRNN(eqx.Module):
         next_frames = jnp.moveaxis(outs.frame, 0, 1)
         decouple = jnp.sum(outs.decouple) / (steps * cfg.num_layers)
         return next_frames, decouple
+
+
+def _floored_norm(x: Array, floor: float, *, keepdims: bool = False) -> Array:
+    """max(||x||, floor) over axis 1, with a finite gradient where x is zero (an all-zero
+    increment, e.g. a dry input at the first step): sqrt of the floored squared norm."""
+    return jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=1, keepdims=keepdims), floor**2))
 
 
 def _full_mask(

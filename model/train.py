@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
-from model.loss import LossParts, predrnn_loss
+from model.loss import OFFICIAL_LOSS, LossConfig, LossParts, predrnn_loss
 from model.network import PredRNN
 from model.patch import reshape_patch
 from model.sampling import SamplingConfig, draw_mask
@@ -49,10 +49,11 @@ def optimizer_step(
     frames: Float[Array, "batch time hp wp cpin"],
     mask: Float[Array, "batch steps #hp #wp #cp"],
     valid: Float[Array, "batch time hp wp cp"] | None = None,
+    objective: LossConfig = OFFICIAL_LOSS,
 ) -> tuple[PredRNN, optax.OptState, Float[Array, ""], LossParts]:
     """One loss+gradient+update on patched frames with a given mask (the official `Model.train`)."""
     (loss, parts), grads = eqx.filter_value_and_grad(predrnn_loss, has_aux=True)(
-        network, frames, mask, valid
+        network, frames, mask, valid, objective
     )
     updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(network, eqx.is_array))
     updated: PredRNN = eqx.apply_updates(network, updates)
@@ -64,6 +65,7 @@ def make_train_step(
     sampling: SamplingConfig,
     *,
     reverse_input: bool,
+    loss: LossConfig = OFFICIAL_LOSS,
 ) -> Callable[..., tuple[TrainState, StepMetrics]]:
     """Build the jitted `step(state, clips, valid=None) -> (state, metrics)`.
 
@@ -71,7 +73,8 @@ def make_train_step(
     them, draws the sampling mask for iteration `state.step + 1` from the state's
     key, takes one Adam step, and with `reverse_input` a second one on the
     time-reversed clip with the same mask (the official iteration). The reported
-    loss is the mean of the two, as run.py prints it. The state is donated.
+    loss is the mean of the two, as run.py prints it. The state is donated. `loss` chooses
+    the data term (the official MSE by default).
     """
 
     @eqx.filter_jit(donate="all")
@@ -93,17 +96,17 @@ def make_train_step(
             )
         )
         mask = draw_mask(sub, itr, clips.shape[0], cfg, sampling)
-        network, opt_state, loss, parts = optimizer_step(
-            network, state.opt_state, optimizer, frames, mask, pvalid
+        network, opt_state, value, parts = optimizer_step(
+            network, state.opt_state, optimizer, frames, mask, pvalid, loss
         )
-        metrics = StepMetrics(loss, parts.mse, parts.decouple)
+        metrics = StepMetrics(value, parts.mse, parts.decouple)
         if reverse_input:
             rvalid = None if pvalid is None else pvalid[:, ::-1]
-            network, opt_state, loss_r, parts_r = optimizer_step(
-                network, opt_state, optimizer, frames[:, ::-1], mask, rvalid
+            network, opt_state, value_r, parts_r = optimizer_step(
+                network, opt_state, optimizer, frames[:, ::-1], mask, rvalid, loss
             )
             metrics = StepMetrics(
-                (loss + loss_r) / 2,
+                (value + value_r) / 2,
                 (parts.mse + parts_r.mse) / 2,
                 (parts.decouple + parts_r.decouple) / 2,
             )

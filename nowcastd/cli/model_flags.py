@@ -15,7 +15,7 @@ ModelName = Literal["predrnn", "predrnn_v2", "action_cond_predrnn", "action_cond
 class ModelFlags:
     """The 17 flags of run.py that shape the network, typed, with run.py's defaults (its
     layer_norm default is 1; its shipped scripts pass 0), plus --num_layers (checked against
-    --num_hidden) and --img_height (0: square, as run.py)."""
+    --num_hidden), --img_height (0: square, as run.py) and nowcastd's --predict_delta."""
 
     model_name: ModelName = setting("predrnn", "the network")
     num_hidden: tuple[int, ...] = setting(
@@ -42,6 +42,11 @@ class ModelFlags:
         False, "action models: stride-2 conv encoder/decoder (always on for them)"
     )
     res_on_conv: bool = setting(False, "action models: encoder-decoder skips")
+    predict_delta: bool = setting(
+        False,
+        "1: each step predicts the change from the frame it was fed, starting from persistence "
+        "(a departure from the official code)",
+    )
 
     def model_config(self) -> ModelConfig:
         """The typed network config; ConfigError naming the flag on a bad combination."""

@@ -34,6 +34,13 @@ HELP = {
     "data_stride": "movie: frames between window starts",
     "data_block": "movie: block-average factor",
     "data_crop": "movie: crop row0,col0,height,width before averaging",
+    "sequences": "1: draw random sequences from every --train_data_paths movie (crops, block "
+    "factors, flips, rotations, time reversal, per-movie time step); validation needs "
+    "--valid_data_paths",
+    "synthetic_fraction": "with --sequences 1: share of synthetic sequences (a real frame "
+    "advected by a random smooth flow, with growth and decay)",
+    "block_choices": "with --sequences 1: block-average factors to draw from, comma-separated",
+    "loss": "mse (the official loss) or weighted (HKO-7 rain-weighted MSE + MAE)",
     "scheduled_sampling": "0: always feed the model its own predictions",
     "sampling_stop_iter": "scheduled sampling: eta is 0 from here",
     "sampling_start_value": "scheduled sampling: starting eta",

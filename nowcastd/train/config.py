@@ -2,6 +2,7 @@
 
 import dataclasses
 from pathlib import Path
+from typing import Literal
 
 from model.config import ModelConfig
 from model.sampling import SamplingConfig
@@ -35,6 +36,10 @@ class TrainConfig:
     data_stride: int = 1
     data_block: int = 1
     data_crop: tuple[int, int, int, int] | None = None
+    sequences: bool = False
+    synthetic_fraction: float = 0.3
+    block_choices: tuple[int, ...] = (1, 2, 4)
+    loss: Literal["mse", "weighted"] = "mse"
 
     def __post_init__(self) -> None:
         positive = (
@@ -61,10 +66,23 @@ class TrainConfig:
             raise ValueError(
                 f"num_save_samples: expected an integer >= 0, got {self.num_save_samples!r}"
             )
+        if not 0 <= self.synthetic_fraction <= 1:
+            raise ValueError(
+                f"synthetic_fraction: expected a number in [0, 1], got {self.synthetic_fraction!r}"
+            )
+        if not self.block_choices or min(self.block_choices) < 1:
+            raise ValueError(f"block_choices: expected integers >= 1, got {self.block_choices!r}")
+        if self.sequences and self.is_training and not self.valid_data_paths:
+            raise ValueError(
+                "valid_data_paths: expected a validation movie with --sequences 1 (random "
+                "sequences use every frame of the training movies), got none"
+            )
         if not self.train_data_paths and self.is_training:
             raise ValueError("train_data_paths: expected at least one path to train, got none")
 
     @property
     def shared_split(self) -> bool:
         """Train and validation come from the same files: split them by time."""
+        if self.sequences:  # random sequences use every frame: validation must be its own file
+            return False
         return not self.valid_data_paths or self.valid_data_paths == self.train_data_paths

@@ -12,13 +12,16 @@ from typing import Any
 import jax
 import numpy as np
 
+from model.loss import LossConfig
 from model.network import PredRNN
 from model.train import TrainState, adam, init_train_state, make_train_step
 from nowcastd.data import ClipSet
 from nowcastd.data.loader import BatchIterator, open_dataset
+from nowcastd.data.sequences import SamplerConfig, SequenceSampler, load_movie
 from nowcastd.errors import CheckpointError, NowcastdError
 from nowcastd.io.model_checkpoint import checkpoint_dirs
 from nowcastd.io.run_checkpoints import restore_run_checkpoint, save_run_checkpoint, to_jsonable
+from nowcastd.io.transform import DBZ, DataTransform
 from nowcastd.train.config import TrainConfig
 from nowcastd.train.progress import Progress
 from nowcastd.train.sharding import DataParallel
@@ -90,6 +93,43 @@ def _pretrained(cfg: TrainConfig) -> PredRNN:
     return loaded.network
 
 
+# The HKO-7 benchmark's rain classes: weight w for targets at or above each rain rate.
+WEIGHTED_CLASSES_MMH = ((2.0, 2.0), (5.0, 5.0), (10.0, 10.0), (30.0, 30.0))
+
+
+def objective(kind: str, transform: DataTransform) -> LossConfig:
+    """The loss's data term, with rain-rate thresholds converted to model units."""
+    if kind == "mse":
+        return LossConfig()
+    rates = np.array([r for r, _ in WEIGHTED_CLASSES_MMH])
+    thresholds = tuple(float(v) for v in transform.to_model(rates))
+    return LossConfig(
+        kind="weighted", thresholds=thresholds, weights=tuple(w for _, w in WEIGHTED_CLASSES_MMH)
+    )
+
+
+def _training_batches(cfg: TrainConfig):
+    """(batches, transform, source description, whether batches carry a validity mask)."""
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.sequences:
+        m = cfg.model
+        movies = [load_movie(p) for p in cfg.train_data_paths]
+        sampler_cfg = SamplerConfig(
+            total_length=m.total_length,
+            height=m.img_height,
+            width=m.img_width,
+            input_length=m.input_length,
+            blocks=cfg.block_choices,
+            synthetic_fraction=cfg.synthetic_fraction,
+        )
+        batches = SequenceSampler(movies, sampler_cfg, DBZ, cfg.batch_size, rng)
+        source = "random sequences from " + ", ".join(mv.name for mv in movies)
+        return batches, DBZ, source, True
+    train_set = _open(cfg, cfg.train_data_paths, "train")
+    batches = BatchIterator(train_set, cfg.batch_size, rng, with_mask=True)
+    return batches, train_set.transform, train_set.source, train_set.valid_mask is not None
+
+
 def run(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or, with is_training=False, evaluate once). Returns the last metrics."""
     save_dir = cfg.save_dir
@@ -106,12 +146,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         network = _pretrained(cfg)
         return _evaluate(cfg, network, valid_set, step=0, log=log)
 
-    train_set = _open(cfg, cfg.train_data_paths, "train")
-    transform = train_set.transform
     parallel = DataParallel.create()
-    batches = BatchIterator(
-        train_set, cfg.batch_size, np.random.default_rng(cfg.seed), with_mask=True
-    )
+    batches, transform, source, use_valid = _training_batches(cfg)
     existing = checkpoint_dirs(save_dir)
     if cfg.resume and existing:
         state, meta = restore_run_checkpoint(existing[-1], optimizer)
@@ -125,9 +161,13 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         network = _pretrained(cfg) if cfg.pretrained_model else PredRNN(cfg.model, key=k_init)
         state = init_train_state(network, optimizer, k_run)
     state = parallel.replicate(state)
-    step_fn = make_train_step(optimizer, cfg.sampling, reverse_input=cfg.reverse_input)
-    use_valid = train_set.valid_mask is not None
-    extra = {"train_config": to_jsonable(cfg), "data_source": train_set.source}
+    step_fn = make_train_step(
+        optimizer,
+        cfg.sampling,
+        reverse_input=cfg.reverse_input,
+        loss=objective(cfg.loss, transform),
+    )
+    extra = {"train_config": to_jsonable(cfg), "data_source": source}
 
     def snapshot(state: TrainState) -> None:
         save_run_checkpoint(

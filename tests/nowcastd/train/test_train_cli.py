@@ -253,3 +253,42 @@ def test_toml_config_with_an_unknown_key_is_a_one_line_error(tmp_path: Path) -> 
         "error: [train] max_iteration: unknown key (did you mean max_iterations?); expected one "
         "of " + ", ".join(sorted(s.name for s in SETTINGS))
     ]
+
+
+def _movie(path: Path, seed: int, frames: int = 8, size: int = 64, step: int = 300) -> Path:
+    import h5py
+
+    rain = np.random.default_rng(seed).gamma(0.6, 3.0, (frames, size, size)).astype(np.float32)
+    with h5py.File(path, "w") as h:
+        h.create_dataset("precip", data=rain).attrs["units"] = "mm/h"
+        h.attrs["timestep_seconds"] = step
+    return path
+
+
+def test_random_sequences_from_several_movies_train_and_validate_on_another(tmp_path):
+    a, b = _movie(tmp_path / "a.h5", 0), _movie(tmp_path / "b.h5", 1, step=120, frames=14)
+    valid = _movie(tmp_path / "v.h5", 2)
+    save = tmp_path / "run"
+    code, out = run_train(
+        "--train_data_paths", f"{a},{b}", "--valid_data_paths", str(valid),
+        "--sequences", "1", "--synthetic_fraction", "0.5", "--block_choices", "1,2",
+        "--loss", "weighted", "--predict_delta", "1", "--img_width", "16",
+        "--data_crop", "0,0,32,32", "--data_block", "2",
+        "--save_dir", str(save), "--max_iterations", "2", "--display_interval", "1",
+        "--snapshot_interval", "2", "--test_interval", "2", "--reverse_input", "0",
+    )  # fmt: skip
+    assert code == 0, out
+    ckpt = checkpoint_dirs(save)[-1]
+    meta = json.loads((ckpt / "meta.json").read_text())
+    assert meta["model_config"]["predict_delta"] is True
+    assert meta["train_config"]["loss"] == "weighted"
+    assert "random sequences from a.h5, b.h5" in meta["data_source"]
+    evals = records(save, "eval")
+    assert evals and evals[-1]["n_sequences"] > 0
+
+
+def test_random_sequences_need_a_validation_movie(tmp_path):
+    a = _movie(tmp_path / "a.h5", 0)
+    code, out = run_train("--train_data_paths", str(a), "--sequences", "1")
+    assert code == 1
+    assert out.strip().splitlines()[-1].startswith("error: valid_data_paths: expected a validation")

@@ -1,0 +1,306 @@
+"""Random training sequences drawn on the fly from several radar movies, and synthetic ones.
+
+Each draw picks a movie (weighted by its number of start times), a block-average factor (rain
+then moves at 1/b of its native pixel speed), a start time, and a crop of the native frames;
+then flips, rotates by a multiple of 90° and, at random, reverses time. Movies whose time step
+is a fraction of the target step are subsampled (2-min MRMS: every 2nd or 3rd frame). Crops
+that are nearly dry are redrawn a few times, since they teach nothing about motion. A share of
+the draws are synthetic (`nowcastd.data.advection`): a real frame carried along a random
+smooth flow.
+
+Values go to model units through the run's `DataTransform`; NaN (no data) becomes 0 with a
+validity mask (the fraction of valid native pixels of each block), which the loss uses.
+`SequenceSampler` is an endless batch iterator with `state_dict`/`load_state_dict`, so a run
+resumes with the exact draws it would have made.
+"""
+
+import copy
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from nowcastd.data.advection import MotionConfig, advect_sequence, random_flow
+from nowcastd.errors import DataError
+from nowcastd.io.transform import DataTransform
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Movie", "SamplerConfig", "SequenceSampler", "load_movie"]
+
+
+@dataclass(frozen=True)
+class Movie:
+    """One event in memory: `precip` (T, H, W) float32 mm/h (NaN = no data) and its strides."""
+
+    name: str
+    precip: np.ndarray
+    timestep_seconds: int
+    strides: tuple[int, ...]
+
+
+def _strides(timestep: int, target: int, where: str) -> tuple[int, ...]:
+    """Frame strides that give the target step, or the two nearest it (2 min -> 4 and 6 min)."""
+    if timestep <= 0:
+        raise DataError(f"{where}: timestep_seconds must be > 0, got {timestep}")
+    if target % timestep == 0:
+        return (target // timestep,)
+    low = max(1, target // timestep)
+    return (low, low + 1)
+
+
+def load_movie(path: str | Path, *, target_step_seconds: int = 300) -> Movie:
+    """Read a movie (`precip` (T, H, W) in mm/h, root attribute `timestep_seconds`)."""
+    path = Path(path)
+    where = f"movie {path.name}"
+    try:
+        with h5py.File(path, "r") as h:
+            if "precip" not in h or h["precip"].ndim != 3:
+                raise DataError(f"{where}: expected a dataset 'precip' (T, H, W)")
+            units = str(h["precip"].attrs.get("units", h.attrs.get("units", "mm/h")))
+            if isinstance(units, bytes):
+                units = units.decode()
+            if units.strip() not in ("mm/h", "mm h-1", "b'mm/h'"):
+                raise DataError(f"{where}: expected precip in mm/h, got units {units!r}")
+            step = h.attrs.get("timestep_seconds")
+            if step is None:
+                raise DataError(f"{where}: expected a root attribute 'timestep_seconds'")
+            precip = np.asarray(h["precip"][:], dtype=np.float32)
+    except OSError as e:
+        raise DataError(f"{where}: cannot read as HDF5: {e}") from e
+    strides = _strides(int(step), target_step_seconds, where)
+    return Movie(path.name, precip, int(step), strides)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplerConfig:
+    """How training sequences are drawn.
+
+    Attributes:
+        total_length: frames per sequence; height, width: the model grid.
+        blocks: block-average factors to draw from (those that fit a movie's frames).
+        flips, rotations, time_reversal: the random symmetries.
+        synthetic_fraction: the share of synthetic (advected) sequences.
+        min_wet_fraction: a real crop whose input frames have less than this share of pixels
+            at >= 0.5 mm/h is redrawn (up to `max_redraws` times).
+        max_nan_fraction: a crop with more missing pixels than this is redrawn.
+        motion: the ranges of the synthetic flows.
+    """
+
+    total_length: int
+    height: int
+    width: int
+    input_length: int = 4
+    blocks: tuple[int, ...] = (1, 2, 4)
+    flips: bool = True
+    rotations: bool = True
+    time_reversal: bool = True
+    synthetic_fraction: float = 0.3
+    min_wet_fraction: float = 0.05
+    max_nan_fraction: float = 0.5
+    max_redraws: int = 20
+    motion: MotionConfig = MotionConfig()
+
+    def __post_init__(self) -> None:
+        for name in ("total_length", "height", "width", "input_length", "max_redraws"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"SamplerConfig.{name}: expected an int >= 1, got {value!r}")
+        if not self.blocks or any(not isinstance(b, int) or b < 1 for b in self.blocks):
+            raise ValueError(f"SamplerConfig.blocks: expected ints >= 1, got {self.blocks!r}")
+        for name in ("synthetic_fraction", "min_wet_fraction", "max_nan_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"SamplerConfig.{name}: expected 0..1, got {value!r}")
+
+
+def block_average(stack: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """NaN-aware block mean of (T, H, W) and the valid fraction of each block."""
+    if block == 1:
+        valid = ~np.isnan(stack)
+        return stack.astype(np.float32), valid.astype(np.float32)
+    t, h, w = stack.shape
+    tiles = stack.reshape(t, h // block, block, w // block, block).astype(np.float64)
+    valid = ~np.isnan(tiles)
+    count = valid.sum(axis=(2, 4))
+    total = np.where(valid, tiles, 0.0).sum(axis=(2, 4))
+    mean = np.full(count.shape, np.nan)
+    np.divide(total, count, out=mean, where=count > 0)
+    return mean.astype(np.float32), (count / block**2).astype(np.float32)
+
+
+class SequenceSampler:
+    """Endless (clips, valid) batches in model units, (B, T, H, W, 1) float32 each."""
+
+    def __init__(
+        self,
+        movies: Sequence[Movie],
+        cfg: SamplerConfig,
+        transform: DataTransform,
+        batch_size: int,
+        rng: np.random.Generator,
+    ) -> None:
+        if not movies:
+            raise DataError("training sequences: expected at least one movie, got none")
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+        self.movies, self.cfg, self.transform = tuple(movies), cfg, transform
+        self.batch_size, self.rng = batch_size, rng
+        self._choices = [self._fits(m) for m in self.movies]
+        weights = np.array(
+            [
+                sum(self._weight(m, c) for c in cs)
+                for m, cs in zip(self.movies, self._choices, strict=True)
+            ],
+            dtype=np.float64,
+        )
+        if weights.sum() == 0:
+            need = f"{cfg.total_length} frames of {cfg.height}×{cfg.width} pixels"
+            raise DataError(f"training sequences: no movie holds {need} at any block factor")
+        self._weights = weights / weights.sum()
+        for movie, choices in zip(self.movies, self._choices, strict=True):
+            usable = ", ".join(f"block {b} stride {s}: {n} starts" for b, s, n in choices)
+            logger.info("%s: %s", movie.name, usable or "too small, not used")
+
+    def _weight(self, movie: Movie, choice: tuple[int, int, int]) -> float:
+        """How often to draw from `movie` with `choice`: its start times times the square root
+        of its crop positions, so a large domain counts for more than a small one, but less
+        than in proportion (its crops overlap)."""
+        block, _, starts = choice
+        _, h, w = movie.precip.shape
+        positions = (h - self.cfg.height * block + 1) * (w - self.cfg.width * block + 1)
+        return starts * float(np.sqrt(positions))
+
+    def _fits(self, movie: Movie) -> list[tuple[int, int, int]]:
+        """(block, stride, number of start times) for every way `movie` fits the model grid."""
+        cfg = self.cfg
+        t, h, w = movie.precip.shape
+        side = max(cfg.height, cfg.width)  # rotations swap height and width
+        out = []
+        for block in cfg.blocks:
+            if side * block > min(h, w):
+                continue
+            for stride in movie.strides:
+                starts = t - (cfg.total_length - 1) * stride
+                if starts > 0:
+                    out.append((block, stride, starts))
+        return out
+
+    # -- drawing -------------------------------------------------------------------------------
+
+    def _real(self) -> tuple[np.ndarray, np.ndarray]:
+        """One real (T, h, w) sequence in mm/h (NaN = no data) at the model grid, and the
+        valid fraction of each pixel's block."""
+        cfg, rng = self.cfg, self.rng
+        m = int(rng.choice(len(self.movies), p=self._weights))
+        movie, choices = self.movies[m], self._choices[m]
+        block, stride, n_starts = choices[int(rng.integers(len(choices)))]
+        t_len = (cfg.total_length - 1) * stride + 1
+        h, w = cfg.height * block, cfg.width * block
+        _, big_h, big_w = movie.precip.shape
+        best, best_wet = None, -1.0
+        for _ in range(cfg.max_redraws):
+            t0 = int(rng.integers(n_starts))
+            r0 = int(rng.integers(big_h - h + 1))
+            c0 = int(rng.integers(big_w - w + 1))
+            crop = movie.precip[t0 : t0 + t_len : stride, r0 : r0 + h, c0 : c0 + w]
+            inputs = crop[: cfg.input_length]
+            nan_share = float(np.isnan(inputs).mean())
+            wet = float((np.nan_to_num(inputs, nan=0.0) >= 0.5).mean())
+            if nan_share <= cfg.max_nan_fraction and wet > best_wet:
+                best, best_wet = crop, wet
+            if best is not None and best_wet >= cfg.min_wet_fraction:
+                break
+        if best is None:  # every draw was mostly missing: take the last one, masked
+            best = crop
+        return block_average(best, block)
+
+    def _synthetic(self) -> tuple[np.ndarray, np.ndarray]:
+        """One advected (T, h, w) sequence in mm/h from a random real frame, and its mask."""
+        cfg, rng = self.cfg, self.rng
+        margin = cfg.motion.margin(cfg.total_length)
+        side = max(cfg.height, cfg.width) + 2 * margin
+        for _ in range(cfg.max_redraws):
+            m = int(rng.choice(len(self.movies), p=self._weights))
+            movie = self.movies[m]
+            fits = [b for b in cfg.blocks if side * b <= min(movie.precip.shape[1:])]
+            if fits:
+                break
+        else:
+            raise DataError(
+                f"synthetic sequences need a {side}×{side} source at the model grid; no movie "
+                "is large enough (lower synthetic_fraction or the model size)"
+            )
+        block = fits[int(rng.integers(len(fits)))]
+        _, big_h, big_w = movie.precip.shape
+        n = side * block
+        best, best_wet = None, -1.0
+        for _ in range(cfg.max_redraws):
+            t0 = int(rng.integers(movie.precip.shape[0]))
+            r0, c0 = int(rng.integers(big_h - n + 1)), int(rng.integers(big_w - n + 1))
+            frame = movie.precip[t0 : t0 + 1, r0 : r0 + n, c0 : c0 + n]
+            source = block_average(frame, block)[0][0]
+            centre = source[margin:-margin, margin:-margin]
+            nan_share = float(np.isnan(centre).mean())
+            wet = float((np.nan_to_num(centre, nan=0.0) >= 0.5).mean())
+            if nan_share <= cfg.max_nan_fraction and wet > best_wet:
+                best, best_wet = source, wet
+            if best is not None and best_wet >= cfg.min_wet_fraction:
+                break
+        if best is None:
+            best = source
+        size = (max(cfg.height, cfg.width),) * 2
+        flow = random_flow(best.shape, size, cfg.motion, rng)
+        seq = advect_sequence(best, flow, steps=cfg.total_length)
+        return seq, (~np.isnan(seq)).astype(np.float32)
+
+    def _symmetries(self, pair: np.ndarray) -> np.ndarray:
+        """The same random rotation, flip and time order for (2, T, h, w) field and mask."""
+        cfg, rng = self.cfg, self.rng
+        if cfg.rotations:
+            pair = np.rot90(pair, k=int(rng.integers(4)), axes=(2, 3))
+        if cfg.flips and rng.integers(2):
+            pair = pair[:, :, :, ::-1]
+        if cfg.time_reversal and rng.integers(2):
+            pair = pair[:, ::-1]
+        return pair[:, :, : cfg.height, : cfg.width]
+
+    def draw(self) -> tuple[np.ndarray, np.ndarray]:
+        """One (T, H, W, 1) sequence in model units and its validity mask."""
+        synthetic = self.rng.uniform() < self.cfg.synthetic_fraction
+        seq, valid = self._synthetic() if synthetic else self._real()
+        seq, valid = self._symmetries(np.stack([seq, valid]))
+        model = np.nan_to_num(self.transform.to_model(seq), nan=0.0)
+        return model[..., None].astype(np.float32), np.ascontiguousarray(valid[..., None])
+
+    def __iter__(self) -> "SequenceSampler":
+        return self
+
+    def __next__(self) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [self.draw() for _ in range(self.batch_size)]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+    # -- resume --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state: the generator's state and what the draws depend on."""
+        return {
+            "kind": "sequences",
+            "movies": [m.name for m in self.movies],
+            "batch_size": self.batch_size,
+            "rng_state": copy.deepcopy(self.rng.bit_generator.state),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue exactly where `state_dict` was taken; DataError if the movies changed."""
+        expected = ([m.name for m in self.movies], self.batch_size)
+        got = (state.get("movies"), state.get("batch_size"))
+        if state.get("kind") != "sequences" or list(got) != list(expected):
+            raise DataError(
+                f"cannot resume the data draws: saved (movies, batch_size) = {got}, now {expected}"
+            )
+        self.rng.bit_generator.state = state["rng_state"]
