@@ -9,6 +9,9 @@ def invalid(config: object, field: str, allowed: str) -> ValueError:
     return ValueError(f"{type(config).__name__}.{field}={value!r}: {allowed}")
 
 
+#: Config fields that change only what inference does with the network's output.
+INFERENCE_OPTIONS = ("match_intensity",)
+
 MODEL_NAMES = ("predrnn", "predrnn_v2", "action_cond_predrnn", "action_cond_predrnn_v2")
 
 
@@ -22,6 +25,10 @@ class ModelConfig:
     `predict_delta` departs from the official code (off by default): each step predicts the
     change from the frame it was fed, so an untrained network (whose frame decoder starts at
     zero) forecasts persistence and training learns the motion and growth on top of it.
+    `match_intensity` (also off by default) post-processes inference forecasts only
+    (`model.rollout`): every forecast frame takes the value distribution of the newest input
+    frame (probability matching), so a forecast blurred by uncertainty keeps its rain area
+    and intensities; training is unchanged.
     """
 
     model_name: str = "predrnn_v2"
@@ -41,6 +48,7 @@ class ModelConfig:
     conv_on_input: bool = True
     res_on_conv: bool = False
     predict_delta: bool = False
+    match_intensity: bool = False
 
     def __post_init__(self) -> None:
         if self.model_name not in MODEL_NAMES:

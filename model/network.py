@@ -1,5 +1,7 @@
 """The stacked PredRNN network: cells, zigzag memory, frame decoder, action coder."""
 
+import copy
+import dataclasses
 from typing import NamedTuple
 
 import equinox as eqx
@@ -8,7 +10,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from model.cell import CellState, FusedWeights, STLSTMCell
-from model.config import ModelConfig
+from model.config import INFERENCE_OPTIONS, ModelConfig
 from model.layers import conv2d, conv_transpose2d, torch_uniform
 
 
@@ -116,6 +118,23 @@ class PredRNN(eqx.Module):
         self.adapter = torch_uniform(ka, (1, 1, n, n), n) if cfg.is_v2 else None
         self.coder = ActionCoder(cfg, key=ke) if cfg.is_action else None
         self.cfg = cfg
+
+    def with_inference_options(self, cfg: ModelConfig) -> "PredRNN":
+        """The same weights under `cfg`, which may differ from this network's config only in
+        inference options (`INFERENCE_OPTIONS`: they change no parameter and no training step)."""
+        changed = [
+            f.name
+            for f in dataclasses.fields(ModelConfig)
+            if getattr(cfg, f.name) != getattr(self.cfg, f.name)
+        ]
+        others = [name for name in changed if name not in INFERENCE_OPTIONS]
+        if others:
+            raise ValueError(
+                f"with_inference_options: only {INFERENCE_OPTIONS} may change, got {others}"
+            )
+        network = copy.copy(self)
+        object.__setattr__(network, "cfg", cfg)
+        return network
 
     def zero_carry(self, batch: int, patch_hw: tuple[int, int] | None = None) -> Carry:
         """All-zero state for frames of patched size `patch_hw` (default: the configured one)."""

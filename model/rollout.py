@@ -77,7 +77,25 @@ def forecast_from(
         frames = jnp.concatenate([out.frame[None], rest], axis=0)
     else:
         frames = out.frame[None]
-    return reshape_patch_back(jnp.moveaxis(frames, 0, 1), p)
+    forecast = reshape_patch_back(jnp.moveaxis(frames, 0, 1), p)
+    if cfg.match_intensity:
+        forecast = match_distribution(forecast, frame[..., : cfg.img_channel])
+    return forecast
+
+
+def match_distribution(
+    forecast: Float[Array, "batch leads height width channels"],
+    reference: Float[Array, "batch height width channels"],
+) -> Float[Array, "batch leads height width channels"]:
+    """Give every forecast frame the value distribution of `reference` (probability matching):
+    the pixel of rank r in a frame takes the reference's r-th smallest value. The forecast
+    keeps where rain is; the newest observation decides how much and how strong."""
+    b, k = forecast.shape[:2]
+    flat = forecast.reshape(b, k, -1)
+    ranks = jnp.argsort(jnp.argsort(flat, axis=-1), axis=-1)
+    ordered = jnp.sort(reference.reshape(b, 1, -1), axis=-1)
+    matched = jnp.take_along_axis(jnp.broadcast_to(ordered, flat.shape), ranks, axis=-1)
+    return matched.reshape(forecast.shape)
 
 
 def rollout(

@@ -15,7 +15,8 @@ ModelName = Literal["predrnn", "predrnn_v2", "action_cond_predrnn", "action_cond
 class ModelFlags:
     """The 17 flags of run.py that shape the network, typed, with run.py's defaults (its
     layer_norm default is 1; its shipped scripts pass 0), plus --num_layers (checked against
-    --num_hidden), --img_height (0: square, as run.py) and nowcastd's --predict_delta."""
+    --num_hidden), --img_height (0: square, as run.py) and nowcastd's --predict_delta and
+    --match_intensity."""
 
     model_name: ModelName = setting("predrnn", "the network")
     num_hidden: tuple[int, ...] = setting(
@@ -46,6 +47,11 @@ class ModelFlags:
         False,
         "1: each step predicts the change from the frame it was fed, starting from persistence "
         "(a departure from the official code)",
+    )
+    match_intensity: bool = setting(
+        False,
+        "1: inference forecasts take the value distribution of the newest input frame "
+        "(probability matching; training unchanged, may be switched on when resuming)",
     )
 
     def model_config(self) -> ModelConfig:

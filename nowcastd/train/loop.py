@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -9,9 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import jax
 import numpy as np
+import optax
 
+from model.config import ModelConfig
 from model.loss import LossConfig
 from model.network import PredRNN
 from model.train import TrainState, adam, init_train_state, make_train_step
@@ -76,6 +80,31 @@ class JsonLog:
         record = {"time": time.time(), **record}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def _with_model_flags(
+    state: TrainState, model: ModelConfig, optimizer: optax.GradientTransformation, where: Path
+) -> TrainState:
+    """The resumed state under the run's model flags: they must match the checkpoint's, except
+    inference options (e.g. --match_intensity), which a resumed run may switch."""
+    try:
+        network = state.network.with_inference_options(model)
+    except ValueError:
+        have = state.network.cfg
+        diff = [
+            f"--{f.name} {getattr(have, f.name)!r} (flags: {getattr(model, f.name)!r})"
+            for f in dataclasses.fields(ModelConfig)
+            if getattr(have, f.name) != getattr(model, f.name)
+        ]
+        raise CheckpointError(
+            f"{where}: the model flags differ from the checkpoint's: {', '.join(diff)}"
+        ) from None
+    # the optimizer state mirrors the network's tree, config included: same leaves, new tree
+    structure = jax.tree_util.tree_structure(
+        optimizer.init(eqx.filter(network, eqx.is_inexact_array))
+    )
+    opt_state = jax.tree_util.tree_unflatten(structure, jax.tree_util.tree_leaves(state.opt_state))
+    return TrainState(network, opt_state, state.step, state.key)
 
 
 def _pretrained(cfg: TrainConfig) -> PredRNN:
@@ -151,6 +180,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     existing = checkpoint_dirs(save_dir)
     if cfg.resume and existing:
         state, meta = restore_run_checkpoint(existing[-1], optimizer)
+        state = _with_model_flags(state, cfg.model, optimizer, existing[-1])
         batches.load_state_dict(meta["data_state"])
         logger.info("resumed from %s at iteration %d", existing[-1], int(state.step))
     else:

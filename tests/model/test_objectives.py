@@ -12,7 +12,7 @@ from model.config import ModelConfig
 from model.loss import LossConfig, pixel_weights, predrnn_loss
 from model.network import PredRNN
 from model.patch import reshape_patch
-from model.rollout import rollout
+from model.rollout import match_distribution, rollout
 from model.sampling import SamplingConfig, inference_mask
 from model.train import adam, init_train_state, make_train_step
 
@@ -107,3 +107,41 @@ def test_gradient_is_finite_on_an_all_dry_batch(cfg):
     assert np.isfinite(float(m.loss))
     leaves = jax.tree_util.tree_leaves(state.network)
     assert all(np.isfinite(np.asarray(x)).all() for x in leaves if hasattr(x, "dtype"))
+
+
+def test_matched_frames_take_the_reference_values_in_forecast_rank_order():
+    rng = np.random.default_rng(8)
+    forecast = jnp.asarray(rng.random((2, 3, 4, 5, 1), dtype=np.float32))
+    reference = jnp.asarray(rng.gamma(0.5, 1.0, (2, 4, 5, 1)).astype(np.float32))
+    matched = np.asarray(match_distribution(forecast, reference))
+    for b in range(2):
+        for k in range(3):
+            np.testing.assert_array_equal(
+                np.sort(matched[b, k].ravel()), np.sort(np.asarray(reference[b]).ravel())
+            )
+            order = np.argsort(np.asarray(forecast[b, k]).ravel())
+            assert np.all(np.diff(matched[b, k].ravel()[order]) >= 0)
+
+
+def test_match_intensity_post_processes_the_rollout_only(cfg):
+    net = PredRNN(dataclasses.replace(cfg, predict_delta=False), key=jax.random.key(9))
+    matched_net = net.with_inference_options(dataclasses.replace(net.cfg, match_intensity=True))
+    clips = jnp.asarray(_clips(seed=10))
+    raw = rollout(net, clips[:, :3], 3)
+    np.testing.assert_allclose(
+        np.asarray(rollout(matched_net, clips[:, :3], 3)),
+        np.asarray(match_distribution(raw, clips[:, 2])),
+    )
+    frames = reshape_patch(clips, net.cfg.patch_size)
+    mask = inference_mask(2, net.cfg)
+    np.testing.assert_array_equal(
+        np.asarray(net(frames, mask)[0]), np.asarray(matched_net(frames, mask)[0])
+    )
+
+
+def test_only_inference_options_may_change_on_a_trained_network(cfg):
+    net = PredRNN(cfg, key=jax.random.key(11))
+    with pytest.raises(
+        ValueError, match="only .*match_intensity.* may change, got \\['filter_size'\\]"
+    ):
+        net.with_inference_options(dataclasses.replace(cfg, filter_size=5))

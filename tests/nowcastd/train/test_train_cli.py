@@ -292,3 +292,23 @@ def test_random_sequences_need_a_validation_movie(tmp_path):
     code, out = run_train("--train_data_paths", str(a), "--sequences", "1")
     assert code == 1
     assert out.strip().splitlines()[-1].startswith("error: valid_data_paths: expected a validation")
+
+
+def test_resume_may_switch_inference_options_but_not_the_network(tmp_path):
+    save = tmp_path / "run"
+    common = ("--train_data_paths", str(MOVIE), "--save_dir", str(save), "--reverse_input", "0")
+    code, out = run_train(*common, "--max_iterations", "2", "--snapshot_interval", "2",
+                          "--display_interval", "1", "--test_interval", "100")  # fmt: skip
+    assert code == 0, out
+    code, out = run_train(*common, "--resume", "--max_iterations", "3", "--match_intensity", "1",
+                          "--snapshot_interval", "1", "--display_interval", "1",
+                          "--test_interval", "100")  # fmt: skip
+    assert code == 0, out
+    meta = json.loads((checkpoint_dirs(save)[-1] / "meta.json").read_text())
+    assert meta["model_config"]["match_intensity"] is True
+    code, out = run_train(*common, "--resume", "--max_iterations", "4", "--num_hidden", "4,4",
+                          "--num_layers", "2")  # fmt: skip
+    assert code == 1
+    assert "the model flags differ from the checkpoint's: --num_hidden (8, 8) (flags: (4, 4))" in (
+        out.strip().splitlines()[-1]
+    )
