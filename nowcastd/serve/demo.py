@@ -190,7 +190,7 @@ class Daemon:
         deadline = time.monotonic() + timeout_seconds
         while True:
             try:
-                return self.forecasts.get(timeout=min(0.2, timeout_seconds))
+                return self.forecasts.get(timeout=max(0.01, min(0.2, timeout_seconds)))
             except queue.Empty:
                 self._check_alive("forecasting")
                 if time.monotonic() >= deadline:
