@@ -36,10 +36,14 @@ def register(app: typer.Typer) -> None:
 
 
 def run_predict(scans: list[Path], *, config: Path | None, flags: dict) -> Path:
+    from nowcastd.errors import DataError
     from nowcastd.io.model_checkpoint import load_model
     from nowcastd.serve.config import load_serve_config
     from nowcastd.serve.pipeline import Pipeline
 
+    missing = [str(path) for path in scans if not Path(path).is_file()]
+    if missing:  # before the model loads and compiles
+        raise DataError(f"no such scan file: {', '.join(missing)}")
     cfg = load_serve_config(
         config,
         flags=flags,

@@ -3,14 +3,16 @@
 Every file or directory nowcastd writes (forecast files, figures, checkpoints, clip files and
 their sidecars) is written under a hidden temporary name in the target directory, fsynced, then
 renamed into place with `os.replace`, and the directory is fsynced: a reader never sees half of
-one. The temporary names (`.<name>.<random>.tmp`) match `IGNORED_PATTERNS`, which the scan
+one. Files and directories are created with the process umask applied (0644 and 0755 under the
+usual 022, 0640 and 0750 under systemd's `UMask=0027`), unlike `tempfile.mkstemp`'s 0600.
+The temporary names (`.<name>.<random>.tmp`) match `IGNORED_PATTERNS`, which the scan
 watcher and every directory listing use, so an unfinished file is never taken for a scan.
 """
 
 import fnmatch
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +44,25 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def _temporary(final: Path, suffix: str, create) -> Path:
+    """A new `.<name>.<random><suffix>` beside `final`, made by `create(path)` (umask applies)."""
+    while True:
+        path = final.parent / f".{final.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            create(path)
+        except FileExistsError:
+            continue
+        return path
+
+
+def _new_file(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
+def _new_directory(path: Path) -> None:
+    os.mkdir(path, 0o777)
+
+
 def _fsync_tree(path: Path) -> None:
     if path.is_dir():
         for entry in path.iterdir():
@@ -57,9 +78,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     removed and `final` is untouched.
     """
     final = Path(final)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _temporary(final, ".tmp", _new_file)
     try:
         yield tmp
         fsync_path(tmp)
@@ -86,12 +105,12 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = _temporary(final, ".tmp", _new_directory)
     try:
         yield tmp
         _fsync_tree(tmp)
         if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+            old = _temporary(final, ".old", _new_directory)
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old)

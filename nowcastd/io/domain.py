@@ -67,7 +67,8 @@ class Domain:
     """Crop `[row0:row0+height, col0:col0+width]` of `native_shape`, then average `block`^2 tiles.
 
     The model grid is `(height // block, width // block)`; height and width must be multiples
-    of `block`.
+    of `block`. `projection` (proj4) and `extent` (x1, y1, x2, y2: the native grid's outer edges
+    in metres, row 0 north) describe the native grid for scans that do not (`.npy`).
     """
 
     native_shape: tuple[int, int]
@@ -76,8 +77,18 @@ class Domain:
     height: int
     width: int
     block: int = 1
+    projection: str | None = None
+    extent: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
+        if self.extent is not None:
+            edges = tuple(float(v) for v in self.extent)
+            if len(edges) != 4 or not (edges[0] < edges[2] and edges[1] < edges[3]):
+                raise ValueError(
+                    "Domain.extent: expected x1, y1, x2, y2 in metres with x1 < x2 and y1 < y2, "
+                    f"got {self.extent!r}"
+                )
+            object.__setattr__(self, "extent", edges)
         shape = tuple(self.native_shape)
         if len(shape) != 2 or not all(_is_int(n) and n > 0 for n in shape):
             raise ValueError(
@@ -176,6 +187,7 @@ class Domain:
         """The GridInfo of the model grid (extent and pixel size moved with the crop/block)."""
         if grid.shape != self.native_shape:
             raise ScanError(f"grid: expected native shape {self.native_shape}, got {grid.shape}")
+        grid = self._described(grid)
         identity = self.model_shape == self.native_shape
         changes: dict[str, object] = {"shape": self.model_shape}
         if not identity:
@@ -195,3 +207,15 @@ class Domain:
                 y2 = y1 + self.height * dy
             changes.update(x1=x1, x2=x1 + self.width * dx, y1=y1, y2=y2)
         return dataclasses.replace(grid, **changes)
+
+    def _described(self, grid: GridInfo) -> GridInfo:
+        """`grid` with the projection and extent of the settings where the scan has none."""
+        changes: dict[str, object] = {}
+        if grid.projection is None and self.projection:
+            changes["projection"] = self.projection
+        if not grid.has_extent and self.extent is not None:
+            x1, y1, x2, y2 = self.extent
+            changes.update(x1=x1, y1=y1, x2=x2, y2=y2, yorigin="upper")
+            changes["xpixelsize"] = (x2 - x1) / grid.shape[1]
+            changes["ypixelsize"] = (y2 - y1) / grid.shape[0]
+        return dataclasses.replace(grid, **changes) if changes else grid

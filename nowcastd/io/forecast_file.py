@@ -18,6 +18,9 @@
   else pixel indices) as HDF5 dimension scales, and `valid_time` (lead_time) in
   "seconds since 1970-01-01 00:00:00" as an auxiliary coordinate,
 - optional `input_nan_mask` (y, x) uint8 (1 where the last input had no data),
+- when the grid's projection is known, a scalar `crs` variable, the CF grid mapping that
+  `precip:grid_mapping` names (`proj4_params` and, where derivable, `grid_mapping_name` and its
+  parameters; `nowcastd.io.grid_mapping`),
 - root attributes: issue_time, model_name, checkpoint_digest, projection, input_scans,
   input_times, Conventions, institution, source, history and the grid edges if known.
 
@@ -44,6 +47,7 @@ from h5py import h5ds
 from nowcastd import __version__
 from nowcastd.errors import DataError, NowcastdError
 from nowcastd.io.atomic import atomic_path
+from nowcastd.io.grid_mapping import grid_mapping_attrs
 from nowcastd.io.readers.scan import GridInfo
 
 __all__ = ["forecast_name", "prune_forecasts", "quantize", "read_forecast", "write_forecast"]
@@ -157,9 +161,9 @@ def _root_attrs(
 
 
 def _attach(dataset: h5py.Dataset, names: tuple[str, ...]) -> None:
-    """Label each axis and attach the dimension scale of the same name (netCDF-4 style)."""
+    """Attach the dimension scale of the same name to each axis (netCDF-4 style: no labels,
+    which netCDF readers would show as a stray `DIMENSION_LABELS` attribute)."""
     for axis, name in enumerate(names):  # h5ds directly: the `dims` proxies cost ms per file
-        h5ds.set_label(dataset.id, axis, name.encode())
         h5ds.attach_scale(dataset.id, dataset.file[name].id, axis)
 
 
@@ -217,6 +221,10 @@ def _write(
         for lead, chunk in enumerate(_compress_leads(precip)):
             data.id.write_direct_chunk((lead, 0, 0), chunk)
         data.attrs.update(precip_attrs)
+        if grid is not None and grid.projection:
+            crs = f.create_dataset("crs", data=np.int32(0))
+            crs.attrs.update(grid_mapping_attrs(grid.projection))
+            data.attrs["grid_mapping"] = "crs"
         _attach(data, ("lead_time", "y", "x"))
         if nan_mask is not None:
             mask = f.create_dataset(

@@ -281,6 +281,7 @@ class Service:
         candidates.sort(reverse=True)
         frames = []
         for _, path in candidates[: 2 * pipe.status().capacity]:
+            self.metrics.scans_received.inc()  # the refill's scans are received scans too
             try:
                 frames.append(pipe.read(path))
             except ScanRejected as e:

@@ -1,4 +1,5 @@
-"""PNG figures for training and evaluation reports: sample forecasts, decoupling histograms.
+"""PNG figures for training and evaluation reports: sample forecasts, decoupling histograms,
+and the observed-against-forecast strip of one forecast file (`nowcastd demo`).
 
 matplotlib is imported only when a figure is drawn, and only its object-oriented API with the
 Agg canvas is used (no pyplot, no global backend switch), so importing this module is cheap and
@@ -8,6 +9,8 @@ safe inside the daemon. Files are written atomically (temporary name, fsync, ren
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -176,4 +179,78 @@ def save_lead_time_plot(path: str | Path, report: dict[str, Any]) -> Path:
         f"(block {report['domain']['block']})",
         fontsize=9,
     )
+    return _save(fig, path)
+
+
+def _lead_columns(n_leads: int, most: int) -> list[int]:
+    """Up to `most` lead indices, evenly spread, always ending with the last."""
+    if n_leads <= most:
+        return list(range(n_leads))
+    picks = np.linspace(0, n_leads - 1, most).round().astype(int)
+    return sorted(set(picks.tolist()))
+
+
+def save_forecast_strip(
+    path: str | Path,
+    *,
+    last_input: Any,
+    observed: Any,
+    forecast: Any,
+    issue_time: datetime,
+    valid_times: Sequence[datetime],
+    title: str | None = None,
+    max_leads: int = 6,
+) -> Path:
+    """A PNG strip for one forecast: top row observed, bottom row forecast, in mm/h.
+
+    The first column is the scan at the issue time (the last input), then up to `max_leads`
+    leads, each labelled in minutes after the issue time and in UTC. The colour scale runs from
+    0.1 mm/h (white below: no rain) to the 99th percentile of the rain shown; grey is no data
+    (an observation that is missing or outside the radar's coverage).
+
+    Args:
+        last_input: (H, W) mm/h at the issue time.
+        observed, forecast: (K, H, W) mm/h at `valid_times` (NaN: no data).
+    """
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    first = np.asarray(last_input, dtype=np.float32)
+    obs, fct = _frames(observed, "observed"), _frames(forecast, "forecast")
+    if obs.shape != fct.shape or obs.shape[1:] != first.shape or len(valid_times) != len(obs):
+        raise ValueError(
+            f"save_forecast_strip: expected last input (H, W), observed and forecast (K, H, W) "
+            f"and K valid times, got {first.shape}, {obs.shape}, {fct.shape} and "
+            f"{len(valid_times)}"
+        )
+    leads = _lead_columns(obs.shape[0], max_leads)
+    shown = np.concatenate([first.ravel(), obs[leads].ravel(), fct[leads].ravel()])
+    rain = shown[np.isfinite(shown) & (shown >= 0.1)]
+    top = float(np.percentile(rain, 99)) if rain.size else 1.0
+    norm = Normalize(0.1, max(top, 0.2))
+    cmap = colormaps["viridis"].with_extremes(under="white", bad="0.8", over="gold")
+    ncol = 1 + len(leads)
+    fig = _new_figure(1.75 * ncol + 1.0, 4.1)
+    axes = fig.subplots(2, ncol, squeeze=False)
+    image = None
+    for j in range(ncol):
+        for ax in axes[:, j]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if j == 0:
+            image = axes[0, 0].imshow(first, cmap=cmap, norm=norm, interpolation="nearest")
+            axes[0, 0].set_title(f"0 min (issued)\n{issue_time:%H:%M} UTC", fontsize=8)
+            axes[1, 0].set_axis_off()
+            axes[1, 0].text(
+                0.5, 0.5, "forecast →", ha="center", va="center", transform=axes[1, 0].transAxes
+            )
+            continue
+        k = leads[j - 1]
+        minutes = (valid_times[k] - issue_time).total_seconds() / 60
+        axes[0, j].imshow(obs[k], cmap=cmap, norm=norm, interpolation="nearest")
+        axes[1, j].imshow(fct[k], cmap=cmap, norm=norm, interpolation="nearest")
+        axes[0, j].set_title(f"+{minutes:g} min\n{valid_times[k]:%H:%M} UTC", fontsize=8)
+    axes[0, 0].set_ylabel("observed", fontsize=9)
+    fig.colorbar(image, ax=axes, shrink=0.85, extend="both", label="rain rate (mm/h)")
+    fig.suptitle(title or f"forecast issued {issue_time:%Y-%m-%d %H:%M} UTC", fontsize=10)
     return _save(fig, path)

@@ -151,3 +151,24 @@ def test_non_finite_pixels_have_no_data_and_tiles_average_the_rest():
     empty = np.full((2, 2), np.nan, np.float32)
     model, valid = Domain.full((2, 2), block=2).model_input(empty, DataTransform(kind="dbz"))
     assert model.tolist() == [[0.0]] and valid.tolist() == [[0.0]]
+
+
+def test_domain_projection_and_extent_describe_only_grids_that_lack_them():
+    domain = Domain(
+        native_shape=(4, 4),
+        row0=0,
+        col0=0,
+        height=4,
+        width=4,
+        block=2,
+        projection="+proj=laea +lat_0=52",
+        extent=(0, 0, 4000, 4000),
+    )
+    bare = domain.crop_grid(GridInfo(shape=(4, 4)))
+    assert bare.projection == "+proj=laea +lat_0=52"
+    assert (bare.x1, bare.y1, bare.x2, bare.y2, bare.xpixelsize) == (0, 0, 4000, 4000, 2000)
+    own = GridInfo(shape=(4, 4), projection="+proj=stere", x1=10, y1=10, x2=14, y2=14)
+    kept = domain.crop_grid(own)
+    assert (kept.projection, kept.x1, kept.x2) == ("+proj=stere", 10, 14)
+    with pytest.raises(ValueError, match=r"Domain.extent: expected x1, y1, x2, y2 .* got"):
+        Domain(native_shape=(4, 4), row0=0, col0=0, height=4, width=4, extent=(5, 0, 4, 4))

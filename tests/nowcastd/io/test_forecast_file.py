@@ -89,7 +89,7 @@ def test_forecast_is_gzip_compressed_float32_with_dimension_scales(tmp_path):
         precip = h["precip"]
         assert precip.dtype == np.float32 and precip.compression == "gzip"
         assert precip.shuffle and precip.chunks == (1, 4, 5)
-        assert [d.label for d in precip.dims] == ["lead_time", "y", "x"]
+        assert [d.label for d in precip.dims] == ["", "", ""]  # netCDF-4 style: no labels
         assert [d[0].name for d in precip.dims] == ["/lead_time", "/y", "/x"]
         assert list(h.attrs["input_scans"]) == [
             "RAD_NL25_RAP_5min_201008260025.h5",
@@ -250,3 +250,31 @@ def test_forecast_with_no_inputs_listed_still_opens(tmp_path):
     assert read_forecast(path)["attrs"]["input_scans"] == []
     with xr.open_dataset(path, engine="h5netcdf") as ds:
         assert ds["precip"].shape == (3, 4, 5)
+
+
+def test_forecast_has_a_cf_grid_mapping_and_no_stray_attributes(tmp_path):
+    with xr.open_dataset(_write(tmp_path), engine="h5netcdf") as ds:
+        assert ds["precip"].attrs["grid_mapping"] == "crs"
+        crs = ds["crs"].attrs
+        assert crs["grid_mapping_name"] == "polar_stereographic"
+        assert crs["proj4_params"] == GRID.projection
+        assert crs["straight_vertical_longitude_from_pole"] == 0.0
+        assert crs["latitude_of_projection_origin"] == 90.0
+        assert crs["standard_parallel"] == 60.0
+        assert (crs["semi_major_axis"], crs["semi_minor_axis"]) == (6378137.0, 6356752.0)
+        for name in ("precip", "valid_time", "input_nan_mask"):
+            assert "DIMENSION_LABELS" not in ds[name].attrs, name
+        assert set(ds["precip"].attrs) == {
+            "units",
+            "standard_name",
+            "long_name",
+            "least_significant_digit",
+            "grid_mapping",
+        }
+        assert set(ds.data_vars) == {"precip", "input_nan_mask", "crs"}
+
+
+def test_forecast_without_projection_has_no_grid_mapping(tmp_path):
+    grid = GridInfo(shape=(4, 5))
+    with h5py.File(_write(tmp_path, grid=grid), "r") as h:
+        assert "crs" not in h and "grid_mapping" not in h["precip"].attrs

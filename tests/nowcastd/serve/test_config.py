@@ -18,7 +18,7 @@ def test_example_config_parses_exactly():
     assert cfg.metrics_addr == "127.0.0.1" and cfg.metrics_port == 9810
     assert cfg.lead_frames == 12 and cfg.timestep_seconds == 300.0
     assert cfg.gap_seconds == 450 and cfg.poll is False
-    assert cfg.domain.model_shape == (256, 256) and cfg.domain.native_shape == (765, 700)
+    assert cfg.domain.model_shape == (64, 64) and cfg.domain.native_shape == (765, 700)
     assert cfg.reader == ReaderConfig(format="auto", zr_a=200.0, zr_b=1.6)
     assert cfg.compile_cache_dir == Path("/var/cache/nowcastd")
 
