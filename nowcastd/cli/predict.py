@@ -41,13 +41,10 @@ def run_predict(scans: list[Path], *, config: Path | None, flags: dict) -> Path:
     from nowcastd.serve.config import load_serve_config
     from nowcastd.serve.pipeline import Pipeline
 
+    cfg = load_serve_config(config, flags=flags)
     missing = [str(path) for path in scans if not Path(path).is_file()]
     if missing:  # before the model loads and compiles
         raise DataError(f"no such scan file: {', '.join(missing)}")
-    cfg = load_serve_config(
-        config,
-        flags=flags,
-    )
     if not verbose_enabled():
         logging.getLogger().setLevel(cfg.log_level)
     pipe = Pipeline(cfg, load_model(cfg.checkpoint))
