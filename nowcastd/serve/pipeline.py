@@ -33,7 +33,7 @@ from nowcastd.errors import ConfigError, NowcastdError, ScanError, UnknownFormat
 from nowcastd.io.domain import Domain
 from nowcastd.io.forecast_file import prune_forecasts, write_forecast
 from nowcastd.io.model_checkpoint import LoadedModel
-from nowcastd.io.readers import GridInfo, Scan, detect_format, read_scan
+from nowcastd.io.readers import GridInfo, Scan, detect_format
 from nowcastd.io.scan_settings import ReaderConfig
 from nowcastd.serve.buffer import FrameBuffer, Push
 from nowcastd.serve.config import ServeConfig
@@ -141,14 +141,7 @@ def _read_scan(path: Path, reader: ReaderConfig) -> Scan:
                 fmt = detect_format(path)
             except UnknownFormatError as e:
                 raise ScanRejected("unknown_format", str(e)) from e
-        return read_scan(
-            path,
-            fmt=fmt,
-            zr_a=reader.zr_a,
-            zr_b=reader.zr_b,
-            npy_time_pattern=reader.npy_time_pattern,
-            npy_time_format=reader.npy_time_format,
-        )
+        return reader.read(path, fmt=fmt)
     except ScanRejected:
         raise
     except ScanError as e:
