@@ -1,12 +1,32 @@
 """`ModelConfig`: the frozen, hashable description of one PredRNN network."""
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 
 def invalid(config: object, field: str, allowed: str) -> ValueError:
     """The error for a config field: `ModelConfig.stride=2: must be 1 (...)`."""
     value = getattr(config, field)
     return ValueError(f"{type(config).__name__}.{field}={value!r}: {allowed}")
+
+
+Rule = tuple[str, Callable[[Any], bool]]
+"""What a field's value must be, in words, and the test of it."""
+
+
+def checked(default: Any, *rules: Rule) -> Any:
+    """A config field whose value must pass each of `rules` (checked by `check_fields`)."""
+    return dataclasses.field(default=default, metadata={"rules": rules})
+
+
+def check_fields(config: Any) -> None:
+    """Raise `invalid` for the first rule of a `checked` field, in declaration order, that the
+    config's value fails. Rules between fields stay in the config's `__post_init__`."""
+    for field in dataclasses.fields(config):
+        for allowed, ok in field.metadata.get("rules", ()):
+            if not ok(getattr(config, field.name)):
+                raise invalid(config, field.name, allowed)
 
 
 #: Config fields that change only what inference does with the network's output.
@@ -31,16 +51,28 @@ class ModelConfig:
     and intensities; training is unchanged.
     """
 
-    model_name: str = "predrnn_v2"
-    num_hidden: tuple[int, ...] = (64, 64, 64, 64)
-    filter_size: int = 5
-    stride: int = 1
-    patch_size: int = 4
-    img_channel: int = 1
+    model_name: str = checked(
+        "predrnn_v2", (f"must be one of {MODEL_NAMES}", MODEL_NAMES.__contains__)
+    )
+    num_hidden: tuple[int, ...] = checked(
+        (64, 64, 64, 64),
+        ("must be a non-empty tuple of ints", lambda v: isinstance(v, tuple) and bool(v)),
+        ("every hidden size must be positive", lambda v: all(n > 0 for n in v)),
+        (
+            "all hidden sizes must be equal (the zigzag memory passes through every layer)",
+            lambda v: len(set(v)) == 1,
+        ),
+    )
+    filter_size: int = checked(
+        5, ("must be a positive odd integer", lambda n: n >= 1 and n % 2 == 1)
+    )
+    stride: int = checked(1, ("must be 1 (other strides break the recurrence)", lambda n: n == 1))
+    patch_size: int = checked(4, ("must be >= 1", lambda n: n >= 1))
+    img_channel: int = checked(1, ("must be >= 1", lambda n: n >= 1))
     img_height: int = 64
     img_width: int = 64
     layer_norm: bool = False
-    decouple_beta: float = 0.1
+    decouple_beta: float = checked(0.1, ("must be >= 0", lambda b: b >= 0))
     input_length: int = 10
     total_length: int = 20
     reverse_scheduled_sampling: bool = False
@@ -51,26 +83,7 @@ class ModelConfig:
     match_intensity: bool = False
 
     def __post_init__(self) -> None:
-        if self.model_name not in MODEL_NAMES:
-            raise invalid(self, "model_name", f"must be one of {MODEL_NAMES}")
-        if not isinstance(self.num_hidden, tuple) or not self.num_hidden:
-            raise invalid(self, "num_hidden", "must be a non-empty tuple of ints")
-        if any(n <= 0 for n in self.num_hidden):
-            raise invalid(self, "num_hidden", "every hidden size must be positive")
-        if len(set(self.num_hidden)) != 1:
-            raise invalid(
-                self,
-                "num_hidden",
-                "all hidden sizes must be equal (the zigzag memory passes through every layer)",
-            )
-        if self.filter_size < 1 or self.filter_size % 2 == 0:
-            raise invalid(self, "filter_size", "must be a positive odd integer")
-        if self.stride != 1:
-            raise invalid(self, "stride", "must be 1 (other strides break the recurrence)")
-        if self.patch_size < 1:
-            raise invalid(self, "patch_size", "must be >= 1")
-        if self.img_channel < 1:
-            raise invalid(self, "img_channel", "must be >= 1")
+        check_fields(self)
         for name in ("img_height", "img_width"):
             size = getattr(self, name)
             if size < 1 or size % self.patch_size:
@@ -83,8 +96,6 @@ class ModelConfig:
                 "input_length",
                 f"must satisfy 1 <= input_length < total_length={self.total_length}",
             )
-        if self.decouple_beta < 0:
-            raise invalid(self, "decouple_beta", "must be >= 0")
         if self.predict_delta and self.is_action:
             raise invalid(self, "predict_delta", "is for models without actions")
         if self.is_action:

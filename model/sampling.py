@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from model.config import ModelConfig, invalid
+from model.config import ModelConfig, check_fields, checked, invalid
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -25,18 +25,17 @@ class SamplingConfig:
     """Reverse scheduled sampling: both chances are 0.5 up to this iteration."""
     r_sampling_step_2: int = 50000
     """From here the context is all ground truth, the future none (the latter falls linearly)."""
-    r_exp_alpha: int = 5000
+    r_exp_alpha: int = checked(5000, ("must be > 0", lambda a: a > 0))
     """The time constant, in iterations, of the context's exponential rise towards 1."""
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.r_sampling_step_2 <= self.r_sampling_step_1:
             raise invalid(
                 self,
                 "r_sampling_step_2",
                 f"must exceed r_sampling_step_1={self.r_sampling_step_1!r}",
             )
-        if self.r_exp_alpha <= 0:
-            raise invalid(self, "r_exp_alpha", "must be > 0")
 
 
 def ss_eta(itr: Int[Array, ""] | int, s: SamplingConfig) -> Float[Array, ""]:

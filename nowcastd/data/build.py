@@ -19,12 +19,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from nowcastd.data.movie import (
     default_transform,
-    open_precip,
+    open_movie,
     prepare_frames,
     read_times,
     window_starts,
@@ -124,19 +123,15 @@ def build_clips(
     if isinstance(source, str | Path):
         src = Path(source)
         where = f"movie {src.name}"
-        try:
-            with h5py.File(src, "r") as h:
-                ds, units = open_precip(h, where)
-                transform = transform or default_transform(units, where)
-                fields = ds[:]
-                unix, _ = read_times(h)
-                if timestep_seconds is None and "timestep_seconds" in h.attrs:
-                    timestep_seconds = int(h.attrs["timestep_seconds"])
-                proj = h.attrs.get("projection")
-                if proj is not None:
-                    info["projection"] = proj.decode() if isinstance(proj, bytes) else str(proj)
-        except OSError as e:
-            raise DataError(f"{where}: cannot read as HDF5: {e}") from e
+        with open_movie(src, where) as (h, ds, units):
+            transform = transform or default_transform(units, where)
+            fields = ds[:]
+            unix, _ = read_times(h)
+            if timestep_seconds is None and "timestep_seconds" in h.attrs:
+                timestep_seconds = int(h.attrs["timestep_seconds"])
+            proj = h.attrs.get("projection")
+            if proj is not None:
+                info["projection"] = proj.decode() if isinstance(proj, bytes) else str(proj)
         source_name = src.name
     else:
         where = "scans"

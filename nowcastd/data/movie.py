@@ -20,6 +20,8 @@ model units (T × h × w float32); cut a long archive into a ``.npy`` with `buil
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,18 @@ def open_precip(h: h5py.File, where: str) -> tuple[h5py.Dataset, str]:
     return ds, _attr_str(ds.attrs.get("units", h.attrs.get("units", "")))
 
 
+@contextmanager
+def open_movie(path: Path, where: str) -> Iterator[tuple[h5py.File, h5py.Dataset, str]]:
+    """The movie file open for reading, its ``precip`` (T, H, W) and their units; DataError
+    naming `where` if there is no such dataset or the file (or a read in the block) fails."""
+    try:
+        with h5py.File(path, "r") as h:
+            ds, units = open_precip(h, where)
+            yield h, ds, units
+    except OSError as e:
+        raise DataError(f"{where}: cannot read as HDF5: {e}") from e
+
+
 def read_times(h: h5py.File) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
     """(time_unix, ISO strings) from the file, each None when absent."""
     unix = np.asarray(h["time_unix"][:], dtype=np.int64) if "time_unix" in h else None
@@ -142,27 +156,23 @@ def read_movie(
     """
     path = Path(path)
     where = f"movie {path.name}"
-    try:
-        with h5py.File(path, "r") as h:
-            ds, units = open_precip(h, where)
-            chosen = transform or default_transform(units, where)
-            unix, iso = read_times(h)
-            step = h.attrs.get("timestep_seconds")
-            step = int(step) if step is not None else None
-            n_frames, field_shape = ds.shape[0], tuple(ds.shape[1:])
-            chunks = [
-                prepare_frames(
-                    ds[t0 : t0 + _CHUNK_FRAMES],
-                    crop=crop,
-                    block=block,
-                    transform=chosen,
-                    where=where,
-                )
-                for t0 in range(0, n_frames, _CHUNK_FRAMES)
-            ]
-            attrs = {k: _attr_str(v) for k, v in h.attrs.items() if np.ndim(v) == 0}
-    except OSError as e:
-        raise DataError(f"{where}: cannot read as HDF5: {e}") from e
+    with open_movie(path, where) as (h, ds, units):
+        chosen = transform or default_transform(units, where)
+        unix, iso = read_times(h)
+        step = h.attrs.get("timestep_seconds")
+        step = int(step) if step is not None else None
+        n_frames, field_shape = ds.shape[0], tuple(ds.shape[1:])
+        chunks = [
+            prepare_frames(
+                ds[t0 : t0 + _CHUNK_FRAMES],
+                crop=crop,
+                block=block,
+                transform=chosen,
+                where=where,
+            )
+            for t0 in range(0, n_frames, _CHUNK_FRAMES)
+        ]
+        attrs = {k: _attr_str(v) for k, v in h.attrs.items() if np.ndim(v) == 0}
     if not chunks:
         raise DataError(f"{where}: 'precip' holds no frames")
     frames = np.concatenate([c[0] for c in chunks])

@@ -16,7 +16,7 @@ resumes with the exact draws it would have made.
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,6 +192,28 @@ class SequenceSampler:
 
     # -- drawing -------------------------------------------------------------------------------
 
+    def _wettest(self, draw: Callable[[], tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """The candidate of up to `max_redraws` calls of `draw` -> (candidate, the part judged):
+        the first that is wet enough and not mostly missing, else the wettest that is not mostly
+        missing, else the last drawn.
+
+        Wet enough: at least `min_wet_fraction` of the judged pixels at >= 0.5 mm/h; mostly
+        missing: more than `max_nan_fraction` of them NaN.
+        """
+        cfg = self.cfg
+        best, best_wet = None, -1.0
+        for _ in range(cfg.max_redraws):
+            candidate, judged = draw()
+            nan_share = float(np.isnan(judged).mean())
+            wet = float((np.nan_to_num(judged, nan=0.0) >= 0.5).mean())
+            if nan_share <= cfg.max_nan_fraction and wet > best_wet:
+                best, best_wet = candidate, wet
+            if best is not None and best_wet >= cfg.min_wet_fraction:
+                break
+        if best is None:  # every draw was mostly missing: take the last one, masked
+            best = candidate
+        return best
+
     def _real(self) -> tuple[np.ndarray, np.ndarray]:
         """One real (T, h, w) sequence in mm/h (NaN = no data) at the model grid, and the
         valid fraction of each pixel's block."""
@@ -202,22 +224,15 @@ class SequenceSampler:
         t_len = (cfg.total_length - 1) * stride + 1
         h, w = cfg.height * block, cfg.width * block
         _, big_h, big_w = movie.precip.shape
-        best, best_wet = None, -1.0
-        for _ in range(cfg.max_redraws):
+
+        def draw_crop() -> tuple[np.ndarray, np.ndarray]:
             t0 = int(rng.integers(n_starts))
             r0 = int(rng.integers(big_h - h + 1))
             c0 = int(rng.integers(big_w - w + 1))
             crop = movie.precip[t0 : t0 + t_len : stride, r0 : r0 + h, c0 : c0 + w]
-            inputs = crop[: cfg.input_length]
-            nan_share = float(np.isnan(inputs).mean())
-            wet = float((np.nan_to_num(inputs, nan=0.0) >= 0.5).mean())
-            if nan_share <= cfg.max_nan_fraction and wet > best_wet:
-                best, best_wet = crop, wet
-            if best is not None and best_wet >= cfg.min_wet_fraction:
-                break
-        if best is None:  # every draw was mostly missing: take the last one, masked
-            best = crop
-        return block_average(best, block)
+            return crop, crop[: cfg.input_length]
+
+        return block_average(self._wettest(draw_crop), block)
 
     def _synthetic(self) -> tuple[np.ndarray, np.ndarray]:
         """One advected (T, h, w) sequence in mm/h from a random real frame, and its mask."""
@@ -238,21 +253,15 @@ class SequenceSampler:
         block = fits[int(rng.integers(len(fits)))]
         _, big_h, big_w = movie.precip.shape
         n = side * block
-        best, best_wet = None, -1.0
-        for _ in range(cfg.max_redraws):
+
+        def draw_source() -> tuple[np.ndarray, np.ndarray]:
             t0 = int(rng.integers(movie.precip.shape[0]))
             r0, c0 = int(rng.integers(big_h - n + 1)), int(rng.integers(big_w - n + 1))
             frame = movie.precip[t0 : t0 + 1, r0 : r0 + n, c0 : c0 + n]
             source = block_average(frame, block)[0][0]
-            centre = source[margin:-margin, margin:-margin]
-            nan_share = float(np.isnan(centre).mean())
-            wet = float((np.nan_to_num(centre, nan=0.0) >= 0.5).mean())
-            if nan_share <= cfg.max_nan_fraction and wet > best_wet:
-                best, best_wet = source, wet
-            if best is not None and best_wet >= cfg.min_wet_fraction:
-                break
-        if best is None:
-            best = source
+            return source, source[margin:-margin, margin:-margin]
+
+        best = self._wettest(draw_source)
         size = (max(cfg.height, cfg.width),) * 2
         flow = random_flow(best.shape, size, cfg.motion, rng)
         seq = advect_sequence(best, flow, steps=cfg.total_length)

@@ -130,8 +130,9 @@ def _attr_for_hdf5(key: object, value: object) -> object:
 
 
 def _root_attrs(
-    *, issue_time, input_names, input_times, model_name, checkpoint_digest, grid, extra_attrs
+    *, issue_time, input_names, input_times, model_name, checkpoint_digest
 ) -> dict[str, object]:
+    """Where the forecast comes from: conventions, issue time, inputs, model."""
     strings = h5py.string_dtype()
     attrs: dict[str, object] = {
         "Conventions": "CF-1.8",
@@ -145,6 +146,12 @@ def _root_attrs(
         "input_scans": np.array([str(n) for n in input_names], dtype=strings),
         "input_times": np.array([_iso(t) for t in input_times], dtype=strings),
     }
+    return attrs
+
+
+def _grid_attrs(grid: GridInfo | None) -> dict[str, object]:
+    """The grid's projection, origin and edges, as far as they are known."""
+    attrs: dict[str, object] = {}
     if grid is not None:
         if grid.projection is not None:
             attrs["projection"] = grid.projection
@@ -152,12 +159,15 @@ def _root_attrs(
         for key in ("x1", "y1", "x2", "y2", "xpixelsize", "ypixelsize"):
             if getattr(grid, key) is not None:
                 attrs[key] = float(getattr(grid, key))
+    return attrs
+
+
+def _extra_attrs(extra_attrs: dict | None) -> dict[str, object]:
+    """The caller's own attributes, none of them a name the file reserves."""
     clash = sorted(_RESERVED.intersection(extra_attrs or {}))
     if clash:
         raise ValueError(f"extra_attrs: expected no reserved names, got {clash}")
-    for key, value in (extra_attrs or {}).items():
-        attrs[str(key)] = _attr_for_hdf5(key, value)
-    return attrs
+    return {str(key): _attr_for_hdf5(key, value) for key, value in (extra_attrs or {}).items()}
 
 
 def _attach(dataset: h5py.Dataset, names: tuple[str, ...]) -> None:
@@ -306,9 +316,9 @@ def write_forecast(
         input_times=input_times,
         model_name=model_name,
         checkpoint_digest=checkpoint_digest,
-        grid=grid,
-        extra_attrs=extra_attrs,
     )
+    attrs.update(_grid_attrs(grid))
+    attrs.update(_extra_attrs(extra_attrs))
     out_dir = Path(out_dir)
     final = out_dir / forecast_name(issue_time)
     try:

@@ -5,11 +5,12 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nowcastd.errors import ConfigError
 from nowcastd.io.domain import Domain
-from nowcastd.io.readers import FORMATS
+from nowcastd.io.readers import FORMATS, Scan, read_scan
 from nowcastd.settings import resolve, specs
 
 __all__ = ["ReaderConfig", "scan_settings"]
@@ -39,6 +40,18 @@ class ReaderConfig:
                 "reader.npy_time_pattern and npy_time_format: expected both or neither, got "
                 f"{self.npy_time_pattern!r} and {self.npy_time_format!r}"
             )
+
+    def read(self, path: Path, *, fmt: str | None = None) -> Scan:
+        """`read_scan` of `path` with these settings; `fmt` (say, a detected format) overrides
+        `format`."""
+        return read_scan(
+            path,
+            fmt=fmt or self.format,
+            zr_a=self.zr_a,
+            zr_b=self.zr_b,
+            npy_time_pattern=self.npy_time_pattern,
+            npy_time_format=self.npy_time_format,
+        )
 
 
 def scan_settings(doc: Mapping[str, Mapping[str, Any]]) -> tuple[ReaderConfig, Domain | None]:

@@ -33,7 +33,7 @@ from nowcastd.errors import ConfigError, NowcastdError, ScanError, UnknownFormat
 from nowcastd.io.domain import Domain
 from nowcastd.io.forecast_file import prune_forecasts, write_forecast
 from nowcastd.io.model_checkpoint import LoadedModel
-from nowcastd.io.readers import GridInfo, Scan, detect_format, read_scan
+from nowcastd.io.readers import GridInfo, Scan, detect_format
 from nowcastd.io.scan_settings import ReaderConfig
 from nowcastd.serve.buffer import FrameBuffer, Push
 from nowcastd.serve.config import ServeConfig
@@ -112,6 +112,13 @@ class Forecast:
     def valid_times(self) -> tuple[datetime, ...]:
         return tuple(self.issue_time + timedelta(seconds=s) for s in self.lead_seconds)
 
+    def file_contents(self) -> dict[str, object]:
+        """`write_forecast`'s keyword arguments: every field but how the forecast was run."""
+        run = ("pre_encoded", "timings")
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in run
+        }
+
 
 @dataclass(frozen=True, kw_only=True)
 class PipelineStatus:
@@ -141,14 +148,7 @@ def _read_scan(path: Path, reader: ReaderConfig) -> Scan:
                 fmt = detect_format(path)
             except UnknownFormatError as e:
                 raise ScanRejected("unknown_format", str(e)) from e
-        return read_scan(
-            path,
-            fmt=fmt,
-            zr_a=reader.zr_a,
-            zr_b=reader.zr_b,
-            npy_time_pattern=reader.npy_time_pattern,
-            npy_time_format=reader.npy_time_format,
-        )
+        return reader.read(path, fmt=fmt)
     except ScanRejected:
         raise
     except ScanError as e:
@@ -307,18 +307,7 @@ class Pipeline:
     def write(self, forecast: Forecast, out_dir: Path) -> Path:
         """Write `forecast` atomically into `out_dir`; returns the file's path."""
         with self._stage("write"):
-            return write_forecast(
-                out_dir,
-                issue_time=forecast.issue_time,
-                precip=forecast.precip,
-                lead_seconds=forecast.lead_seconds,
-                input_names=forecast.input_names,
-                input_times=forecast.input_times,
-                model_name=forecast.model_name,
-                checkpoint_digest=forecast.checkpoint_digest,
-                grid=forecast.grid,
-                nan_mask=forecast.nan_mask,
-            )
+            return write_forecast(out_dir, **forecast.file_contents())
 
     def prune(self, out_dir: Path) -> list[Path]:
         cfg = self._cfg

@@ -259,7 +259,6 @@ def _evaluate(
         network,
         valid_set,
         batch_size=cfg.batch_size,
-        transform=valid_set.transform,
         figures_dir=figures,
         num_save_samples=cfg.num_save_samples,
     )

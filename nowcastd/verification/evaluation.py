@@ -44,16 +44,19 @@ def evaluate(
     clipset: ClipSet,
     *,
     batch_size: int,
-    transform: DataTransform,
+    transform: DataTransform | None = None,
     figures_dir: Path | None = None,
     num_save_samples: int = 0,
 ) -> dict[str, Any]:
     """Forecast every validation clip from its first I frames and score the T-I future frames.
 
     The rollout is the official test-time computation (ground truth for the context, the
-    model's own output after it). With `figures_dir`, PNGs of context | truth | forecast are
-    written for the first `num_save_samples` sequences, plus the decoupling histogram for v2.
+    model's own output after it). Scores are in `transform`'s units (None: the clip set's own).
+    With `figures_dir`, PNGs of context | truth | forecast are written for the first
+    `num_save_samples` sequences, plus the decoupling histogram for v2.
     """
+    if transform is None:
+        transform = clipset.transform
     cfg = network.cfg
     i, k = cfg.input_length, cfg.total_length - cfg.input_length
     batch_size = min(batch_size, len(clipset))

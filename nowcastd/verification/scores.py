@@ -89,6 +89,30 @@ def psnr_per_image(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
         return np.float32(_PSNR_PEAK) - np.float32(10.0) * np.log10(mse)
 
 
+def _one_shape(
+    where: str, names: tuple[str, str], layout: str, a, b, dtype=np.float64
+) -> tuple[np.ndarray, np.ndarray]:
+    """`a` and `b` as `dtype` arrays; ValueError unless they share one shape of `layout`'s axes."""
+    a, b = np.asarray(a, dtype=dtype), np.asarray(b, dtype=dtype)
+    if a.shape != b.shape or a.ndim != layout.count(",") + 1:
+        raise ValueError(
+            f"{where}: expected {names[0]} and {names[1]} {layout} of one shape, "
+            f"got {a.shape} and {b.shape}"
+        )
+    return a, b
+
+
+class _Sums(dict[str, np.ndarray]):
+    """Per-lead float64 sums by name, added to batch by batch (accumulate-then-compute)."""
+
+    def add(self, name: str, per_lead: np.ndarray) -> None:
+        per_lead = np.asarray(per_lead, dtype=np.float64)
+        if name in self:
+            self[name] += per_lead
+        else:
+            self[name] = per_lead.copy()
+
+
 class RateScores:
     """Per-lead scores of rain-rate forecasts in mm/h on valid pixels, accumulate-then-compute.
 
@@ -112,18 +136,11 @@ class RateScores:
         self.fss_threshold = float(fss_threshold_mm_h)
         self.fss_scale = int(fss_scale)
         self._leads: int | None = None
-        self._sums: dict[str, np.ndarray] = {}
+        self._sums = _Sums()
 
     @property
     def fss_name(self) -> str:
         return f"fss_{_thr_name(self.fss_threshold)}_mm_h_{self.fss_scale}px"
-
-    def _add(self, name: str, per_lead: np.ndarray) -> None:
-        per_lead = np.asarray(per_lead, dtype=np.float64)
-        if name in self._sums:
-            self._sums[name] += per_lead
-        else:
-            self._sums[name] = per_lead.copy()
 
     def update(self, forecast, observed, valid=None) -> None:
         """Add (B, K, H, W) forecasts and observations in mm/h.
@@ -131,13 +148,9 @@ class RateScores:
         `valid` (broadcastable to that shape, bool) marks the pixels that count; None means
         every pixel. Observations and forecasts must be finite wherever a pixel counts.
         """
-        f = np.asarray(forecast, dtype=np.float64)
-        o = np.asarray(observed, dtype=np.float64)
-        if f.shape != o.shape or f.ndim != 4:
-            raise ValueError(
-                f"RateScores.update: expected forecast and observed (B, K, H, W) of one shape, "
-                f"got {f.shape} and {o.shape}"
-            )
+        f, o = _one_shape(
+            "RateScores.update", ("forecast", "observed"), "(B, K, H, W)", forecast, observed
+        )
         if self._leads is not None and f.shape[1] != self._leads:
             raise ValueError(
                 f"RateScores.update: expected {self._leads} leads as before, got {f.shape[1]}"
@@ -153,16 +166,16 @@ class RateScores:
         f, o = np.where(v, f, 0.0), np.where(v, o, 0.0)
         axes = (0, 2, 3)
         err = f - o
-        self._add("n", v.sum(axis=axes))
-        self._add("sae", np.abs(err).sum(axis=axes))
-        self._add("sse", (err**2).sum(axis=axes))
-        self._add("sum_f", f.sum(axis=axes))
-        self._add("sum_o", o.sum(axis=axes))
+        self._sums.add("n", v.sum(axis=axes))
+        self._sums.add("sae", np.abs(err).sum(axis=axes))
+        self._sums.add("sse", (err**2).sum(axis=axes))
+        self._sums.add("sum_f", f.sum(axis=axes))
+        self._sums.add("sum_o", o.sum(axis=axes))
         for t in self.thresholds:
             fe, oe = (f >= t) & v, (o >= t) & v
-            self._add(f"hits_{t}", (fe & oe).sum(axis=axes))
-            self._add(f"misses_{t}", (~fe & oe).sum(axis=axes))
-            self._add(f"false_{t}", (fe & ~oe).sum(axis=axes))
+            self._sums.add(f"hits_{t}", (fe & oe).sum(axis=axes))
+            self._sums.add(f"misses_{t}", (~fe & oe).sum(axis=axes))
+            self._sums.add(f"false_{t}", (fe & ~oe).sum(axis=axes))
         b, k, h, w = f.shape
 
         def fractions(x: np.ndarray) -> np.ndarray:
@@ -170,9 +183,9 @@ class RateScores:
             return _box_mean(events, self.fss_scale).reshape(b, k, h, w)
 
         sf, so = fractions(f), fractions(o)
-        self._add("fss_ff", (sf**2).sum(axis=axes))
-        self._add("fss_fo", (sf * so).sum(axis=axes))
-        self._add("fss_oo", (so**2).sum(axis=axes))
+        self._sums.add("fss_ff", (sf**2).sum(axis=axes))
+        self._sums.add("fss_fo", (sf * so).sum(axis=axes))
+        self._sums.add("fss_oo", (so**2).sum(axis=axes))
 
     def result(self) -> dict[str, list[float]]:
         """Per-lead lists: n_pixels, mae/rmse/bias/mean_forecast/mean_observed_mm_h,
@@ -236,24 +249,13 @@ class Verifier:
         )
         self.n_seq = 0
         self._shape: tuple[int, ...] | None = None
-        self._sums: dict[str, np.ndarray] = {}
-
-    def _add(self, name: str, per_lead: np.ndarray) -> None:
-        per_lead = np.asarray(per_lead, dtype=np.float64)
-        if name in self._sums:
-            self._sums[name] += per_lead
-        else:
-            self._sums[name] = per_lead.copy()
+        self._sums = _Sums()
 
     def update(self, pred, truth) -> None:
         """Add a batch: `pred` and `truth` (B, K, H, W, C) in model units."""
-        pred = np.asarray(pred, dtype=np.float32)
-        truth = np.asarray(truth, dtype=np.float32)
-        if pred.shape != truth.shape or pred.ndim != 5:
-            raise ValueError(
-                f"Verifier.update: expected pred and truth (B, K, H, W, C) of one shape, got "
-                f"{pred.shape} and {truth.shape}"
-            )
+        pred, truth = _one_shape(
+            "Verifier.update", ("pred", "truth"), "(B, K, H, W, C)", pred, truth, np.float32
+        )
         if self._shape is not None and pred.shape[1:] != self._shape:
             raise ValueError(
                 f"Verifier.update: frames {pred.shape[1:]} differ from earlier {self._shape}"
@@ -263,12 +265,12 @@ class Verifier:
         gx = np.clip(pred, 0.0, 1.0)
         err = gx.astype(np.float64) - truth
         self.n_seq += b
-        self._add("sse", (err**2).sum(axis=(0, 2, 3, 4)))
-        self._add("sae", np.abs(err).sum(axis=(0, 2, 3, 4)))
-        self._add("psnr", psnr_per_image(gx, truth).astype(np.float64).sum(axis=0))
+        self._sums.add("sse", (err**2).sum(axis=(0, 2, 3, 4)))
+        self._sums.add("sae", np.abs(err).sum(axis=(0, 2, 3, 4)))
+        self._sums.add("psnr", psnr_per_image(gx, truth).astype(np.float64).sum(axis=0))
         if self.ssim and min(h, w) >= SSIM_WINDOW:
             s = ssim_per_image(gx.reshape(b * k, h, w, c), truth.reshape(b * k, h, w, c))
-            self._add("ssim", s.reshape(b, k).sum(axis=0))
+            self._sums.add("ssim", s.reshape(b, k).sum(axis=0))
         if self.transform.is_physical:
             self._update_physical(gx, truth)
 

@@ -30,7 +30,6 @@ import numpy as np
 from nowcastd.data.movie import RATE_UNITS, check_geometry, read_times, window_starts
 from nowcastd.errors import ConfigError, DataError, ScanError
 from nowcastd.io.domain import Domain
-from nowcastd.io.readers import read_scan
 from nowcastd.io.scan_settings import ReaderConfig, scan_settings
 from nowcastd.settings import read_config
 
@@ -170,14 +169,7 @@ def read_scan_sequence(
         p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")
     ):
         try:
-            scan = read_scan(
-                path,
-                fmt=reader.format,
-                zr_a=reader.zr_a,
-                zr_b=reader.zr_b,
-                npy_time_pattern=reader.npy_time_pattern,
-                npy_time_format=reader.npy_time_format,
-            )
+            scan = reader.read(path)
         except ScanError as e:
             logger.warning("skipping %s: %s", path.name, e)
             skipped += 1

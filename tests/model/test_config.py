@@ -1,6 +1,9 @@
+import re
+
 import pytest
 
 from model.config import ModelConfig
+from model.sampling import SamplingConfig
 
 
 def test_seed_configuration_is_valid_and_derives_shapes() -> None:
@@ -42,3 +45,32 @@ def test_non_square_grid_is_accepted() -> None:
 def test_invalid_configs_raise_naming_the_field(kwargs, field) -> None:
     with pytest.raises(ValueError, match=field):
         ModelConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"decouple_beta": -0.5}, "ModelConfig.decouple_beta=-0.5: must be >= 0"),
+        ({"img_channel": 0}, "ModelConfig.img_channel=0: must be >= 1"),
+        (
+            {"num_hidden": (0, 0)},
+            "ModelConfig.num_hidden=(0, 0): every hidden size must be positive",
+        ),
+    ],
+)
+def test_field_rules_name_the_field_the_value_and_what_is_allowed(kwargs, message) -> None:
+    with pytest.raises(ValueError) as raised:
+        ModelConfig(**kwargs)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"r_exp_alpha": 0}, "SamplingConfig.r_exp_alpha=0: must be > 0"),
+        ({"r_sampling_step_2": 100}, "SamplingConfig.r_sampling_step_2=100: must exceed"),
+    ],
+)
+def test_invalid_sampling_configs_raise_naming_the_field(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SamplingConfig(**kwargs)

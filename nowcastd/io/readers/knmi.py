@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 
 from nowcastd.errors import ScanError
+from nowcastd.io.readers.hdf5 import image_values
 from nowcastd.io.readers.scan import GridInfo, Scan, as_text, rain_rate_from_dbz, read_or_raise
 
 __all__ = ["read_knmi", "proj4_km_to_m"]
@@ -117,15 +118,9 @@ def _grid(h: h5py.File, shape: tuple[int, int]) -> GridInfo:
     )
 
 
-def _decode(path: Path, *, zr_a: float, zr_b: float) -> Scan:
+def _decode(path: Path, *, zr_a: float, zr_b: float) -> tuple[np.ndarray, datetime, GridInfo]:
     with h5py.File(path, "r") as h:
-        dataset = h["image1/image_data"]
-        if dataset.ndim != 2 or dataset.dtype.kind not in "ui":
-            raise ScanError(
-                f"{path.name}: expected image1/image_data as a 2-D integer array, "
-                f"got {dataset.dtype} with shape {dataset.shape}"
-            )
-        raw = dataset[...]
+        raw = image_values(path, h["image1/image_data"], "ui", "integer")
         cal = h["image1/calibration"].attrs
         gain, offset = parse_calibration(as_text(cal["calibration_formulas"]))
         missing = {_MISSING}
@@ -156,15 +151,9 @@ def _decode(path: Path, *, zr_a: float, zr_b: float) -> Scan:
             f"REFLECTIVITY, got {parameter!r}"
         )
     logger.debug("read KNMI %s valid %s", path.name, end.isoformat())
-    return Scan(
-        field=rate.astype(np.float32),
-        valid_time=end,
-        grid=grid,
-        path=path,
-        source_format="knmi",
-    )
+    return rate, end, grid
 
 
 def read_knmi(path: str | Path, *, zr_a: float = 200.0, zr_b: float = 1.6) -> Scan:
     """Read a KNMI radar HDF5 file into a `Scan` (mm/h, NaN = no data)."""
-    return read_or_raise(_decode, path, "KNMI radar HDF5 file", zr_a=zr_a, zr_b=zr_b)
+    return read_or_raise(_decode, path, "KNMI radar HDF5 file", "knmi", zr_a=zr_a, zr_b=zr_b)

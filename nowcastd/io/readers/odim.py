@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 
 from nowcastd.errors import ScanError
+from nowcastd.io.readers.hdf5 import image_values
 from nowcastd.io.readers.scan import GridInfo, Scan, as_text, rain_rate_from_dbz, read_or_raise
 
 __all__ = ["read_odim", "QUANTITIES"]
@@ -106,7 +107,7 @@ def _grid(h: h5py.File, shape: tuple[int, int]) -> GridInfo:
     )
 
 
-def _decode(path: Path, *, zr_a: float, zr_b: float) -> Scan:
+def _decode(path: Path, *, zr_a: float, zr_b: float) -> tuple[np.ndarray, datetime, GridInfo]:
     with h5py.File(path, "r") as h:
         conventions = as_text(h.attrs.get("Conventions", b""))
         if not conventions.startswith("ODIM_H5"):
@@ -116,13 +117,7 @@ def _decode(path: Path, *, zr_a: float, zr_b: float) -> Scan:
             raise ScanError(f"{path.name}: expected ODIM object in {_OBJECTS}, got {obj!r}")
         group, quantity = _pick_data(path, h)
         local, chain = _what_chain(h, group)
-        dataset = group["data"]
-        if dataset.ndim != 2 or dataset.dtype.kind not in "uif":
-            raise ScanError(
-                f"{path.name}: expected {group.name}/data as a 2-D numeric array, "
-                f"got {dataset.dtype} with shape {dataset.shape}"
-            )
-        raw = dataset[...]
+        raw = image_values(path, group["data"], "uif", "numeric")
         gain = _number(_lookup(chain, "gain"), 1.0)
         offset = _number(_lookup(chain, "offset"), 0.0)
         nodata = _number(_lookup(chain, "nodata"), None)
@@ -158,15 +153,9 @@ def _decode(path: Path, *, zr_a: float, zr_b: float) -> Scan:
     if undetect is not None:
         rate[(raw == undetect) & ~np.isnan(value)] = 0.0
     logger.debug("read ODIM %s %s valid %s", path.name, quantity, valid_time.isoformat())
-    return Scan(
-        field=rate.astype(np.float32),
-        valid_time=valid_time,
-        grid=grid,
-        path=path,
-        source_format="odim",
-    )
+    return rate, valid_time, grid
 
 
 def read_odim(path: str | Path, *, zr_a: float = 200.0, zr_b: float = 1.6) -> Scan:
     """Read an ODIM_H5 COMP/IMAGE file into a `Scan` (mm/h, NaN = no data)."""
-    return read_or_raise(_decode, path, "ODIM_H5 image", zr_a=zr_a, zr_b=zr_b)
+    return read_or_raise(_decode, path, "ODIM_H5 image", "odim", zr_a=zr_a, zr_b=zr_b)

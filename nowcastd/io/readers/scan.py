@@ -133,12 +133,25 @@ def rain_rate_from_dbz(dbz: np.ndarray, *, zr_a: float, zr_b: float) -> np.ndarr
     return np.power(z / zr_a, 1.0 / zr_b)
 
 
-def read_or_raise(decode: Callable[..., Scan], path: str | Path, what: str, **kwargs) -> Scan:
-    """Run a reader's `decode(path, **kwargs)`; any low-level failure becomes one ScanError
-    naming the file and what it should have been."""
+def read_or_raise(
+    decode: Callable[..., tuple[np.ndarray, datetime, GridInfo]],
+    path: str | Path,
+    what: str,
+    source_format: str,
+    **kwargs,
+) -> Scan:
+    """The `Scan` of a reader's `decode(path, **kwargs)` -> (rain rate, valid time, grid); any
+    low-level failure becomes one ScanError naming the file and what it should have been."""
     path = Path(path)
     try:
-        return decode(path, **kwargs)
+        field, valid_time, grid = decode(path, **kwargs)
+        return Scan(
+            field=field.astype(np.float32),
+            valid_time=valid_time,
+            grid=grid,
+            path=path,
+            source_format=source_format,
+        )
     except ScanError:
         raise
     except (OSError, KeyError, ValueError, TypeError, IndexError) as e:
