@@ -92,8 +92,14 @@ _CONTROL.update({0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x2028: "\\u2028", 0x202
 
 def printable(name: str | bytes | os.PathLike) -> str:
     """`name` as one safe line: undecodable bytes as `\\xff`, control characters escaped."""
-    raw = os.fsencode(name)
-    return raw.decode("utf-8", "backslashreplace").translate(_CONTROL)
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if isinstance(name, str):
+        try:
+            name = name.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+            name = name.encode("utf-8", "backslashreplace")
+    return name.decode("utf-8", "backslashreplace").translate(_CONTROL)
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -32,7 +32,6 @@ from nowcastd.errors import ScanError
 from nowcastd.io.readers.guard import (
     DEFAULT_POLICY,
     ReadPolicy,
-    ScanRefused,
     check_array,
     check_calibration,
     open_hdf5,
@@ -76,9 +75,7 @@ def _odim_time(date: object, time: object) -> datetime:
         )
         clock += "00"
     if not (_DATE.fullmatch(day) and _HHMMSS.fullmatch(clock)):
-        raise ScanRefused(
-            "bad_time", f"ODIM date/time: expected YYYYMMDD and HHmmss, got {day!r} and {clock!r}"
-        )
+        raise ValueError(f"ODIM date/time: expected YYYYMMDD and HHmmss, got {day!r} and {clock!r}")
     return datetime.strptime(day + clock, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
 
 
