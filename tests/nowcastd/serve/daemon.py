@@ -79,6 +79,7 @@ class Daemon:
         self.env = dict(env or {})
         self.proc: subprocess.Popen | None = None
         self.messages: list[str] = []
+        self.stamps: list[tuple[float, str]] = []  # (time.monotonic(), message)
 
     def start(self) -> None:
         address = f"@nowcastd-test-{uuid.uuid4().hex}"
@@ -86,11 +87,14 @@ class Daemon:
         sock.bind("\0" + address[1:])
         sock.settimeout(0.2)
         self.messages = []
+        self.stamps = []
 
         def listen() -> None:
             while self.proc is None or self.proc.poll() is None:
                 try:
-                    self.messages.append(sock.recv(4096).decode())
+                    message = sock.recv(4096).decode()
+                    self.messages.append(message)
+                    self.stamps.append((time.monotonic(), message))
                 except TimeoutError:
                     continue
             sock.close()
