@@ -1,7 +1,7 @@
 """The `nowcastd serve` process: watcher thread → queue → one worker that forecasts.
 
-Start-up: metrics endpoint, model compile (every function, for the operational shape), the
-watcher, then a refill of the buffer from the newest scans already in the watch directory;
+Start-up: metrics endpoint, model compile (every function, for the operational shape), removal
+of temporary files a crash left, the scan reader process, the watcher, then a refill of the buffer from the newest scans already in the watch directory;
 only then `READY=1`. So a restart forecasts at the next scan, not `input_length` scans later.
 
 The worker (the main thread) takes every queued scan, reads them, pushes them into the buffer
@@ -9,8 +9,11 @@ in valid-time order, and forecasts once from the newest full buffer: when it fal
 the scans it did not forecast from are counted in `nowcastd_scans_skipped_total`. After each
 forecast is written it starts pre-encoding the next window on a background thread, so the worker
 is back at the queue at once (a scan that lands meanwhile is read while the encode finishes;
-see `forecaster`). It pings the systemd watchdog on every turn of its loop, so a stuck worker
-gets the unit restarted. It sees the pipeline only through values: `Frame`, `Forecast` and
+see `forecaster`). Scans are read in a killable worker process (`read_worker`) and pass the
+plausibility rules (`Pipeline.admit`) before they are buffered. A ping thread feeds the systemd
+watchdog while the worker makes progress; a worker without progress for `stall_seconds` gets
+no more pings, so systemd restarts the unit. Once a second the worker checks that the watch
+directory is still the one watched, and re-arms the watch when it was replaced. It sees the pipeline only through values: `Frame`, `Forecast` and
 `PipelineStatus`; the one `ServeConfig` is the pipeline's, and SIGHUP replaces it whole.
 
 Errors are caught in one place, `_attempt`: a refused scan is logged and counted by reason, a
