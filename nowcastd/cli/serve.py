@@ -28,6 +28,19 @@ HELP = {
     "retention_max_age_hours": "maximum age of forecast files (0: no limit)",
     "compile_cache_dir": "persistent JAX compile cache (also NOWCASTD_COMPILE_CACHE)",
     "log_level": "DEBUG, INFO, WARNING or ERROR (--verbose: DEBUG)",
+    "read_timeout_seconds": "a scan read taking longer is abandoned (its reader process killed)",
+    "read_memory_limit_bytes": "address-space limit of the scan reader process",
+    "max_scan_bytes": "larger scan files are refused unread",
+    "follow_symlinks": "follow symlinks in watch_dir to files inside it (default: refuse them)",
+    "allow_hdf5_external": "follow HDF5 external links/storage and virtual datasets",
+    "max_future_seconds": "scans valid further ahead of the clock are refused",
+    "refill_max_age_hours": "start-up ignores scans older than this (0: any age)",
+    "cadence_tolerance_seconds": "off-timestep tolerance; unset: a tenth of the timestep",
+    "max_rain_rate_mm_h": "rain rates above this are implausible (clipped, or refused if many)",
+    "max_implausible_fraction": "a scan with more implausible pixels than this is refused",
+    "max_abs_gain": "a larger calibration gain is refused",
+    "max_abs_offset": "a larger calibration offset is refused",
+    "stall_seconds": "a worker without progress this long stops the systemd watchdog pings",
 }
 
 

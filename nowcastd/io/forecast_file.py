@@ -30,6 +30,7 @@ under their final name only when complete (`nowcastd.io.atomic`). Retention ages
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -46,7 +47,7 @@ from h5py import h5ds
 
 from nowcastd import __version__
 from nowcastd.errors import DataError, NowcastdError
-from nowcastd.io.atomic import atomic_path
+from nowcastd.io.atomic import atomic_file
 from nowcastd.io.grid_mapping import grid_mapping_attrs
 from nowcastd.io.readers.scan import GridInfo
 
@@ -202,7 +203,7 @@ def _compress_leads(precip: np.ndarray) -> list[bytes]:
 
 
 def _write(
-    tmp: Path, *, precip, lead_seconds, issue_time, grid, nan_mask, attrs, precip_attrs
+    tmp: Path | io.BytesIO, *, precip, lead_seconds, issue_time, grid, nan_mask, attrs, precip_attrs
 ) -> None:
     k, h, w = precip.shape
     with h5py.File(tmp, "w") as f:
@@ -321,20 +322,24 @@ def write_forecast(
     attrs.update(_extra_attrs(extra_attrs))
     out_dir = Path(out_dir)
     final = out_dir / forecast_name(issue_time)
+    # Built in memory, then written as bytes: a full disk fails a plain write (OSError, temp
+    # file removed), never HDF5's own I/O, whose failed close can crash the process.
+    image = io.BytesIO()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(final) as tmp:
-            _write(
-                tmp,
-                precip=precip,
-                lead_seconds=leads,
-                issue_time=issue_time,
-                grid=grid,
-                nan_mask=nan_mask,
-                attrs=attrs,
-                precip_attrs=precip_attrs,
-            )
-    except OSError as e:
+        _write(
+            image,
+            precip=precip,
+            lead_seconds=leads,
+            issue_time=issue_time,
+            grid=grid,
+            nan_mask=nan_mask,
+            attrs=attrs,
+            precip_attrs=precip_attrs,
+        )
+        with atomic_file(final) as f:
+            f.write(image.getbuffer())
+    except (OSError, RuntimeError) as e:
         raise NowcastdError(f"{final.name}: cannot write forecast in {out_dir}: {e}") from e
     logger.info("wrote %s (issue %s, %d leads)", final.name, _iso(issue_time), k)
     return final

@@ -128,8 +128,12 @@ def load_model(path: Path | None) -> LoadedModel:
         network = load_network(path, PredRNN(cfg, key=jax.random.key(0)))
         transform = DataTransform.from_json(meta.get("transform", {"kind": "identity"}))
         digest = network_digest(path)
-    except (OSError, KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{path}: cannot load checkpoint: {e}") from e
+    except (OSError, KeyError, ValueError, TypeError, EOFError, RuntimeError) as e:
+        # RuntimeError: equinox's TreePathError for a truncated or mismatched weights file
+        raise CheckpointError(
+            f"{path}: cannot load checkpoint (damaged, truncated or of another model?): "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from e
     logger.info("loaded %s (%s, sha256 %s)", path, cfg.model_name, digest[:12])
     return LoadedModel(
         network=network, transform=transform, metadata=meta, digest=digest, path=path

@@ -11,6 +11,7 @@ from typing import Any
 from nowcastd.errors import ConfigError
 from nowcastd.io.domain import Domain
 from nowcastd.io.readers import FORMATS, Scan, read_scan
+from nowcastd.io.readers.guard import DEFAULT_POLICY, ReadPolicy
 from nowcastd.settings import resolve, specs
 
 __all__ = ["ReaderConfig", "scan_settings"]
@@ -41,9 +42,11 @@ class ReaderConfig:
                 f"{self.npy_time_pattern!r} and {self.npy_time_format!r}"
             )
 
-    def read(self, path: Path, *, fmt: str | None = None) -> Scan:
-        """`read_scan` of `path` with these settings; `fmt` (say, a detected format) overrides
-        `format`."""
+    def read(
+        self, path: Path, *, fmt: str | None = None, policy: ReadPolicy = DEFAULT_POLICY
+    ) -> Scan:
+        """`read_scan` of `path` with these settings and `policy` (what files are refused);
+        `fmt` (say, a detected format) overrides `format`."""
         return read_scan(
             path,
             fmt=fmt or self.format,
@@ -51,6 +54,7 @@ class ReaderConfig:
             zr_b=self.zr_b,
             npy_time_pattern=self.npy_time_pattern,
             npy_time_format=self.npy_time_format,
+            policy=policy,
         )
 
 

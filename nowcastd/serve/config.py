@@ -34,6 +34,17 @@ class ServeConfig:
     `lead_frames=None` means the model's `total_length - input_length`; `max_gap_seconds=None`
     means 1.5 x `timestep_seconds`; `domain=None` means the scan grid is the model grid;
     `retention_keep_last` or `retention_max_age_hours` None (or 0 in a file) means no limit.
+
+    Hostile input: each scan is read in a worker process limited to `read_timeout_seconds` and
+    `read_memory_limit_bytes`; files over `max_scan_bytes`, symlinks (unless `follow_symlinks`,
+    and then only to files inside `watch_dir`) and HDF5 references to other files (unless
+    `allow_hdf5_external`) are refused. Plausibility: a valid time more than
+    `max_future_seconds` ahead of the clock, older than `refill_max_age_hours` at start-up
+    (None or 0: any age), or off the cadence of the newest buffered scan by more than
+    `cadence_tolerance_seconds` (None: a tenth of the timestep) is refused; so is a scan with
+    more than `max_implausible_fraction` of its pixels outside 0..`max_rain_rate_mm_h` (fewer
+    are clipped), and a calibration beyond `max_abs_gain`/`max_abs_offset`. A worker that shows
+    no progress for `stall_seconds` stops the systemd watchdog pings.
     """
 
     watch_dir: Path | None = None
@@ -52,6 +63,19 @@ class ServeConfig:
     retention_max_age_hours: float | None = 24.0
     compile_cache_dir: Path | None = None
     log_level: str = "INFO"
+    read_timeout_seconds: float = 20.0
+    read_memory_limit_bytes: int = 4 << 30
+    max_scan_bytes: int = 1 << 30
+    follow_symlinks: bool = False
+    allow_hdf5_external: bool = False
+    max_future_seconds: float = 300.0
+    refill_max_age_hours: float | None = 24.0
+    cadence_tolerance_seconds: float | None = None
+    max_rain_rate_mm_h: float = 1000.0
+    max_implausible_fraction: float = 0.01
+    max_abs_gain: float = 1000.0
+    max_abs_offset: float = 10000.0
+    stall_seconds: float = 600.0
     reader: ReaderConfig = ReaderConfig()
     domain: Domain | None = None
 
@@ -73,6 +97,30 @@ class ServeConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+        positive += ("read_timeout_seconds", "max_rain_rate_mm_h", "max_abs_gain")
+        positive += ("max_abs_offset", "stall_seconds", "max_future_seconds")
+        for name in positive[3:]:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+        for name in ("read_memory_limit_bytes", "max_scan_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {getattr(self, name)}")
+        if not 0 <= self.max_implausible_fraction <= 1:
+            raise ValueError(
+                f"max_implausible_fraction: expected 0..1, got {self.max_implausible_fraction}"
+            )
+        tolerance = self.cadence_tolerance_seconds
+        if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0):
+            raise ValueError(f"cadence_tolerance_seconds: expected a number >= 0, got {tolerance}")
+        if not self.metrics_addr.strip():
+            raise ValueError("metrics_addr: expected a host name or address, got an empty string")
+        if self.refill_max_age_hours == 0:
+            object.__setattr__(self, "refill_max_age_hours", None)
+        if self.refill_max_age_hours is not None and not self.refill_max_age_hours > 0:
+            raise ValueError(
+                f"refill_max_age_hours: expected a number > 0 or unset, got {self.refill_max_age_hours}"
+            )
         for name in ("retention_keep_last", "retention_max_age_hours"):
             if getattr(self, name) == 0:  # TOML has no null: 0 switches the limit off
                 object.__setattr__(self, name, None)
@@ -95,6 +143,13 @@ class ServeConfig:
         if self.max_gap_seconds is not None:
             return self.max_gap_seconds
         return 1.5 * self.timestep_seconds
+
+    @property
+    def cadence_seconds(self) -> float:
+        """How far a scan may be off the timestep grid of the newest buffered scan."""
+        if self.cadence_tolerance_seconds is not None:
+            return self.cadence_tolerance_seconds
+        return 0.1 * self.timestep_seconds
 
     def require(self, *names: str) -> None:
         """Raise one ConfigError listing every one of `names` that is unset."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import prometheus_client
 from prometheus_client import (
@@ -26,6 +27,8 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+
+from nowcastd.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +45,26 @@ REJECT_REASONS: tuple[str, ...] = (
     "out_of_order",
     "duplicate",
     "unknown_format",
+    # what the file is (`nowcastd.io.readers.guard`)
+    "not_regular",
+    "symlink",
+    "external_reference",
+    "too_large",
+    "unsupported_dtype",
+    "implausible_calibration",
+    # how reading it went (`read_worker`)
+    "timeout",
+    "reader_crashed",
+    # what it says (`pipeline`)
+    "future",
+    "stale",
+    "off_cadence",
+    "implausible_rain",
 )
+#: Most metrics requests served at once; further connections are closed unanswered.
+MAX_HTTP_CONNECTIONS = 8
+#: A metrics connection idle this long is dropped.
+HTTP_TIMEOUT_SECONDS = 10.0
 #: From 1 ms (one stage of a small grid) to 5 min (a forecast that missed its own timestep).
 LATENCY_BUCKETS_SECONDS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -142,6 +164,18 @@ class ServiceMetrics:
             "Wall-clock time the last forecast was written, unix seconds; 0 before the first.",
         )
         self.ready = gauge("nowcastd_ready", "1 once the model is loaded and compiled, else 0.")
+        self.watch_dir_present = gauge(
+            "nowcastd_watch_dir_present",
+            "1 while the watched directory is the one being watched, 0 while it is missing.",
+        )
+        self.watch_dir_rearms = counter(
+            "nowcastd_watch_dir_rearms_total",
+            "Times the watch directory was found removed or replaced and watched afresh.",
+        )
+        self.watchdog_withheld = counter(
+            "nowcastd_watchdog_withheld_total",
+            "systemd watchdog pings withheld because the worker made no progress.",
+        )
 
     def reject(self, reason: str) -> None:
         """Count one rejected scan; `reason` must be one of `REJECT_REASONS`."""
@@ -183,12 +217,57 @@ class ServiceMetrics:
     ) -> tuple[WSGIServer, threading.Thread]:
         """Serve the metrics on `addr:port` from a daemon thread; port 0 picks a free port.
 
-        The bound port is `server.server_port`; stop with `server.shutdown()` and
-        `server.server_close()`.
+        At most `MAX_HTTP_CONNECTIONS` requests are served at once (one thread each), each
+        connection times out after `HTTP_TIMEOUT_SECONDS`. The bound port is
+        `server.server_port`; stop with `server.shutdown()` and `server.server_close()`.
+        ConfigError when the address cannot be bound (in use, unknown, ...).
         """
-        server, thread = prometheus_client.start_http_server(port, addr, registry=self.registry)
+        app = prometheus_client.make_wsgi_app(self.registry)
+        try:
+            family = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM)[0][0]
+            server_class = type("MetricsServer", (_BoundedServer,), {"address_family": family})
+            server = make_server(addr, port, app, server_class, handler_class=_QuietHandler)
+        except OSError as e:
+            raise ConfigError(f"metrics endpoint {addr}:{port}: cannot listen: {e}") from e
+        thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+        thread.start()
         logger.info("metrics endpoint on http://%s:%d/metrics", addr, server.server_port)
         return server, thread
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr (the journal)."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+class _BoundedServer(WSGIServer):
+    """A WSGI server with one thread per request, at most `MAX_HTTP_CONNECTIONS` of them."""
+
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_HTTP_CONNECTIONS)
+        super().server_bind()
+
+    def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # busy: close, never queue a thread
+            return
+        threading.Thread(
+            target=self._serve_one, args=(request, client_address), daemon=True
+        ).start()
+
+    def _serve_one(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        try:
+            request.settimeout(HTTP_TIMEOUT_SECONDS)
+            self.finish_request(request, client_address)
+        except OSError:
+            pass  # a client that went away or timed out
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
 
 
 class CompileCounter:

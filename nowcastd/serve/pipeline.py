@@ -33,12 +33,13 @@ from nowcastd.errors import ConfigError, NowcastdError, ScanError, UnknownFormat
 from nowcastd.io.domain import Domain
 from nowcastd.io.forecast_file import prune_forecasts, write_forecast
 from nowcastd.io.model_checkpoint import LoadedModel
-from nowcastd.io.readers import GridInfo, Scan, detect_format
+from nowcastd.io.readers import GridInfo, ReadPolicy, Scan, ScanRefused, printable
 from nowcastd.io.scan_settings import ReaderConfig
 from nowcastd.serve.buffer import FrameBuffer, Push
 from nowcastd.serve.config import ServeConfig
 from nowcastd.serve.forecaster import Forecaster
 from nowcastd.serve.metrics import ServiceMetrics
+from nowcastd.serve.read_worker import ReadWorker
 
 __all__ = ["Forecast", "Frame", "Pipeline", "PipelineStatus", "ScanRejected"]
 
@@ -48,12 +49,8 @@ logger = logging.getLogger(__name__)
 FIXED_KEYS = ("checkpoint", "domain", "lead_frames", "timestep_seconds", "max_gap_seconds")
 
 
-class ScanRejected(ScanError):
-    """A scan the service refuses; `reason` is one of `metrics.REJECT_REASONS`."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+#: A scan the service refuses; `reason` is one of `metrics.REJECT_REASONS`.
+ScanRejected = ScanRefused
 
 
 def _timings(values: Mapping[str, float]) -> Mapping[str, float]:
@@ -77,7 +74,8 @@ class Frame:
 
     @property
     def name(self) -> str:
-        return self.path.name
+        """The file name as one printable line (`guard.printable`), as logs and files show it."""
+        return printable(self.path.name)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -139,27 +137,58 @@ class _Lap:
     seconds: float = 0.0
 
 
-def _read_scan(path: Path, reader: ReaderConfig) -> Scan:
-    """`read_scan` with the reader settings; a refused file raises ScanRejected."""
-    fmt = reader.format
+def _read_scan(
+    path: Path, reader: ReaderConfig, policy: ReadPolicy, worker: ReadWorker | None
+) -> Scan:
+    """`read_scan` with the reader settings, in `worker` if given; a refused file raises
+    ScanRejected with its reason."""
     try:
-        if fmt == "auto":
-            try:
-                fmt = detect_format(path)
-            except UnknownFormatError as e:
-                raise ScanRejected("unknown_format", str(e)) from e
-        return reader.read(path, fmt=fmt)
+        if worker is not None:
+            return worker.read(path, reader, policy)
+        return reader.read(path, policy=policy)
     except ScanRejected:
         raise
+    except UnknownFormatError as e:
+        raise ScanRejected("unknown_format", str(e)) from e
     except ScanError as e:
         raise ScanRejected("corrupt", str(e)) from e
+    except MemoryError as e:
+        raise ScanRejected("too_large", f"{printable(path.name)}: too large to read") from e
+
+
+def _plausible_rain(scan: Scan, max_rate: float, max_fraction: float) -> Scan:
+    """The scan with rates outside 0..`max_rate` clipped; ScanRejected when more than
+    `max_fraction` of its pixels with data are outside."""
+    field = scan.field
+    outside = ~np.isnan(field) & ~((field >= 0) & (field <= max_rate))
+    count = int(np.count_nonzero(outside))
+    if not count:
+        return scan
+    with_data = max(int(np.count_nonzero(~np.isnan(field))), 1)
+    if count > max_fraction * with_data:
+        raise ScanRejected(
+            "implausible_rain",
+            f"{printable(scan.name)}: expected rain rates within 0..{max_rate:g} mm/h, got "
+            f"{count} of {with_data} pixels outside (range {np.nanmin(field):g}.."
+            f"{np.nanmax(field):g})",
+        )
+    clipped = np.where(outside, np.where(field < 0, 0.0, max_rate), field).astype(np.float32)
+    logger.warning(
+        "%s: %d pixels outside 0..%g mm/h clipped", printable(scan.name), count, max_rate
+    )
+    return dataclasses.replace(scan, field=clipped)
 
 
 class Pipeline:
     """The model, its domain, the device buffer and the compiled forecaster."""
 
     def __init__(
-        self, cfg: ServeConfig, model: LoadedModel, *, metrics: ServiceMetrics | None = None
+        self,
+        cfg: ServeConfig,
+        model: LoadedModel,
+        *,
+        metrics: ServiceMetrics | None = None,
+        isolate_reads: bool = False,
     ) -> None:
         mcfg = model.cfg
         self.domain = cfg.domain or Domain.full((mcfg.img_height, mcfg.img_width))
@@ -176,6 +205,14 @@ class Pipeline:
             num_leads=self.num_leads,
             grid=shape,
             time_encode=time_encode,
+        )
+        self.read_worker = (
+            ReadWorker(
+                timeout_seconds=cfg.read_timeout_seconds,
+                memory_limit_bytes=cfg.read_memory_limit_bytes,
+            )
+            if isolate_reads
+            else None
         )
         self._buffer = FrameBuffer(
             input_length=mcfg.input_length,
@@ -223,18 +260,68 @@ class Pipeline:
 
     # -- per scan ----------------------------------------------------------------------------
 
+    def policy(self) -> ReadPolicy:
+        """What a scan file may be (`guard`), from the config and the domain's native grid."""
+        cfg = self._cfg
+        return ReadPolicy(
+            expected_shape=self.domain.native_shape,
+            symlinks_within=cfg.watch_dir if cfg.follow_symlinks else None,
+            allow_external=cfg.allow_hdf5_external,
+            max_file_bytes=cfg.max_scan_bytes,
+            max_abs_gain=cfg.max_abs_gain,
+            max_abs_offset=cfg.max_abs_offset,
+        )
+
     def read(self, path: Path) -> Frame:
-        """Read, crop to the domain and convert to model units; ScanRejected if refused."""
-        reader = self._cfg.reader
-        return self._frame(lambda: _read_scan(Path(path), reader))
+        """Read, crop to the domain and convert to model units; ScanRejected if refused.
+
+        With `isolate_reads`, the file is read in a worker process (`read_worker`).
+        """
+        reader, policy, worker = self._cfg.reader, self.policy(), self.read_worker
+        return self._frame(lambda: _read_scan(Path(path), reader, policy, worker))
+
+    def admit(self, frame: Frame, *, now: datetime, max_age_seconds: float | None) -> None:
+        """ScanRejected for a frame the service must not buffer: valid more than
+        `max_future_seconds` after `now`, older than `max_age_seconds` (the start-up refill),
+        or off the timestep grid of the newest buffered scan."""
+        cfg, t = self._cfg, frame.valid_time
+        ahead = (t - now).total_seconds()
+        if ahead > cfg.max_future_seconds:
+            raise ScanRejected(
+                "future",
+                f"{frame.name}: expected a valid time at most {cfg.max_future_seconds:g} s "
+                f"after the clock ({now:%Y-%m-%dT%H:%M:%SZ}), got {t:%Y-%m-%dT%H:%M:%SZ}",
+            )
+        if max_age_seconds is not None and -ahead > max_age_seconds:
+            raise ScanRejected(
+                "stale",
+                f"{frame.name}: expected a valid time within {max_age_seconds:g} s of the "
+                f"clock, got {t:%Y-%m-%dT%H:%M:%SZ}",
+            )
+        newest = self._buffer.newest_time
+        if newest is None:
+            return
+        delta = (t - newest).total_seconds()
+        if not 0 < delta <= cfg.gap_seconds:
+            return  # the buffer's own rules: duplicate, out of order, or a gap (a reset)
+        step = cfg.timestep_seconds
+        off = delta % step
+        if min(off, step - off) > cfg.cadence_seconds:
+            raise ScanRejected(
+                "off_cadence",
+                f"{frame.name}: expected a multiple of {step:g} s after the newest scan "
+                f"({newest:%Y-%m-%dT%H:%M:%SZ}), got {delta:g} s",
+            )
 
     def frame(self, scan: Scan) -> Frame:
         """A scan already in memory, cropped to the domain and converted like `read`'s."""
         return self._frame(lambda: scan)
 
     def _frame(self, get_scan: Callable[[], Scan]) -> Frame:
+        cfg = self._cfg
         with self._stage("read") as lap:
             scan = get_scan()
+            scan = _plausible_rain(scan, cfg.max_rain_rate_mm_h, cfg.max_implausible_fraction)
             try:
                 model, valid = self.domain.model_input(scan, self.model.transform)
                 grid = self.domain.crop_grid(scan.grid)

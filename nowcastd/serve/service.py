@@ -1,7 +1,7 @@
 """The `nowcastd serve` process: watcher thread → queue → one worker that forecasts.
 
-Start-up: metrics endpoint, model compile (every function, for the operational shape), the
-watcher, then a refill of the buffer from the newest scans already in the watch directory;
+Start-up: metrics endpoint, model compile (every function, for the operational shape), removal
+of temporary files a crash left, the scan reader process, the watcher, then a refill of the buffer from the newest scans already in the watch directory;
 only then `READY=1`. So a restart forecasts at the next scan, not `input_length` scans later.
 
 The worker (the main thread) takes every queued scan, reads them, pushes them into the buffer
@@ -9,8 +9,11 @@ in valid-time order, and forecasts once from the newest full buffer: when it fal
 the scans it did not forecast from are counted in `nowcastd_scans_skipped_total`. After each
 forecast is written it starts pre-encoding the next window on a background thread, so the worker
 is back at the queue at once (a scan that lands meanwhile is read while the encode finishes;
-see `forecaster`). It pings the systemd watchdog on every turn of its loop, so a stuck worker
-gets the unit restarted. It sees the pipeline only through values: `Frame`, `Forecast` and
+see `forecaster`). Scans are read in a killable worker process (`read_worker`) and pass the
+plausibility rules (`Pipeline.admit`) before they are buffered. A ping thread feeds the systemd
+watchdog while the worker makes progress; a worker without progress for `stall_seconds` gets
+no more pings, so systemd restarts the unit. Once a second the worker checks that the watch
+directory is still the one watched, and re-arms the watch when it was replaced. It sees the pipeline only through values: `Frame`, `Forecast` and
 `PipelineStatus`; the one `ServeConfig` is the pipeline's, and SIGHUP replaces it whole.
 
 Errors are caught in one place, `_attempt`: a refused scan is logged and counted by reason, a
@@ -27,7 +30,6 @@ stderr (the journal), so there are no log files to reopen.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import logging
 import os
 import queue
@@ -35,18 +37,27 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from nowcastd import __version__
 from nowcastd.errors import NowcastdError
+from nowcastd.io.atomic import is_ignored_name
 from nowcastd.io.model_checkpoint import LoadedModel
+from nowcastd.io.readers import printable
 from nowcastd.serve.buffer import Push
 from nowcastd.serve.config import ServeConfig, load_serve_config
+from nowcastd.serve.guards import (
+    DirectoryIdentity,
+    EscapeLogLines,
+    check_directories,
+    remove_litter,
+)
 from nowcastd.serve.metrics import CompileCounter, ServiceMetrics
 from nowcastd.serve.notify import Notifier, watchdog_interval_seconds
 from nowcastd.serve.pipeline import Forecast, Frame, Pipeline, ScanRejected
-from nowcastd.serve.watcher import IGNORED_PATTERNS, ScanEvent, ScanWatcher
+from nowcastd.serve.watcher import ScanEvent, ScanWatcher
 
 __all__ = ["Service"]
 
@@ -56,6 +67,9 @@ logger = logging.getLogger(__name__)
 RELOADABLE = ("log_level", "retention_keep_last", "retention_max_age_hours", "reader")
 _FAILED = object()
 _TICK_SECONDS = 0.2
+_DIR_CHECK_SECONDS = 1.0
+#: The refill reads at most this many times the buffer's capacity of files.
+_REFILL_TRIES = 8
 
 
 class Service:
@@ -71,6 +85,7 @@ class Service:
         notifier: Notifier | None = None,
     ) -> None:
         cfg.require("watch_dir", "output_dir")
+        check_directories(cfg.watch_dir, cfg.output_dir)
         self.config_path = config_path
         self.flags = dict(flags or {})
         self.notifier = notifier or Notifier.from_environment()
@@ -79,18 +94,17 @@ class Service:
         )
         # Counts every compilation from here on, the buffer's update function included.
         self.compile_counter = CompileCounter(on_compile=self.metrics.record_compilation)
-        self.pipeline = Pipeline(cfg, model, metrics=self.metrics)
-        self.watcher = ScanWatcher(
-            cfg.watch_dir,
-            poll=cfg.poll,
-            poll_interval_seconds=cfg.poll_interval_seconds,
-            settle_seconds=cfg.settle_seconds,
-            debounce_seconds=cfg.debounce_seconds,
-        )
+        self.pipeline = Pipeline(cfg, model, metrics=self.metrics, isolate_reads=True)
+        self.watcher = self._new_watcher()
+        self._watch_dir = DirectoryIdentity(cfg.watch_dir)
+        self._last_dir_check = 0.0
+        self._watch_dir_missing = False
+        self._progress = time.monotonic()
+        self._started = threading.Event()  # READY=1 sent: the stall rule applies from then
+        self._pinger: threading.Thread | None = None
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._seen: dict[Path, tuple[int, int]] = {}
-        self._last_ping = 0.0
         self._last_forecast: float | None = None
         self._handle_start = 0.0
         self.compilations_at_ready: int | None = None
@@ -100,6 +114,17 @@ class Service:
     def cfg(self) -> ServeConfig:
         """The one config, held by the pipeline; a SIGHUP replaces it whole."""
         return self.pipeline.cfg
+
+    def _new_watcher(self, events: queue.Queue[ScanEvent] | None = None) -> ScanWatcher:
+        cfg = self.cfg
+        return ScanWatcher(
+            cfg.watch_dir,
+            poll=cfg.poll,
+            poll_interval_seconds=cfg.poll_interval_seconds,
+            settle_seconds=cfg.settle_seconds,
+            debounce_seconds=cfg.debounce_seconds,
+            events=events,
+        )
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -118,16 +143,27 @@ class Service:
 
     def run(self) -> int:
         self._install_signals()
+        escape = EscapeLogLines()
+        handlers = logging.getLogger().handlers
+        for handler in handlers:
+            handler.addFilter(escape)
         self.notifier.status("compiling the model")
         server, _ = self.metrics.start_http_server(self.cfg.metrics_port, self.cfg.metrics_addr)
         counter = self.compile_counter
+        self._start_pinger()
         try:
             self.pipeline.compile()
             self.cfg.output_dir.mkdir(parents=True, exist_ok=True)
+            remove_litter(self.cfg.output_dir)
+            self.pipeline.read_worker.start()
+            self._watch_dir.remember()
             self.watcher.start()
+            self.metrics.watch_dir_present.set(1)
             self.refill()
             self.compilations_at_ready = counter.count
             self.metrics.ready.set(1)
+            self._progress = time.monotonic()
+            self._started.set()
             self.notifier.ready(self._status_line())
             status = self.pipeline.status()
             logger.info(
@@ -143,22 +179,52 @@ class Service:
         finally:
             self.notifier.stopping("stopping")
             self._attempt("encode", "the next window", self.pipeline.wait_pre_encode)
+            self._stop.set()
             self.watcher.stop()
+            self.pipeline.read_worker.close()
             counter.close()
             server.shutdown()
             server.server_close()
+            for handler in handlers:
+                handler.removeFilter(escape)
         return 0
 
-    def _heartbeat(self) -> None:
+    # -- liveness ----------------------------------------------------------------------------
+
+    def _start_pinger(self) -> None:
         interval = watchdog_interval_seconds()
-        now = time.monotonic()
-        if interval is not None and now - self._last_ping >= interval / 2:
-            self.notifier.watchdog()
-            self._last_ping = now
+        if interval is None:
+            return
+        self._pinger = threading.Thread(
+            target=self._ping_loop, args=(interval / 2,), name="watchdog-ping", daemon=True
+        )
+        self._pinger.start()
+
+    def _ping_loop(self, period: float) -> None:
+        """Ping the systemd watchdog while the worker makes progress (always before READY)."""
+        withheld = False
+        while not self._stop.wait(period):
+            age = time.monotonic() - self._progress
+            if not self._started.is_set() or age <= self.cfg.stall_seconds:
+                if withheld:
+                    logger.warning("worker progressing again; watchdog pings resumed")
+                withheld = False
+                self.notifier.watchdog()
+                continue
+            if not withheld:
+                logger.error(
+                    "worker stalled: no progress for %.1f s (stall_seconds %g); "
+                    "withholding the watchdog ping so that systemd restarts the service",
+                    age,
+                    self.cfg.stall_seconds,
+                )
+            withheld = True
+            self.metrics.watchdog_withheld.inc()
 
     def _turn(self) -> None:
-        """One turn of the worker loop: ping, maybe reload, handle whatever is queued."""
-        self._heartbeat()
+        """One turn of the worker loop: progress, the watch dir, maybe reload, the queue."""
+        self._progress = time.monotonic()
+        self._check_watch_dir()
         if self._reload.is_set():
             self._reload.clear()
             self._attempt("reload", "config", self.reload)
@@ -173,6 +239,41 @@ class Service:
             except queue.Empty:
                 break
         self.handle(batch)
+
+    def _check_watch_dir(self) -> None:
+        """Re-arm the watch when the watch directory was removed or replaced (once a second)."""
+        now = time.monotonic()
+        if now - self._last_dir_check < _DIR_CHECK_SECONDS:
+            return
+        self._last_dir_check = now
+        state = self._watch_dir.check()
+        m = self.metrics
+        if state == "same":
+            return
+        if state == "missing":
+            if not self._watch_dir_missing:
+                logger.error("watch_dir %s vanished; waiting for it to return", self.cfg.watch_dir)
+                m.watch_dir_present.set(0)
+            self._watch_dir_missing = True
+            return
+        self._watch_dir_missing = False
+        logger.warning("watch_dir %s was replaced; watching the new one", self.cfg.watch_dir)
+        since = time.time() - _DIR_CHECK_SECONDS - 1.0
+        self.watcher.stop()
+        self.watcher = self._new_watcher(self.watcher.queue)
+        self._watch_dir.remember()
+        try:
+            self.watcher.start()
+        except (OSError, NowcastdError) as e:
+            logger.error("watch_dir %s: cannot watch it: %s", self.cfg.watch_dir, e)
+            self._watch_dir.identity = None
+            return
+        m.watch_dir_rearms.inc()
+        m.watch_dir_present.set(1)
+        # Files that landed before the new watch began: handed on like new ones.
+        for path, mtime in _entries(self.cfg.watch_dir):
+            if mtime >= since * 1e9:
+                self.watcher.queue.put(ScanEvent(path=path, event_time=time.monotonic()))
 
     # -- the one place errors are caught -----------------------------------------------------
 
@@ -213,7 +314,8 @@ class Service:
         read: list[tuple[Frame, ScanEvent]] = []
         for event in filter(self._fresh, events):
             m.scans_received.inc()
-            frame = self._attempt("read", event.path.name, pipe.read, event.path)
+            frame = self._attempt("read", printable(event.path.name), pipe.read, event.path)
+            self._progress = time.monotonic()
             if frame is not _FAILED:
                 read.append((frame, event))
         read.sort(key=lambda pair: pair[0].valid_time)
@@ -221,7 +323,7 @@ class Service:
         forecastable = 0
         newest: ScanEvent | None = None
         for frame, event in read:
-            outcome = self._attempt("transfer", frame.name, pipe.push, frame)
+            outcome = self._attempt("transfer", frame.name, self._push, frame, None)
             if outcome in (Push.DUPLICATE, Push.OUT_OF_ORDER):
                 m.reject(outcome.value)
             elif outcome is Push.RESET:
@@ -242,11 +344,12 @@ class Service:
 
     def _forecast(self, event: ScanEvent, timings: dict[str, float]) -> Path | None:
         pipe, m = self.pipeline, self.metrics
-        forecast: Forecast = self._attempt("rollout", event.path.name, pipe.forecast)
+        name = printable(event.path.name)
+        forecast: Forecast = self._attempt("rollout", name, pipe.forecast)
         if forecast is _FAILED:
             return None
         start = time.perf_counter()
-        path = self._attempt("write", event.path.name, pipe.write, forecast, self.cfg.output_dir)
+        path = self._attempt("write", name, pipe.write, forecast, self.cfg.output_dir)
         if path is _FAILED:
             return None
         timings = {**timings, **forecast.timings, "write": time.perf_counter() - start}
@@ -260,42 +363,55 @@ class Service:
         logger.info(
             "forecast %s from %s: latency=%.4f queued=%.4f %s pre_encoded=%s",
             path.name,
-            event.path.name,
+            name,
             latency,
             queued,
             stages,
             forecast.pre_encoded,
         )
-        self._attempt("encode", event.path.name, pipe.pre_encode, background=True)
+        self._attempt("encode", name, pipe.pre_encode, background=True)
         self.notifier.status(self._status_line())
         self._attempt("retention", path.name, pipe.prune, self.cfg.output_dir)
         return path
 
+    def _push(self, frame: Frame, max_age_seconds: float | None) -> Push:
+        """The plausibility rules (`Pipeline.admit`), then the buffer's."""
+        self.pipeline.admit(frame, now=datetime.now(UTC), max_age_seconds=max_age_seconds)
+        return self.pipeline.push(frame)
+
     def refill(self) -> int:
-        """Fill the buffer from the newest scans already in the watch directory."""
-        pipe, watch_dir = self.pipeline, self.cfg.watch_dir
-        candidates = []
-        for entry in os.scandir(watch_dir):
-            if entry.is_file() and not _ignored(entry.name):
-                candidates.append((entry.stat().st_mtime_ns, Path(entry.path)))
-        candidates.sort(reverse=True)
-        frames = []
-        for _, path in candidates[: 2 * pipe.status().capacity]:
-            self.metrics.scans_received.inc()  # the refill's scans are received scans too
+        """Fill the buffer from the newest scans already in the watch directory.
+
+        The same rules as for new scans apply, and scans older than `refill_max_age_hours`
+        are refused; at most `_REFILL_TRIES` x the buffer's capacity files are tried.
+        """
+        pipe, m, watch_dir = self.pipeline, self.metrics, self.cfg.watch_dir
+        capacity = pipe.status().capacity
+        hours = self.cfg.refill_max_age_hours
+        max_age = None if hours is None else hours * 3600.0
+        frames: list[Frame] = []
+        candidates = sorted(_entries(watch_dir), key=lambda item: item[1], reverse=True)
+        for path, _ in candidates[: _REFILL_TRIES * capacity]:
+            if len(frames) >= 2 * capacity:
+                break
+            m.scans_received.inc()  # the refill's scans are received scans too
+            frame = self._attempt("read", printable(path.name), pipe.read, path)
             try:
-                frames.append(pipe.read(path))
-            except ScanRejected as e:
-                logger.info("refill: skipped %s (%s)", path.name, e.reason)
-                continue
-            st = path.stat()
-            self._seen[path] = (st.st_size, st.st_mtime_ns)
+                st = path.stat()
+                self._seen[path] = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                pass
+            if frame is not _FAILED:
+                frames.append(frame)
         for frame in sorted(frames, key=lambda f: f.valid_time):
-            pipe.push(frame)
+            outcome = self._attempt("transfer", frame.name, self._push, frame, max_age)
+            if outcome in (Push.DUPLICATE, Push.OUT_OF_ORDER):
+                m.reject(outcome.value)
         status = pipe.status()
-        self.metrics.buffer_frames.set(status.frames)
+        m.buffer_frames.set(status.frames)
         if status.newest_time is not None:
-            self.metrics.newest_scan_valid_time.set(status.newest_time.timestamp())
-            pipe.pre_encode()
+            m.newest_scan_valid_time.set(status.newest_time.timestamp())
+            self._attempt("encode", "the refilled window", pipe.pre_encode)
         logger.info(
             "refill: %d of %d scans in the buffer from %s",
             status.frames,
@@ -338,5 +454,19 @@ class Service:
         )
 
 
-def _ignored(name: str) -> bool:
-    return any(fnmatch.fnmatch(name, pattern) for pattern in IGNORED_PATTERNS)
+def _entries(directory: Path) -> list[tuple[Path, int]]:
+    """(path, mtime in ns) of every entry of `directory` that is no directory and no ignored
+    name; a FIFO or symlink is listed too, so that reading it refuses it visibly."""
+    found = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                try:
+                    if is_ignored_name(entry.name) or entry.is_dir(follow_symlinks=False):
+                        continue
+                    found.append((Path(entry.path), entry.stat(follow_symlinks=False).st_mtime_ns))
+                except OSError:
+                    continue
+    except OSError as e:
+        logger.error("cannot list %s: %s", directory, e)
+    return found

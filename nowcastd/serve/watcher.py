@@ -32,7 +32,9 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from nowcastd.errors import ConfigError
 from nowcastd.io.atomic import IGNORED_PATTERNS, is_ignored_name
+from nowcastd.io.readers import printable
 
 __all__ = ["IGNORED_PATTERNS", "ScanEvent", "ScanWatcher"]
 
@@ -96,7 +98,7 @@ class ScanWatcher(FileSystemEventHandler):
 
     def start(self) -> None:
         if not self.directory.is_dir():
-            raise FileNotFoundError(f"watch_dir {self.directory}: not a directory")
+            raise ConfigError(f"watch_dir {self.directory}: expected a directory, got none")
         self._observer.schedule(self, str(self.directory), recursive=False)
         self._observer.start()
         self._flusher.start()
@@ -107,8 +109,9 @@ class ScanWatcher(FileSystemEventHandler):
         self._stop.set()
         with self._lock:
             self._wake.notify()
-        self._observer.stop()
-        self._observer.join(timeout=5)
+        if self._observer.is_alive():  # not started when start() failed
+            self._observer.stop()
+            self._observer.join(timeout=5)
         if self._flusher.is_alive():
             self._flusher.join(timeout=5)
 
@@ -190,7 +193,7 @@ class ScanWatcher(FileSystemEventHandler):
                     continue
                 stat = _stat(path)
                 if stat is None:
-                    logger.debug("%s vanished before it settled; ignored", path.name)
+                    logger.debug("%s vanished before it settled; ignored", printable(path.name))
                     del self._pending[path]
                     continue
                 if stat != entry.stat:  # still changing without telling us (e.g. NFS)
@@ -202,6 +205,6 @@ class ScanWatcher(FileSystemEventHandler):
                 ready.append(ScanEvent(path=path, event_time=entry.last_event))
         ready.sort(key=lambda e: e.event_time)
         for item in ready:
-            logger.debug("queued %s", item.path.name)
+            logger.debug("queued %s", printable(item.path.name))
             self.queue.put(item)
         return ready

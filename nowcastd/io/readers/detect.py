@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 
 from nowcastd.errors import ScanError, UnknownFormatError
+from nowcastd.io.readers.guard import DEFAULT_POLICY, ReadPolicy, open_hdf5, open_scan, printable
 from nowcastd.io.readers.scan import as_text
 
 __all__ = ["detect_format", "sniff"]
@@ -27,12 +28,14 @@ ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_OFFSETS = (0, 512, 1024, 2048, 4096)
 
 
-def sniff(path: Path) -> str | None:
+def sniff(path: Path, policy: ReadPolicy | None = None) -> str | None:
     """The container from the first bytes: "npy", "hdf5", "zip" (.npz too) or None.
 
-    Raises OSError when the file cannot be read.
+    Raises OSError when the file cannot be read; with a `policy`, the file is opened by
+    `guard.open_scan` (ScanRefused for a FIFO, a symlink, ...).
     """
-    with Path(path).open("rb") as f:
+    opened = Path(path).open("rb") if policy is None else open_scan(Path(path), policy)  # noqa: SIM115
+    with opened as f:
         head = f.read(8)
         if head.startswith(NPY_MAGIC):
             return "npy"
@@ -45,8 +48,8 @@ def sniff(path: Path) -> str | None:
     return None
 
 
-def _hdf5_kind(path: Path) -> str:
-    with h5py.File(path, "r") as h:
+def _hdf5_kind(path: Path, policy: ReadPolicy) -> str:
+    with open_hdf5(path, policy) as h:
         conventions = h.attrs.get("Conventions")
         if conventions is not None and as_text(conventions).startswith("ODIM_H5"):
             return "odim"
@@ -54,27 +57,27 @@ def _hdf5_kind(path: Path) -> str:
             return "knmi"
         found = repr(as_text(conventions)) if conventions is not None else "no Conventions"
     raise UnknownFormatError(
-        f"{path.name}: expected ODIM_H5 (Conventions 'ODIM_H5/...') or KNMI HDF5 "
+        f"{printable(path.name)}: expected ODIM_H5 (Conventions 'ODIM_H5/...') or KNMI HDF5 "
         f"(image1/image_data), got an HDF5 file with {found} and neither"
     )
 
 
-def detect_format(path: str | Path) -> str:
+def detect_format(path: str | Path, policy: ReadPolicy = DEFAULT_POLICY) -> str:
     """Return "odim", "knmi" or "npy" from the file's content; ScanError otherwise."""
     path = Path(path)
     try:
-        container = sniff(path)
+        container = sniff(path, policy)
         if container == "npy":
             return "npy"
         if container == "hdf5":
-            return _hdf5_kind(path)
-        with path.open("rb") as f:
+            return _hdf5_kind(path, policy)
+        with open_scan(path, policy) as f:
             head = f.read(8)
     except ScanError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as e:
-        raise ScanError(f"{path.name}: unreadable (damaged or truncated?): {e}") from e
+        raise ScanError(f"{printable(path.name)}: unreadable (damaged or truncated?): {e}") from e
     raise UnknownFormatError(
-        f"{path.name}: expected an HDF5 (ODIM_H5 or KNMI) or .npy file, "
+        f"{printable(path.name)}: expected an HDF5 (ODIM_H5 or KNMI) or .npy file, "
         f"got content starting with {head!r}"
     )

@@ -29,7 +29,13 @@ import h5py
 import numpy as np
 
 from nowcastd.errors import ScanError
-from nowcastd.io.readers.hdf5 import image_values
+from nowcastd.io.readers.guard import (
+    DEFAULT_POLICY,
+    ReadPolicy,
+    check_array,
+    check_calibration,
+    open_hdf5,
+)
 from nowcastd.io.readers.scan import GridInfo, Scan, as_text, rain_rate_from_dbz, read_or_raise
 
 __all__ = ["read_knmi", "proj4_km_to_m"]
@@ -43,6 +49,8 @@ _FORMULA = re.compile(
     rf"^\s*GEO\s*=\s*([-+]?{_UNSIGNED})\s*\*\s*PV\s*(?:([-+])\s*({_UNSIGNED}))?\s*$"
 )
 _LENGTH_PARAMS = ("a", "b", "R", "x_0", "y_0")
+#: Data types of KNMI radar images (`dtype.str` without the byte order).
+DTYPES = "u1 u2"
 
 
 def parse_calibration(formula: str) -> tuple[float, float]:
@@ -118,11 +126,17 @@ def _grid(h: h5py.File, shape: tuple[int, int]) -> GridInfo:
     )
 
 
-def _decode(path: Path, *, zr_a: float, zr_b: float) -> tuple[np.ndarray, datetime, GridInfo]:
-    with h5py.File(path, "r") as h:
-        raw = image_values(path, h["image1/image_data"], "ui", "integer")
+def _decode(
+    path: Path, *, zr_a: float, zr_b: float, policy: ReadPolicy
+) -> tuple[np.ndarray, datetime, GridInfo]:
+    with open_hdf5(path, policy) as h:
+        dataset = h["image1/image_data"]
+        what = "image1/image_data"
+        check_array(path.name, what, dataset.shape, dataset.dtype, DTYPES, policy, dataset.chunks)
         cal = h["image1/calibration"].attrs
         gain, offset = parse_calibration(as_text(cal["calibration_formulas"]))
+        check_calibration(path.name, gain, offset, policy)
+        raw = dataset[...]
         missing = {_MISSING}
         for name in ("calibration_missing_data", "calibration_out_of_image"):
             if name in cal:
@@ -154,6 +168,10 @@ def _decode(path: Path, *, zr_a: float, zr_b: float) -> tuple[np.ndarray, dateti
     return rate, end, grid
 
 
-def read_knmi(path: str | Path, *, zr_a: float = 200.0, zr_b: float = 1.6) -> Scan:
+def read_knmi(
+    path: str | Path, *, zr_a: float = 200.0, zr_b: float = 1.6, policy: ReadPolicy = DEFAULT_POLICY
+) -> Scan:
     """Read a KNMI radar HDF5 file into a `Scan` (mm/h, NaN = no data)."""
-    return read_or_raise(_decode, path, "KNMI radar HDF5 file", "knmi", zr_a=zr_a, zr_b=zr_b)
+    return read_or_raise(
+        _decode, path, "KNMI radar HDF5 file", "knmi", zr_a=zr_a, zr_b=zr_b, policy=policy
+    )

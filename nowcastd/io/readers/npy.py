@@ -17,12 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from nowcastd.errors import ScanError
+from nowcastd.io.readers.guard import DEFAULT_POLICY, ReadPolicy, check_array, open_scan, printable
 from nowcastd.io.readers.scan import GridInfo, Scan
 
 __all__ = ["read_npy", "time_from_name"]
 
 logger = logging.getLogger(__name__)
 
+#: Data types of a `.npy` scan (`dtype.str` without the byte order).
+DTYPES = "f4 f8"
 _DEFAULT_RULES = (
     (re.compile(r"(?<!\d)(\d{14})(?!\d)"), "%Y%m%d%H%M%S"),
     (re.compile(r"(?<!\d)(\d{12})(?!\d)"), "%Y%m%d%H%M"),
@@ -51,26 +54,44 @@ def time_from_name(
     raise ValueError(f"expected a time in the file name matching {expected}, got {name!r}")
 
 
+_read_header_2_0 = np.lib.format.read_array_header_2_0
+
+
+def _load(path: Path, policy: ReadPolicy) -> np.ndarray:
+    """The array, its header checked (`check_array`) before any data is read."""
+    with open_scan(path, policy) as f:
+        version = np.lib.format.read_magic(f)
+        headers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): _read_header_2_0}
+        if version not in headers:
+            raise ValueError(f"expected .npy format version 1.0 or 2.0, got {version}")
+        shape, _fortran, dtype = headers[version](f)
+        check_array(path.name, "the array", shape, dtype, DTYPES, policy)
+        f.seek(0)
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
 def read_npy(
-    path: str | Path, *, time_pattern: str | None = None, time_format: str | None = None
+    path: str | Path,
+    *,
+    time_pattern: str | None = None,
+    time_format: str | None = None,
+    policy: ReadPolicy = DEFAULT_POLICY,
 ) -> Scan:
     """Read a float (H, W) mm/h `.npy` frame; the valid time comes from the file name."""
     path = Path(path)
     try:
         valid_time = time_from_name(path.name, time_pattern=time_pattern, time_format=time_format)
-        array = np.load(path, allow_pickle=False)
+        array = _load(path, policy)
     except (OSError, ValueError, EOFError) as e:
-        raise ScanError(f"{path.name}: not a readable .npy scan: {e}") from e
+        raise ScanError(f"{printable(path.name)}: not a readable .npy scan: {e}") from e
     if not isinstance(array, np.ndarray) or array.ndim != 2 or array.dtype.kind != "f":
         raise ScanError(
-            f"{path.name}: expected a floating (H, W) array in mm/h, "
+            f"{printable(path.name)}: expected a floating (H, W) array in mm/h, "
             f"got {getattr(array, 'dtype', type(array).__name__)} "
             f"with shape {getattr(array, 'shape', None)}"
         )
-    if 0 in array.shape:
-        raise ScanError(f"{path.name}: expected a non-empty (H, W) array, got {array.shape}")
     field = np.ascontiguousarray(array, dtype=np.float32)
-    logger.debug("read npy %s valid %s", path.name, valid_time.isoformat())
+    logger.debug("read npy %s valid %s", printable(path.name), valid_time.isoformat())
     return Scan(
         field=field,
         valid_time=valid_time,

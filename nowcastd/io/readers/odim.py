@@ -29,7 +29,13 @@ import h5py
 import numpy as np
 
 from nowcastd.errors import ScanError
-from nowcastd.io.readers.hdf5 import image_values
+from nowcastd.io.readers.guard import (
+    DEFAULT_POLICY,
+    ReadPolicy,
+    check_array,
+    check_calibration,
+    open_hdf5,
+)
 from nowcastd.io.readers.scan import GridInfo, Scan, as_text, rain_rate_from_dbz, read_or_raise
 
 __all__ = ["read_odim", "QUANTITIES"]
@@ -38,7 +44,12 @@ logger = logging.getLogger(__name__)
 
 QUANTITIES = ("RATE", "ACRR", "DBZH", "TH")
 _OBJECTS = ("COMP", "IMAGE")
+#: Data types of ODIM_H5 Cartesian products (`dtype.str` without the byte order).
+DTYPES = "u1 u2 f4 f8"
 _DATA = re.compile(r"^data(\d+)$")
+_DATE = re.compile(r"[0-9]{8}")
+_HHMMSS = re.compile(r"[0-9]{6}")
+_HHMM = re.compile(r"[0-9]{4}")
 
 
 def _lookup(groups: list[h5py.Group], name: str) -> object | None:
@@ -55,8 +66,17 @@ def _number(value: object, default: float | None) -> float | None:
 
 
 def _odim_time(date: object, time: object) -> datetime:
-    text = as_text(date) + as_text(time)
-    return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    """ODIM `YYYYMMDD` + `HHmmss`, strictly; `HHMM` (a common mistake) is read as HH:MM:00
+    with a warning, never as HH:00:0M."""
+    day, clock = as_text(date), as_text(time)
+    if _HHMM.fullmatch(clock):
+        logger.warning(
+            "ODIM time %r: expected HHmmss, read it as HHMM (%s:%s:00)", clock, clock[:2], clock[2:]
+        )
+        clock += "00"
+    if not (_DATE.fullmatch(day) and _HHMMSS.fullmatch(clock)):
+        raise ValueError(f"ODIM date/time: expected YYYYMMDD and HHmmss, got {day!r} and {clock!r}")
+    return datetime.strptime(day + clock, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
 
 
 def _what_chain(h: h5py.File, data: h5py.Group) -> tuple[list[h5py.Group], list[h5py.Group]]:
@@ -107,8 +127,10 @@ def _grid(h: h5py.File, shape: tuple[int, int]) -> GridInfo:
     )
 
 
-def _decode(path: Path, *, zr_a: float, zr_b: float) -> tuple[np.ndarray, datetime, GridInfo]:
-    with h5py.File(path, "r") as h:
+def _decode(
+    path: Path, *, zr_a: float, zr_b: float, policy: ReadPolicy
+) -> tuple[np.ndarray, datetime, GridInfo]:
+    with open_hdf5(path, policy) as h:
         conventions = as_text(h.attrs.get("Conventions", b""))
         if not conventions.startswith("ODIM_H5"):
             raise ScanError(f"{path.name}: expected Conventions 'ODIM_H5/...', got {conventions!r}")
@@ -117,9 +139,13 @@ def _decode(path: Path, *, zr_a: float, zr_b: float) -> tuple[np.ndarray, dateti
             raise ScanError(f"{path.name}: expected ODIM object in {_OBJECTS}, got {obj!r}")
         group, quantity = _pick_data(path, h)
         local, chain = _what_chain(h, group)
-        raw = image_values(path, group["data"], "uif", "numeric")
+        dataset = group["data"]
+        what = f"{group.name}/data"
+        check_array(path.name, what, dataset.shape, dataset.dtype, DTYPES, policy, dataset.chunks)
         gain = _number(_lookup(chain, "gain"), 1.0)
         offset = _number(_lookup(chain, "offset"), 0.0)
+        check_calibration(path.name, gain, offset, policy)
+        raw = dataset[...]
         nodata = _number(_lookup(chain, "nodata"), None)
         undetect = _number(_lookup(chain, "undetect"), None)
         end_date, end_time = _lookup(local, "enddate"), _lookup(local, "endtime")
@@ -156,6 +182,10 @@ def _decode(path: Path, *, zr_a: float, zr_b: float) -> tuple[np.ndarray, dateti
     return rate, valid_time, grid
 
 
-def read_odim(path: str | Path, *, zr_a: float = 200.0, zr_b: float = 1.6) -> Scan:
+def read_odim(
+    path: str | Path, *, zr_a: float = 200.0, zr_b: float = 1.6, policy: ReadPolicy = DEFAULT_POLICY
+) -> Scan:
     """Read an ODIM_H5 COMP/IMAGE file into a `Scan` (mm/h, NaN = no data)."""
-    return read_or_raise(_decode, path, "ODIM_H5 image", "odim", zr_a=zr_a, zr_b=zr_b)
+    return read_or_raise(
+        _decode, path, "ODIM_H5 image", "odim", zr_a=zr_a, zr_b=zr_b, policy=policy
+    )

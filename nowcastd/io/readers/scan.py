@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nowcastd.errors import ScanError
+from nowcastd.io.readers.guard import printable
 
 __all__ = ["GridInfo", "Scan", "as_text", "rain_rate_from_dbz"]
 
@@ -154,5 +155,5 @@ def read_or_raise(
         )
     except ScanError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, IndexError) as e:
-        raise ScanError(f"{path.name}: not a readable {what}: {e}") from e
+    except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
+        raise ScanError(f"{printable(path.name)}: not a readable {what}: {e}") from e

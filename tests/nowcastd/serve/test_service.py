@@ -4,169 +4,22 @@ The tests of this module share one daemon and run in order: three ways of delive
 then rejections, then SIGTERM, then a restart with the scans already present.
 """
 
-import io
 import os
 import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
-import urllib.request
-import uuid
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import h5py
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from nowcastd.cli.predict import run_predict
 from nowcastd.io.forecast_file import read_forecast
 from nowcastd.io.model_checkpoint import save_inference_checkpoint
 from nowcastd.io.transform import DataTransform
+from tests.nowcastd.serve.daemon import T0, Daemon, _scan_bytes, _scan_name
+from tests.nowcastd.serve.daemon import value as _value
 from tests.nowcastd.serve.tiny import tiny_network
-from tests.paths import REPO
-
-REPO = REPO
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-NATIVE = 64  # native grid; the domain block-averages it 2 x 2 to the model's 32 x 32
-CONFIG = """\
-[serve]
-watch_dir = "{root}/incoming"
-output_dir = "{root}/forecasts"
-checkpoint = "{root}/ckpt"
-metrics_port = {port}
-timestep_seconds = 300
-debounce_seconds = 0.1
-settle_seconds = 0.5
-retention_keep_last = 100
-retention_max_age_hours = 0
-
-[domain]
-native_shape = [{n}, {n}]
-row0 = 0
-col0 = 0
-height = {n}
-width = {n}
-block = 2
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _scan_name(i: int) -> str:
-    return f"scan_{(T0 + timedelta(minutes=5 * i)):%Y%m%d%H%M}.npy"
-
-
-def _scan_bytes(i: int, shape: tuple[int, int] = (NATIVE, NATIVE)) -> bytes:
-    rng = np.random.default_rng(i)
-    field = rng.gamma(0.6, 3.0, shape).astype(np.float32)
-    field[:4, :6] = np.nan  # no data in a corner: the NaN rule applies
-    out = io.BytesIO()
-    np.save(out, field)
-    return out.getvalue()
-
-
-class Daemon:
-    """Paths, the subprocess, and the sd_notify messages it sent."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.incoming = root / "incoming"
-        self.out = root / "forecasts"
-        self.staging = root / "staging"
-        for d in (self.incoming, self.staging):
-            d.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
-        self.config = root / "serve.toml"
-        self.config.write_text(CONFIG.format(root=root, port=self.port, n=NATIVE))
-        self.proc: subprocess.Popen | None = None
-        self.messages: list[str] = []
-
-    def start(self) -> None:
-        address = f"@nowcastd-test-{uuid.uuid4().hex}"
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind("\0" + address[1:])
-        sock.settimeout(0.2)
-        self.messages = []
-
-        def listen() -> None:
-            while self.proc is None or self.proc.poll() is None:
-                try:
-                    self.messages.append(sock.recv(4096).decode())
-                except TimeoutError:
-                    continue
-            sock.close()
-
-        env = dict(os.environ, NOTIFY_SOCKET=address, WATCHDOG_USEC="2000000", JAX_PLATFORMS="cpu")
-        env["NOWCASTD_COMPILE_CACHE"] = str(self.root / "cache")  # the restart loads from it
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        cmd = [sys.executable, "-m", "nowcastd.cli", "serve", "--config", str(self.config)]
-        with (self.root / "serve.log").open("ab") as log:  # the daemon holds its own copy
-            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        threading.Thread(target=listen, daemon=True).start()
-        self.wait_for(lambda: any("READY=1" in m for m in self.messages), 120, "READY=1")
-
-    def wait_for(self, check, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        pytest.fail(f"{what} did not happen; log:\n{self.log_text()}")
-
-    def log_text(self) -> str:
-        return (self.root / "serve.log").read_text(errors="replace")
-
-    def forecasts(self) -> list[str]:
-        return sorted(p.name for p in self.out.glob("forecast_*.h5")) if self.out.exists() else []
-
-    def wait_forecast(self, i: int) -> Path:
-        name = f"forecast_{(T0 + timedelta(minutes=5 * i)):%Y%m%dT%H%M%SZ}.h5"
-        self.wait_for(lambda: (self.out / name).exists(), 30, name)
-        return self.out / name
-
-    def wait_received(self, n: int) -> None:
-        def received() -> bool:
-            return _value(self.metrics(), "nowcastd_scans_received_total") >= n
-
-        self.wait_for(received, 30, f"{n} scans received")
-
-    def metrics(self) -> dict[tuple[str, tuple], float]:
-        url = f"http://127.0.0.1:{self.port}/metrics"
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-        }
-
-    # Three ways a feed delivers a file.
-    def write_slowly(self, i: int) -> None:
-        data = _scan_bytes(i)
-        with (self.incoming / _scan_name(i)).open("wb") as f:
-            for chunk in (data[:100], data[100:5000], data[5000:]):
-                f.write(chunk)
-                f.flush()
-                time.sleep(0.15)
-
-    def write_then_rename(self, i: int, data: bytes | None = None) -> None:
-        tmp = self.incoming / f".{_scan_name(i)}.tmp"
-        tmp.write_bytes(_scan_bytes(i) if data is None else data)
-        os.rename(tmp, self.incoming / _scan_name(i))
-
-    def move_in(self, i: int) -> None:
-        src = self.staging / _scan_name(i)
-        src.write_bytes(_scan_bytes(i))
-        os.rename(src, self.incoming / _scan_name(i))
 
 
 @pytest.fixture(scope="module")
@@ -180,10 +33,6 @@ def daemon(tmp_path_factory):
     if d.proc.poll() is None:
         d.proc.kill()
         d.proc.wait()
-
-
-def _value(metrics, name, **labels) -> float:
-    return metrics[(name, tuple(sorted(labels.items())))]
 
 
 def test_each_delivery_gives_one_forecast_matching_predict(daemon):

@@ -51,6 +51,7 @@ def service(tmp_path):
     level = logging.getLogger().level
     yield svc
     svc.compile_counter.close()
+    svc.pipeline.read_worker.close()
     logging.getLogger().setLevel(level)
 
 

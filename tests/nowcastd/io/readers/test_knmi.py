@@ -126,7 +126,7 @@ def test_knmi_float_image_is_rejected_as_wrong_dtype(tmp_path):
     with h5py.File(path, "r+") as h:
         del h["image1/image_data"]
         h["image1"].create_dataset("image_data", data=np.zeros((765, 700), np.float32))
-    with pytest.raises(ScanError, match=r"float\.h5: expected .*integer.*got float32"):
+    with pytest.raises(ScanError, match=r"float\.h5: expected .*u1 or u2, got float32"):
         read_scan(path)
 
 

@@ -219,7 +219,9 @@ def test_odim_string_data_is_rejected_as_wrong_dtype(tmp_path):
     with h5py.File(path, "r+") as h:
         del h["dataset1/data1/data"]
         h["dataset1/data1"].create_dataset("data", data=np.full((2, 2), b"x"))
-    with pytest.raises(ScanError, match=r"s\.h5: expected .*2-D numeric array"):
+    with pytest.raises(
+        ScanError, match=r"s\.h5: expected .*data of type u1 or u2 or f4 or f8, got \|S1"
+    ):
         read_scan(path)
 
 

@@ -1,0 +1,230 @@
+"""What a scan file may be before any of its data is read: the reading policy and its checks.
+
+A watched directory is written by others, so every reader goes through these gates:
+
+- `open_scan`: only a regular file is opened (`O_NONBLOCK | O_NOFOLLOW`, then `fstat`), so a
+  FIFO, device or directory named like a scan never blocks a read. A symlink is refused unless
+  `ReadPolicy.symlinks_within` names a directory its target lies in. A file larger than
+  `max_file_bytes` is refused before it is read.
+- `open_hdf5`: HDF5 through that one descriptor; external links (to other files), and datasets
+  stored outside the file (external raw storage, virtual datasets) are refused unless
+  `allow_external` is set, since each of them opens another file, perhaps a FIFO.
+- `check_array`: a dataset's declared shape, dtype and chunking are checked against the
+  configured grid before its data is read, so a small file declaring a huge array costs nothing.
+
+Each refusal is a `ScanRefused` whose `reason` is a label for `nowcastd_scans_rejected_total`.
+`printable` is the one spelling of a file name in logs and files: bytes that are not UTF-8 and
+control characters (a newline that would forge a log line) come out escaped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import h5py
+import numpy as np
+from h5py import h5d, h5l
+
+from nowcastd.errors import ScanError
+
+__all__ = [
+    "ReadPolicy",
+    "ScanRefused",
+    "check_array",
+    "check_calibration",
+    "open_hdf5",
+    "open_scan",
+    "printable",
+]
+
+#: Largest chunk (elements) of a dataset; a declared chunk is decompressed whole.
+_MAX_CHUNK_ELEMENTS = 1 << 24
+
+
+class ScanRefused(ScanError):
+    """A scan refused before or while reading; `reason` labels the rejection metric."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadPolicy:
+    """How far a reader trusts a scan file.
+
+    `expected_shape`: the native grid (H, W); None accepts any. `symlinks_within`: follow a
+    symlink only when its target is inside this directory; None refuses symlinks.
+    `allow_external`: follow HDF5 external links, external storage and virtual datasets.
+    `max_abs_gain`, `max_abs_offset`: bounds of a plausible calibration.
+    """
+
+    expected_shape: tuple[int, int] | None = None
+    symlinks_within: Path | None = None
+    allow_external: bool = False
+    max_file_bytes: int = 1 << 30
+    max_abs_gain: float = 1000.0
+    max_abs_offset: float = 10000.0
+
+    def __post_init__(self) -> None:
+        if self.expected_shape is not None:
+            object.__setattr__(self, "expected_shape", tuple(int(n) for n in self.expected_shape))
+        if self.symlinks_within is not None:
+            object.__setattr__(self, "symlinks_within", Path(self.symlinks_within))
+        if self.max_file_bytes < 1:
+            raise ValueError(f"max_file_bytes: expected an int >= 1, got {self.max_file_bytes}")
+        for name in ("max_abs_gain", "max_abs_offset"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_CONTROL.update({0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def printable(name: str | bytes | os.PathLike) -> str:
+    """`name` as one safe line: undecodable bytes as `\\xff`, control characters escaped."""
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if isinstance(name, str):
+        try:
+            name = name.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+            name = name.encode("utf-8", "backslashreplace")
+    return name.decode("utf-8", "backslashreplace").translate(_CONTROL)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        return os.path.commonpath([path, root]) == str(root)
+    except ValueError:
+        return False
+
+
+def open_scan(path: Path, policy: ReadPolicy) -> IO[bytes]:
+    """A binary file object on `path`, which must be a regular file the policy allows."""
+    name = printable(Path(path).name)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+    target = Path(path)
+    try:
+        if os.path.islink(path):
+            root = policy.symlinks_within
+            real = Path(os.path.realpath(path))
+            if root is None or not _inside(real, Path(os.path.realpath(root))):
+                where = "anywhere" if root is None else f"outside {printable(root)}"
+                raise ScanRefused(
+                    "symlink", f"{name}: expected a regular file, got a symlink to {where}"
+                )
+            target = real
+        fd = os.open(target, flags)
+    except ScanRefused:
+        raise
+    except OSError as e:
+        raise ScanError(f"{name}: cannot open: {e.strerror}") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "FIFO" if stat.S_ISFIFO(st.st_mode) else "directory, device or socket"
+            raise ScanRefused("not_regular", f"{name}: expected a regular file, got a {kind}")
+        if st.st_size > policy.max_file_bytes:
+            raise ScanRefused(
+                "too_large",
+                f"{name}: expected at most {policy.max_file_bytes} bytes, got {st.st_size}",
+            )
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _refuse_external(h: h5py.File, name: str) -> None:
+    """ScanRefused if any link leaves the file or any dataset's data lies outside it."""
+    problems: list[str] = []
+
+    def visit(link: bytes, info: h5l.LinkInfo) -> None:
+        text = link.decode("utf-8", "backslashreplace")
+        if info.type == h5l.TYPE_EXTERNAL:
+            problems.append(f"external link {text}")
+        elif info.type != h5l.TYPE_HARD and info.type != h5l.TYPE_SOFT:
+            problems.append(f"user-defined link {text}")
+        elif info.type == h5l.TYPE_HARD:
+            obj = h.get(text)
+            if isinstance(obj, h5py.Dataset):
+                plist = obj.id.get_create_plist()
+                if plist.get_layout() == h5d.VIRTUAL:
+                    problems.append(f"virtual dataset {text}")
+                elif plist.get_external_count() > 0:
+                    problems.append(f"dataset {text} stored in an external file")
+        return None
+
+    h.id.links.visit(visit, info=True)
+    if problems:
+        shown = ", ".join(printable(p) for p in problems[:3])
+        raise ScanRefused(
+            "external_reference",
+            f"{name}: expected an HDF5 file self-contained, got {shown}"
+            + (f" and {len(problems) - 3} more" if len(problems) > 3 else ""),
+        )
+
+
+@contextmanager
+def open_hdf5(path: Path, policy: ReadPolicy) -> Iterator[h5py.File]:
+    """An HDF5 file read through `open_scan`'s descriptor, checked for external references."""
+    with open_scan(path, policy) as f, h5py.File(f, "r") as h:
+        if not policy.allow_external:
+            _refuse_external(h, printable(Path(path).name))
+        yield h
+
+
+def check_array(
+    name: str,
+    what: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    allowed: str,
+    policy: ReadPolicy,
+    chunks: tuple[int, ...] | None = None,
+) -> None:
+    """Refuse a declared array before reading it: 2-D, on the expected grid, `dtype.str[1:]`
+    in `allowed` (e.g. "u1 u2 f4 f8"), chunks of bounded size."""
+    name = printable(name)
+    kinds = allowed.split()
+    if np.dtype(dtype).str[1:] not in kinds:
+        raise ScanRefused(
+            "unsupported_dtype",
+            f"{name}: expected {what} of type {' or '.join(kinds)}, got {dtype}",
+        )
+    if len(shape) != 2 or 0 in shape:
+        raise ScanRefused("wrong_grid", f"{name}: expected {what} as a 2-D array, got {shape}")
+    expected = policy.expected_shape
+    if expected is not None and tuple(shape) != expected:
+        raise ScanRefused("wrong_grid", f"{name}: expected grid {expected}, got {tuple(shape)}")
+    if chunks is not None and math.prod(chunks) > max(_MAX_CHUNK_ELEMENTS, math.prod(shape)):
+        raise ScanRefused("too_large", f"{name}: expected chunks within the grid, got {chunks}")
+
+
+def check_calibration(name: str, gain: float, offset: float, policy: ReadPolicy) -> None:
+    """Refuse a gain or offset that no radar product uses (0, NaN, 1e30, ...)."""
+    if not (
+        math.isfinite(gain)
+        and math.isfinite(offset)
+        and 0 < abs(gain) <= policy.max_abs_gain
+        and abs(offset) <= policy.max_abs_offset
+    ):
+        raise ScanRefused(
+            "implausible_calibration",
+            f"{printable(name)}: expected 0 < |gain| <= {policy.max_abs_gain:g} and "
+            f"|offset| <= {policy.max_abs_offset:g}, got gain {gain!r}, offset {offset!r}",
+        )
+
+
+#: The default: no symlinks, nothing outside the file, any grid.
+DEFAULT_POLICY = ReadPolicy()
