@@ -270,6 +270,7 @@ def _run(s: DemoSettings, source: Source, work: Path) -> None:
         "timestep_seconds": step,
         "retention_keep_last": 0,
         "retention_max_age_hours": 0,
+        "refill_max_age_hours": 0,  # archived scans: the start-up refill takes them at any age
     }
     config = write_config(work / "serve.toml", serve=serve, reader=reader, domain=domain)
     _feed_and_report(s, work, config, port, scans, n_in)

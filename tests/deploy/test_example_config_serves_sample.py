@@ -28,7 +28,11 @@ def test_example_config_with_paths_changed_serves_the_sample_scans(tmp_path: Pat
     for key, value in changes.items():
         text, n = re.subn(rf'^{key} = ".*"$', f'{key} = "{value}"', text, flags=re.M)
         assert n == 1, key
-    text = text.replace("[serve]\n", f'[serve]\ncheckpoint = "{ckpt}"\nmetrics_port = 0\n', 1)
+    text = text.replace(
+        "[serve]\n",
+        f'[serve]\ncheckpoint = "{ckpt}"\nmetrics_port = 0\nrefill_max_age_hours = 0\n',
+        1,
+    )
     text = re.sub(r"^metrics_port = 9810$", "", text, flags=re.M)
     config = tmp_path / "serve.toml"
     config.write_text(text)

@@ -20,7 +20,7 @@ def test_refill_counts_its_scans_as_received(tmp_path) -> None:
     config = tmp_path / "serve.toml"
     config.write_text(
         f'[serve]\nwatch_dir = "{incoming}"\noutput_dir = "{tmp_path / "out"}"\n'
-        f'checkpoint = "{tmp_path / "ckpt"}"\n'
+        f'checkpoint = "{tmp_path / "ckpt"}"\nrefill_max_age_hours = 0\n'
     )
     cfg = load_serve_config(config)
     service = Service(cfg, load_model(cfg.checkpoint))
@@ -31,4 +31,5 @@ def test_refill_counts_its_scans_as_received(tmp_path) -> None:
         assert registry.get_sample_value("nowcastd_scans_received_total") == 3
     finally:
         service.compile_counter.close()
+        service.pipeline.read_worker.close()
         logging.getLogger().setLevel(level)
