@@ -363,6 +363,11 @@ def _skill_and_figure(s: DemoSettings, forecasts: Path, observed: Any, what: str
         _say(
             "(the model was trained on the spot for minutes: the bundled model is the one to judge)"
         )
+    elif what.startswith("the bundled model") and s.scans is None:
+        _say(
+            "(in-sample: the bundled model was trained on this KNMI event; its scores on an event "
+            "it never saw are in nowcastd/bundled/MODEL_CARD.md)"
+        )
     index = {int(t): i for i, t in enumerate(observed.time_unix)}
     chosen = files[-1]
     for path in reversed(files):
