@@ -211,6 +211,18 @@ def check_array(
         raise ScanRefused("too_large", f"{name}: expected chunks within the grid, got {chunks}")
 
 
+def checked_dataset(
+    path: Path, dataset: h5py.Dataset, allowed: str, policy: ReadPolicy
+) -> h5py.Dataset:
+    """An HDF5 image `dataset` of the file at `path`, refused (`check_array`) before any of its
+    data is read unless it is a 2-D grid of an `allowed` type in bounded chunks."""
+    check_array(
+        path.name, dataset.name, dataset.shape, dataset.dtype, allowed, policy,
+        dataset.chunks,
+    )  # fmt: skip
+    return dataset
+
+
 def check_calibration(name: str, gain: float, offset: float, policy: ReadPolicy) -> None:
     """Refuse a gain or offset that no radar product uses (0, NaN, 1e30, ...)."""
     if not (

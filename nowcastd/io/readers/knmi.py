@@ -30,13 +30,11 @@ import numpy as np
 
 from nowcastd.errors import ScanError
 from nowcastd.io.readers.guard import (
-    DEFAULT_POLICY,
     ReadPolicy,
-    check_array,
     check_calibration,
-    open_hdf5,
+    checked_dataset,
 )
-from nowcastd.io.readers.scan import GridInfo, Scan, as_text, rain_rate_from_dbz, read_or_raise
+from nowcastd.io.readers.scan import GridInfo, as_text, hdf5_reader, rain_rate_from_dbz
 
 __all__ = ["read_knmi", "proj4_km_to_m"]
 
@@ -127,29 +125,26 @@ def _grid(h: h5py.File, shape: tuple[int, int]) -> GridInfo:
 
 
 def _decode(
-    path: Path, *, zr_a: float, zr_b: float, policy: ReadPolicy
+    path: Path, h: h5py.File, *, zr_a: float, zr_b: float, policy: ReadPolicy
 ) -> tuple[np.ndarray, datetime, GridInfo]:
-    with open_hdf5(path, policy) as h:
-        dataset = h["image1/image_data"]
-        what = "image1/image_data"
-        check_array(path.name, what, dataset.shape, dataset.dtype, DTYPES, policy, dataset.chunks)
-        cal = h["image1/calibration"].attrs
-        gain, offset = parse_calibration(as_text(cal["calibration_formulas"]))
-        check_calibration(path.name, gain, offset, policy)
-        raw = dataset[...]
-        missing = {_MISSING}
-        for name in ("calibration_missing_data", "calibration_out_of_image"):
-            if name in cal:
-                missing.update(int(v) for v in np.asarray(cal[name]).reshape(-1))
-        parameter = as_text(h["image1"].attrs.get("image_geo_parameter", b"")).upper()
-        overview = h["overview"].attrs
-        end = parse_knmi_time(as_text(overview["product_datetime_end"]))
-        if "product_datetime_start" in overview:
-            start = parse_knmi_time(as_text(overview["product_datetime_start"]))
-            minutes = (end - start).total_seconds() / 60.0
-        else:
-            minutes = _DEFAULT_ACCUMULATION_MINUTES
-        grid = _grid(h, raw.shape)
+    dataset = checked_dataset(path, h["image1/image_data"], DTYPES, policy)
+    cal = h["image1/calibration"].attrs
+    gain, offset = parse_calibration(as_text(cal["calibration_formulas"]))
+    check_calibration(path.name, gain, offset, policy)
+    raw = dataset[...]
+    missing = {_MISSING}
+    for name in ("calibration_missing_data", "calibration_out_of_image"):
+        if name in cal:
+            missing.update(int(v) for v in np.asarray(cal[name]).reshape(-1))
+    parameter = as_text(h["image1"].attrs.get("image_geo_parameter", b"")).upper()
+    overview = h["overview"].attrs
+    end = parse_knmi_time(as_text(overview["product_datetime_end"]))
+    if "product_datetime_start" in overview:
+        start = parse_knmi_time(as_text(overview["product_datetime_start"]))
+        minutes = (end - start).total_seconds() / 60.0
+    else:
+        minutes = _DEFAULT_ACCUMULATION_MINUTES
+    grid = _grid(h, raw.shape)
 
     value = raw.astype(np.float64) * gain + offset
     value[np.isin(raw, list(missing))] = np.nan
@@ -168,10 +163,4 @@ def _decode(
     return rate, end, grid
 
 
-def read_knmi(
-    path: str | Path, *, zr_a: float = 200.0, zr_b: float = 1.6, policy: ReadPolicy = DEFAULT_POLICY
-) -> Scan:
-    """Read a KNMI radar HDF5 file into a `Scan` (mm/h, NaN = no data)."""
-    return read_or_raise(
-        _decode, path, "KNMI radar HDF5 file", "knmi", zr_a=zr_a, zr_b=zr_b, policy=policy
-    )
+read_knmi = hdf5_reader(_decode, "KNMI radar HDF5 file", "knmi")

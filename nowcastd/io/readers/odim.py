@@ -30,13 +30,11 @@ import numpy as np
 
 from nowcastd.errors import ScanError
 from nowcastd.io.readers.guard import (
-    DEFAULT_POLICY,
     ReadPolicy,
-    check_array,
     check_calibration,
-    open_hdf5,
+    checked_dataset,
 )
-from nowcastd.io.readers.scan import GridInfo, Scan, as_text, rain_rate_from_dbz, read_or_raise
+from nowcastd.io.readers.scan import GridInfo, as_text, hdf5_reader, rain_rate_from_dbz
 
 __all__ = ["read_odim", "QUANTITIES"]
 
@@ -128,44 +126,41 @@ def _grid(h: h5py.File, shape: tuple[int, int]) -> GridInfo:
 
 
 def _decode(
-    path: Path, *, zr_a: float, zr_b: float, policy: ReadPolicy
+    path: Path, h: h5py.File, *, zr_a: float, zr_b: float, policy: ReadPolicy
 ) -> tuple[np.ndarray, datetime, GridInfo]:
-    with open_hdf5(path, policy) as h:
-        conventions = as_text(h.attrs.get("Conventions", b""))
-        if not conventions.startswith("ODIM_H5"):
-            raise ScanError(f"{path.name}: expected Conventions 'ODIM_H5/...', got {conventions!r}")
-        obj = as_text(h["what"].attrs["object"]).upper()
-        if obj not in _OBJECTS:
-            raise ScanError(f"{path.name}: expected ODIM object in {_OBJECTS}, got {obj!r}")
-        group, quantity = _pick_data(path, h)
-        local, chain = _what_chain(h, group)
-        dataset = group["data"]
-        what = f"{group.name}/data"
-        check_array(path.name, what, dataset.shape, dataset.dtype, DTYPES, policy, dataset.chunks)
-        gain = _number(_lookup(chain, "gain"), 1.0)
-        offset = _number(_lookup(chain, "offset"), 0.0)
-        check_calibration(path.name, gain, offset, policy)
-        raw = dataset[...]
-        nodata = _number(_lookup(chain, "nodata"), None)
-        undetect = _number(_lookup(chain, "undetect"), None)
-        end_date, end_time = _lookup(local, "enddate"), _lookup(local, "endtime")
-        if end_date is not None and end_time is not None:
-            valid_time = _odim_time(end_date, end_time)
+    conventions = as_text(h.attrs.get("Conventions", b""))
+    if not conventions.startswith("ODIM_H5"):
+        raise ScanError(f"{path.name}: expected Conventions 'ODIM_H5/...', got {conventions!r}")
+    obj = as_text(h["what"].attrs["object"]).upper()
+    if obj not in _OBJECTS:
+        raise ScanError(f"{path.name}: expected ODIM object in {_OBJECTS}, got {obj!r}")
+    group, quantity = _pick_data(path, h)
+    local, chain = _what_chain(h, group)
+    dataset = checked_dataset(path, group["data"], DTYPES, policy)
+    gain = _number(_lookup(chain, "gain"), 1.0)
+    offset = _number(_lookup(chain, "offset"), 0.0)
+    check_calibration(path.name, gain, offset, policy)
+    raw = dataset[...]
+    nodata = _number(_lookup(chain, "nodata"), None)
+    undetect = _number(_lookup(chain, "undetect"), None)
+    end_date, end_time = _lookup(local, "enddate"), _lookup(local, "endtime")
+    if end_date is not None and end_time is not None:
+        valid_time = _odim_time(end_date, end_time)
+    else:
+        valid_time = _odim_time(h["what"].attrs["date"], h["what"].attrs["time"])
+    hours = None
+    if quantity == "ACRR":
+        start_date, start_time = _lookup(local, "startdate"), _lookup(local, "starttime")
+        if start_date is not None and start_time is not None:
+            hours = (valid_time - _odim_time(start_date, start_time)).total_seconds() / 3600
         else:
-            valid_time = _odim_time(h["what"].attrs["date"], h["what"].attrs["time"])
-        hours = None
-        if quantity == "ACRR":
-            start_date, start_time = _lookup(local, "startdate"), _lookup(local, "starttime")
-            if start_date is not None and start_time is not None:
-                hours = (valid_time - _odim_time(start_date, start_time)).total_seconds() / 3600
-            else:
-                hours = _number(_lookup(local, "prodpar"), None)
-            if hours is None or not hours > 0:
-                raise ScanError(
-                    f"{path.name}: ACRR needs a positive accumulation length from "
-                    f"startdate/starttime..enddate/endtime or prodpar (hours), got {hours}"
-                )
-        grid = _grid(h, raw.shape)
+            hours = _number(_lookup(local, "prodpar"), None)
+        if hours is None or not hours > 0:
+            raise ScanError(
+                f"{path.name}: ACRR needs a positive accumulation length from "
+                f"startdate/starttime..enddate/endtime or prodpar (hours), got {hours}"
+            )
+    grid = _grid(h, raw.shape)
 
     value = raw.astype(np.float64) * gain + offset
     if nodata is not None:
@@ -182,10 +177,4 @@ def _decode(
     return rate, valid_time, grid
 
 
-def read_odim(
-    path: str | Path, *, zr_a: float = 200.0, zr_b: float = 1.6, policy: ReadPolicy = DEFAULT_POLICY
-) -> Scan:
-    """Read an ODIM_H5 COMP/IMAGE file into a `Scan` (mm/h, NaN = no data)."""
-    return read_or_raise(
-        _decode, path, "ODIM_H5 image", "odim", zr_a=zr_a, zr_b=zr_b, policy=policy
-    )
+read_odim = hdf5_reader(_decode, "ODIM_H5 image (COMP/IMAGE)", "odim")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nowcastd.errors import ScanError
-from nowcastd.io.readers.guard import printable
+from nowcastd.io.readers.guard import DEFAULT_POLICY, ReadPolicy, open_hdf5, printable
 
 __all__ = ["GridInfo", "Scan", "as_text", "rain_rate_from_dbz"]
 
@@ -134,18 +134,21 @@ def rain_rate_from_dbz(dbz: np.ndarray, *, zr_a: float, zr_b: float) -> np.ndarr
     return np.power(z / zr_a, 1.0 / zr_b)
 
 
-def read_or_raise(
+def read_hdf5_scan(
     decode: Callable[..., tuple[np.ndarray, datetime, GridInfo]],
     path: str | Path,
     what: str,
     source_format: str,
+    policy: ReadPolicy,
     **kwargs,
 ) -> Scan:
-    """The `Scan` of a reader's `decode(path, **kwargs)` -> (rain rate, valid time, grid); any
-    low-level failure becomes one ScanError naming the file and what it should have been."""
+    """The `Scan` of an HDF5 reader's `decode(path, h5file, **kwargs)` -> (rain rate, valid time,
+    grid), the file opened under `policy`; any low-level failure becomes one ScanError naming
+    the file and what it should have been."""
     path = Path(path)
     try:
-        field, valid_time, grid = decode(path, **kwargs)
+        with open_hdf5(path, policy) as h:
+            field, valid_time, grid = decode(path, h, policy=policy, **kwargs)
         return Scan(
             field=field.astype(np.float32),
             valid_time=valid_time,
@@ -157,3 +160,22 @@ def read_or_raise(
         raise
     except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
         raise ScanError(f"{printable(path.name)}: not a readable {what}: {e}") from e
+
+
+def hdf5_reader(
+    decode: Callable[..., tuple[np.ndarray, datetime, GridInfo]], what: str, source_format: str
+) -> Callable[..., Scan]:
+    """The reader `read(path, *, zr_a=200.0, zr_b=1.6, policy=DEFAULT_POLICY) -> Scan` of an
+    HDF5 format that `decode` understands (`read_hdf5_scan`)."""
+
+    def read(
+        path: str | Path,
+        *,
+        zr_a: float = 200.0,
+        zr_b: float = 1.6,
+        policy: ReadPolicy = DEFAULT_POLICY,
+    ) -> Scan:
+        return read_hdf5_scan(decode, path, what, source_format, policy, zr_a=zr_a, zr_b=zr_b)
+
+    read.__doc__ = f"Read a {what} into a `Scan` (mm/h, NaN = no data)."
+    return read
