@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from nowcastd.data.advection import MotionConfig, advect_sequence, random_flow
+from nowcastd.data.movie import RATE_UNITS, open_movie
 from nowcastd.errors import DataError
+from nowcastd.io.domain import block_average
 from nowcastd.io.transform import DataTransform
 
 logger = logging.getLogger(__name__)
@@ -57,21 +58,13 @@ def load_movie(path: str | Path, *, target_step_seconds: int = 300) -> Movie:
     """Read a movie (`precip` (T, H, W) in mm/h, root attribute `timestep_seconds`)."""
     path = Path(path)
     where = f"movie {path.name}"
-    try:
-        with h5py.File(path, "r") as h:
-            if "precip" not in h or h["precip"].ndim != 3:
-                raise DataError(f"{where}: expected a dataset 'precip' (T, H, W)")
-            units = str(h["precip"].attrs.get("units", h.attrs.get("units", "mm/h")))
-            if isinstance(units, bytes):
-                units = units.decode()
-            if units.strip() not in ("mm/h", "mm h-1", "b'mm/h'"):
-                raise DataError(f"{where}: expected precip in mm/h, got units {units!r}")
-            step = h.attrs.get("timestep_seconds")
-            if step is None:
-                raise DataError(f"{where}: expected a root attribute 'timestep_seconds'")
-            precip = np.asarray(h["precip"][:], dtype=np.float32)
-    except OSError as e:
-        raise DataError(f"{where}: cannot read as HDF5: {e}") from e
+    with open_movie(path, where) as (h, ds, units):
+        if units not in RATE_UNITS:
+            raise DataError(f"{where}: expected precip in mm/h, got units {units!r}")
+        step = h.attrs.get("timestep_seconds")
+        if step is None:
+            raise DataError(f"{where}: expected a root attribute 'timestep_seconds'")
+        precip = np.asarray(ds[:], dtype=np.float32)
     strides = _strides(int(step), target_step_seconds, where)
     return Movie(path.name, precip, int(step), strides)
 
@@ -116,21 +109,6 @@ class SamplerConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"SamplerConfig.{name}: expected 0..1, got {value!r}")
-
-
-def block_average(stack: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """NaN-aware block mean of (T, H, W) and the valid fraction of each block."""
-    if block == 1:
-        valid = ~np.isnan(stack)
-        return stack.astype(np.float32), valid.astype(np.float32)
-    t, h, w = stack.shape
-    tiles = stack.reshape(t, h // block, block, w // block, block).astype(np.float64)
-    valid = ~np.isnan(tiles)
-    count = valid.sum(axis=(2, 4))
-    total = np.where(valid, tiles, 0.0).sum(axis=(2, 4))
-    mean = np.full(count.shape, np.nan)
-    np.divide(total, count, out=mean, where=count > 0)
-    return mean.astype(np.float32), (count / block**2).astype(np.float32)
 
 
 class SequenceSampler:

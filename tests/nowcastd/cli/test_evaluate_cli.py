@@ -3,8 +3,6 @@ real KNMI scans, clip scores on the clips built from that movie."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import sys
@@ -31,16 +29,6 @@ SCORES = [
     *(f"{s}_{t}_mm_h" for t in ("0.5", "1", "5") for s in ("csi", "pod", "far")),
     "fss_1_mm_h_5px",
 ]  # fmt: skip
-
-
-def has_pysteps() -> bool:
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            import cv2  # noqa: F401
-            import pysteps  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +157,7 @@ def test_evaluate_movie_three_ways_writes_table_json_and_plot(checkpoint, tmp_pa
     )  # fmt: skip
 
     assert res.exit_code == 0, res.output
-    methods = ["model", "persistence", "pysteps_lk"] if has_pysteps() else ["model", "persistence"]
+    methods = ["model", "persistence", "pysteps_lk"]
     for line in ("+5 min", "+10 min", "+15 min", "persistence", "model"):
         assert line in res.stdout
     report = json.loads(out_json.read_text())

@@ -7,7 +7,6 @@ import pytest
 from nowcastd.data.sequences import (
     SamplerConfig,
     SequenceSampler,
-    block_average,
     load_movie,
 )
 from nowcastd.errors import DataError
@@ -102,13 +101,6 @@ def test_missing_data_is_zero_in_model_units_and_masked(tmp_path):
     np.testing.assert_array_equal(valid[..., :8, 0], 0.0)
     np.testing.assert_array_equal(clips[..., :8, 0], 0.0)
     np.testing.assert_array_equal(valid[..., 8:, 0], 1.0)
-
-
-def test_block_average_ignores_nan_and_reports_the_valid_share():
-    stack = np.array([[[1.0, np.nan], [3.0, np.nan]]], np.float32)
-    mean, share = block_average(stack, 2)
-    np.testing.assert_allclose(mean, [[[2.0]]])
-    np.testing.assert_allclose(share, [[[0.5]]])
 
 
 def test_synthetic_sequences_fill_the_grid(tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 
@@ -27,16 +25,6 @@ def moving_rectangle() -> np.ndarray:
     for t in range(T):
         x[t, ROWS, 10 + t : 10 + t + WIDTH] = RATE
     return x
-
-
-def has_pysteps() -> bool:
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            import cv2  # noqa: F401
-            import pysteps  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def test_persistence_scores_of_a_one_pixel_per_step_translation(tiny_model, tmp_path):
@@ -66,7 +54,6 @@ def test_persistence_scores_of_a_one_pixel_per_step_translation(tiny_model, tmp_
     assert all(math.isfinite(v) for v in model["mae_mm_h"])
 
 
-@pytest.mark.skipif(not has_pysteps(), reason="needs nowcastd[baselines] (pysteps, OpenCV)")
 def test_pysteps_extrapolation_of_a_pure_translation_is_near_perfect(tiny_model, tmp_path):
     seq = read_movie_sequence(write_movie(tmp_path / "m.h5", moving_rectangle()))
     report = compare(tiny_model, seq, lead_frames=LEADS, batch_size=4)

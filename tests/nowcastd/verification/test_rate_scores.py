@@ -37,8 +37,7 @@ def _batches(seed: int = 0):
 
 
 def test_scores_match_pysteps_verification():
-    with contextlib.redirect_stdout(io.StringIO()):
-        pytest.importorskip("pysteps")
+    with contextlib.redirect_stdout(io.StringIO()):  # the test extra installs [baselines]
         from pysteps.verification import detcatscores, detcontscores, spatialscores
 
     batches = _batches()
