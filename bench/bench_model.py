@@ -1,41 +1,119 @@
-"""Benchmark the PredRNN-v2 training step and inference rollout against the official figures.
+"""Time PredRNN-v2 against the official PyTorch code, side by side in one run.
 
-Run from the repository root (CPU, float32):
+Run from the repository root (float32, on JAX's default device):
 
-    PYTHONPATH=. python bench/bench_model.py --config all
-    PYTHONPATH=. python bench/bench_model.py --config radar --repeats 5 --json
+    PYTHONPATH=. python bench/bench_model.py --config seed
+    PYTHONPATH=. python bench/bench_model.py --scenario radar_rollout --rounds 5 --reps 2 --json
     PYTHONPATH=. python bench/bench_model.py --xla-flags "--xla_cpu_use_thunk_runtime=false"
 
-For each configuration it reports the compile time, the median and p90 wall time of
-(a) one training step (forward + backward + one Adam step, like the official
-`Model.train`) and (b) one jitted inference rollout (no gradient), the achieved
-GFLOP/s from XLA's cost analysis next to an analytic count, a measured matmul peak
-(2048^3 float32 `jnp.dot`) in the same process, and the ratio to the official
-PyTorch timings (REFERENCE.md, "Timings"). The 1-minute load average is printed
-before and after each measurement: on a shared machine, compare medians only from
-quiet runs. Nothing here asserts on time.
+The official side runs only when a python with torch and an official checkout are given
+(`--torch-python`/TORCH_PY, `--predrnn-repo`/PREDRNN_REPO; README, "Benchmarks"); without them
+the bench says "no reference measured" and prints our figures alone. It never prints a figure
+that was not measured in this run.
+
+Scenarios (configurations as in the official timer's CFG: filter 5, patch 4, stride 1, no layer
+norm, Adam with lr 1e-3; seed: 5x16 hidden, 40x40, T 5, input 4, decouple_beta 0.1, scheduled
+sampling; radar: 4x64 hidden, 128x128, 10 -> 10 frames, decouple_beta 0.01, reverse scheduled
+sampling):
+
+- seed_train (batch 16) and radar_train (batch 4), against `seed_train_b16`/`radar_train_b4`.
+  Ours: one call of the jitted `make_train_step` (reverse_input off): patching, drawing the
+  sampling mask, forward over T-1 steps, MSE + decoupling loss, gradients, Adam update.
+  Official: one `Model.train(frames, mask)` on pre-patched frames and a NumPy mask: forward,
+  the same loss, backward, Adam step.
+- radar_rollout (batch 1), against `radar_test_b1`. Ours: one `rollout_jit` call, 10 context
+  frames to 10 leads (19 steps), no gradient tape, no decoupling loss. Official: one
+  `Model.test(frames, mask)` with the test-time mask: the same 19 steps, with autograd on and
+  the loss computed, output copied to NumPy.
+
+Interleaved: our function is compiled once; then each of `rounds` rounds times `reps` of our
+calls and then one official subprocess (REPS=reps; its warm-up calls are untimed, so the official
+side re-warms each round). Our GFLOP/s use an analytic count of the official convs (train =
+3x forward) over our median, against a 2048^3 float32 matmul measured beside each scenario. The
+1-minute load average before and after each scenario tells a quiet run from a busy one.
+Nothing here asserts on time.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import time
 import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from official import HOW_TO_ENABLE, Official, OfficialError, find_official  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Scenario:
+    config: str
+    kind: str  # "train" or "rollout"
+    official: str  # the official timer's scenario
+    rounds: int
+    reps: int
+    target: float  # the ratio of medians (ours / official) to reach or beat
+
+
+SCENARIOS = {
+    "seed_train": Scenario(
+        config="seed", kind="train", official="seed_train_b16", rounds=4, reps=5, target=0.6
+    ),
+    "radar_rollout": Scenario(
+        config="radar", kind="rollout", official="radar_test_b1", rounds=5, reps=2, target=0.8
+    ),
+    "radar_train": Scenario(
+        config="radar", kind="train", official="radar_train_b4", rounds=2, reps=2, target=0.8
+    ),
+}
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    root = Path(__file__).resolve().parents[1]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=("seed", "radar", "all"), default="all")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (>= 5 advised)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed calls after compiling")
-    parser.add_argument("--json", action="store_true", help="one JSON object per config")
-    parser.add_argument("--skip-train", action="store_true")
-    parser.add_argument("--skip-infer", action="store_true")
+    parser.add_argument(
+        "--scenario", help=f"comma-separated, overrides --config; of {','.join(SCENARIOS)}"
+    )
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default per scenario)")
+    parser.add_argument(
+        "--reps", type=int, help="timed calls per side and round (default per scenario)"
+    )
+    parser.add_argument("--warmup", type=int, default=1, help="our untimed calls after compiling")
+    parser.add_argument(
+        "--torch-python", default=os.environ.get("TORCH_PY"), help="a python with torch (TORCH_PY)"
+    )
+    parser.add_argument(
+        "--predrnn-repo",
+        default=os.environ.get("PREDRNN_REPO"),
+        help="a checkout of the official code (PREDRNN_REPO)",
+    )
+    parser.add_argument(
+        "--torch-bench",
+        type=Path,
+        default=root.parent / "shared" / "bench" / "torch_time.py",
+        help="the official timer (default ../shared/bench/torch_time.py)",
+    )
+    parser.add_argument("--no-official", action="store_true", help="time our side only")
+    parser.add_argument("--json", action="store_true", help="one JSON object per scenario")
     parser.add_argument(
         "--xla-flags", default="", help="appended to XLA_FLAGS before jax is imported"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    names = (
+        args.scenario.split(",")
+        if args.scenario
+        else [n for n, s in SCENARIOS.items() if args.config in ("all", s.config)]
+    )
+    unknown = sorted(set(names) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"--scenario: expected some of {','.join(SCENARIOS)}, got {','.join(unknown)}")
+    if (args.rounds is not None and args.rounds < 1) or (args.reps is not None and args.reps < 1):
+        parser.error("--rounds and --reps must be >= 1")
+    args.names = names
+    return args
 
 
 ARGS = _parse_args() if __name__ == "__main__" else None
@@ -52,29 +130,10 @@ from model.rollout import rollout_jit  # noqa: E402
 from model.sampling import SamplingConfig  # noqa: E402
 from model.train import adam, init_train_state, make_train_step  # noqa: E402
 
-# Official predrnn_v2, torch 2.13.0+cpu, 2 threads, this machine kind (REFERENCE.md, Timings).
-# `*_cpu_s` is the official process CPU time per call (both threads).
-OFFICIAL = {
-    "seed": {
-        "train_s": 0.395,
-        "infer_test_s": 0.162,
-        "infer_nograd_s": 0.152,
-        "train_cpu_s": 0.78,
-        "infer_nograd_cpu_s": 0.30,
-    },
-    "radar": {
-        "train_s": 27.8,
-        "infer_test_s": 2.37,
-        "infer_nograd_s": 2.21,
-        "train_cpu_s": 54.8,
-        "infer_nograd_cpu_s": 4.41,
-    },
-}
-
 
 def _square_v2(size: int, hidden: tuple[int, ...], frames: tuple[int, int], **more) -> ModelConfig:
     """predrnn_v2 on a size x size grid, `frames` = (input, total) lengths; other fields at
-    ModelConfig's defaults (filter 5, patch 4, no layer norm) unless given in `more`."""
+    ModelConfig's defaults (filter 5, patch 4, stride 1, no layer norm, decouple_beta 0.1)."""
     grid = {"img_height": size, "img_width": size}
     return ModelConfig(
         num_hidden=hidden, input_length=frames[0], total_length=frames[1], **grid, **more
@@ -105,10 +164,6 @@ def analytic_forward_flops(cfg: ModelConfig) -> float:
     return 2.0 * per_pixel * hp * wp * (cfg.total_length - 1)
 
 
-def _load() -> float:
-    return os.getloadavg()[0]
-
-
 def _time_calls(fn, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
@@ -118,36 +173,13 @@ def _time_calls(fn, repeats: int) -> list[float]:
     return times
 
 
-def _stats(times: list[float]) -> tuple[float, float]:
-    return float(np.median(times)), float(np.percentile(times, 90))
-
-
-def _flops(compiled) -> float | None:
-    compiled = getattr(compiled, "compiled", compiled)  # equinox wraps jax's Compiled
-    cost = compiled.cost_analysis()
-    if isinstance(cost, list | tuple):
-        cost = cost[0] if cost else None
-    if not cost or "flops" not in cost:
-        return None
-    return float(cost["flops"])
-
-
-def xla_forward_gflop(cfg: ModelConfig, batch: int) -> float | None:
-    """XLA's flop count of one jitted `PredRNN.step` x (T-1) steps, in GFLOP.
-
-    XLA's cost analysis counts a while-loop body once, so the whole-program counts
-    of the scanned train step and rollout undercount; this per-step figure is the one
-    to compare with the analytic count.
-    """
-    net = PredRNN(cfg, key=jax.random.key(0))
-    frame = jnp.zeros((batch, *cfg.patch_shape, cfg.patch_channels), jnp.float32)
-
-    def one(net, frame):
-        carry = net.zero_carry(batch)
-        return net.step(carry, frame, fused=net.fused_weights(), with_decouple=False)[1].frame
-
-    flops = _flops(jax.jit(one).lower(net, frame).compile())
-    return None if flops is None else flops * (cfg.total_length - 1) / 1e9
+def _stats(times: list[float]) -> dict:
+    return {
+        "median_s": float(np.median(times)),
+        "p90_s": float(np.percentile(times, 90)),
+        "min_s": min(times),
+        "times_s": times,
+    }
 
 
 def matmul_peak(repeats: int = 10, size: int = 2048) -> float:
@@ -155,175 +187,150 @@ def matmul_peak(repeats: int = 10, size: int = 2048) -> float:
     a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
     dot = jax.jit(jnp.dot)
-    jax.block_until_ready(dot(a, b))
-    jax.block_until_ready(dot(a, b))
-    times = _time_calls(lambda: dot(a, b), repeats)
-    return 2.0 * size**3 / float(np.median(times)) / 1e9
+    for _ in range(2):
+        jax.block_until_ready(dot(a, b))
+    return 2.0 * size**3 / float(np.median(_time_calls(lambda: dot(a, b), repeats))) / 1e9
 
 
-def _measure(what: str, compile_, call, *, repeats: int, warmup: int, analytic: float) -> dict:
-    """Compile, one first call, `warmup` untimed and `repeats` timed calls of `call`."""
-    load0 = _load()
-    t0 = time.perf_counter()
-    compiled = compile_()
-    compile_s = time.perf_counter() - t0
-    flops = _flops(compiled)
-    t0 = time.perf_counter()
-    jax.block_until_ready(call())
-    first_s = time.perf_counter() - t0
-    for _ in range(warmup):
-        jax.block_until_ready(call())
-    cpu0 = time.process_time()
-    times = _time_calls(call, repeats)
-    cpu_s = (time.process_time() - cpu0) / repeats
-    median, p90 = _stats(times)
-    return {
-        f"{what}_median_s": median,
-        f"{what}_p90_s": p90,
-        f"{what}_min_s": min(times),
-        f"{what}_cpu_s": cpu_s,
-        f"{what}_compile_s": compile_s,
-        f"{what}_first_call_s": first_s,
-        f"{what}_xla_gflop": None if flops is None else flops / 1e9,
-        f"{what}_analytic_gflop": analytic / 1e9,
-        f"{what}_gflops": analytic / median / 1e9,
-        f"{what}_load": [load0, _load()],
-    }
-
-
-def bench_train(name: str, repeats: int, warmup: int) -> dict:
-    spec = CONFIGS[name]
-    cfg, batch = spec["cfg"], spec["train_batch"]
-    optimizer = adam(1e-4)
+def ours(kind: str, cfg: ModelConfig, batch: int):
+    """(compile, call, analytic FLOPs per call) of our side of a scenario."""
+    if kind == "rollout":
+        net = PredRNN(cfg, key=jax.random.key(0))
+        shape = (batch, cfg.input_length, cfg.img_height, cfg.img_width, cfg.img_channel)
+        context = jax.random.uniform(jax.random.key(1), shape, jnp.float32)
+        leads = cfg.output_length
+        return (
+            lambda: rollout_jit.lower(net, context, leads).compile(),
+            lambda: rollout_jit(net, context, leads),
+            batch * analytic_forward_flops(cfg),
+        )
+    optimizer = adam(1e-3)
     step = make_train_step(optimizer, SamplingConfig(), reverse_input=False)
     shape = (batch, cfg.total_length, cfg.img_height, cfg.img_width, cfg.img_channel)
     clips = jax.random.uniform(jax.random.key(1), shape, jnp.float32)
     holder = [init_train_state(PredRNN(cfg, key=jax.random.key(0)), optimizer, jax.random.key(2))]
-    metrics = []
 
     def call():  # the step donates its state: carry it from call to call
-        holder[0], m = step(holder[0], clips)
-        metrics[:] = [m]
-        return m
+        holder[0], metrics = step(holder[0], clips)
+        return metrics
 
-    result = _measure(
-        "train",
+    return (
         lambda: step.lower(holder[0], clips).compile(),
         call,
-        repeats=repeats,
-        warmup=warmup,
-        analytic=3.0 * batch * analytic_forward_flops(cfg),
+        3.0 * batch * analytic_forward_flops(cfg),
     )
-    return result | {"train_loss": float(metrics[0].loss)}
 
 
-def bench_infer(name: str, repeats: int, warmup: int) -> dict:
-    spec = CONFIGS[name]
-    cfg, batch = spec["cfg"], spec["infer_batch"]
-    net = PredRNN(cfg, key=jax.random.key(0))
-    shape = (batch, cfg.input_length, cfg.img_height, cfg.img_width, cfg.img_channel)
-    context = jax.random.uniform(jax.random.key(1), shape, jnp.float32)
-    leads = cfg.output_length
-    result = _measure(
-        "rollout",
-        lambda: rollout_jit.lower(net, context, leads).compile(),
-        lambda: rollout_jit(net, context, leads),
-        repeats=repeats,
-        warmup=warmup,
-        analytic=batch * analytic_forward_flops(cfg),
-    )
-    if not bool(jnp.all(jnp.isfinite(rollout_jit(net, context, leads)))):
-        print(f"warning: {name} rollout produced non-finite values", file=sys.stderr)
-    return result
-
-
-def run_config(name: str, args: argparse.Namespace, peak: float) -> dict:
-    result: dict = {"config": name, "matmul_peak_gflops": peak}
-    cfg = CONFIGS[name]["cfg"]
-    result["forward_analytic_gflop_per_seq"] = analytic_forward_flops(cfg) / 1e9
-    result["forward_xla_gflop_per_seq"] = xla_forward_gflop(cfg, 1)
-    if not args.skip_train:
-        result |= bench_train(name, args.repeats, args.warmup)
-    if not args.skip_infer:
-        result |= bench_infer(name, args.repeats, args.warmup)
-    off = OFFICIAL[name]
-    result["compile_s"] = result.get("train_compile_s", 0.0) + result.get("rollout_compile_s", 0.0)
-    result["official"] = off
-    if "train_median_s" in result:
-        result["train_ratio"] = result["train_median_s"] / off["train_s"]
-        result["train_peak_fraction"] = result["train_gflops"] / peak
-    if "rollout_median_s" in result:
-        result["rollout_ratio_test"] = result["rollout_median_s"] / off["infer_test_s"]
-        result["rollout_ratio_nograd"] = result["rollout_median_s"] / off["infer_nograd_s"]
-        result["rollout_peak_fraction"] = result["rollout_gflops"] / peak
-    return result
+def run_scenario(name: str, args: argparse.Namespace, official: Official | str) -> dict:
+    sc = SCENARIOS[name]
+    rounds, reps = args.rounds or sc.rounds, args.reps or sc.reps
+    spec = CONFIGS[sc.config]
+    batch = spec["train_batch" if sc.kind == "train" else "infer_batch"]
+    peak = matmul_peak()
+    load0 = os.getloadavg()[0]
+    compile_, call, flops = ours(sc.kind, spec["cfg"], batch)
+    t0 = time.perf_counter()
+    compile_()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(call())
+    first_s = time.perf_counter() - t0
+    _time_calls(call, args.warmup)
+    runner, note = (official, None) if isinstance(official, Official) else (None, official)
+    our_times: list[float] = []
+    off_times: list[float] | None = [] if runner else None
+    for _ in range(rounds):
+        our_times += _time_calls(call, reps)
+        if runner and off_times is not None:
+            try:
+                off_times += runner.time(sc.official, reps)
+            except OfficialError as e:  # keep our figures; drop the official ones of this scenario
+                runner, off_times, note = None, None, f"official run failed: {e}"
+    r = {
+        "scenario": name,
+        "official_scenario": sc.official,
+        "batch": batch,
+        "rounds": rounds,
+        "reps": reps,
+        "ours": _stats(our_times) | {"compile_s": compile_s, "first_call_s": first_s},
+        "official": None if off_times is None else _stats(off_times),
+        "no_reference": None if note is None else f"{note}; {HOW_TO_ENABLE}",
+        "target_ratio": sc.target,
+        "analytic_gflop": flops / 1e9,
+        "matmul_peak_gflops": peak,
+        "load_1m": [load0, os.getloadavg()[0]],
+    }
+    r["gflops"] = flops / r["ours"]["median_s"] / 1e9
+    r["peak_fraction"] = r["gflops"] / peak
+    if r["official"] is not None:
+        r["ratio"] = r["ours"]["median_s"] / r["official"]["median_s"]
+        r["target_met"] = r["ratio"] <= sc.target
+    return r
 
 
 def print_table(results: list[dict]) -> None:
     head = (
-        f"{'config':<6} {'what':<8} {'compile s':>9} {'median s':>9} {'p90 s':>8} "
-        f"{'min s':>8} {'cpu s':>7} {'GFLOP':>7} {'GFLOP/s':>8} {'%peak':>6} {'official s':>16} {'ours/off':>9}"
+        f"{'scenario':<14} {'calls':>5} | {'ours med s':>10} {'p90':>8} {'min':>8} | "
+        f"{'official med s':>14} {'p90':>8} {'min':>8} | {'ours/off':>8} {'target':>7} {'met':>4} | "
+        f"{'GFLOP/s':>7} {'%peak':>5}"
     )
     print(head)
     print("-" * len(head))
     for r in results:
-        off = r["official"]
-        if "train_median_s" in r:
-            print(
-                f"{r['config']:<6} {'train':<8} {r['train_compile_s']:>9.1f} "
-                f"{r['train_median_s']:>9.3f} {r['train_p90_s']:>8.3f} "
-                f"{r['train_min_s']:>8.3f} {r['train_cpu_s']:>7.2f} "
-                f"{r['train_analytic_gflop']:>7.1f} {r['train_gflops']:>8.1f} "
-                f"{100 * r['train_peak_fraction']:>5.0f}% {off['train_s']:>16.3f} "
-                f"{r['train_ratio']:>9.2f}"
-            )
-        if "rollout_median_s" in r:
-            print(
-                f"{r['config']:<6} {'rollout':<8} {r['rollout_compile_s']:>9.1f} "
-                f"{r['rollout_median_s']:>9.3f} {r['rollout_p90_s']:>8.3f} "
-                f"{r['rollout_min_s']:>8.3f} {r['rollout_cpu_s']:>7.2f} "
-                f"{r['rollout_analytic_gflop']:>7.1f} {r['rollout_gflops']:>8.1f} "
-                f"{100 * r['rollout_peak_fraction']:>5.0f}% "
-                f"{off['infer_test_s']:>7.3f} / {off['infer_nograd_s']:<6.3f} "
-                f"{r['rollout_ratio_test']:>4.2f}/{r['rollout_ratio_nograd']:.2f}"
-            )
+        o, off = r["ours"], r["official"]
+        target = f"<={r['target_ratio']:.2f}"
+        if off is None:
+            theirs, verdict = f"{'-':>14} {'-':>8} {'-':>8}", f"{'-':>8} {target:>7} {'-':>4}"
+        else:
+            theirs = f"{off['median_s']:>14.3f} {off['p90_s']:>8.3f} {off['min_s']:>8.3f}"
+            met = "yes" if r["target_met"] else "no"
+            verdict = f"{r['ratio']:>8.2f} {target:>7} {met:>4}"
+        print(
+            f"{r['scenario']:<14} {r['rounds']}x{r['reps']:<3} | {o['median_s']:>10.3f} "
+            f"{o['p90_s']:>8.3f} {o['min_s']:>8.3f} | {theirs} | {verdict} | "
+            f"{r['gflops']:>7.1f} {100 * r['peak_fraction']:>4.0f}%"
+        )
     print()
     for r in results:
-        xla = [
-            f"forward per sequence: analytic {r['forward_analytic_gflop_per_seq']:.1f} GFLOP, "
-            f"XLA (one step x T-1) {r['forward_xla_gflop_per_seq'] or float('nan'):.1f} GFLOP "
-            "(XLA skips the zero-padding taps)"
-        ]
-        loads = [
-            f"{w} load {r[k][0]:.2f}->{r[k][1]:.2f}"
-            for w, k in (("train", "train_load"), ("rollout", "rollout_load"))
-            if k in r
-        ]
+        o = r["ours"]
         print(
-            f"{r['config']}: matmul peak {r['matmul_peak_gflops']:.0f} GFLOP/s; "
-            + "; ".join(xla + loads)
+            f"{r['scenario']} (batch {r['batch']}, official {r['official_scenario']}): load "
+            f"{r['load_1m'][0]:.2f} -> {r['load_1m'][1]:.2f}; our compile {o['compile_s']:.1f} s, "
+            f"first call {o['first_call_s']:.2f} s; {r['analytic_gflop']:.1f} GFLOP per call; "
+            f"matmul peak {r['matmul_peak_gflops']:.0f} GFLOP/s"
         )
-    print(
-        "GFLOP = analytic count of the official convs (train = 3x forward); GFLOP/s and %peak "
-        "use the median. Whole-program XLA counts (in --json) count scan bodies once.\n"
-        "cpu s = process CPU time per call (official: seed 0.78 train / 0.30 infer, radar 54.8 / "
-        "4.41).\nofficial = REFERENCE.md Timings (rollout: Model.test / no-grad), measured idle; "
-        "compare min s when the load average is high."
-    )
+        if r["no_reference"] and r["no_reference"].startswith("official run failed"):
+            print(f"  no reference measured ({r['no_reference']})")
 
 
 def main(args: argparse.Namespace) -> None:
     # make_train_step donates all arguments; the clips buffer is not reusable, which is fine.
     warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
-    names = ("seed", "radar") if args.config == "all" else (args.config,)
+    official = (
+        "turned off by --no-official"
+        if args.no_official
+        else find_official(args.torch_python, args.predrnn_repo, args.torch_bench)
+    )
+    env = {
+        "jax": jax.__version__,
+        "device": str(jax.devices()[0]),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "torch": official.torch_version if isinstance(official, Official) else None,
+    }
+    if not args.json:
+        print(
+            f"jax {env['jax']} on {env['device']}, XLA_FLAGS={env['xla_flags']!r}, "
+            f"torch {env['torch'] or '-'}"
+        )
+        if not isinstance(official, Official):
+            print(f"no reference measured ({official}; {HOW_TO_ENABLE})")
     results = []
-    for name in names:
-        r = run_config(name, args, matmul_peak())  # measured next to each config
+    for name in args.names:
+        r = run_scenario(name, args, official)
         results.append(r)
         if args.json:
-            print(json.dumps(r), flush=True)
+            print(json.dumps(env | r), flush=True)
     if not args.json:
-        print(f"jax {jax.__version__}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
         print_table(results)
 
 

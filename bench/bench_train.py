@@ -8,9 +8,8 @@ Run from the repository root (CPU, float32):
 It drives the real loop pieces (memory-mapped .npy clips in a temporary directory,
 `BatchIterator`, the jitted `make_train_step` with run.py's default `--reverse_input 1`,
 i.e. two Adam steps per iteration) and reports the first iteration (compile + run),
-then the median and p90 iteration time and sequences/s over the rest, next to the
-official per-iteration time (two official `Model.train` calls, REFERENCE.md Timings).
-The model configurations are those of bench_model.py. Nothing asserts on time.
+then the median and p90 iteration time and sequences/s over the rest. bench_model.py
+times the official code beside ours. The model configurations are those of bench_model.py. Nothing asserts on time.
 """
 
 import argparse
@@ -25,7 +24,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_model import CONFIGS, OFFICIAL  # noqa: E402
+from bench_model import CONFIGS  # noqa: E402
 
 from model.network import PredRNN  # noqa: E402
 from model.sampling import SamplingConfig  # noqa: E402
@@ -57,7 +56,6 @@ def bench(name: str, iterations: int, reverse_input: bool) -> dict:
             m.loss.block_until_ready()
             times.append(time.perf_counter() - t)
     med = float(np.median(times))
-    official = OFFICIAL[name]["train_s"] * (2 if reverse_input else 1)
     return {
         "config": name,
         "batch": batch,
@@ -66,8 +64,6 @@ def bench(name: str, iterations: int, reverse_input: bool) -> dict:
         "iteration_median_s": med,
         "iteration_p90_s": float(np.percentile(times, 90)),
         "sequences_per_s": batch / med,
-        "official_iteration_s": official,
-        "ratio_vs_official": med / official,
         "load_avg_1m": os.getloadavg()[0],
     }
 
@@ -92,9 +88,6 @@ def main() -> None:
         print(
             f"  iteration median {r['iteration_median_s']:.3f} s, p90 {r['iteration_p90_s']:.3f} s, "
             f"{r['sequences_per_s']:.1f} sequences/s"
-        )
-        print(
-            f"  official iteration {r['official_iteration_s']:.3f} s -> ratio {r['ratio_vs_official']:.2f}x"
         )
 
 
