@@ -8,8 +8,8 @@ from jax import lax
 from jaxtyping import Array, Float
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
-# Batch size from which the weight gradient runs as one convolution (see _conv_weight_grad).
-_WGRAD_CONV_MIN_BATCH = 8
+# Output channels per weight-gradient convolution (see _conv_weight_grad).
+_WGRAD_CHUNK = 96
 
 
 def conv2d(
@@ -60,25 +60,21 @@ def _conv_same_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
 
 
 def _conv_weight_grad(x: Array, g: Array, k: int) -> Array:
-    """d/dw[dy, dx, i, o] = sum_{b, y, x} x_pad[b, y + dy, x + dx, i] * g[b, y, x, o]."""
-    batch, h, w, c_in = x.shape
+    """d/dw[dy, dx, i, o] = sum_{b, y, x} x_pad[b, y + dy, x + dx, i] * g[b, y, x, o].
+
+    A convolution with the input channels as its batch and the batch as its channels,
+    over at most `_WGRAD_CHUNK` output channels at a time: one convolution over all of a
+    fused gate's 256 or 192 outputs ran at half the speed of these chunks on the CPU, and
+    so did the per-kernel-row matmuls used before for small batches (bench/bench_wgrad.py).
+    """
     pad = k // 2
-    if batch >= _WGRAD_CONV_MIN_BATCH:
-        # A convolution with the input channels as its batch and the batch as its
-        # channels: fast when the batch (its contraction depth per tap) is large.
-        dw = _conv_nhwc(jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)), pad)
-        return jnp.transpose(dw, (1, 2, 0, 3))
-    # Small batches: k matmuls over (batch * h * w), one per kernel row, on the input
-    # with its k column shifts stacked on the channel axis (about 2x faster for the
-    # radar configuration at batch 4 than the convolution above).
-    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    cols = jnp.concatenate([xp[:, :, j : j + w] for j in range(k)], axis=-1)
-    g2 = g.reshape(-1, g.shape[-1])
-    rows = [
-        (jnp.transpose(cols[:, i : i + h].reshape(-1, k * c_in)) @ g2).reshape(k, c_in, -1)
-        for i in range(k)
+    xt = jnp.transpose(x, (3, 1, 2, 0))
+    chunks = [
+        _conv_nhwc(xt, jnp.transpose(g[..., s : s + _WGRAD_CHUNK], (1, 2, 0, 3)), pad)
+        for s in range(0, g.shape[-1], _WGRAD_CHUNK)
     ]
-    return jnp.stack(rows)
+    dw = chunks[0] if len(chunks) == 1 else jnp.concatenate(chunks, axis=-1)
+    return jnp.transpose(dw, (1, 2, 0, 3))
 
 
 _conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)

@@ -253,10 +253,22 @@ class PredRNN(eqx.Module):
             jnp.moveaxis(full_mask, 1, 0),
             None if actions is None else jnp.moveaxis(actions[:, :steps], 1, 0),
         )
-        _, outs = jax.lax.scan(body, init, xs)
+        _, outs = jax.lax.scan(body, init, xs, unroll=_unroll_training(cfg, batch, hw, steps))
         next_frames = jnp.moveaxis(outs.frame, 0, 1)
         decouple = jnp.sum(outs.decouple) / (steps * cfg.num_layers)
         return next_frames, decouple
+
+
+# Training time loops whose per-step states total at most this many values are unrolled: XLA
+# then schedules and fuses across steps and stacks no per-step buffers (the seed configuration's
+# training step ran about 8 % faster). Larger ones stay a loop: the radar configuration's
+# unrolled training step took twice as long, its buffers no longer reused between steps.
+_UNROLL_MAX_VALUES = 1 << 21
+
+
+def _unroll_training(cfg: ModelConfig, batch: int, hw: tuple[int, int], steps: int) -> bool:
+    values = batch * hw[0] * hw[1] * cfg.hidden * cfg.num_layers * steps
+    return values <= _UNROLL_MAX_VALUES
 
 
 def _floored_norm(x: Array, floor: float, *, keepdims: bool = False) -> Array:

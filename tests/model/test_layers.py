@@ -1,0 +1,64 @@
+"""The convolution primitives against XLA's own convolution and its autodiff."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from model import layers, network
+from model.network import PredRNN
+
+
+def xla_conv(x, w):
+    pad = w.shape[0] // 2
+    return lax.conv_general_dilated(
+        x, w, (1, 1), ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+@pytest.mark.parametrize(
+    ("batch", "size", "c_in", "c_out", "k"),
+    [
+        (1, 6, 5, 7, 3),  # one weight-gradient chunk
+        (3, 5, 4, 200, 5),  # three chunks, the last one short (96 + 96 + 8)
+        (2, 4, 3, 192, 1),  # 1x1: the einsum path
+    ],
+)
+def test_conv2d_value_and_gradients_equal_xla_autodiff(batch, size, c_in, c_out, k) -> None:
+    kx, kw, kg = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(kx, (batch, size, size + 1, c_in))
+    w = jax.random.normal(kw, (k, k, c_in, c_out)) / np.sqrt(k * k * c_in)
+    g = jax.random.normal(kg, (batch, size, size + 1, c_out))
+    ours, ours_vjp = jax.vjp(layers.conv2d, x, w)
+    want, want_vjp = jax.vjp(xla_conv, x, w)
+    np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-5)
+    for got, expected in zip(ours_vjp(g), want_vjp(g), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_unrolled_and_looped_training_forward_agree(tiny_cfg, monkeypatch) -> None:
+    """Small configurations unroll the time loop, large ones keep it: same loss and gradient."""
+    net = PredRNN(tiny_cfg, key=jax.random.key(0))
+    shape = (2, tiny_cfg.total_length, *tiny_cfg.patch_shape, tiny_cfg.patch_channels)
+    frames = jax.random.uniform(jax.random.key(1), shape)
+    mask = jnp.full((2, tiny_cfg.mask_length, 1, 1, 1), 0.5)
+
+    def loss(net):
+        out, decouple = net(frames, mask)
+        return jnp.mean(jnp.square(out - frames[:, 1:])) + decouple
+
+    def value_and_grad():
+        value, grad = jax.jit(jax.value_and_grad(loss))(net)
+        return value, jax.tree_util.tree_leaves(grad)
+
+    assert network._unroll_training(tiny_cfg, 2, tiny_cfg.patch_shape, tiny_cfg.total_length - 1)
+    unrolled = value_and_grad()
+    monkeypatch.setattr(network, "_UNROLL_MAX_VALUES", 0)
+    assert not network._unroll_training(
+        tiny_cfg, 2, tiny_cfg.patch_shape, tiny_cfg.total_length - 1
+    )
+    looped = value_and_grad()
+    np.testing.assert_allclose(unrolled[0], looped[0], rtol=1e-6)
+    for a, b in zip(unrolled[1], looped[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
