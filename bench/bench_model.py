@@ -18,7 +18,9 @@ sampling):
 
 - seed_train (batch 16) and radar_train (batch 4), against `seed_train_b16`/`radar_train_b4`.
   Ours: one call of the jitted `make_train_step` (reverse_input off): patching, drawing the
-  sampling mask, forward over T-1 steps, MSE + decoupling loss, gradients, Adam update.
+  sampling mask, forward over T-1 steps, MSE + decoupling loss, gradients, Adam update; as
+  `nowcastd train` runs it on a CPU, data parallel over one host device per core
+  (`--cpu-devices`).
   Official: one `Model.train(frames, mask)` on pre-patched frames and a NumPy mask: forward,
   the same loss, backward, Adam step.
 - radar_rollout (batch 1), against `radar_test_b1`. Ours: one `rollout_jit` call, 10 context
@@ -37,6 +39,7 @@ Nothing here asserts on time.
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -96,6 +99,13 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=root.parent / "shared" / "bench" / "torch_time.py",
         help="the official timer (default ../shared/bench/torch_time.py)",
     )
+    parser.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=0,
+        help="host devices the training scenarios split the CPU into, as `nowcastd train "
+        "--cpu_devices` (0: as many cores as divide the batches)",
+    )
     parser.add_argument("--no-official", action="store_true", help="time our side only")
     parser.add_argument("--json", action="store_true", help="one JSON object per scenario")
     parser.add_argument(
@@ -129,6 +139,7 @@ from model.network import PredRNN  # noqa: E402
 from model.rollout import rollout_jit  # noqa: E402
 from model.sampling import SamplingConfig  # noqa: E402
 from model.train import adam, init_train_state, make_train_step  # noqa: E402
+from nowcastd.train.sharding import DataParallel, cpu_devices_for, split_cpu  # noqa: E402
 
 
 def _square_v2(size: int, hidden: tuple[int, ...], frames: tuple[int, int], **more) -> ModelConfig:
@@ -208,7 +219,11 @@ def ours(kind: str, cfg: ModelConfig, batch: int):
     step = make_train_step(optimizer, SamplingConfig(), reverse_input=False)
     shape = (batch, cfg.total_length, cfg.img_height, cfg.img_width, cfg.img_channel)
     clips = jax.random.uniform(jax.random.key(1), shape, jnp.float32)
-    holder = [init_train_state(PredRNN(cfg, key=jax.random.key(0)), optimizer, jax.random.key(2))]
+    # as `nowcastd train` runs it: the batch sharded over the devices, the state replicated
+    parallel = DataParallel.create()
+    clips = parallel.shard(np.asarray(clips))
+    state = init_train_state(PredRNN(cfg, key=jax.random.key(0)), optimizer, jax.random.key(2))
+    holder = [parallel.replicate(state)]
 
     def call():  # the step donates its state: carry it from call to call
         holder[0], metrics = step(holder[0], clips)
@@ -306,6 +321,8 @@ def print_table(results: list[dict]) -> None:
 def main(args: argparse.Namespace) -> None:
     # make_train_step donates all arguments; the clips buffer is not reusable, which is fine.
     warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+    batches = [CONFIGS[SCENARIOS[n].config]["train_batch"] for n in args.names]
+    cpu_devices = split_cpu(cpu_devices_for(math.gcd(*batches), args.cpu_devices))
     official = (
         "turned off by --no-official"
         if args.no_official
@@ -314,13 +331,14 @@ def main(args: argparse.Namespace) -> None:
     env = {
         "jax": jax.__version__,
         "device": str(jax.devices()[0]),
+        "cpu_devices": cpu_devices,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "torch": official.torch_version if isinstance(official, Official) else None,
     }
     if not args.json:
         print(
-            f"jax {env['jax']} on {env['device']}, XLA_FLAGS={env['xla_flags']!r}, "
-            f"torch {env['torch'] or '-'}"
+            f"jax {env['jax']} on {env['device']} (training split over {cpu_devices} CPU "
+            f"devices), XLA_FLAGS={env['xla_flags']!r}, torch {env['torch'] or '-'}"
         )
         if not isinstance(official, Official):
             print(f"no reference measured ({official}; {HOW_TO_ENABLE})")

@@ -58,11 +58,21 @@ class MultiHost:
     process_id: int = setting(-1, "multi-host: this process's index")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Devices:
+    cpu_devices: int = setting(
+        0,
+        "CPU only: split the batch over this many host devices, one per core (0: as many "
+        "cores as divide --batch_size; 1: no split)",
+    )
+
+
 SETTINGS = (
     *specs(ModelFlags),
     *specs(TrainConfig, HELP, exclude=("model", "sampling"), switches=("resume",)),
     *specs(SamplingConfig, HELP),
     *specs(MultiHost),
+    *specs(Devices),
 )
 
 
@@ -83,6 +93,12 @@ def train_config(values: dict[str, Any]) -> TrainConfig:
 def train(values: dict[str, Any]) -> None:
     """Train PredRNN on radar data with run.py's flags (see README: `nowcastd train`)."""
     cfg = train_config(values)
+    from nowcastd.train.sharding import cpu_devices_for, split_cpu
+
+    try:
+        split_cpu(cpu_devices_for(cfg.batch_size, values["cpu_devices"]))
+    except ValueError as e:
+        raise build_error(e, Devices) from e
     if values["coordinator_address"]:
         import jax
 
