@@ -63,9 +63,11 @@ def _conv_weight_grad(x: Array, g: Array, k: int) -> Array:
     """d/dw[dy, dx, i, o] = sum_{b, y, x} x_pad[b, y + dy, x + dx, i] * g[b, y, x, o].
 
     A convolution with the input channels as its batch and the batch as its channels,
-    over at most `_WGRAD_CHUNK` output channels at a time: one convolution over all of a
-    fused gate's 256 or 192 outputs ran at half the speed of these chunks on the CPU, and
-    so did the per-kernel-row matmuls used before for small batches (bench/bench_wgrad.py).
+    over at most `_WGRAD_CHUNK` output channels at a time: on the CPU, one convolution
+    over all of a fused gate's 256 outputs took 2-4x as long as these chunks at batch 2-4
+    (bench/bench_wgrad.py prints both, and XLA's own transpose); so, at batch 4, did k
+    matmuls over the input's kernel-row shifts (42, 37, 29 ms against 21, 19, 10 ms for the
+    256, 192 and 64 outputs).
     """
     pad = k // 2
     xt = jnp.transpose(x, (3, 1, 2, 0))
