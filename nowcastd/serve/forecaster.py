@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from model.network import PredRNN
-from model.rollout import encode, forecast_from, rollout
+from model.rollout import INFERENCE_COMPILER_OPTIONS, encode, forecast_from, rollout
 from nowcastd.io.transform import DataTransform
 
 __all__ = ["Forecaster", "enable_compile_cache"]
@@ -125,11 +125,12 @@ class Forecaster:
         i, shape = self.input_length, self.frame_shape
         spec = jax.ShapeDtypeStruct
         context = spec((1, i, *shape), jnp.float32)
-        self._full = jax.jit(self._full_fn).lower(self._params, context).compile()
+        options = INFERENCE_COMPILER_OPTIONS
+        self._full = jax.jit(self._full_fn).lower(self._params, context).compile(options)
         if pre_encoding and self.can_pre_encode:
-            self._encode = jax.jit(self._encode_fn).lower(self._params, context).compile()
+            self._encode = jax.jit(self._encode_fn).lower(self._params, context).compile(options)
             carry = jax.eval_shape(self._encode_fn, self._params, context)
-            self._from = jax.jit(self._from_fn).lower(self._params, carry, context).compile()
+            self._from = jax.jit(self._from_fn).lower(self._params, carry, context).compile(options)
         self._warm_up(context)
         self.compile_seconds = time.perf_counter() - start
         logger.info(
