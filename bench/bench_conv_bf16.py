@@ -7,7 +7,8 @@ For the radar configuration's three gate convolutions (batch 1, 32x32 patched gr
 model runs), the same convolution in bfloat16, and a bfloat16 matmul over the 25 shifted copies
 of the input (im2col, float32 accumulation), which is how bfloat16 reaches the matrix units; the
 ratio of each to float32, and each one's largest error relative to the float32 result's largest
-value. A 2048^3 matmul in both types shows the peak each type reaches. Figures only.
+value. "inference" is the float32 convolution compiled as the rollout is
+(model/rollout.py, INFERENCE_COMPILER_OPTIONS). A 2048^3 matmul in both types shows the peak each type reaches. Figures only.
 """
 
 import argparse
@@ -17,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from model.rollout import INFERENCE_COMPILER_OPTIONS
 
 DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -58,7 +61,7 @@ def main() -> None:
         t = times(jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32)), a, a,
                   repeats=5)  # fmt: skip
         print(f"matmul {n}^3 {jnp.dtype(dtype).name}: {2 * n**3 / np.median(t) / 1e6:.0f} GFLOP/s")
-    print(f"{'out ch':>6} {'variant':<22} {'median ms':>9} {'p99 ms':>7} {'vs f32':>6} {'rel err':>8}")
+    print(f"{'out ch':>6} {'variant':<24} {'median ms':>9} {'p99 ms':>7} {'vs f32':>6} {'rel err':>8}")
     for c_out in (256, 192, 64):
         x = jax.random.normal(jax.random.key(0), (1, 32, 32, 128))
         w = jax.random.normal(jax.random.key(1), (5, 5, 128, c_out)) / np.sqrt(25 * 128)
@@ -66,17 +69,19 @@ def main() -> None:
         xb, wb = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
         runs = {
             "conv float32": (conv, x, w),
+            "conv float32 inference": (conv, x, w),
             "conv bfloat16": (conv, xb, wb),
             "im2col matmul bfloat16": (shifted_matmul, xb, wb),
         }
         base = None
         for name, (fn, *operands) in runs.items():
-            f = jax.jit(fn)
+            options = INFERENCE_COMPILER_OPTIONS if name.endswith("inference") else None
+            f = jax.jit(fn, compiler_options=options)
             t = times(f, *operands, repeats=args.repeats)
             med = float(np.median(t))
             base = base or med
             err = float(jnp.max(jnp.abs(f(*operands) - want)) / jnp.max(jnp.abs(want)))
-            print(f"{c_out:>6} {name:<22} {med:>9.2f} {np.percentile(t, 99):>7.2f} "
+            print(f"{c_out:>6} {name:<24} {med:>9.2f} {np.percentile(t, 99):>7.2f} "
                   f"{med / base:>6.2f} {err:>8.1e}")  # fmt: skip
 
 
