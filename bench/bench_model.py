@@ -216,11 +216,11 @@ def ours(kind: str, cfg: ModelConfig, batch: int):
             batch * analytic_forward_flops(cfg),
         )
     optimizer = adam(1e-3)
-    step = make_train_step(optimizer, SamplingConfig(), reverse_input=False)
-    shape = (batch, cfg.total_length, cfg.img_height, cfg.img_width, cfg.img_channel)
-    clips = jax.random.uniform(jax.random.key(1), shape, jnp.float32)
     # as `nowcastd train` runs it: the batch sharded over the devices, the state replicated
     parallel = DataParallel.create()
+    step = make_train_step(optimizer, SamplingConfig(), reverse_input=False, mesh=parallel.mesh)
+    shape = (batch, cfg.total_length, cfg.img_height, cfg.img_width, cfg.img_channel)
+    clips = jax.random.uniform(jax.random.key(1), shape, jnp.float32)
     clips = parallel.shard(np.asarray(clips))
     state = init_train_state(PredRNN(cfg, key=jax.random.key(0)), optimizer, jax.random.key(2))
     holder = [parallel.replicate(state)]

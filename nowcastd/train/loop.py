@@ -196,6 +196,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         cfg.sampling,
         reverse_input=cfg.reverse_input,
         loss=objective(cfg.loss, transform),
+        mesh=parallel.mesh,
     )
     extra = {"train_config": to_jsonable(cfg), "data_source": source}
 

@@ -189,6 +189,9 @@ def test_toml_config_sets_flags_and_command_line_wins(tmp_path: Path) -> None:
 
 
 def test_two_devices_give_the_same_loss_as_one() -> None:
+    """One device; two devices with XLA's own gradient reduction; two devices with the mesh
+    (per-shard gradients, one flat all-reduce); and the mesh with a valid mask (which keeps
+    XLA's reduction): the same losses and the same weights after three iterations."""
     script = r"""
 import jax, jax.numpy as jnp, numpy as np
 from model.config import ModelConfig
@@ -198,23 +201,30 @@ from model.train import adam, init_train_state, make_train_step
 from nowcastd.train.sharding import DataParallel
 cfg = ModelConfig(model_name="predrnn_v2", num_hidden=(4, 4), filter_size=3, patch_size=2,
                   img_height=8, img_width=8, input_length=2, total_length=4)
-clips = np.random.default_rng(0).random((4, 4, 8, 8, 1), dtype=np.float32)
-def losses(parallel):
+rng = np.random.default_rng(0)
+clips = rng.random((4, 4, 8, 8, 1), dtype=np.float32)
+valid = (rng.random((4, 4, 8, 8, 1)) > 0.3).astype(np.float32)
+def run(devices, use_mesh, with_valid):
     opt = adam(1e-3)
     state = init_train_state(PredRNN(cfg, key=jax.random.key(0)), opt, jax.random.key(1))
-    step = make_train_step(opt, SamplingConfig(), reverse_input=True)
-    if parallel:
-        dp = DataParallel.create()
+    dp = DataParallel.create() if devices == 2 else None
+    mesh = dp.mesh if use_mesh else None
+    step = make_train_step(opt, SamplingConfig(), reverse_input=True, mesh=mesh)
+    put = dp.shard if dp else jnp.asarray
+    if dp:
         assert dp.size == 2, dp.size
         state = dp.replicate(state)
     out = []
     for _ in range(3):
-        batch = dp.shard(clips) if parallel else jnp.asarray(clips)
-        state, m = step(state, batch)
+        args = (put(clips), put(valid)) if with_valid else (put(clips),)
+        state, m = step(state, *args)
         out.append(float(m.loss))
-    return out
+    weights = [np.asarray(w).ravel() for w in jax.tree_util.tree_leaves(state.network)]
+    return out, float(np.concatenate(weights).sum())
 import json
-print(json.dumps([losses(False), losses(True)]))
+runs = [run(1, False, False), run(2, False, False), run(2, True, False),
+        run(1, False, True), run(2, True, True)]
+print(json.dumps(runs))
 """
     env = {
         **os.environ,
@@ -231,8 +241,11 @@ print(json.dumps([losses(False), losses(True)]))
         cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
-    one, two = json.loads(proc.stdout.strip().splitlines()[-1])
-    np.testing.assert_allclose(two, one, rtol=1e-5)
+    one, gspmd, mesh, one_valid, mesh_valid = json.loads(proc.stdout.strip().splitlines()[-1])
+    for got, want in ((gspmd, one), (mesh, one), (mesh_valid, one_valid)):
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-5)  # losses
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-5)  # sum of the weights
+    assert one[0] != one_valid[0]  # the valid mask changes the loss
 
 
 @pytest.mark.parametrize("flag", ["--num_layers", "--num_hidden"])
