@@ -12,12 +12,12 @@ value. "inference" is the float32 convolution compiled as the rollout is
 """
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from timing import warm_ms
 
 from model.rollout import INFERENCE_COMPILER_OPTIONS
 
@@ -40,16 +40,6 @@ def shifted_matmul(x, w):
     return out.reshape(b, h, wd, -1)
 
 
-def times(fn, *args, repeats: int) -> np.ndarray:
-    jax.block_until_ready(fn(*args))
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        out.append(time.perf_counter() - t0)
-    return np.asarray(out) * 1e3
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
@@ -58,10 +48,12 @@ def main() -> None:
     n = 2048
     for dtype in (jnp.float32, jnp.bfloat16):
         a = jnp.ones((n, n), dtype)
-        t = times(jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32)), a, a,
+        t = warm_ms(jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32)), a, a,
                   repeats=5)  # fmt: skip
         print(f"matmul {n}^3 {jnp.dtype(dtype).name}: {2 * n**3 / np.median(t) / 1e6:.0f} GFLOP/s")
-    print(f"{'out ch':>6} {'variant':<24} {'median ms':>9} {'p99 ms':>7} {'vs f32':>6} {'rel err':>8}")
+    print(
+        f"{'out ch':>6} {'variant':<24} {'median ms':>9} {'p99 ms':>7} {'vs f32':>6} {'rel err':>8}"
+    )
     for c_out in (256, 192, 64):
         x = jax.random.normal(jax.random.key(0), (1, 32, 32, 128))
         w = jax.random.normal(jax.random.key(1), (5, 5, 128, c_out)) / np.sqrt(25 * 128)
@@ -77,7 +69,7 @@ def main() -> None:
         for name, (fn, *operands) in runs.items():
             options = INFERENCE_COMPILER_OPTIONS if name.endswith("inference") else None
             f = jax.jit(fn, compiler_options=options)
-            t = times(f, *operands, repeats=args.repeats)
+            t = warm_ms(f, *operands, repeats=args.repeats)
             med = float(np.median(t))
             base = base or med
             err = float(jnp.max(jnp.abs(f(*operands) - want)) / jnp.max(jnp.abs(want)))

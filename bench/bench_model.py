@@ -48,6 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from official import HOW_TO_ENABLE, Official, OfficialError, find_official  # noqa: E402
+from timing import time_calls  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -175,15 +176,6 @@ def analytic_forward_flops(cfg: ModelConfig) -> float:
     return 2.0 * per_pixel * hp * wp * (cfg.total_length - 1)
 
 
-def _time_calls(fn, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def _stats(times: list[float]) -> dict:
     return {
         "median_s": float(np.median(times)),
@@ -200,7 +192,7 @@ def matmul_peak(repeats: int = 10, size: int = 2048) -> float:
     dot = jax.jit(jnp.dot)
     for _ in range(2):
         jax.block_until_ready(dot(a, b))
-    return 2.0 * size**3 / float(np.median(_time_calls(lambda: dot(a, b), repeats))) / 1e9
+    return 2.0 * size**3 / float(np.median(time_calls(lambda: dot(a, b), repeats))) / 1e9
 
 
 def ours(kind: str, cfg: ModelConfig, batch: int):
@@ -250,12 +242,12 @@ def run_scenario(name: str, args: argparse.Namespace, official: Official | str) 
     t0 = time.perf_counter()
     jax.block_until_ready(call())
     first_s = time.perf_counter() - t0
-    _time_calls(call, args.warmup)
+    time_calls(call, args.warmup)
     runner, note = (official, None) if isinstance(official, Official) else (None, official)
     our_times: list[float] = []
     off_times: list[float] | None = [] if runner else None
     for _ in range(rounds):
-        our_times += _time_calls(call, reps)
+        our_times += time_calls(call, reps)
         if runner and off_times is not None:
             try:
                 off_times += runner.time(sc.official, reps)

@@ -14,12 +14,12 @@ and each one's ratio to `chunks`. Figures only; nothing is asserted.
 """
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from timing import warm_ms
 
 from model import layers
 
@@ -47,16 +47,6 @@ def chunks(x: jax.Array, g: jax.Array) -> jax.Array:
     return layers._conv_weight_grad(x, g, 5)
 
 
-def times(fn, x, g, repeats: int) -> np.ndarray:
-    jax.block_until_ready(fn(x, g))
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(x, g))
-        out.append(time.perf_counter() - t0)
-    return np.asarray(out) * 1e3
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
@@ -68,7 +58,7 @@ def main() -> None:
         x = jax.random.normal(jax.random.key(0), (b, size, size, c_in))
         g = jax.random.normal(jax.random.key(1), (b, size, size, c_out))
         fns = {"chunks": chunks, "one": one, "xla": xla}
-        t = {name: times(jax.jit(fn), x, g, args.repeats) for name, fn in fns.items()}
+        t = {name: warm_ms(jax.jit(fn), x, g, repeats=args.repeats) for name, fn in fns.items()}
         med = {name: float(np.median(v)) for name, v in t.items()}
         cells = [f"{med[n]:7.2f} /{np.percentile(t[n], 99):6.2f}" for n in fns]
         print(

@@ -70,7 +70,7 @@ def main() -> None:
     compile_()
     for _ in range(3):
         bm.jax.block_until_ready(call())
-    wall = bm._time_calls(call, args.calls)
+    wall = bm.time_calls(call, args.calls)
     peak = bm.matmul_peak()
     with tempfile.TemporaryDirectory() as tmp:
         with bm.jax.profiler.trace(tmp, create_perfetto_trace=True):

@@ -75,8 +75,7 @@ def _conv_weight_grad(x: Array, g: Array, k: int) -> Array:
         _conv_nhwc(xt, jnp.transpose(g[..., s : s + _WGRAD_CHUNK], (1, 2, 0, 3)), pad)
         for s in range(0, g.shape[-1], _WGRAD_CHUNK)
     ]
-    dw = chunks[0] if len(chunks) == 1 else jnp.concatenate(chunks, axis=-1)
-    return jnp.transpose(dw, (1, 2, 0, 3))
+    return jnp.transpose(jnp.concatenate(chunks, axis=-1), (1, 2, 0, 3))
 
 
 _conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)

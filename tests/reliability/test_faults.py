@@ -1,12 +1,14 @@
 """The real daemon under faults: start-up errors, SIGKILL during writes, a file-size limit on
 its writes, its watch directory replaced, and a stalled worker under the systemd watchdog."""
 
+import contextlib
 import os
 import resource
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,10 +35,17 @@ def _daemon(root: Path, checkpoint: Path, extra: str = "", env=None) -> Daemon:
     return Daemon(root, extra=extra, env=env)
 
 
-def _stop(d: Daemon) -> None:
-    if d.proc is not None and d.proc.poll() is None:
-        d.proc.kill()
-        d.proc.wait()
+@contextlib.contextmanager
+def _running(root: Path, checkpoint: Path, extra: str = "", env=None) -> Iterator[Daemon]:
+    """A started daemon, killed on the way out whatever happened."""
+    d = _daemon(root, checkpoint, extra=extra, env=env)
+    d.start()
+    try:
+        yield d
+    finally:
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
 
 
 def _serve(config: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -78,9 +87,7 @@ def test_start_up_errors_are_one_line_and_exit_1(tmp_path, checkpoint):
 
 
 def test_sigkill_during_writes_leaves_no_litter_and_forecasts_after_restart(tmp_path, checkpoint):
-    d = _daemon(tmp_path, checkpoint)
-    d.start()
-    try:
+    with _running(tmp_path, checkpoint) as d:
         for i in range(3):
             d.write_then_rename(i)
         d.wait_forecast(2)
@@ -98,14 +105,10 @@ def test_sigkill_during_writes_leaves_no_litter_and_forecasts_after_restart(tmp_
             d.write_then_rename(i)
             d.wait_forecast(i)
             i += 1
-    finally:
-        _stop(d)
 
 
 def test_file_size_limit_fails_writes_cleanly_and_recovers(tmp_path, checkpoint):
-    d = _daemon(tmp_path, checkpoint)
-    d.start()
-    try:
+    with _running(tmp_path, checkpoint) as d:
         for i in range(3):
             d.write_then_rename(i)
         d.wait_forecast(2)
@@ -121,14 +124,10 @@ def test_file_size_limit_fails_writes_cleanly_and_recovers(tmp_path, checkpoint)
         d.write_then_rename(4)
         d.wait_forecast(4)
         assert d.proc.poll() is None
-    finally:
-        _stop(d)
 
 
 def test_replaced_watch_dir_is_detected_counted_and_served(tmp_path, checkpoint):
-    d = _daemon(tmp_path, checkpoint)
-    d.start()
-    try:
+    with _running(tmp_path, checkpoint) as d:
         d.write_then_rename(0)
         d.wait_for(lambda: value(d.metrics(), "nowcastd_buffer_frames") == 1, 30, "buffered")
         os.rename(d.incoming, tmp_path / "old-incoming")  # a deploy script swaps it
@@ -140,16 +139,12 @@ def test_replaced_watch_dir_is_detected_counted_and_served(tmp_path, checkpoint)
             d.write_then_rename(i)
         d.wait_forecast(2)
         assert "was replaced; watching the new one" in d.log_text()
-    finally:
-        _stop(d)
 
 
 def test_a_stalled_worker_stops_the_watchdog_pings_until_it_progresses(tmp_path, checkpoint):
     # An HDF5 file whose data lies in a FIFO (allowed here) blocks its reader for the time limit.
     extra = "allow_hdf5_external = true\nread_timeout_seconds = 6\nstall_seconds = 1\n"
-    d = _daemon(tmp_path, checkpoint, extra=extra, env={"WATCHDOG_USEC": "400000"})
-    d.start()
-    try:
+    with _running(tmp_path, checkpoint, extra=extra, env={"WATCHDOG_USEC": "400000"}) as d:
         os.mkfifo(tmp_path / "pipe")
         _odim(d.staging / "stall.h5", 0)
         import h5py
@@ -183,5 +178,3 @@ def test_a_stalled_worker_stops_the_watchdog_pings_until_it_progresses(tmp_path,
         after = time.monotonic()
         time.sleep(1.0)
         assert any(t > after and m == "WATCHDOG=1" for t, m in d.stamps)  # pinging again
-    finally:
-        _stop(d)

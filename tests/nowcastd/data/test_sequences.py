@@ -29,6 +29,13 @@ def _moving_frames(n: int, size: int, *, speed: int = 1) -> np.ndarray:
     return frames
 
 
+def _plain(**fields) -> SamplerConfig:
+    """32 x 32 sequences at block 1 with no synthetic sequences and no augmentation."""
+    no_augmentation = dict(rotations=False, flips=False, time_reversal=False)
+    grid = dict(height=32, width=32, blocks=(1,), synthetic_fraction=0.0)
+    return SamplerConfig(**grid, **no_augmentation, **fields)
+
+
 def test_batches_have_the_model_shape_units_and_masks(tmp_path):
     path = _movie(tmp_path / "a.h5", _moving_frames(12, 64) + 1.0)
     cfg = SamplerConfig(total_length=5, height=16, width=16, blocks=(1, 2))
@@ -41,17 +48,7 @@ def test_batches_have_the_model_shape_units_and_masks(tmp_path):
 
 def test_identity_sequences_keep_the_motion_of_the_movie(tmp_path):
     path = _movie(tmp_path / "a.h5", _moving_frames(10, 32))
-    cfg = SamplerConfig(
-        total_length=4,
-        height=32,
-        width=32,
-        blocks=(1,),
-        synthetic_fraction=0.0,
-        rotations=False,
-        flips=False,
-        time_reversal=False,
-        min_wet_fraction=0.0,
-    )
+    cfg = _plain(total_length=4, min_wet_fraction=0.0)
     clips, _ = next(SequenceSampler([load_movie(path)], cfg, IDENTITY, 1, np.random.default_rng(3)))
     cols = [int(np.argmax(clips[0, t, 0, :, 0])) for t in range(4)]
     assert np.diff(cols).tolist() == [1, 1, 1]
@@ -60,17 +57,7 @@ def test_identity_sequences_keep_the_motion_of_the_movie(tmp_path):
 def test_two_minute_movie_is_subsampled_to_about_five_minutes(tmp_path):
     movie = load_movie(_movie(tmp_path / "m.h5", _moving_frames(20, 32), step=120))
     assert movie.strides == (2, 3)
-    cfg = SamplerConfig(
-        total_length=4,
-        height=32,
-        width=32,
-        blocks=(1,),
-        synthetic_fraction=0.0,
-        rotations=False,
-        flips=False,
-        time_reversal=False,
-        min_wet_fraction=0.0,
-    )
+    cfg = _plain(total_length=4, min_wet_fraction=0.0)
     sampler = SequenceSampler([movie], cfg, IDENTITY, 1, np.random.default_rng(0))
     steps = set()
     for _ in range(20):
@@ -83,16 +70,7 @@ def test_two_minute_movie_is_subsampled_to_about_five_minutes(tmp_path):
 def test_missing_data_is_zero_in_model_units_and_masked(tmp_path):
     frames = np.full((8, 32, 32), 2.0, np.float32)
     frames[:, :, :8] = np.nan
-    cfg = SamplerConfig(
-        total_length=3,
-        height=32,
-        width=32,
-        blocks=(1,),
-        synthetic_fraction=0.0,
-        rotations=False,
-        flips=False,
-        time_reversal=False,
-    )
+    cfg = _plain(total_length=3)
     sampler = SequenceSampler(
         [load_movie(_movie(tmp_path / "n.h5", frames))], cfg, DBZ, 2, np.random.default_rng(0)
     )
