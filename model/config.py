@@ -49,6 +49,11 @@ class ModelConfig:
     (`model.rollout`): every forecast frame takes the value distribution of the newest input
     frame (probability matching), so a forecast blurred by uncertainty keeps its rain area
     and intensities; training is unchanged.
+    `lagrangian` (off by default; it needs `predict_delta`) runs the network in the frame of
+    reference that moves with the rain (`model.lagrangian`): the context frames are advected
+    to the newest one's time along a motion field given with them, the network forecasts the
+    change from there, and each lead is advected forward again. With a zero frame decoder the
+    forecast is the semi-Lagrangian extrapolation of the newest frame.
     """
 
     model_name: str = checked(
@@ -81,6 +86,7 @@ class ModelConfig:
     res_on_conv: bool = False
     predict_delta: bool = False
     match_intensity: bool = False
+    lagrangian: bool = False
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -95,6 +101,12 @@ class ModelConfig:
                 self,
                 "input_length",
                 f"must satisfy 1 <= input_length < total_length={self.total_length}",
+            )
+        if self.lagrangian and not self.predict_delta:
+            raise invalid(
+                self,
+                "lagrangian",
+                "needs predict_delta=True (the network corrects an extrapolation)",
             )
         if self.predict_delta and self.is_action:
             raise invalid(self, "predict_delta", "is for models without actions")

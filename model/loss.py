@@ -13,7 +13,9 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from model.lagrangian import to_eulerian, to_lagrangian
 from model.network import PredRNN
+from model.patch import reshape_patch, reshape_patch_back
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -72,13 +74,58 @@ def predrnn_loss(
     cfg = network.cfg
     next_frames, decouple = network(frames, mask, with_decouple=cfg.is_v2)
     target = frames[:, 1:, ..., : next_frames.shape[-1]]
-    err = next_frames - target
+    w = None if valid is None else jnp.broadcast_to(valid[:, 1:], next_frames.shape)
+    return _objective(network, next_frames, target, w, decouple, loss)
+
+
+def lagrangian_loss(
+    network: PredRNN,
+    clips: Float[Array, "batch time height width channels"],
+    mask: Float[Array, "batch steps #hp #wp #cp"],
+    valid: Float[Array, "batch time height width #channels"] | None,
+    loss: LossConfig,
+    motion: Float[Array, "batch height width 2"],
+) -> tuple[Float[Array, ""], LossParts]:
+    """`predrnn_loss` of a Lagrangian network (`model.lagrangian`) on image-space clips.
+
+    The network runs on the clip advected to the newest context frame's time; its forecasts
+    are advected forward to their valid times and scored there, against the clip as observed.
+    A target pixel whose forecast has no data (advected in from outside) does not count.
+    `next_frames` in the parts are the advected forecasts (image space).
+    """
+    cfg = network.cfg
+    p, reference = cfg.patch_size, cfg.input_length - 1
+    moved, _ = to_lagrangian(clips, motion, reference)
+    next_frames, decouple = network(reshape_patch(moved, p), mask, with_decouple=cfg.is_v2)
+    forecast, inside = to_eulerian(reshape_patch_back(next_frames, p), motion, 1 - reference)
+    target = clips[:, 1:, ..., : forecast.shape[-1]]
+    w = jnp.broadcast_to(inside, forecast.shape)
+    if valid is not None:
+        w = w * jnp.broadcast_to(valid[:, 1:], forecast.shape)
+    return _objective(network, forecast, target, w, decouple, loss)
+
+
+def _objective(
+    network: PredRNN,
+    forecast: Array,
+    target: Array,
+    w: Array | None,
+    decouple: Float[Array, ""],
+    loss: LossConfig,
+) -> tuple[Float[Array, ""], LossParts]:
+    """The data term over the pixels weighted by `w` (all of them if None), plus decoupling."""
+    cfg = network.cfg
+    err = forecast - target
     sq = jnp.square(err)
-    w = jnp.ones_like(sq) if valid is None else jnp.broadcast_to(valid[:, 1:], sq.shape)
-    norm = jnp.maximum(jnp.sum(w), 1.0)
-    mse = jnp.mean(sq) if valid is None else jnp.sum(sq * w) / norm
+    if w is None:
+        norm: Array | float = float(sq.size)
+        mse = jnp.mean(sq)
+    else:
+        norm = jnp.maximum(jnp.sum(w), 1.0)
+        mse = jnp.sum(sq * w) / norm
     data = mse
     if loss.kind == "weighted":
-        data = jnp.sum(w * pixel_weights(target, loss) * (sq + jnp.abs(err))) / norm
+        weights = pixel_weights(target, loss) if w is None else w * pixel_weights(target, loss)
+        data = jnp.sum(weights * (sq + jnp.abs(err))) / norm
     total = data + cfg.decouple_beta * decouple if cfg.is_v2 else data
-    return total, LossParts(mse, decouple, next_frames)
+    return total, LossParts(mse, decouple, forecast)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from model.lagrangian import to_eulerian, to_lagrangian, with_no_data
 from model.network import Carry, PredRNN
 from model.patch import reshape_patch, reshape_patch_back
 
@@ -82,7 +83,7 @@ def forecast_from(
     else:
         frames = out.frame[None]
     forecast = reshape_patch_back(jnp.moveaxis(frames, 0, 1), p)
-    if cfg.match_intensity:
+    if cfg.match_intensity and not cfg.lagrangian:  # a Lagrangian one matches once advected
         forecast = match_distribution(forecast, frame[..., : cfg.img_channel])
     return forecast
 
@@ -93,13 +94,21 @@ def match_distribution(
 ) -> Float[Array, "batch leads height width channels"]:
     """Give every forecast frame the value distribution of `reference` (probability matching):
     the pixel of rank r in a frame takes the reference's r-th smallest value. The forecast
-    keeps where rain is; the newest observation decides how much and how strong."""
+    keeps where rain is; the newest observation decides how much and how strong.
+
+    NaN (no data) stays NaN; the n pixels with data take the reference's quantiles at
+    (r + 1/2) / n, which with no NaN is the reference's own r-th value."""
     b, k = forecast.shape[:2]
     flat = forecast.reshape(b, k, -1)
-    ranks = jnp.argsort(jnp.argsort(flat, axis=-1), axis=-1)
+    finite = jnp.isfinite(flat)
+    ranks = jnp.argsort(jnp.argsort(jnp.where(finite, flat, jnp.inf), axis=-1), axis=-1)
+    count = jnp.maximum(jnp.sum(finite, axis=-1, keepdims=True), 1)
+    size = flat.shape[-1]
+    index = jnp.floor((ranks + 0.5) * (size / count)).astype(jnp.int32)
+    index = jnp.minimum(index, size - 1)
     ordered = jnp.sort(reference.reshape(b, 1, -1), axis=-1)
-    matched = jnp.take_along_axis(jnp.broadcast_to(ordered, flat.shape), ranks, axis=-1)
-    return matched.reshape(forecast.shape)
+    matched = jnp.take_along_axis(jnp.broadcast_to(ordered, flat.shape), index, axis=-1)
+    return jnp.where(finite, matched, jnp.nan).reshape(forecast.shape)
 
 
 def rollout(
@@ -107,14 +116,35 @@ def rollout(
     context: Float[Array | np.ndarray, "batch time height width cin"],
     num_leads: int,
     future_actions: Float[Array | np.ndarray, "batch feedback height width actions"] | None = None,
+    motion: Float[Array | np.ndarray, "batch height width 2"] | None = None,
 ) -> Float[Array, "batch leads height width channels"]:
     """Forecast `num_leads` frames from the I most recent frames (any K >= 1).
 
     Takes NumPy or JAX arrays, so it can be called eagerly on frames as they are read.
+    A Lagrangian network needs the context's `motion` (pixels per step, x then y) and
+    forecasts NaN where rain would come from outside the grid.
     """
     context = jnp.asarray(context)
-    if future_actions is not None:
-        future_actions = jnp.asarray(future_actions)
+    cfg = network.cfg
+    if cfg.lagrangian != (motion is not None):
+        raise ValueError("a Lagrangian network forecasts with a motion field, others without")
+    if motion is not None:
+        motion = jnp.asarray(motion)
+        newest = context[:, -1, ..., : cfg.img_channel]
+        moved, _ = to_lagrangian(context, motion, context.shape[1] - 1)
+        forecast, inside = to_eulerian(_rollout(network, moved, num_leads, None), motion, 1)
+        forecast = with_no_data(forecast, inside)
+        return match_distribution(forecast, newest) if cfg.match_intensity else forecast
+    actions = None if future_actions is None else jnp.asarray(future_actions)
+    return _rollout(network, context, num_leads, actions)
+
+
+def _rollout(
+    network: PredRNN,
+    context: Float[Array, "batch time height width cin"],
+    num_leads: int,
+    future_actions: Float[Array, "batch feedback height width actions"] | None,
+) -> Float[Array, "batch leads height width channels"]:
     if context.shape[1] > 1:
         carry, _ = encode(network, context[:, :-1])
     else:

@@ -12,7 +12,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, PartitionSpec
 from jaxtyping import Array, Float, Int
 
-from model.loss import OFFICIAL_LOSS, LossConfig, LossParts, predrnn_loss
+from model.loss import OFFICIAL_LOSS, LossConfig, LossParts, lagrangian_loss, predrnn_loss
 from model.network import PredRNN
 from model.patch import reshape_patch
 from model.sampling import SamplingConfig, draw_mask
@@ -54,8 +54,12 @@ def optimizer_step(
     valid: Float[Array, "batch time hp wp cp"] | None = None,
     objective: LossConfig = OFFICIAL_LOSS,
     mesh: Mesh | None = None,
+    motion: Float[Array, "batch height width 2"] | None = None,
 ) -> tuple[PredRNN, optax.OptState, Float[Array, ""], LossParts]:
     """One loss+gradient+update on patched frames with a given mask (the official `Model.train`).
+
+    A Lagrangian network takes image-space frames and `valid` instead, with their `motion`
+    (`lagrangian_loss`).
 
     With a `mesh` of more than one device whose one axis shards the batch, and no `valid`
     mask, each shard's loss and gradient are taken on their own and averaged in one
@@ -63,7 +67,11 @@ def optimizer_step(
     separately (the seed configuration's step on 2 CPU devices: 101 ms instead of 90 ms).
     A `valid` mask weighs shards unequally, so it keeps XLA's own reduction.
     """
-    if mesh is None or mesh.size == 1 or valid is not None:
+    if motion is not None:
+        (loss, parts), grads = eqx.filter_value_and_grad(lagrangian_loss, has_aux=True)(
+            network, frames, mask, valid, objective, motion
+        )
+    elif mesh is None or mesh.size == 1 or valid is not None:
         (loss, parts), grads = eqx.filter_value_and_grad(predrnn_loss, has_aux=True)(
             network, frames, mask, valid, objective
         )
@@ -118,7 +126,7 @@ def make_train_step(
     loss: LossConfig = OFFICIAL_LOSS,
     mesh: Mesh | None = None,
 ) -> Callable[..., tuple[TrainState, StepMetrics]]:
-    """Build the jitted `step(state, clips, valid=None) -> (state, metrics)`.
+    """Build the jitted `step(state, clips, valid=None, motion=None) -> (state, metrics)`.
 
     `clips` are image-space (B, T, H, W, C[+A]) in model units; the step patches
     them, draws the sampling mask for iteration `state.step + 1` from the state's
@@ -126,7 +134,8 @@ def make_train_step(
     time-reversed clip with the same mask (the official iteration). The reported
     loss is the mean of the two, as run.py prints it. The state is donated. `loss` chooses
     the data term (the official MSE by default). `mesh`: the devices the batch is sharded
-    over, if more than one (see `optimizer_step`).
+    over, if more than one (see `optimizer_step`). A Lagrangian network needs each clip's
+    `motion` field (B, H, W, 2) and takes no `reverse_input` (the reversed clip has another).
     """
 
     @eqx.filter_jit(donate="all")
@@ -134,22 +143,27 @@ def make_train_step(
         state: TrainState,
         clips: Float[Array, "batch time height width cin"],
         valid: Float[Array, "batch time height width 1"] | None = None,
+        motion: Float[Array, "batch height width 2"] | None = None,
     ) -> tuple[TrainState, StepMetrics]:
         network = state.network
         cfg = network.cfg
+        if cfg.lagrangian != (motion is not None):
+            raise ValueError("a Lagrangian network's training step needs motion, others none")
+        if cfg.lagrangian and reverse_input:
+            raise ValueError("reverse_input is not available for Lagrangian networks")
         itr = state.step + 1
         key, sub = jax.random.split(jax.random.wrap_key_data(state.key))
-        frames = reshape_patch(clips, cfg.patch_size)
-        pvalid = (
-            None
-            if valid is None
-            else reshape_patch(
-                jnp.broadcast_to(valid, (*clips.shape[:-1], cfg.img_channel)), cfg.patch_size
-            )
+        full_valid = (
+            None if valid is None else jnp.broadcast_to(valid, (*clips.shape[:-1], cfg.img_channel))
         )
+        if cfg.lagrangian:
+            frames, pvalid = clips, full_valid
+        else:
+            frames = reshape_patch(clips, cfg.patch_size)
+            pvalid = None if full_valid is None else reshape_patch(full_valid, cfg.patch_size)
         mask = draw_mask(sub, itr, clips.shape[0], cfg, sampling)
         network, opt_state, value, parts = optimizer_step(
-            network, state.opt_state, optimizer, frames, mask, pvalid, loss, mesh
+            network, state.opt_state, optimizer, frames, mask, pvalid, loss, mesh, motion
         )
         metrics = StepMetrics(value, parts.mse, parts.decouple)
         if reverse_input:

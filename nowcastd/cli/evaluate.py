@@ -1,6 +1,6 @@
-"""`nowcastd evaluate`: score a checkpoint next to persistence and pysteps' extrapolation.
+"""`nowcastd evaluate`: score a checkpoint next to persistence, pysteps' extrapolation and S-PROG.
 
-A radar movie (.h5) or a directory of scans is scored on every start time, three ways
+A radar movie (.h5) or a directory of scans is scored on every start time, four ways
 (`nowcastd.verification.comparison`); .npy clips and official .npz files get the clip scores
 (official MSE, PSNR, SSIM) next to persistence (`nowcastd.verification.evaluation`).
 """
@@ -27,14 +27,14 @@ class EvaluateSettings:
     )
     data: Path | None = setting(
         None,
-        "an HDF5 radar movie or a directory of scans (scored on every start time, three ways), "
+        "an HDF5 radar movie or a directory of scans (scored on every start time, four ways), "
         "or .npy clips / an official .npz (clip scores)",
     )
     batch_size: int = setting(8, "sequences per batch")
     baselines: bool = setting(
         True,
         "also score persistence (the last input frame repeated) and, on a movie or scan "
-        "directory, pysteps' Lucas-Kanade extrapolation (needs nowcastd\\[baselines])",
+        "directory, pysteps' Lucas-Kanade extrapolation and S-PROG",
         switch=True,
     )
     split: Literal["valid", "train", "all"] = setting(
@@ -98,7 +98,8 @@ def evaluate(
     ] = None,
     source: Source,
 ) -> None:
-    """Score a checkpoint against persistence and pysteps' extrapolation, per lead in mm/h."""
+    """Score a checkpoint against persistence, pysteps' extrapolation and S-PROG, per lead in
+    mm/h."""
     if is_sequence_source(s.data):
         wrong = s.changed(CLIP_ONLY) + (["out"] if out is not None else [])
         if wrong:
@@ -183,7 +184,7 @@ def _evaluate_clips(s: EvaluateSettings, out: Path | None, as_json: bool) -> Non
 
 
 def _evaluate_sequence(s: EvaluateSettings, config: Path | None, as_json: bool) -> None:
-    """The three-way evaluation of a movie or scan directory (`verification.comparison`)."""
+    """The four-way evaluation of a movie or scan directory (`verification.comparison`)."""
     from nowcastd.io.model_checkpoint import load_model
     from nowcastd.verification.comparison import compare, finite_or_none, format_comparison
     from nowcastd.verification.comparison import write_json as write_report

@@ -15,8 +15,8 @@ ModelName = Literal["predrnn", "predrnn_v2", "action_cond_predrnn", "action_cond
 class ModelFlags:
     """The 17 flags of run.py that shape the network, typed, with run.py's defaults (its
     layer_norm default is 1; its shipped scripts pass 0), plus --num_layers (checked against
-    --num_hidden), --img_height (0: square, as run.py) and nowcastd's --predict_delta and
-    --match_intensity."""
+    --num_hidden), --img_height (0: square, as run.py) and nowcastd's --predict_delta,
+    --match_intensity and --lagrangian."""
 
     model_name: ModelName = setting("predrnn", "the network")
     num_hidden: tuple[int, ...] = setting(
@@ -52,6 +52,11 @@ class ModelFlags:
         False,
         "1: inference forecasts take the value distribution of the newest input frame "
         "(probability matching; training unchanged, may be switched on when resuming)",
+    )
+    lagrangian: bool = setting(
+        False,
+        "1: the network corrects an optical-flow extrapolation in the frame moving with the "
+        "rain (needs --predict_delta 1; a departure from the official code)",
     )
 
     def model_config(self) -> ModelConfig:

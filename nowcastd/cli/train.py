@@ -41,6 +41,8 @@ HELP = {
     "advected by a random smooth flow, with growth and decay)",
     "block_choices": "with --sequences 1: block-average factors to draw from, comma-separated",
     "loss": "mse (the official loss) or weighted (HKO-7 rain-weighted MSE + MAE)",
+    "motion_method": "with --lagrangian 1: pysteps' optical flow for each clip's motion "
+    "(LK, darts, proesmans or vet; serve and evaluate take it from the checkpoint)",
     "scheduled_sampling": "0: always feed the model its own predictions",
     "sampling_stop_iter": "scheduled sampling: eta is 0 from here",
     "sampling_start_value": "scheduled sampling: starting eta",

@@ -68,6 +68,12 @@ class LoadedModel:
     def cfg(self):
         return self.network.cfg
 
+    @property
+    def motion_method(self) -> str:
+        """The optical flow a Lagrangian network was trained with (pysteps' name; `LK` for
+        checkpoints that do not say)."""
+        return str(self.metadata.get("motion_method", "LK"))
+
     def check_grid(self, grid: tuple[int, int], where: str) -> None:
         """ConfigError unless the network runs on `grid`: a one-channel radar model without
         actions, on its own grid or, when fully convolutional (no layer norm), on any grid

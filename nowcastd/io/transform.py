@@ -152,6 +152,22 @@ class DataTransform:
         r = xp.where(xp.isnan(x), xp.nan, r)
         return r.astype(np.float32) if xp is np else r.astype(x.dtype)
 
+    def forecast_to_physical(self, x_model):
+        """A forecast in model units -> physical values, the one rule that serve, predict and
+        evaluate apply: clipped to the model's [0, 1] range, and for rain rates, anything
+        below `RAIN_THRESHOLD_MM_H` is 0 (NaN, no data, stays NaN).
+
+        The threshold matters: the dBZ scale maps every x > 0 to at least 0.036 mm/h, so a
+        forecast a hair above 0 over dry land would rain 0.036 mm/h there; pysteps' dB
+        extrapolation likewise reads rates below 0.1 mm/h as no rain."""
+        xp, x = _as_float(x_model)
+        r = self.to_physical(xp.clip(x, 0.0, 1.0))
+        if self.kind == "identity":
+            return r
+        return xp.where(r < RAIN_THRESHOLD_MM_H, xp.zeros_like(r), r)
+
+
+RAIN_THRESHOLD_MM_H = 0.1
 
 IDENTITY = DataTransform(kind="identity")
 DBZ = DataTransform(kind="dbz")

@@ -40,6 +40,7 @@ class TrainConfig:
     synthetic_fraction: float = 0.3
     block_choices: tuple[int, ...] = (1, 2, 4)
     loss: Literal["mse", "weighted"] = "mse"
+    motion_method: Literal["LK", "darts", "proesmans", "vet"] = "LK"
 
     def __post_init__(self) -> None:
         positive = (
@@ -76,6 +77,11 @@ class TrainConfig:
             raise ValueError(
                 "valid_data_paths: expected a validation movie with --sequences 1 (random "
                 "sequences use every frame of the training movies), got none"
+            )
+        if self.model.lagrangian and self.reverse_input and self.is_training:
+            raise ValueError(
+                "reverse_input: expected 0 with --lagrangian 1 (a time-reversed clip has "
+                "another motion), got 1"
             )
         if not self.train_data_paths and self.is_training:
             raise ValueError("train_data_paths: expected at least one path to train, got none")

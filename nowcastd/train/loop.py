@@ -21,6 +21,8 @@ from model.network import PredRNN
 from model.train import TrainState, adam, init_train_state, make_train_step
 from nowcastd.data import ClipSet
 from nowcastd.data.loader import BatchIterator, open_dataset
+from nowcastd.data.motion import MotionEstimator
+from nowcastd.data.motion_batches import MotionBatch, MotionBatches
 from nowcastd.data.sequences import SamplerConfig, SequenceSampler, load_movie
 from nowcastd.errors import CheckpointError, NowcastdError
 from nowcastd.io.model_checkpoint import checkpoint_dirs
@@ -173,10 +175,14 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         if cfg.pretrained_model is None:
             raise NowcastdError("--is_training 0 needs --pretrained_model")
         network = _pretrained(cfg)
-        return _evaluate(cfg, network, valid_set, step=0, log=log)
+        motion = MotionEstimator(cfg.motion_method) if network.cfg.lagrangian else None
+        return _evaluate(cfg, network, valid_set, step=0, log=log, motion=motion)
 
     parallel = DataParallel.create()
     batches, transform, source, use_valid = _training_batches(cfg)
+    estimator = MotionEstimator(cfg.motion_method) if cfg.model.lagrangian else None
+    if estimator is not None:
+        batches = MotionBatches(batches, transform, cfg.model.input_length, estimator)
     existing = checkpoint_dirs(save_dir)
     if cfg.resume and existing:
         state, meta = restore_run_checkpoint(existing[-1], optimizer)
@@ -199,6 +205,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         mesh=parallel.mesh,
     )
     extra = {"train_config": to_jsonable(cfg), "data_source": source}
+    if estimator is not None:
+        extra["motion_method"] = estimator.method
 
     def snapshot(state: TrainState) -> None:
         save_run_checkpoint(
@@ -215,11 +223,13 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     with progress:
         for itr in range(start + 1, cfg.max_iterations + 1):
-            clips, valid = next(batches)
-            args = (parallel.shard(clips),) + (
-                (parallel.shard(valid[..., :1]),) if use_valid else ()
-            )
-            state, metrics = step_fn(state, *args)
+            batch = next(batches)
+            if isinstance(batch, MotionBatch):
+                clips, valid, motion = batch.clips, batch.valid, parallel.shard(batch.motion)
+            else:
+                (clips, valid), motion = batch, None
+            shard_valid = parallel.shard(valid[..., :1]) if use_valid else None
+            state, metrics = step_fn(state, parallel.shard(clips), shard_valid, motion)
             progress.advance(itr)
             save = itr % cfg.snapshot_interval == 0 or itr == cfg.max_iterations
             if save or itr % cfg.display_interval == 0:
@@ -246,12 +256,22 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             if valid_set is not None and (
                 itr % cfg.test_interval == 0 or itr == cfg.max_iterations
             ):
-                last["eval"] = _evaluate(cfg, state.network, valid_set, step=itr, log=log)
+                last["eval"] = _evaluate(
+                    cfg, state.network, valid_set, step=itr, log=log, motion=estimator
+                )
+    if isinstance(batches, MotionBatches):
+        batches.close()
     return last
 
 
 def _evaluate(
-    cfg: TrainConfig, network: PredRNN, valid_set: ClipSet | None, *, step: int, log: JsonLog
+    cfg: TrainConfig,
+    network: PredRNN,
+    valid_set: ClipSet | None,
+    *,
+    step: int,
+    log: JsonLog,
+    motion: MotionEstimator | None = None,
 ) -> dict[str, Any]:
     if valid_set is None:
         raise NowcastdError("no validation data: give --valid_data_paths or a movie to split")
@@ -262,6 +282,7 @@ def _evaluate(
         batch_size=cfg.batch_size,
         figures_dir=figures,
         num_save_samples=cfg.num_save_samples,
+        motion=motion,
     )
     logger.info(
         "evaluation at iteration %d:\n%s",

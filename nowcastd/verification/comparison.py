@@ -1,15 +1,21 @@
-"""The model against persistence and pysteps' extrapolation, on every start time of a sequence.
+"""The model against persistence and pysteps' extrapolation and S-PROG, on every start time of
+a sequence.
 
 For each start time with `input_length` frames of context and `lead_frames` observed frames
-after them (all one time step apart), every method forecasts from the same inputs:
+after them (all one time step apart), every method forecasts from the same inputs, and those
+that need motion share one field, estimated once from the inputs (`nowcastd.data.motion`, with
+the method the checkpoint names):
 
 - ``model``: the checkpoint's rollout (inputs in model units, no data as 0; batches of one
-  compiled shape, the last batch padded), clipped to [0, 1] and turned into mm/h;
+  compiled shape, the last batch padded), turned into mm/h by the rule serve applies
+  (`DataTransform.forecast_to_physical`: clipped to [0, 1], below 0.1 mm/h is 0);
 - ``persistence``: the last input frame;
-- ``pysteps_lk``: pysteps' Lucas–Kanade + semi-Lagrangian extrapolation (`baselines`).
+- ``pysteps_lk``: pysteps' semi-Lagrangian extrapolation of the last frame (`baselines`);
+- ``pysteps_sprog``: pysteps' S-PROG (`baselines`).
 
-A pixel counts at a lead only when the observation there and every input frame have data, for
-every method alike. Scores are pooled over all start times per lead (`RateScores`): MAE, RMSE,
+A pixel counts at a lead only when the observation there and every input frame have data, and
+every method's forecast has data there (rain advected in from outside the grid is no data for
+the extrapolations and the Lagrangian model): the same pixels for every method. Scores are pooled over all start times per lead (`RateScores`): MAE, RMSE,
 bias, CSI/POD/FAR at 0.5, 1 and 5 mm/h, and the FSS at 1 mm/h over 5 × 5-pixel windows (the
 window is in model-grid pixels, so its size in km follows the block factor).
 """
@@ -28,9 +34,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from model.rollout import rollout_jit
+from nowcastd.data.motion import MotionEstimator
 from nowcastd.errors import ConfigError, DataError
 from nowcastd.io.model_checkpoint import LoadedModel
-from nowcastd.verification.baselines import load_extrapolation, persistence
+from nowcastd.verification.baselines import (
+    LagrangianExtrapolation,
+    SProg,
+    baseline_unavailable,
+    persistence,
+)
 from nowcastd.verification.scores import RateScores
 from nowcastd.verification.sequence import RadarSequence
 
@@ -38,8 +50,13 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["METHODS", "compare", "finite_or_none", "format_comparison", "write_json"]
 
-METHODS = ("model", "persistence", "pysteps_lk")
-LABELS = {"model": "model", "persistence": "persistence", "pysteps_lk": "pysteps LK"}
+METHODS = ("model", "persistence", "pysteps_lk", "pysteps_sprog")
+LABELS = {
+    "model": "model",
+    "persistence": "persistence",
+    "pysteps_lk": "pysteps LK",
+    "pysteps_sprog": "S-PROG",
+}
 THRESHOLDS_MM_H = (0.5, 1.0, 5.0)
 FSS_THRESHOLD_MM_H = 1.0
 FSS_SCALE_PX = 5
@@ -74,14 +91,18 @@ def compare(
             f"({n_in} inputs + {leads} leads) among {seq.precip.shape[0]}"
         )
     not_scored: dict[str, str] = {}
-    extrapolation = None
     if baselines:
-        extrapolation, reason = load_extrapolation(n_in)
-        if extrapolation is None:
-            not_scored["pysteps_lk"] = reason
+        for method in METHODS[2:]:
+            reason = baseline_unavailable(method, n_in)
+            if reason:
+                not_scored[method] = reason
     else:
-        not_scored = {"persistence": "--no-baselines", "pysteps_lk": "--no-baselines"}
+        not_scored = dict.fromkeys(METHODS[1:], "--no-baselines")
     methods = [m for m in METHODS if m not in not_scored]
+    needs_motion = cfg.lagrangian or any(m in methods for m in METHODS[2:])
+    estimator = MotionEstimator(loaded.motion_method) if needs_motion else None
+    extrapolate = LagrangianExtrapolation(estimator) if "pysteps_lk" in methods else None
+    sprog = SProg(estimator) if "pysteps_sprog" in methods else None
     scores = {
         m: RateScores(
             thresholds_mm_h=THRESHOLDS_MM_H,
@@ -90,23 +111,36 @@ def compare(
         )
         for m in methods
     }
-    seconds = dict.fromkeys(methods, 0.0)
+    seconds = dict.fromkeys(["motion", *methods], 0.0)
     batch = min(batch_size, starts.size)
     offsets = np.arange(n_in + leads)
     for b0 in range(0, starts.size, batch):
         idx = starts[b0 : b0 + batch]
         windows = seq.precip[idx[:, None] + offsets]  # (n, I + K, H, W) mm/h
         inputs, observed = windows[:, :n_in], windows[:, n_in:]
-        valid = np.isfinite(observed) & np.isfinite(inputs).all(axis=1, keepdims=True)
+        t0 = time.perf_counter()
+        motion = None if estimator is None else estimator.batch(inputs)
+        seconds["motion"] += time.perf_counter() - t0
+        forecasts = {}
         for method in methods:
             t0 = time.perf_counter()
             if method == "model":
-                forecast = _model_forecast(loaded, inputs, leads, batch)
+                flow = motion if cfg.lagrangian else None
+                forecasts[method] = _model_forecast(loaded, inputs, leads, batch, flow)
             elif method == "persistence":
-                forecast = persistence(inputs, leads)
+                forecasts[method] = persistence(inputs, leads)
             else:
-                forecast = np.stack([extrapolation(x, leads) for x in inputs])
+                assert motion is not None
+                fn = extrapolate if method == "pysteps_lk" else sprog
+                assert fn is not None
+                forecasts[method] = np.stack(
+                    [fn(x, leads, v) for x, v in zip(inputs, motion, strict=True)]
+                )
             seconds[method] += time.perf_counter() - t0
+        valid = np.isfinite(observed) & np.isfinite(inputs).all(axis=1, keepdims=True)
+        for forecast in forecasts.values():
+            valid &= np.isfinite(forecast)
+        for method, forecast in forecasts.items():
             scores[method].update(forecast, observed, valid)
         logger.debug("scored starts %d..%d of %d", b0, b0 + idx.size - 1, starts.size)
     minutes = [(k + 1) * seq.timestep_seconds / 60 for k in range(leads)]
@@ -126,22 +160,30 @@ def compare(
         "last_issue_time": seq.iso_time(int(starts[-1]) + n_in - 1),
         "thresholds_mm_h": list(THRESHOLDS_MM_H),
         "fss": {"threshold_mm_h": FSS_THRESHOLD_MM_H, "window_px": FSS_SCALE_PX},
-        "pixel_rule": "a pixel counts where the observation and every input frame have data",
+        "pixel_rule": "a pixel counts where the observation, every input frame and every "
+        "method's forecast have data",
+        "motion_method": None if estimator is None else estimator.method,
         "methods": {m: scores[m].result() for m in methods},
         "seconds": seconds,
         "not_scored": not_scored,
     }
 
 
-def _model_forecast(loaded: LoadedModel, inputs: np.ndarray, leads: int, batch: int) -> np.ndarray:
-    """(n, I, H, W) mm/h -> (n, leads, H, W) mm/h; n <= batch, padded so one shape compiles."""
+def _model_forecast(
+    loaded: LoadedModel, inputs: np.ndarray, leads: int, batch: int, motion: np.ndarray | None
+) -> np.ndarray:
+    """(n, I, H, W) mm/h -> (n, leads, H, W) mm/h; n <= batch, padded so one shape compiles.
+    `motion` (n, H, W, 2): the inputs' motion, for a Lagrangian model."""
     transform = loaded.transform
     x = np.nan_to_num(transform.to_model(inputs), nan=0.0).astype(np.float32)[..., None]
     n = x.shape[0]
     if n < batch:
         x = np.concatenate([x, np.repeat(x[-1:], batch - n, axis=0)])
-    pred = np.asarray(rollout_jit(loaded.network, jnp.asarray(x), leads))[:n, ..., 0]
-    return transform.to_physical(np.clip(pred, 0.0, 1.0))
+        if motion is not None:
+            motion = np.concatenate([motion, np.repeat(motion[-1:], batch - n, axis=0)])
+    flow = None if motion is None else jnp.asarray(motion)
+    pred = np.asarray(rollout_jit(loaded.network, jnp.asarray(x), leads, None, flow))[:n, ..., 0]
+    return transform.forecast_to_physical(pred)
 
 
 def finite_or_none(obj: Any) -> Any:

@@ -16,6 +16,7 @@ from model.patch import reshape_patch
 from model.rollout import rollout_jit
 from nowcastd.data import ClipSet
 from nowcastd.data.loader import BatchIterator
+from nowcastd.data.motion import MotionEstimator
 from nowcastd.io.transform import DataTransform
 from nowcastd.verification.scores import Verifier
 
@@ -47,13 +48,15 @@ def evaluate(
     transform: DataTransform | None = None,
     figures_dir: Path | None = None,
     num_save_samples: int = 0,
+    motion: MotionEstimator | None = None,
 ) -> dict[str, Any]:
     """Forecast every validation clip from its first I frames and score the T-I future frames.
 
     The rollout is the official test-time computation (ground truth for the context, the
     model's own output after it). Scores are in `transform`'s units (None: the clip set's own).
     With `figures_dir`, PNGs of context | truth | forecast are written for the first
-    `num_save_samples` sequences, plus the decoupling histogram for v2.
+    `num_save_samples` sequences, plus the decoupling histogram for v2. A Lagrangian network
+    needs `motion`; its forecasts' no-data pixels (rain from outside) are scored as 0 here.
     """
     if transform is None:
         transform = clipset.transform
@@ -71,7 +74,14 @@ def evaluate(
         n = clips.shape[0]
         if n < batch_size:  # pad the last batch so the rollout keeps one compiled shape
             clips = np.concatenate([clips, np.repeat(clips[-1:], batch_size - n, 0)])
-        pred = np.asarray(rollout_jit(network, jnp.asarray(clips[:, :i]), k))[:n]
+        context = clips[:, :i]
+        flow = None
+        if cfg.lagrangian:
+            if motion is None:
+                raise ValueError("evaluate: a Lagrangian network needs a motion estimator")
+            flow = jnp.asarray(motion.batch(transform.to_physical(context[..., 0])))
+        pred = np.asarray(rollout_jit(network, jnp.asarray(context), k, None, flow))[:n]
+        pred = np.nan_to_num(pred, nan=0.0)
         clips = clips[:n]
         truth = clips[:, i:, ..., : cfg.img_channel]
         verifier.update(pred, truth)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -149,7 +148,7 @@ def test_evaluate_movie_bad_flags_exit_1_with_one_line(checkpoint, args, message
     assert "Traceback" not in res.output
 
 
-def test_evaluate_movie_three_ways_writes_table_json_and_plot(checkpoint, tmp_path):
+def test_evaluate_movie_four_ways_writes_table_json_and_plot(checkpoint, tmp_path):
     out_json, plot = tmp_path / "eval" / "scores.json", tmp_path / "eval" / "leads.png"
     res = run(
         "--checkpoint", checkpoint, "--data", MOVIE, "--lead-frames", 3, "--batch-size", 4,
@@ -157,8 +156,8 @@ def test_evaluate_movie_three_ways_writes_table_json_and_plot(checkpoint, tmp_pa
     )  # fmt: skip
 
     assert res.exit_code == 0, res.output
-    methods = ["model", "persistence", "pysteps_lk"]
-    for line in ("+5 min", "+10 min", "+15 min", "persistence", "model"):
+    methods = ["model", "persistence", "pysteps_lk", "pysteps_sprog"]
+    for line in ("+5 min", "+10 min", "+15 min", "persistence", "model", "S-PROG"):
         assert line in res.stdout
     report = json.loads(out_json.read_text())
     assert list(report["methods"]) == methods
@@ -215,15 +214,3 @@ def test_evaluate_scan_directory_with_the_serve_domain(checkpoint, tmp_path):
     assert 0 < covered < 64 * 64
     for scores in report["methods"].values():
         assert scores["n_pixels"] == [covered]
-
-
-def test_evaluate_without_pysteps_says_so_and_scores_the_rest(checkpoint, monkeypatch):
-    monkeypatch.setitem(sys.modules, "pysteps", None)  # `import pysteps` raises ImportError
-    res = run("--checkpoint", checkpoint, "--data", MOVIE, "--batch-size", 8)
-
-    assert res.exit_code == 0, res.output
-    assert (
-        "pysteps LK not scored: pysteps is not installed (pip install 'nowcastd[baselines]')"
-        in res.stdout
-    )
-    assert "persistence" in res.stdout and "+10 min" in res.stdout

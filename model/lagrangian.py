@@ -1,0 +1,49 @@
+"""The Lagrangian frame: frames advected to, and forecasts advected from, a reference time.
+
+A network with `ModelConfig.lagrangian` sees its context in the frame of reference that moves
+with the rain. Frame t of a clip is advected by `reference - t` steps along the clip's motion
+field, so every frame shows the rain where it is at the reference time (the newest context
+frame); the network then only has to forecast growth, decay and what the motion misses. Its
+forecast of frame t is advected by `t - reference` steps back to where the rain will be.
+
+Pixels whose trajectory starts outside the grid have no data: the network sees them as 0 (as
+it sees no data everywhere else), the loss leaves them out, and forecasts hold NaN there.
+"""
+
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from model.advection import shift_in_time
+
+
+def to_lagrangian(
+    frames: Float[Array, "batch time height width channels"],
+    motion: Float[Array, "batch height width 2"],
+    reference: int,
+) -> tuple[
+    Float[Array, "batch time height width channels"], Float[Array, "batch time height width 1"]
+]:
+    """Frame t advected to time `reference` (no data as 0), and where it has data."""
+    offsets = tuple(reference - t for t in range(frames.shape[1]))
+    values, inside = shift_in_time(frames, motion, offsets)
+    return values * inside, inside
+
+
+def to_eulerian(
+    frames: Float[Array, "batch time height width channels"],
+    motion: Float[Array, "batch height width 2"],
+    first: int,
+) -> tuple[
+    Float[Array, "batch time height width channels"], Float[Array, "batch time height width 1"]
+]:
+    """Frame n, valid `first + n` steps after the reference time, advected there from the
+    Lagrangian frame; and where it has data (its values elsewhere are meaningless)."""
+    offsets = tuple(first + n for n in range(frames.shape[1]))
+    return shift_in_time(frames, motion, offsets)
+
+
+def with_no_data(
+    values: Float[Array, "*shape"], inside: Float[Array, "*shape"]
+) -> Float[Array, "*shape"]:
+    """NaN where `inside` is 0."""
+    return jnp.where(inside > 0, values, jnp.nan)

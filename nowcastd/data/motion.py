@@ -1,0 +1,68 @@
+"""Motion fields of radar rain from consecutive frames, with pysteps' optical flow.
+
+One estimator for training, `serve` and `evaluate`, so that the Lagrangian network sees the
+same motion everywhere and pysteps' extrapolation baseline starts from it too. The frames go
+to pysteps' dB units as in its own examples (R >= 0.1 mm/h -> 10·log10(R); drier pixels and
+no data -> -15 dB), then `pysteps.motion.get_method(method)` with its defaults: Lucas–Kanade
+(`LK`, the default), `darts`, `proesmans` or `vet`. The result is `(H, W, 2)` float32 in
+pixels per time step, x (columns) then y (rows), the layout `model.advection` takes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["DB_THRESHOLD_MM_H", "DB_ZERO", "MOTION_METHODS", "MotionEstimator", "to_db"]
+
+MOTION_METHODS = ("LK", "darts", "proesmans", "vet")
+DB_THRESHOLD_MM_H = 0.1
+DB_ZERO = -15.0
+
+
+def to_db(rate: np.ndarray) -> np.ndarray:
+    """mm/h -> pysteps' dB: 10·log10(R) where R >= 0.1 mm/h, else (and for NaN) -15 dB."""
+    r = np.asarray(rate, dtype=np.float64)
+    wet = np.isfinite(r) & (r >= DB_THRESHOLD_MM_H)
+    return np.where(wet, 10.0 * np.log10(np.where(wet, r, 1.0)), DB_ZERO)
+
+
+def _pysteps_method(method: str) -> Callable[..., np.ndarray]:
+    with contextlib.redirect_stdout(io.StringIO()):  # pysteps prints where its rc file is
+        from pysteps import motion
+    fn: Callable[..., np.ndarray] = motion.get_method(method)
+    return fn
+
+
+@dataclass(frozen=True)
+class MotionEstimator:
+    """`estimator(frames)`: (I >= 2, H, W) mm/h, NaN = no data -> (H, W, 2) pixels per step."""
+
+    method: str = "LK"
+    _fn: Callable[..., np.ndarray] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.method not in MOTION_METHODS:
+            raise ValueError(
+                f"motion method: expected one of {', '.join(MOTION_METHODS)}, got {self.method!r}"
+            )
+        object.__setattr__(self, "_fn", _pysteps_method(self.method))
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        frames = np.asarray(frames)
+        if frames.ndim != 3 or frames.shape[0] < 2:
+            raise ValueError(f"motion: expected (I >= 2, H, W) frames, got {frames.shape}")
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")  # "Singular matrix" etc. on near-empty fields
+            uv = np.asarray(self._fn(to_db(frames)), dtype=np.float64)
+        uv = np.nan_to_num(uv, nan=0.0, posinf=0.0, neginf=0.0)
+        return np.ascontiguousarray(np.moveaxis(uv, 0, -1), dtype=np.float32)
+
+    def batch(self, frames: np.ndarray) -> np.ndarray:
+        """(B, I, H, W) -> (B, H, W, 2)."""
+        return np.stack([self(x) for x in np.asarray(frames)])
