@@ -300,6 +300,39 @@ def test_random_sequences_from_several_movies_train_and_validate_on_another(tmp_
     assert evals and evals[-1]["n_sequences"] > 0
 
 
+def test_lagrangian_training_records_its_motion_and_serves_through_load_model(tmp_path):
+    a, valid = _movie(tmp_path / "a.h5", 0), _movie(tmp_path / "v.h5", 2)
+    save = tmp_path / "run"
+    code, out = run_train(
+        "--train_data_paths", str(a), "--valid_data_paths", str(valid), "--sequences", "1",
+        "--synthetic_fraction", "0.5", "--block_choices", "1", "--predict_delta", "1",
+        "--lagrangian", "1", "--motion_method", "LK", "--img_width", "16",
+        "--data_crop", "0,0,32,32", "--data_block", "2", "--save_dir", str(save),
+        "--max_iterations", "2", "--display_interval", "1", "--snapshot_interval", "2",
+        "--test_interval", "2", "--reverse_input", "0",
+    )  # fmt: skip
+    assert code == 0, out
+    from nowcastd.io.model_checkpoint import load_model
+
+    loaded = load_model(save)
+    assert loaded.cfg.lagrangian and loaded.motion_method == "LK"
+    assert records(save, "eval")[-1]["n_sequences"] > 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--lagrangian", "1"], "lagrangian=True: needs predict_delta=True"),
+        (["--lagrangian", "1", "--predict_delta", "1"], "reverse_input: expected 0 with --lagrangian 1"),
+        (["--motion_method", "flow"], "motion_method"),
+    ],
+)
+def test_lagrangian_flag_mistakes_are_one_line(tmp_path, flags, message):
+    code, out = run_train("--train_data_paths", str(MOVIE), *flags)
+    assert code == 1, out
+    assert message in out and "Traceback" not in out
+
+
 def test_random_sequences_need_a_validation_movie(tmp_path):
     a = _movie(tmp_path / "a.h5", 0)
     code, out = run_train("--train_data_paths", str(a), "--sequences", "1")
