@@ -9,13 +9,14 @@ steps on the critical path. The result equals the full rollout to float toleranc
 Pre-encoding lives here only: the encoded state, which window it belongs to, and the
 background thread that computes it (`pre_encode(..., background=True)`). XLA cannot abandon
 a running computation, and finishing the encode is always cheaper than the full re-encoding a
-forecast without it needs, so `wait_pre_encode` (called by `forecast`, and by whoever is about
-to donate the context array the encode reads) waits for it and re-raises what it raised.
+forecast without it needs, so `wait_pre_encode` (called by whoever is about to donate the
+context array the encode reads) waits for it and re-raises what it raised.
 
 Everything is compiled for the operational shape by `compile()` (before the service reports
 ready) with `jax.jit(...).lower(...).compile()`; a call with any other shape is an error, never
-a silent recompilation. Outputs come back in physical units (the data transform runs on the
-device) as a host numpy array.
+a silent recompilation. The rollouts end in `DataTransform.to_rates` on the device, and
+`forecast` hands the executable it picked to `nowcastd.nowcast.forecast_rates`, the forecast
+function evaluate uses too (clipping and no-data rule included).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from model.network import PredRNN
-from model.rollout import INFERENCE_COMPILER_OPTIONS, encode, forecast_from, rollout
+from model.rollout import INFERENCE_COMPILER_OPTIONS, encode, forecast_from
 from nowcastd.io.transform import DataTransform
+from nowcastd.nowcast import Window, forecast_rates, rollout_rates
 
 __all__ = ["Forecaster", "enable_compile_cache"]
 
@@ -101,11 +103,8 @@ class Forecaster:
     def _net(self, params) -> PredRNN:
         return eqx.combine(params, self._static)
 
-    def _physical(self, preds):
-        return jnp.nan_to_num(self.transform.to_physical(preds[0, ..., 0]), nan=0.0)
-
     def _full_fn(self, params, context):
-        return self._physical(rollout(self._net(params), context, self.num_leads))
+        return rollout_rates(self._net(params), self.transform, context, self.num_leads)
 
     def _encode_fn(self, params, context):
         carry, _ = encode(self._net(params), context[:, 1:])
@@ -113,7 +112,8 @@ class Forecaster:
 
     def _from_fn(self, params, carry, context):
         net = self._net(params)
-        return self._physical(forecast_from(net, carry, context[:, -1], self.num_leads))
+        preds = forecast_from(net, carry, context[:, -1], self.num_leads)
+        return self.transform.to_rates(preds[..., 0])
 
     def compile(self, *, pre_encoding: bool = True) -> float:
         """Compile the functions for the operational shape; returns the seconds it took.
@@ -157,7 +157,7 @@ class Forecaster:
     # -- use ---------------------------------------------------------------------------------
 
     def full(self, context) -> np.ndarray:
-        """(K, H, W) physical forecast from a `(1, I, H, W, C)` context: the full rollout."""
+        """(1, K, H, W) mm/h from a `(1, I, H, W, C)` context: the full rollout, no NaN rule."""
         self._check_compiled()
         return np.asarray(self._full(self._params, context))
 
@@ -210,11 +210,13 @@ class Forecaster:
     def pre_encoded_for(self, key: Sequence) -> bool:
         return self._pre is not None and self._pre.key == tuple(key)
 
-    def forecast(self, context, key: Sequence) -> tuple[np.ndarray, bool]:
-        """(K, H, W) physical forecast and whether the pre-encoded state was used.
+    def forecast(self, window: Window, key: Sequence) -> tuple[np.ndarray, bool]:
+        """(1, K, H, W) forecast in mm/h (`forecast_rates`) and whether the pre-encoded state
+        was used.
 
-        `key` names the I frames of `context`, oldest first. With a matching pre-encoding
-        (waited for if still running) only `forecast_from` runs; otherwise the full rollout.
+        `key` names the I frames of `window`, oldest first. With a matching pre-encoding only
+        `forecast_from` runs; otherwise the full rollout. A background pre-encoding still
+        running is waited for (`Pipeline` waits for it before it donates the buffer).
         """
         self._check_compiled()
         self.wait_pre_encode()
@@ -222,5 +224,5 @@ class Forecaster:
         if self.can_pre_encode and self.pre_encoded_for(key[:-1]):
             carry = self._pre.carry
             self._pre = None
-            return np.asarray(self._from(self._params, carry, context)), True
-        return self.full(context), False
+            return forecast_rates(window, lambda c: self._from(self._params, carry, c)), True
+        return forecast_rates(window, lambda c: self._full(self._params, c)), False

@@ -1,0 +1,79 @@
+"""The one forecast: a window of frames to forecast rain rates, as serve and evaluate make it.
+
+`forecast_rates(window, run)` is the single place where input windows become forecast fields:
+
+1. the window's frames are in model units with no data as 0 (`Window.from_rates`, or the
+   serve buffer, filled frame by frame with the same `DataTransform.to_model_input`);
+2. `run` is a compiled rollout whose output went through `rollout_rates` on the device: the
+   network's frames clipped to its [0, 1] range and turned into mm/h (`DataTransform.to_rates`);
+3. the no-data rule: the forecast is NaN wherever the newest input frame had no data.
+
+`nowcastd serve` (`serve.forecaster`, with its ahead-of-time executables and pre-encoding) and
+`nowcastd evaluate` (`verification.comparison`, with `rollout_rates_jit`) both call it, so a
+forecast file holds what evaluate scores (`tests/nowcastd/test_nowcast.py` holds them to it).
+Stages that come before the network call (a motion field, say) belong in `forecast_rates`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import numpy as np
+from jaxtyping import Array, Float
+
+from model.network import PredRNN
+from model.rollout import INFERENCE_COMPILER_OPTIONS, rollout
+from nowcastd.io.transform import DataTransform
+
+__all__ = ["Rollout", "Window", "forecast_rates", "rollout_rates", "rollout_rates_jit"]
+
+#: A compiled rollout: `(n, I, H, W, 1)` model units -> `(n, K, H, W)` mm/h (`rollout_rates`).
+Rollout = Callable[[jax.Array | np.ndarray], jax.Array | np.ndarray]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Window:
+    """`n` input windows: `context` (n, I, H, W, 1) in model units, no data as 0 (a host or
+    device array), and `no_data` (n, H, W), the newest frame's pixels without data."""
+
+    context: jax.Array | np.ndarray
+    no_data: np.ndarray
+
+    def __post_init__(self) -> None:
+        n, _, h, w, _ = self.context.shape
+        if self.no_data.shape != (n, h, w):
+            raise ValueError(
+                f"Window.no_data: expected shape {(n, h, w)} (one mask per window), "
+                f"got {self.no_data.shape}"
+            )
+
+    @classmethod
+    def from_rates(cls, rates: np.ndarray, transform: DataTransform) -> Window:
+        """Windows from `(n, I, H, W)` rain rates, NaN where there is no data."""
+        context = transform.to_model_input(rates).astype(np.float32)[..., None]
+        return cls(context=context, no_data=np.isnan(rates[:, -1]))
+
+
+def rollout_rates(
+    network: PredRNN,
+    transform: DataTransform,
+    context: Float[Array, "batch inputs height width 1"],
+    num_leads: int,
+) -> Float[Array, "batch leads height width"]:
+    """The network's rollout in mm/h: clipped to [0, 1], then physical (jit it)."""
+    return transform.to_rates(rollout(network, context, num_leads)[..., 0])
+
+
+#: `rollout_rates` compiled as every inference program is (`INFERENCE_COMPILER_OPTIONS`).
+rollout_rates_jit = eqx.filter_jit(rollout_rates, compiler_options=INFERENCE_COMPILER_OPTIONS)
+
+
+def forecast_rates(window: Window, run: Rollout) -> np.ndarray:
+    """`(n, K, H, W)` forecast rain rates in mm/h from `window`, NaN where the newest input
+    had no data. `run` is a compiled rollout ending in `DataTransform.to_rates`."""
+    rates = np.array(run(window.context), dtype=np.float32)
+    rates[np.broadcast_to(window.no_data[:, None], rates.shape)] = np.nan
+    return rates
