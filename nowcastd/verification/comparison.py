@@ -3,8 +3,9 @@
 For each start time with `input_length` frames of context and `lead_frames` observed frames
 after them (all one time step apart), every method forecasts from the same inputs:
 
-- ``model``: the checkpoint's rollout (inputs in model units, no data as 0; batches of one
-  compiled shape, the last batch padded), clipped to [0, 1] and turned into mm/h;
+- ``model``: the checkpoint's forecast as `nowcastd serve` makes it (`nowcast.forecast_rates`:
+  inputs in model units with no data as 0, the output clipped to [0, 1] and turned into mm/h;
+  batches of one compiled shape, the last batch padded);
 - ``persistence``: the last input frame;
 - ``pysteps_lk``: pysteps' Lucas–Kanade + semi-Lagrangian extrapolation (`baselines`).
 
@@ -24,12 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
-from model.rollout import rollout_jit
 from nowcastd.errors import ConfigError, DataError
 from nowcastd.io.model_checkpoint import LoadedModel
+from nowcastd.nowcast import Window, forecast_rates, rollout_rates_jit
 from nowcastd.verification.baselines import load_extrapolation, persistence
 from nowcastd.verification.scores import RateScores
 from nowcastd.verification.sequence import RadarSequence
@@ -101,7 +101,7 @@ def compare(
         for method in methods:
             t0 = time.perf_counter()
             if method == "model":
-                forecast = _model_forecast(loaded, inputs, leads, batch)
+                forecast = model_forecast(loaded, inputs, leads, batch)
             elif method == "persistence":
                 forecast = persistence(inputs, leads)
             else:
@@ -133,15 +133,18 @@ def compare(
     }
 
 
-def _model_forecast(loaded: LoadedModel, inputs: np.ndarray, leads: int, batch: int) -> np.ndarray:
-    """(n, I, H, W) mm/h -> (n, leads, H, W) mm/h; n <= batch, padded so one shape compiles."""
-    transform = loaded.transform
-    x = np.nan_to_num(transform.to_model(inputs), nan=0.0).astype(np.float32)[..., None]
-    n = x.shape[0]
+def model_forecast(loaded: LoadedModel, inputs: np.ndarray, leads: int, batch: int) -> np.ndarray:
+    """(n, I, H, W) mm/h -> (n, leads, H, W) mm/h, as serve forecasts (`forecast_rates`);
+    n <= batch, padded so that one shape compiles."""
+    n = inputs.shape[0]
     if n < batch:
-        x = np.concatenate([x, np.repeat(x[-1:], batch - n, axis=0)])
-    pred = np.asarray(rollout_jit(loaded.network, jnp.asarray(x), leads))[:n, ..., 0]
-    return transform.to_physical(np.clip(pred, 0.0, 1.0))
+        inputs = np.concatenate([inputs, np.repeat(inputs[-1:], batch - n, axis=0)])
+    window = Window.from_rates(inputs, loaded.transform)
+
+    def run(context):
+        return rollout_rates_jit(loaded.network, loaded.transform, context, leads)
+
+    return forecast_rates(window, run)[:n]
 
 
 def finite_or_none(obj: Any) -> Any:
