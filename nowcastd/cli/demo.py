@@ -271,6 +271,7 @@ def _run(s: DemoSettings, source: Source, work: Path) -> None:
         "retention_keep_last": 0,
         "retention_max_age_hours": 0,
         "refill_max_age_hours": 0,  # archived scans: the start-up refill takes them at any age
+        "events_file": (work / "events.jsonl").resolve(),
     }
     config = write_config(work / "serve.toml", serve=serve, reader=reader, domain=domain)
     _feed_and_report(s, work, config, port, scans, n_in)
@@ -291,14 +292,19 @@ def _feed_and_report(
         f"{n_in - 1} scans already in its watch directory"
     )
     t0 = time.perf_counter()
-    daemon = Daemon(config, metrics_port=port, log_path=work / "daemon.log")
+    daemon = Daemon(
+        config,
+        metrics_port=port,
+        log_path=work / "daemon.log",
+        events_path=work / "events.jsonl",
+    )
     try:
         ready = daemon.wait_ready(timeout_seconds=600)
         _say(f"ready after {time.perf_counter() - t0:.1f} s (model loaded and compiled)")
         _say(
             f"delivering {len(scans) - n_in + 1} scans, one every {s.cadence_seconds:g} s; "
-            "latency: from the scan's arrival to the forecast file in place; queued: the "
-            "watcher's debounce_seconds (0.5 s) and the queue"
+            "latency: from the scan's arrival to the forecast file in place; queued: until "
+            "the daemon's worker took it (a renamed file is read at once)"
         )
         _say(
             f"{'scan (UTC)':>16} {'latency':>8} {'queued':>7} {'read':>6} {'rollout':>8} "
@@ -309,14 +315,14 @@ def _feed_and_report(
         for scan in scans[n_in - 1 :]:
             deliver(scan.path, watch)
             deadline = time.monotonic() + s.cadence_seconds
-            while (line := daemon.next_forecast(deadline - time.monotonic())) is not None:
+            while (event := daemon.next_forecast(deadline - time.monotonic())) is not None:
                 seen += 1
-                _say(_forecast_row(line, times))
+                _say(_forecast_row(event, times))
         last = scans[-1].path.name
-        while (line := daemon.next_forecast(60.0)) is not None:
+        while (event := daemon.next_forecast(60.0)) is not None:
             seen += 1
-            _say(_forecast_row(line, times))
-            if line.scan == last:
+            _say(_forecast_row(event, times))
+            if event.scan == last:
                 break
         families = scrape(daemon.url)
         _say(f"\nmetrics, one scrape of {daemon.url}:")
@@ -332,17 +338,18 @@ def _feed_and_report(
     _say(f"SIGTERM: the daemon finished and exited 0 ({seen} forecasts)")
 
 
-def _forecast_row(line: Any, times: dict[str, datetime]) -> str:
-    def ms(key: str) -> str:
-        value = line.seconds.get(key)
+def _forecast_row(event: Any, times: dict[str, datetime]) -> str:
+    def ms(value: float | None) -> str:
         return "—" if value is None else f"{1e3 * value:.0f}"
 
-    valid = times.get(line.scan)
-    when = f"{valid:%Y-%m-%d %H:%M}" if valid else line.scan
-    note = "" if line.pre_encoded else " (not pre-encoded)"
+    stages = event.seconds
+    valid = times.get(event.scan)
+    when = f"{valid:%Y-%m-%d %H:%M}" if valid else event.scan
+    note = "" if event.pre_encoded else " (not pre-encoded)"
     return (
-        f"{when:>16} {ms('latency'):>5} ms {ms('queued'):>4} ms {ms('read'):>3} ms "
-        f"{ms('rollout'):>5} ms {ms('write'):>3} ms  {line.file}{note}"
+        f"{when:>16} {ms(event.latency):>5} ms {ms(event.queued):>4} ms "
+        f"{ms(stages.get('read')):>3} ms {ms(stages.get('rollout')):>5} ms "
+        f"{ms(stages.get('write')):>3} ms  {event.file}{note}"
     )
 
 
