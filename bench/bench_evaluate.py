@@ -26,10 +26,15 @@ asserts: the script always exits 0 once it has scored.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nowcastd.verification.scores import CSI_1, MAE  # noqa: E402
+
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "radar" / "events" / "mch_20150515.h5"
 #: name -> (crop (row0, col0, height, width) in native 1 km pixels, block factor)
 RESOLUTIONS = {
@@ -56,14 +61,14 @@ def beats(report: dict, rival: str) -> dict[str, list[float]]:
     """Lead minutes in the target window where the model does NOT beat `rival`, per score."""
     model, other = report["methods"]["model"], report["methods"][rival]
     lo, hi = WINDOW_MINUTES
-    losses: dict[str, list[float]] = {"mae_mm_h": [], "csi_1_mm_h": []}
+    losses: dict[str, list[float]] = {MAE: [], CSI_1: []}
     for k, minutes in enumerate(report["lead_minutes"]):
         if not lo <= minutes <= hi:
             continue
-        if not model["mae_mm_h"][k] < other["mae_mm_h"][k]:
-            losses["mae_mm_h"].append(minutes)
-        if not model["csi_1_mm_h"][k] > other["csi_1_mm_h"][k]:  # NaN counts as a loss
-            losses["csi_1_mm_h"].append(minutes)
+        if not model[MAE][k] < other[MAE][k]:
+            losses[MAE].append(minutes)
+        if not model[CSI_1][k] > other[CSI_1][k]:  # NaN counts as a loss
+            losses[CSI_1].append(minutes)
     return losses
 
 
@@ -74,7 +79,7 @@ def verdict(report: dict, rival: str) -> str:
     if not covered or covered[-1] < WINDOW_MINUTES[1]:
         return f"vs {rival}: leads reach {report['lead_minutes'][-1]:g} min only, not 60"
     parts = []
-    for score, label in (("mae_mm_h", "MAE"), ("csi_1_mm_h", "CSI@1")):
+    for score, label in ((MAE, "MAE"), (CSI_1, "CSI@1")):
         lost = beats(report, rival)[score]
         parts.append(
             f"{label} yes"

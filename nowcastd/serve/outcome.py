@@ -61,12 +61,13 @@ class Buffered(_Outcome):
 class Written(_Outcome):
     """`file`: the forecast file; `forecast`: what it holds; `push`: how the scan entered the
     buffer; `timings`: seconds per stage of this scan ("read", "transfer", "encode_wait",
-    "rollout", "write")."""
+    "rollout", "write"); `in_place`: `time.monotonic()` when the file was in place."""
 
     file: Path
     forecast: Forecast
     push: Push
     timings: Mapping[str, float]
+    in_place: float
 
 
 Outcome = Rejected | Failed | Buffered | Written

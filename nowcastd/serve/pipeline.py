@@ -431,6 +431,7 @@ class Pipeline:
             file = self._attempt("write", newest.path, self._write, value, out_dir)
         if isinstance(file, _Failure):
             return file.outcome
+        in_place = time.monotonic()
         encoded = self._attempt("encode", file, self._pre_encode, True)
         pruned = self._attempt("retention", file, self._prune)
         return Written(
@@ -446,6 +447,7 @@ class Pipeline:
                     "write": lap.seconds,
                 }
             ),
+            in_place=in_place,
             housekeeping=(*_failures(encoded), *_failures(pruned)),
         )
 

@@ -356,7 +356,8 @@ class Service:
         m = self.metrics
         latency = queued = 0.0
         if event is not None and started is not None:
-            latency = time.monotonic() - event.event_time
+            done = outcome.in_place if isinstance(outcome, Written) else time.monotonic()
+            latency = done - event.event_time
             queued = started - event.event_time  # the watcher's quiet time + the queue
         if scan:
             m.scans_received.inc()

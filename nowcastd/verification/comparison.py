@@ -31,7 +31,7 @@ from nowcastd.errors import ConfigError, DataError
 from nowcastd.io.model_checkpoint import LoadedModel
 from nowcastd.nowcast import Window, forecast_rates, rollout_rates_jit
 from nowcastd.verification.baselines import load_extrapolation, persistence
-from nowcastd.verification.scores import RateScores
+from nowcastd.verification.scores import CSI_1, MAE, RateScores
 from nowcastd.verification.sequence import RadarSequence
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def format_comparison(report: dict[str, Any]) -> str:
 
     def pair(method: str, k: int) -> str:
         s = report["methods"][method]
-        mae, csi = s["mae_mm_h"][k], s["csi_1_mm_h"][k]
+        mae, csi = s[MAE][k], s[CSI_1][k]
         text = f"{mae:.3f} / {csi:.2f}" if math.isfinite(csi) else f"{mae:.3f} / nan"
         return text.rjust(cell)
 

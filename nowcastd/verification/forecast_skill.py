@@ -17,7 +17,7 @@ import numpy as np
 
 from nowcastd.errors import DataError
 from nowcastd.io.forecast_file import read_forecast
-from nowcastd.verification.scores import RateScores
+from nowcastd.verification.scores import CSI_1, MAE, RateScores
 from nowcastd.verification.sequence import RadarSequence
 
 __all__ = ["format_skill", "score_forecast_files"]
@@ -89,8 +89,8 @@ def format_skill(report: dict[str, Any]) -> str:
     scored = 0
     for k, minutes in enumerate(report["lead_minutes"]):
         n = report["n_forecasts"][k]
-        mae = (model["mae_mm_h"][k], persist["mae_mm_h"][k])
-        csi = (model["csi_1_mm_h"][k], persist["csi_1_mm_h"][k])
+        mae = (model[MAE][k], persist[MAE][k])
+        csi = (model[CSI_1][k], persist[CSI_1][k])
         better = ""
         if n and all(map(math.isfinite, mae)):
             scored += 1
