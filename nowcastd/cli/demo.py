@@ -379,25 +379,25 @@ def _skill_and_figure(s: DemoSettings, forecasts: Path, observed: Any, what: str
     chosen = files[-1]
     for path in reversed(files):
         f = read_forecast(path)
-        if all(int(t.timestamp()) in index for t in f["valid_times"]):
+        if all(int(t.timestamp()) in index for t in f.valid_times):
             chosen = path
             break
     f = read_forecast(chosen)
-    nan = np.full(f["precip"].shape[1:], np.nan, np.float32)
+    nan = np.full(f.precip.shape[1:], np.nan, np.float32)
 
     def at(t: datetime) -> np.ndarray:
         i = index.get(int(t.timestamp()))
         return nan if i is None else observed.precip[i]
 
     s.out.mkdir(parents=True, exist_ok=True)
-    issue = f["issue_time"]
+    issue = f.issue_time
     figure = save_forecast_strip(
         s.out / f"forecast_{issue:%Y%m%dT%H%MZ}.png",
         last_input=at(issue),
-        observed=np.stack([at(t) for t in f["valid_times"]]),
-        forecast=f["precip"],
+        observed=np.stack([at(t) for t in f.valid_times]),
+        forecast=f.precip,
         issue_time=issue,
-        valid_times=f["valid_times"],
+        valid_times=f.valid_times,
         title=(
             f"{chosen.name}: observed (top) and forecast (bottom), issued "
             f"{issue:%Y-%m-%d %H:%M} UTC"

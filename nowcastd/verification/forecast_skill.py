@@ -31,27 +31,27 @@ def score_forecast_files(paths: Iterable[Path], observed: RadarSequence) -> dict
     issues = []
     for path in sorted(paths):
         f = read_forecast(path)
-        issue = index.get(int(f["issue_time"].timestamp()))
+        issue = index.get(int(f.issue_time.timestamp()))
         if issue is None:
             continue
-        if f["precip"].shape[1:] != observed.grid:
+        if f.precip.shape[1:] != observed.grid:
             raise DataError(
                 f"{Path(path).name}: expected forecasts on the observed grid {observed.grid}, "
                 f"got {f['precip'].shape[1:]}"
             )
-        leads = [int(s) for s in f["lead_seconds"]]
+        leads = [int(s) for s in f.lead_seconds]
         if lead_seconds is not None and leads != lead_seconds:
             raise DataError(f"{Path(path).name}: expected lead times {lead_seconds}, got {leads}")
         lead_seconds = leads
-        truth = np.full(f["precip"].shape, np.nan, np.float32)
-        for k, valid in enumerate(f["valid_times"]):
+        truth = np.full(f.precip.shape, np.nan, np.float32)
+        for k, valid in enumerate(f.valid_times):
             j = index.get(int(valid.timestamp()))
             if j is not None:
                 truth[k] = observed.precip[j]
-        forecasts.append(f["precip"])
+        forecasts.append(f.precip)
         truths.append(truth)
         persists.append(np.broadcast_to(observed.precip[issue], truth.shape))
-        issues.append(f["issue_time"])
+        issues.append(f.issue_time)
     if lead_seconds is None:
         raise DataError("no forecast file was issued at the time of an observed scan")
     forecast, truth, persist = np.stack(forecasts), np.stack(truths), np.stack(persists)

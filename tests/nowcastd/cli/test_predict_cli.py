@@ -58,10 +58,10 @@ extent = [0.0, -3_682_000.0, 40_000.0, -3_650_000.0]
     )
     assert result.exit_code == 0, result.output
     forecast = read_forecast(result.output.strip().splitlines()[-1])
-    assert forecast["attrs"]["projection"] == PROJ
+    assert forecast.attrs["projection"] == PROJ
     # 2 km model pixels from x = 8 km (col0 8 at 1 km), row 0 at the northern edge
-    np.testing.assert_allclose(forecast["x"][:2], [9_000.0, 11_000.0])
-    np.testing.assert_allclose(forecast["y"][:2], [-3_651_000.0, -3_653_000.0])
+    np.testing.assert_allclose(forecast.x[:2], [9_000.0, 11_000.0])
+    np.testing.assert_allclose(forecast.y[:2], [-3_651_000.0, -3_653_000.0])
 
 
 def test_predict_applies_the_admission_rules_of_serve(tmp_path: Path) -> None:

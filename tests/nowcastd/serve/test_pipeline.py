@@ -74,15 +74,15 @@ def test_written_forecast_is_what_its_file_holds(pipeline, tmp_path):
     forecast, held = outcome.forecast, read_forecast(outcome.file)
     frames = [pipeline.read(path) for path in paths]
 
-    assert held["issue_time"] == forecast.issue_time == frames[2].valid_time
-    assert held["valid_times"] == list(forecast.valid_times)
-    assert list(held["lead_seconds"]) == list(forecast.lead_seconds) == [300, 600, 900]
-    assert held["attrs"]["input_scans"] == list(forecast.input_names)
+    assert held.issue_time == forecast.issue_time == frames[2].valid_time
+    assert held.valid_times == forecast.valid_times
+    assert list(held.lead_seconds) == list(forecast.lead_seconds) == [300, 600, 900]
+    assert held.attrs["input_scans"] == list(forecast.input_names)
     assert forecast.input_names == tuple(f.name for f in frames)
     assert forecast.input_times == tuple(f.valid_time for f in frames)
-    np.testing.assert_array_equal(held["input_nan_mask"], frames[2].nan_mask)
+    np.testing.assert_array_equal(held.input_nan_mask, frames[2].nan_mask)
     np.testing.assert_array_equal(forecast.nan_mask, frames[2].nan_mask)
-    np.testing.assert_array_equal(held["precip"], quantize(forecast.precip, 2))
+    np.testing.assert_array_equal(held.precip, quantize(forecast.precip, 2))
     assert np.isnan(forecast.precip[:, frames[2].nan_mask]).all()
     assert not forecast.precip.flags.writeable
     np.testing.assert_allclose(forecast.precip, _reference(pipeline, paths), atol=1e-4)

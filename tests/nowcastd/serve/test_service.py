@@ -70,12 +70,12 @@ def test_each_delivery_gives_one_forecast_matching_predict(daemon):
         scans = [daemon.incoming / _scan_name(j) for j in range(i - 2, i + 1)]
         flags = {"output_dir": daemon.root / f"predict{i}"}
         predicted = read_forecast(run_predict(scans, config=daemon.config, flags=flags))
-        assert served["issue_time"] == predicted["issue_time"] == T0 + timedelta(minutes=5 * i)
+        assert served.issue_time == predicted.issue_time == T0 + timedelta(minutes=5 * i)
         # Both are rounded to 1/128 mm/h on writing; float noise may round to a neighbour.
-        np.testing.assert_allclose(served["precip"], predicted["precip"], rtol=0, atol=1 / 128)
-        np.testing.assert_array_equal(served["input_nan_mask"], predicted["input_nan_mask"])
-        assert np.isnan(served["precip"][:, 0, 0]).all()  # the NaN rule: no data in, none out
-        assert served["attrs"]["input_scans"] == [s.name for s in scans]
+        np.testing.assert_allclose(served.precip, predicted.precip, rtol=0, atol=1 / 128)
+        np.testing.assert_array_equal(served.input_nan_mask, predicted.input_nan_mask)
+        assert np.isnan(served.precip[:, 0, 0]).all()  # the NaN rule: no data in, none out
+        assert served.attrs["input_scans"] == [s.name for s in scans]
 
 
 def test_bad_scans_are_rejected_and_counted_while_serving(daemon):

@@ -78,11 +78,11 @@ def test_serve_and_predict_write_the_same_file_from_the_same_scans(service, tmp_
     predicted = run_predict(scans, config=config, flags={"output_dir": tmp_path / "predicted"})
     assert served.name == predicted.name
     a, b = read_forecast(served), read_forecast(predicted)
-    np.testing.assert_array_equal(a["precip"], b["precip"])  # NaN where they agree on no data
-    np.testing.assert_array_equal(a["input_nan_mask"], b["input_nan_mask"])
-    assert np.isnan(a["precip"][:, 0, 0]).all()
+    np.testing.assert_array_equal(a.precip, b.precip)  # NaN where they agree on no data
+    np.testing.assert_array_equal(a.input_nan_mask, b.input_nan_mask)
+    assert np.isnan(a.precip[:, 0, 0]).all()
     for key in ("lead_seconds", "x", "y"):
-        np.testing.assert_array_equal(a[key], b[key])
-    assert a["valid_times"] == b["valid_times"]
-    del a["attrs"]["history"], b["attrs"]["history"]  # the time of writing
-    assert a["attrs"] == b["attrs"]
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+    assert a.valid_times == b.valid_times
+    del a.attrs["history"], b.attrs["history"]  # the time of writing
+    assert a.attrs == b.attrs
