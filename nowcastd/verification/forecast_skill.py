@@ -17,6 +17,7 @@ import numpy as np
 
 from nowcastd.errors import DataError
 from nowcastd.io.forecast_file import read_forecast
+from nowcastd.verification.baselines import persistence
 from nowcastd.verification.scores import CSI_1, MAE, RateScores
 from nowcastd.verification.sequence import RadarSequence
 
@@ -37,7 +38,7 @@ def score_forecast_files(paths: Iterable[Path], observed: RadarSequence) -> dict
         if f.precip.shape[1:] != observed.grid:
             raise DataError(
                 f"{Path(path).name}: expected forecasts on the observed grid {observed.grid}, "
-                f"got {f['precip'].shape[1:]}"
+                f"got {f.precip.shape[1:]}"
             )
         leads = [int(s) for s in f.lead_seconds]
         if lead_seconds is not None and leads != lead_seconds:
@@ -50,7 +51,7 @@ def score_forecast_files(paths: Iterable[Path], observed: RadarSequence) -> dict
                 truth[k] = observed.precip[j]
         forecasts.append(f.precip)
         truths.append(truth)
-        persists.append(np.broadcast_to(observed.precip[issue], truth.shape))
+        persists.append(persistence(observed.precip[issue][None, None], len(leads))[0])
         issues.append(f.issue_time)
     if lead_seconds is None:
         raise DataError("no forecast file was issued at the time of an observed scan")
