@@ -386,24 +386,21 @@ def read_forecast(path: str | Path) -> ForecastFile:
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
-            precip = f["precip"][...].astype(np.float32)
-            lead_seconds = f["lead_time"][...].astype(np.int64)
-            x, y = f["x"][...], f["y"][...]
-            mask = f["input_nan_mask"][...].astype(bool) if "input_nan_mask" in f else None
+            arrays = {
+                "precip": f["precip"][...].astype(np.float32),
+                "lead_seconds": f["lead_time"][...].astype(np.int64),
+                "x": f["x"][...],
+                "y": f["y"][...],
+                "input_nan_mask": (
+                    f["input_nan_mask"][...].astype(bool) if "input_nan_mask" in f else None
+                ),
+            }
             valid = f["valid_time"][...].astype(np.int64)
         issue = datetime.strptime(attrs["issue_time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except (OSError, KeyError, ValueError, TypeError) as e:
         raise DataError(f"{path.name}: not a readable nowcastd forecast file: {e}") from e
-    return ForecastFile(
-        precip=precip,
-        lead_seconds=lead_seconds,
-        x=x,
-        y=y,
-        input_nan_mask=mask,
-        issue_time=issue,
-        valid_times=tuple(datetime.fromtimestamp(int(s), UTC) for s in valid),
-        attrs=attrs,
-    )
+    valid_times = tuple(datetime.fromtimestamp(int(s), UTC) for s in valid)
+    return ForecastFile(**arrays, issue_time=issue, valid_times=valid_times, attrs=attrs)
 
 
 def prune_forecasts(

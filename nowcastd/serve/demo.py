@@ -9,6 +9,8 @@
   status.
 - `scrape` and `metrics_summary`: one real HTTP scrape of the endpoint and the lines a person
   reads from it (scans, rejections, forecasts, latency histogram, compilations after ready).
+- `feed_and_report`: the demo's run: the first scans already in the watch directory, the
+  daemon started, the rest delivered one by one, a line per forecast event, one scrape, SIGTERM.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -33,10 +37,12 @@ from nowcastd.io.domain import Domain
 from nowcastd.io.scan_settings import ReaderConfig
 from nowcastd.serve.events import ForecastEvent, parse_event
 from nowcastd.serve.metrics import STAGES
+from nowcastd.verification.sequence import ScanFile
 
 __all__ = [
     "Daemon",
     "deliver",
+    "feed_and_report",
     "free_port",
     "metrics_summary",
     "scrape",
@@ -312,3 +318,84 @@ def metrics_summary(families: dict[str, dict], *, compilations_at_ready: float) 
 def ready_compilations(families: dict[str, dict]) -> float:
     """`nowcastd_jit_compilations_total` in a scrape (0 if absent)."""
     return value(families, "nowcastd_jit_compilations_total") or 0.0
+
+
+def feed_and_report(
+    *,
+    config: Path,
+    port: int,
+    work: Path,
+    scans: Sequence[ScanFile],
+    preloaded: int,
+    cadence_seconds: float,
+    say: Callable[[str], None],
+) -> int:
+    """Run the demo's daemon on `config` (watch directory `work/incoming`, events file
+    `work/events.jsonl`): `preloaded` scans are in the watch directory at start-up, the rest
+    arrive by rename every `cadence_seconds`; one line per forecast, then the metrics. Returns
+    the number of forecasts; NowcastdError when the daemon did not exit 0 after SIGTERM."""
+    watch = work / "incoming"
+    for scan in scans[:preloaded]:  # already there at start-up: the refill reads them
+        deliver(scan.path, watch)
+    say(
+        f"starting `nowcastd serve --config {config}` (log: {work / 'daemon.log'}); "
+        f"{preloaded} scans already in its watch directory"
+    )
+    t0 = time.perf_counter()
+    daemon = Daemon(
+        config, metrics_port=port, log_path=work / "daemon.log", events_path=work / "events.jsonl"
+    )
+    seen = 0
+    try:
+        ready = daemon.wait_ready(timeout_seconds=600)
+        say(f"ready after {time.perf_counter() - t0:.1f} s (model loaded and compiled)")
+        say(
+            f"delivering {len(scans) - preloaded} scans, one every {cadence_seconds:g} s; "
+            "latency: from the scan's arrival to the forecast file in place; queued: until "
+            "the daemon's worker took it (a renamed file is read at once)"
+        )
+        say(
+            f"{'scan (UTC)':>16} {'latency':>8} {'queued':>7} {'read':>6} {'rollout':>8} "
+            f"{'write':>6}  forecast file"
+        )
+        times = {scan.path.name: scan.valid_time for scan in scans}
+        for scan in scans[preloaded:]:
+            deliver(scan.path, watch)
+            deadline = time.monotonic() + cadence_seconds
+            while (event := daemon.next_forecast(deadline - time.monotonic())) is not None:
+                seen += 1
+                say(_forecast_row(event, times))
+        last = scans[-1].path.name
+        while (event := daemon.next_forecast(60.0)) is not None:
+            seen += 1
+            say(_forecast_row(event, times))
+            if event.scan == last:
+                break
+        families = scrape(daemon.url)
+        say(f"\nmetrics, one scrape of {daemon.url}:")
+        for text in metrics_summary(families, compilations_at_ready=ready_compilations(ready)):
+            say(f"  {text}")
+    finally:
+        code = daemon.stop()
+    if code != 0:
+        raise NowcastdError(
+            f"the daemon exited with status {code} after SIGTERM; the end of its log:\n"
+            f"{daemon.log_tail()}"
+        )
+    say(f"SIGTERM: the daemon finished and exited 0 ({seen} forecasts)")
+    return seen
+
+
+def _forecast_row(event: ForecastEvent, times: dict[str, datetime]) -> str:
+    def ms(value: float | None) -> str:
+        return "—" if value is None else f"{1e3 * value:.0f}"
+
+    stages = event.seconds
+    valid = times.get(event.scan)
+    when = f"{valid:%Y-%m-%d %H:%M}" if valid else event.scan
+    note = "" if event.pre_encoded else " (not pre-encoded)"
+    return (
+        f"{when:>16} {ms(event.latency):>5} ms {ms(event.queued):>4} ms "
+        f"{ms(stages.get('read')):>3} ms {ms(stages.get('rollout')):>5} ms "
+        f"{ms(stages.get('write')):>3} ms  {event.file}{note}"
+    )

@@ -9,7 +9,8 @@ all have data. Scores are pooled per lead over the forecasts (`RateScores`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from nowcastd.verification.baselines import persistence
 from nowcastd.verification.scores import CSI_1, MAE, RateScores
 from nowcastd.verification.sequence import RadarSequence
 
-__all__ = ["format_skill", "score_forecast_files"]
+__all__ = ["format_skill", "save_checkable_figure", "score_forecast_files"]
 
 
 def score_forecast_files(paths: Iterable[Path], observed: RadarSequence) -> dict[str, Any]:
@@ -116,3 +117,40 @@ def format_skill(report: dict[str, Any]) -> str:
     else:
         lines.append("no lead could be scored: no later scans were observed")
     return "\n".join(lines)
+
+
+def save_checkable_figure(
+    files: Sequence[Path], observed: RadarSequence, out_dir: Path
+) -> tuple[Path, datetime]:
+    """A figure (observed against forecast) of the newest forecast file whose every lead was
+    observed, or of the newest file when none was; its path in `out_dir` and the issue time."""
+    from nowcastd.verification.figures import save_forecast_strip
+
+    index = {int(t): i for i, t in enumerate(observed.time_unix)}
+    chosen = files[-1]
+    for path in reversed(files):
+        if all(int(t.timestamp()) in index for t in read_forecast(path).valid_times):
+            chosen = path
+            break
+    f = read_forecast(chosen)
+    nan = np.full(f.precip.shape[1:], np.nan, np.float32)
+
+    def at(t: datetime) -> np.ndarray:
+        i = index.get(int(t.timestamp()))
+        return nan if i is None else observed.precip[i]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    issue = f.issue_time
+    figure = save_forecast_strip(
+        out_dir / f"forecast_{issue:%Y%m%dT%H%MZ}.png",
+        last_input=at(issue),
+        observed=np.stack([at(t) for t in f.valid_times]),
+        forecast=f.precip,
+        issue_time=issue,
+        valid_times=f.valid_times,
+        title=(
+            f"{chosen.name}: observed (top) and forecast (bottom), issued "
+            f"{issue:%Y-%m-%d %H:%M} UTC"
+        ),
+    )
+    return figure, issue
