@@ -189,7 +189,7 @@ def _report(events, renamed_to_file, at_ready, at_end, code: int) -> None:
         f"  queued                 p50 {_pct([e.queued for e in events], 50) * 1e3:8.1f} ms  "
         f"p99 {_pct([e.queued for e in events], 99) * 1e3:8.1f} ms"
     )
-    for stage in ("read", "encode_wait", "transfer", "rollout", "write"):
+    for stage in dict.fromkeys(k for e in events for k in e.seconds):  # as the daemon names them
         values = [e.seconds.get(stage, 0.0) for e in events]
         print(
             f"  {stage:<21} p50 {_pct(values, 50) * 1e3:8.1f} ms  p99 {_pct(values, 99) * 1e3:8.1f} ms"

@@ -11,13 +11,18 @@
 `nowcastd serve` (`serve.forecaster`, with its ahead-of-time executables and pre-encoding) and
 `nowcastd evaluate` (`verification.comparison`, with `rollout_rates_jit`) both call it, so a
 forecast file holds what evaluate scores (`tests/nowcastd/test_nowcast.py` holds them to it).
-Stages that come before the network call (a motion field, say) belong in `forecast_rates`.
+Stages that come before the network call (a motion field, say) belong in `forecast_rates`,
+each timed with `timed(stage)`: serve passes its stage timer, so a new stage reaches the
+forecast's timings, the events and `nowcastd_stage_duration_seconds` (once named in
+`serve.metrics.STAGES`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -28,10 +33,24 @@ from model.network import PredRNN
 from model.rollout import INFERENCE_COMPILER_OPTIONS, rollout
 from nowcastd.io.transform import DataTransform
 
-__all__ = ["Rollout", "Window", "forecast_rates", "rollout_rates", "rollout_rates_jit"]
+__all__ = [
+    "Rollout",
+    "StageTimer",
+    "Window",
+    "forecast_rates",
+    "rollout_rates",
+    "rollout_rates_jit",
+]
 
 #: A compiled rollout: `(n, I, H, W, 1)` model units -> `(n, K, H, W)` mm/h (`rollout_rates`).
 Rollout = Callable[[jax.Array | np.ndarray], jax.Array | np.ndarray]
+#: A timer of one named stage: `with timed("rollout"): ...`.
+StageTimer = Callable[[str], contextlib.AbstractContextManager[Any]]
+
+
+def _untimed(stage: str) -> contextlib.AbstractContextManager[Any]:
+    del stage
+    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -71,9 +90,11 @@ def rollout_rates(
 rollout_rates_jit = eqx.filter_jit(rollout_rates, compiler_options=INFERENCE_COMPILER_OPTIONS)
 
 
-def forecast_rates(window: Window, run: Rollout) -> np.ndarray:
+def forecast_rates(window: Window, run: Rollout, *, timed: StageTimer = _untimed) -> np.ndarray:
     """`(n, K, H, W)` forecast rain rates in mm/h from `window`, NaN where the newest input
-    had no data. `run` is a compiled rollout ending in `DataTransform.to_rates`."""
-    rates = np.array(run(window.context), dtype=np.float32)
+    had no data. `run` is a compiled rollout ending in `DataTransform.to_rates`; `timed`
+    times each stage ("rollout")."""
+    with timed("rollout"):
+        rates = np.array(run(window.context), dtype=np.float32)
     rates[np.broadcast_to(window.no_data[:, None], rates.shape)] = np.nan
     return rates

@@ -22,6 +22,7 @@ function evaluate uses too (clipping and no-data rule included).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -37,7 +38,7 @@ import numpy as np
 from model.network import PredRNN
 from model.rollout import INFERENCE_COMPILER_OPTIONS, encode, forecast_from
 from nowcastd.io.transform import DataTransform
-from nowcastd.nowcast import Window, forecast_rates, rollout_rates
+from nowcastd.nowcast import StageTimer, Window, forecast_rates, rollout_rates
 
 __all__ = ["Forecaster", "enable_compile_cache"]
 
@@ -210,9 +211,11 @@ class Forecaster:
     def pre_encoded_for(self, key: Sequence) -> bool:
         return self._pre is not None and self._pre.key == tuple(key)
 
-    def forecast(self, window: Window, key: Sequence) -> tuple[np.ndarray, bool]:
-        """(1, K, H, W) forecast in mm/h (`forecast_rates`) and whether the pre-encoded state
-        was used.
+    def forecast(
+        self, window: Window, key: Sequence, *, timed: StageTimer | None = None
+    ) -> tuple[np.ndarray, bool]:
+        """(1, K, H, W) forecast in mm/h (`forecast_rates`, its stages timed by `timed`) and
+        whether the pre-encoded state was used.
 
         `key` names the I frames of `window`, oldest first. With a matching pre-encoding only
         `forecast_from` runs; otherwise the full rollout. A background pre-encoding still
@@ -220,9 +223,11 @@ class Forecaster:
         """
         self._check_compiled()
         self.wait_pre_encode()
-        key = tuple(key)
-        if self.can_pre_encode and self.pre_encoded_for(key[:-1]):
-            carry = self._pre.carry
+        pre_encoded = self.can_pre_encode and self.pre_encoded_for(tuple(key)[:-1])
+        if pre_encoded:
+            run = functools.partial(self._from, self._params, self._pre.carry)
             self._pre = None
-            return forecast_rates(window, lambda c: self._from(self._params, carry, c)), True
-        return forecast_rates(window, lambda c: self._full(self._params, c)), False
+        else:
+            run = functools.partial(self._full, self._params)
+        options = {} if timed is None else {"timed": timed}
+        return forecast_rates(window, run, **options), pre_encoded

@@ -425,7 +425,7 @@ class Pipeline:
         forecast = self._attempt("rollout", newest.path, self._rollout)
         if isinstance(forecast, _Failure):
             return forecast.outcome
-        value, rollout_seconds = forecast
+        value, forecast_seconds = forecast
         out_dir = self._cfg.output_dir or Path(".")
         with self._stage("write") as lap:
             file = self._attempt("write", newest.path, self._write, value, out_dir)
@@ -443,7 +443,7 @@ class Pipeline:
                 {
                     **newest.timings,
                     "encode_wait": encode_wait,
-                    "rollout": rollout_seconds,
+                    **forecast_seconds,
                     "write": lap.seconds,
                 }
             ),
@@ -451,8 +451,9 @@ class Pipeline:
             housekeeping=(*_failures(encoded), *_failures(pruned)),
         )
 
-    def _rollout(self) -> tuple[Forecast, float]:
-        """The forecast from the full buffer (pre-encoded when possible), and its seconds."""
+    def _rollout(self) -> tuple[Forecast, dict[str, float]]:
+        """The forecast from the full buffer (pre-encoded when possible), and the seconds of
+        each of its stages."""
         cfg, buf = self._cfg, self._buffer
         if not buf.full:
             raise NowcastdError(
@@ -462,8 +463,15 @@ class Pipeline:
         infos = buf.infos
         newest = infos[-1].record
         window = Window(context=buf.frames, no_data=newest.nan_mask[None])
-        with self._stage("rollout") as lap:
-            rates, pre_encoded = self._forecaster.forecast(window, infos)
+        seconds: dict[str, float] = {}
+
+        @contextlib.contextmanager
+        def timed(stage: str) -> Iterator[None]:
+            with self._stage(stage) as lap:
+                yield
+            seconds[stage] = lap.seconds
+
+        rates, pre_encoded = self._forecaster.forecast(window, infos, timed=timed)
         step = cfg.timestep_seconds
         forecast = Forecast(
             precip=rates[0],
@@ -477,7 +485,7 @@ class Pipeline:
             checkpoint_digest=self.model.digest,
             pre_encoded=pre_encoded,
         )
-        return forecast, lap.seconds
+        return forecast, seconds
 
     def _write(self, forecast: Forecast, out_dir: Path) -> Path:
         return write_forecast(out_dir, **forecast.file_contents())
