@@ -3,7 +3,7 @@
 `ScanDirectory(directory, reader).scans()` reads every regular file of the directory in name
 order with the `[reader]` settings (format detected from content unless they say otherwise),
 skipping hidden and temporary names (`atomic.is_ignored_name`) and the paths in `skip`. A file
-that is no radar scan, or a damaged one, is skipped with a warning and named in `skipped`.
+that is no radar scan, or a damaged one, is skipped (logged at INFO) and named in `skipped`.
 The scans come one at a time, so that a long archive need not fit in memory.
 """
 
@@ -44,13 +44,13 @@ class ScanDirectory:
         )
 
     def scans(self) -> Iterator[Scan]:
-        """Every readable scan, in name order (the rest skipped with a warning)."""
+        """Every readable scan, in name order (the rest skipped and named in `skipped`)."""
         self.skipped.clear()
         for path in self.paths():
             try:
                 scan = self.reader.read(path)
             except ScanError as e:
-                logger.warning("skipping %s: %s", path.name, e)
+                logger.info("skipping %s: %s", path.name, e)
                 self.skipped.append(path.name)
                 continue
             yield scan

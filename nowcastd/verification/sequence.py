@@ -8,7 +8,7 @@ their valid times and the time step. Both sources are cropped and block-averaged
   or `time_unix`, root attribute `timestep_seconds`), with an optional crop and block factor.
 - `read_scan_sequence`: every radar file in a directory (`io.scan_directory.ScanDirectory`:
   format detected from content unless the `[reader]` table says otherwise), on serve's
-  `[domain]`. Files that are no radar scan, or damaged, are skipped with a warning; a scan on
+  `[domain]`. Files that are no radar scan, or damaged, are skipped (and counted); a scan on
   another grid than the domain's is an error. The sequence names the files (`files`).
 
 The time step, unless the movie states it, is `data.movie.time_step` (the most common step).
