@@ -27,10 +27,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nowcastd.verification.scores import CSI_1, MAE, category_score  # noqa: E402
+
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "radar" / "events" / "mch_20150515.h5"
 #: name -> (crop (row0, col0, height, width) in native 1 km pixels, block factor)
 RESOLUTIONS = {
@@ -60,7 +65,8 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-SCORES = {"mae_mm_h": "MAE", "csi_1_mm_h": "CSI@1", "csi_5_mm_h": "CSI@5"}
+CSI_5 = category_score("csi", 5.0)
+SCORES = {MAE: "MAE", CSI_1: "CSI@1", CSI_5: "CSI@5"}
 
 
 def beats(report: dict, rival: str, scores: tuple[str, ...]) -> dict[str, list[float]]:
@@ -73,13 +79,13 @@ def beats(report: dict, rival: str, scores: tuple[str, ...]) -> dict[str, list[f
             continue
         for score in scores:
             ours, theirs = model[score][k], other[score][k]
-            better = ours < theirs if score.startswith("mae") else ours > theirs
+            better = ours < theirs if score == MAE else ours > theirs
             if not better:  # NaN counts as a loss
                 losses[score].append(minutes)
     return losses
 
 
-def verdict(report: dict, rival: str, scores: tuple[str, ...] = ("mae_mm_h", "csi_1_mm_h")) -> str:
+def verdict(report: dict, rival: str, scores: tuple[str, ...] = (MAE, CSI_1)) -> str:
     if rival not in report["methods"]:
         return f"vs {rival}: not scored ({report['not_scored'].get(rival, '')})"
     covered = [m for m in report["lead_minutes"] if WINDOW_MINUTES[0] <= m <= WINDOW_MINUTES[1]]
@@ -127,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         print(format_comparison(report))
         print(verdict(report, "persistence"))
         print(verdict(report, "pysteps_lk"))
-        print(verdict(report, "pysteps_sprog", ("mae_mm_h",)) + " (stretch)")
-        print(verdict(report, "pysteps_lk", ("csi_5_mm_h",)) + " (stretch)")
+        print(verdict(report, "pysteps_sprog", (MAE,)) + " (stretch)")
+        print(verdict(report, "pysteps_lk", (CSI_5,)) + " (stretch)")
         timing = ", ".join(f"{m} {s:.1f} s" for m, s in report["seconds"].items())
         print(f"time per method (model includes compilation): {timing}")
         if args.out_dir is not None:

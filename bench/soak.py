@@ -6,7 +6,7 @@ and end.
 A burst of `--burst` scans lands at once (the worker forecasts the newest, counts the rest as
 skipped), then `--scans` scans arrive one at a time, each after the previous forecast. Printed
 at the start and the end of the soak: RSS, open fds, threads (daemon and its scan reader),
-XLA compilations since ready and forecast latency p50/p99 (from the daemon's log).
+XLA compilations since ready and forecast latency p50/p99 (from the daemon's events file).
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from nowcastd.io.transform import DataTransform  # noqa: E402
 from tests.nowcastd.serve.daemon import Daemon, value  # noqa: E402
 from tests.nowcastd.serve.tiny import tiny_network  # noqa: E402
 
-LATENCY = re.compile(r"latency=([0-9.]+)")
-
 
 def _proc(pid: int) -> dict[str, float]:
     status = Path(f"/proc/{pid}/status").read_text()
@@ -42,7 +40,8 @@ def _children(pid: int) -> list[int]:
 
 
 def _latencies(d: Daemon) -> list[float]:
-    return [float(m) for m in LATENCY.findall(d.log_text())]
+    """Forecast latencies from the daemon's events file (one JSON line per outcome)."""
+    return [e["latency_seconds"] for e in d.events() if e["event"] == "forecast"]
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from nowcastd.cli.options import settings_command
-from nowcastd.errors import ConfigError, DataError, ScanError
+from nowcastd.errors import ConfigError, DataError
 from nowcastd.settings import setting, specs
 
 logger = logging.getLogger(__name__)
@@ -101,51 +101,29 @@ def size_geometry(
     return (r0 + (rh - ch) // 2, c0 + (rw - cw) // 2, ch, cw), block
 
 
-def _scan_files(directory: Path, skip: set[Path]) -> list[tuple[Path, str]]:
-    """(path, format) of the radar files in `directory`, detected by content."""
-    from nowcastd.io.atomic import is_ignored_name
-    from nowcastd.io.readers import detect_format
+def _read_scans(
+    directory: Path, skip: frozenset[Path], zr_a: float, zr_b: float
+) -> tuple[tuple[int, int], Iterator[tuple[Any, Any]]]:
+    """The field shape of the first scan of `directory` and an iterator of (valid_time, field)
+    over all of them (`ScanDirectory`: detected by content, the rest skipped)."""
+    from nowcastd.io.scan_directory import ScanDirectory
+    from nowcastd.io.scan_settings import ReaderConfig
 
-    found, ignored = [], []
-    for path in sorted(directory.iterdir()):
-        if is_ignored_name(path.name) or not path.is_file() or path.resolve() in skip:
-            continue
-        try:
-            found.append((path, detect_format(path)))
-        except ScanError:
-            ignored.append(path.name)
-    if ignored:
-        logger.warning(
-            "%s: ignoring %d files that are not radar scans: %s",
-            directory,
-            len(ignored),
-            ", ".join(ignored[:5]) + (" ..." if len(ignored) > 5 else ""),
-        )
-    if not found:
+    scans = ScanDirectory(
+        directory=directory, reader=ReaderConfig(zr_a=zr_a, zr_b=zr_b), skip=skip
+    ).scans()
+    first = next(scans, None)
+    if first is None:
         raise DataError(
             f"{directory}: no radar scans (KNMI HDF5, ODIM_H5 or single-frame .npy) found"
         )
-    return found
-
-
-def _read_scans(
-    files: list[tuple[Path, str]], zr_a: float, zr_b: float
-) -> tuple[tuple[int, int], Iterator[tuple[Any, Any]]]:
-    """The field shape of the first scan and an iterator of (valid_time, field) over all."""
-    from nowcastd.io.readers import read_scan
-
-    def read(path: Path, fmt: str):
-        scan = read_scan(path, fmt=fmt, zr_a=zr_a, zr_b=zr_b)
-        return scan.valid_time, scan.field
-
-    first = read(*files[0])
 
     def pairs() -> Iterator[tuple[Any, Any]]:
-        yield first
-        for path, fmt in files[1:]:
-            yield read(path, fmt)
+        yield first.valid_time, first.field
+        for scan in scans:
+            yield scan.valid_time, scan.field
 
-    return tuple(first[1].shape), pairs()  # type: ignore[return-value]
+    return tuple(first.field.shape), pairs()  # type: ignore[return-value]
 
 
 def _movie_shape(path: Path) -> tuple[int, int]:
@@ -193,8 +171,8 @@ def build(
         raise ConfigError(f"--out: expected a path ending in .npy, got {str(out)!r}")
 
     if source.is_dir():
-        skip = {out.resolve(), out.with_name(f"{out.stem}_valid_mask.npy").resolve()}
-        shape, src = _read_scans(_scan_files(source, skip), s.zr_a, s.zr_b)
+        skip = frozenset({out.resolve(), out.with_name(f"{out.stem}_valid_mask.npy").resolve()})
+        shape, src = _read_scans(source, skip, s.zr_a, s.zr_b)
     elif source.is_file():
         shape, src = _movie_shape(source), source
     else:

@@ -2,24 +2,24 @@
 
 A fake radar feed delivers the bundled KNMI sample scans (native 765 x 700 files) one by one,
 by rename, into the watch directory of a real `nowcastd serve` process, faster than the
-radar's five minutes. The daemon forecasts from each scan; the demo prints each forecast's
-latency per stage from the daemon's log, scrapes the daemon's metrics once, scores the
-forecast files written against the scans observed later and against persistence, and draws
-the newest forecast that can be checked, observed against forecast.
+radar's five minutes (`serve.demo.feed_and_report`: a line per forecast from the daemon's
+events file, one scrape of its metrics), then scores the forecast files written against the
+scans observed later and against persistence and draws the newest forecast that can be checked
+(`verification.forecast_skill`).
 
 The model is the bundled one (`nowcastd/bundled/model`) when the installation has it;
 otherwise, or with `--train`, a small PredRNN-v2 is trained on the spot on the sample movie's
-frames before the scans fed (a few minutes on CPU). `--scans DIR --checkpoint DIR` runs the
-same on your own data, with the `[reader]` and `[domain]` of `--config` when it has them.
+frames before the scans fed (`train.toy`, a few minutes on CPU). `--scans DIR --checkpoint
+DIR` runs the same on your own data, with the `[reader]` and `[domain]` of `--config` when it
+has them; without a `[domain]`, native KNMI scans get the sample's window
+(`nowcastd/sample/knmi_domain.toml`, the numbers of `deploy/config.example.toml`) and other
+scans their whole grid.
 """
 
 import dataclasses
 import logging
 import shutil
 import tempfile
-import time
-from collections import Counter
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,18 +30,24 @@ from nowcastd.cli.common import verbose_enabled
 from nowcastd.cli.options import Source, settings_command
 from nowcastd.settings import setting, specs
 
-#: Where the demo crops the native KNMI grid: the sample movie's 256 km window, 4 km blocks.
-KNMI_NATIVE = (765, 700)
-SAMPLE_CROP = {"row0": 268, "col0": 248, "height": 256, "width": 256, "block": 4}
 ON_THE_SPOT = "trained on the spot (minutes on one night of rain: a toy)"
-
-
-def sample_movie() -> Path:
-    return Path(str(resources.files("nowcastd") / "sample" / "knmi_20100826_64px.h5"))
 
 
 def sample_scans() -> Path:
     return Path(str(resources.files("nowcastd") / "sample" / "knmi"))
+
+
+def _sample_domain_for(shape: tuple[int, int]) -> Any:
+    """The sample's window for native KNMI scans, the whole grid for others."""
+    from nowcastd.io.domain import Domain
+    from nowcastd.verification.sequence import read_scan_settings
+
+    _, sample = read_scan_settings(
+        Path(str(resources.files("nowcastd") / "sample" / "knmi_domain.toml"))
+    )
+    if sample is not None and tuple(shape) == sample.native_shape:
+        return sample
+    return Domain.full(shape)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -75,12 +81,6 @@ class DemoSettings:
             raise ValueError("train, checkpoint: expected one of them, got both")
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ScanFile:
-    path: Path
-    valid_time: datetime
-
-
 def _say(text: str = "") -> None:
     typer.echo(text)
 
@@ -102,106 +102,6 @@ def demo(s: DemoSettings, *, source: Source) -> None:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _list_scans(scans_dir: Path, reader: Any, domain: Any):
-    """The radar scans of `scans_dir` by valid time, the domain, and the observed sequence."""
-    import numpy as np
-
-    from nowcastd.errors import DataError, ScanError
-    from nowcastd.io.domain import Domain
-    from nowcastd.io.readers import read_scan
-    from nowcastd.verification.sequence import RadarSequence
-
-    if not scans_dir.is_dir():
-        raise DataError(f"{scans_dir}: expected a directory of radar scans, found none")
-    found: dict[int, tuple[ScanFile, np.ndarray]] = {}
-    skipped = []
-    for path in sorted(p for p in scans_dir.iterdir() if p.is_file()):
-        try:
-            scan = read_scan(
-                path,
-                fmt=reader.format,
-                zr_a=reader.zr_a,
-                zr_b=reader.zr_b,
-                npy_time_pattern=reader.npy_time_pattern,
-                npy_time_format=reader.npy_time_format,
-            )
-        except ScanError:
-            skipped.append(path.name)
-            continue
-        if domain is None:
-            if scan.field.shape == KNMI_NATIVE:
-                domain = Domain(native_shape=KNMI_NATIVE, **SAMPLE_CROP)
-            else:
-                domain = Domain.full(scan.field.shape)
-        stamp = int(scan.valid_time.timestamp())
-        found[stamp] = (ScanFile(path=path, valid_time=scan.valid_time), domain.apply(scan))
-    if len(found) < 2 or domain is None:
-        raise DataError(
-            f"{scans_dir}: expected at least 2 radar scans, got {len(found)} "
-            f"({len(skipped)} other files)"
-        )
-    times = sorted(found)
-    step = Counter(np.diff(times).tolist()).most_common(1)[0][0]
-    observed = RadarSequence(
-        precip=np.stack([found[t][1] for t in times]),
-        time_unix=np.array(times, dtype=np.int64),
-        timestep_seconds=int(step),
-        source=str(scans_dir),
-        domain=domain,
-    )
-    return [found[t][0] for t in times], domain, observed, skipped
-
-
-def _train_on_the_spot(work: Path, iterations: int, grid: tuple[int, int]) -> Path:
-    """A small PredRNN-v2 trained on the sample movie's frames before the sample scans."""
-    from model.config import ModelConfig
-    from model.sampling import SamplingConfig
-    from nowcastd.train import loop as training
-    from nowcastd.train.config import TrainConfig
-
-    half = max(iterations // 2, 1)
-    cfg = TrainConfig(
-        model=ModelConfig(
-            model_name="predrnn_v2",
-            num_hidden=(32, 32),
-            filter_size=3,
-            patch_size=4,
-            img_height=grid[0],
-            img_width=grid[1],
-            layer_norm=False,
-            input_length=4,
-            total_length=16,
-            predict_delta=True,
-        ),
-        # teacher forcing fades out over the first half, so the model learns to roll out
-        sampling=SamplingConfig(sampling_stop_iter=half, sampling_changing_rate=1.0 / half),
-        train_data_paths=(sample_movie(),),
-        save_dir=work / "checkpoints",
-        max_iterations=iterations,
-        display_interval=max(iterations // 10, 1),
-        test_interval=iterations,
-        snapshot_interval=iterations,
-        keep_checkpoints=1,
-        lr=1e-3,
-        batch_size=4,
-        reverse_input=False,
-        # the last 37 of the movie's 92 frames (04:35 on) are held out: the sample scans
-        valid_fraction=0.4,
-        seed=0,
-    )
-    _say(
-        f"training a small PredRNN-v2 on the sample movie (00:00-04:30 UTC, {iterations} "
-        "iterations; the first one compiles) ..."
-    )
-    t0 = time.perf_counter()
-    result = training.run(cfg)
-    _say(
-        f"trained in {time.perf_counter() - t0:.0f} s, last loss "
-        f"{result.get('loss', float('nan')):.5f}; checkpoint {cfg.save_dir}"
-    )
-    return cfg.save_dir
-
-
 def _model(s: DemoSettings, work: Path, grid: tuple[int, int]) -> tuple[Path | None, Any, str]:
     """(checkpoint for the config or None for the bundled one, its ModelConfig, a description)."""
     from model.checkpoint import config_from_json, load_metadata
@@ -215,10 +115,15 @@ def _model(s: DemoSettings, work: Path, grid: tuple[int, int]) -> tuple[Path | N
             what = "the bundled model"
         except CheckpointError:
             _say("this installation has no bundled model: one is trained on the spot")
-            checkpoint = _train_on_the_spot(work, s.iterations, grid)
-            what = ON_THE_SPOT
-    elif s.train:
-        checkpoint = _train_on_the_spot(work, s.iterations, grid)
+    if s.train or (checkpoint is None and what != "the bundled model"):
+        from nowcastd.train.toy import train_toy_model
+
+        _say(
+            f"training a small PredRNN-v2 on the sample movie (00:00-04:30 UTC, {s.iterations} "
+            "iterations; the first one compiles) ..."
+        )
+        checkpoint, line = train_toy_model(work / "checkpoints", iterations=s.iterations, grid=grid)
+        _say(line)
         what = ON_THE_SPOT
     path = resolve_checkpoint(checkpoint)
     try:
@@ -229,18 +134,22 @@ def _model(s: DemoSettings, work: Path, grid: tuple[int, int]) -> tuple[Path | N
 
 
 def _run(s: DemoSettings, source: Source, work: Path) -> None:
-    from nowcastd.serve.demo import free_port, write_config
-    from nowcastd.verification.sequence import read_scan_settings
+    from nowcastd.errors import DataError
+    from nowcastd.serve.demo import feed_and_report, free_port, write_config
+    from nowcastd.verification.sequence import read_scan_sequence, read_scan_settings
 
     scans_dir = s.scans or sample_scans()
     reader, domain = read_scan_settings(source.config)
-    scans, domain, observed, skipped = _list_scans(scans_dir, reader, domain)
-    step = observed.timestep_seconds
+    observed = read_scan_sequence(
+        scans_dir, reader=reader, domain=domain, domain_for=_sample_domain_for
+    )
+    scans, domain, step = observed.files, observed.domain, observed.timestep_seconds
+    others = len([p for p in scans_dir.iterdir() if p.is_file()]) - len(scans)
     grid = domain.model_shape
     _say(
         f"scans: {len(scans)} from {scans_dir}, {scans[0].valid_time:%Y-%m-%d %H:%M} to "
         f"{scans[-1].valid_time:%H:%M} UTC, every {step / 60:g} min"
-        + (f" ({len(skipped)} other files left out)" if s.scans and skipped else "")
+        + (f" ({others} other files left out)" if s.scans and others else "")
     )
     _say(
         f"domain: rows {domain.row0}..{domain.row0 + domain.height - 1}, columns "
@@ -252,8 +161,6 @@ def _run(s: DemoSettings, source: Source, work: Path) -> None:
     n_in, leads = model_cfg.input_length, model_cfg.total_length - model_cfg.input_length
     _say(f"model: {what}; {n_in} scans in, {leads} leads out")
     if len(scans) < n_in + 1:
-        from nowcastd.errors import DataError
-
         raise DataError(
             f"{scans_dir}: expected at least {n_in + 1} scans for one forecast, got {len(scans)}"
         )
@@ -271,88 +178,28 @@ def _run(s: DemoSettings, source: Source, work: Path) -> None:
         "retention_keep_last": 0,
         "retention_max_age_hours": 0,
         "refill_max_age_hours": 0,  # archived scans: the start-up refill takes them at any age
+        "events_file": (work / "events.jsonl").resolve(),
     }
     config = write_config(work / "serve.toml", serve=serve, reader=reader, domain=domain)
-    _feed_and_report(s, work, config, port, scans, n_in)
+    feed_and_report(
+        config=config,
+        port=port,
+        work=work,
+        scans=scans,
+        preloaded=n_in - 1,
+        cadence_seconds=s.cadence_seconds,
+        say=_say,
+    )
     _skill_and_figure(s, forecasts, observed, what)
 
 
-def _feed_and_report(
-    s: DemoSettings, work: Path, config: Path, port: int, scans: list[ScanFile], n_in: int
-) -> None:
-    from nowcastd.errors import NowcastdError
-    from nowcastd.serve.demo import Daemon, deliver, metrics_summary, ready_compilations, scrape
-
-    watch = work / "incoming"
-    for scan in scans[: n_in - 1]:  # already there at start-up: the refill reads them
-        deliver(scan.path, watch)
-    _say(
-        f"starting `nowcastd serve --config {config}` (log: {work / 'daemon.log'}); "
-        f"{n_in - 1} scans already in its watch directory"
-    )
-    t0 = time.perf_counter()
-    daemon = Daemon(config, metrics_port=port, log_path=work / "daemon.log")
-    try:
-        ready = daemon.wait_ready(timeout_seconds=600)
-        _say(f"ready after {time.perf_counter() - t0:.1f} s (model loaded and compiled)")
-        _say(
-            f"delivering {len(scans) - n_in + 1} scans, one every {s.cadence_seconds:g} s; "
-            "latency: from the scan's arrival to the forecast file in place; queued: the "
-            "watcher's debounce_seconds (0.5 s) and the queue"
-        )
-        _say(
-            f"{'scan (UTC)':>16} {'latency':>8} {'queued':>7} {'read':>6} {'rollout':>8} "
-            f"{'write':>6}  forecast file"
-        )
-        times = {scan.path.name: scan.valid_time for scan in scans}
-        seen = 0
-        for scan in scans[n_in - 1 :]:
-            deliver(scan.path, watch)
-            deadline = time.monotonic() + s.cadence_seconds
-            while (line := daemon.next_forecast(deadline - time.monotonic())) is not None:
-                seen += 1
-                _say(_forecast_row(line, times))
-        last = scans[-1].path.name
-        while (line := daemon.next_forecast(60.0)) is not None:
-            seen += 1
-            _say(_forecast_row(line, times))
-            if line.scan == last:
-                break
-        families = scrape(daemon.url)
-        _say(f"\nmetrics, one scrape of {daemon.url}:")
-        for text in metrics_summary(families, compilations_at_ready=ready_compilations(ready)):
-            _say(f"  {text}")
-    finally:
-        code = daemon.stop()
-    if code != 0:
-        raise NowcastdError(
-            f"the daemon exited with status {code} after SIGTERM; the end of its log:\n"
-            f"{daemon.log_tail()}"
-        )
-    _say(f"SIGTERM: the daemon finished and exited 0 ({seen} forecasts)")
-
-
-def _forecast_row(line: Any, times: dict[str, datetime]) -> str:
-    def ms(key: str) -> str:
-        value = line.seconds.get(key)
-        return "—" if value is None else f"{1e3 * value:.0f}"
-
-    valid = times.get(line.scan)
-    when = f"{valid:%Y-%m-%d %H:%M}" if valid else line.scan
-    note = "" if line.pre_encoded else " (not pre-encoded)"
-    return (
-        f"{when:>16} {ms('latency'):>5} ms {ms('queued'):>4} ms {ms('read'):>3} ms "
-        f"{ms('rollout'):>5} ms {ms('write'):>3} ms  {line.file}{note}"
-    )
-
-
 def _skill_and_figure(s: DemoSettings, forecasts: Path, observed: Any, what: str) -> None:
-    import numpy as np
-
     from nowcastd.errors import DataError
-    from nowcastd.io.forecast_file import read_forecast
-    from nowcastd.verification.figures import save_forecast_strip
-    from nowcastd.verification.forecast_skill import format_skill, score_forecast_files
+    from nowcastd.verification.forecast_skill import (
+        format_skill,
+        save_checkable_figure,
+        score_forecast_files,
+    )
 
     files = sorted(forecasts.glob("forecast_*.h5"))
     if not files:
@@ -368,36 +215,9 @@ def _skill_and_figure(s: DemoSettings, forecasts: Path, observed: Any, what: str
             "(in-sample: the bundled model was trained on this KNMI event; its scores on an event "
             "it never saw are in nowcastd/bundled/MODEL_CARD.md)"
         )
-    index = {int(t): i for i, t in enumerate(observed.time_unix)}
-    chosen = files[-1]
-    for path in reversed(files):
-        f = read_forecast(path)
-        if all(int(t.timestamp()) in index for t in f["valid_times"]):
-            chosen = path
-            break
-    f = read_forecast(chosen)
-    nan = np.full(f["precip"].shape[1:], np.nan, np.float32)
-
-    def at(t: datetime) -> np.ndarray:
-        i = index.get(int(t.timestamp()))
-        return nan if i is None else observed.precip[i]
-
-    s.out.mkdir(parents=True, exist_ok=True)
-    issue = f["issue_time"]
-    figure = save_forecast_strip(
-        s.out / f"forecast_{issue:%Y%m%dT%H%MZ}.png",
-        last_input=at(issue),
-        observed=np.stack([at(t) for t in f["valid_times"]]),
-        forecast=f["precip"],
-        issue_time=issue,
-        valid_times=f["valid_times"],
-        title=(
-            f"{chosen.name}: observed (top) and forecast (bottom), issued "
-            f"{issue:%Y-%m-%d %H:%M} UTC"
-        ),
-    )
+    figure, issue = save_checkable_figure(files, observed, s.out)
     _say(f"\nfigure: {figure.resolve()}")
-    _say(f"(observed against forecast, issued {issue.astimezone(UTC):%H:%M} UTC)")
+    _say(f"(observed against forecast, issued {issue:%H:%M} UTC)")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,6 +1,13 @@
-"""`nowcastd predict`: the serve pipeline once, from scan files to one forecast file."""
+"""`nowcastd predict`: the serve pipeline once, from scan files to one forecast file.
 
+The scans go through `Pipeline.step_batch` as a batch of queued scans does in `serve`, with the
+same rules (reader policy, plausibility, `future`, cadence, ordering); only the start-up
+refill's `stale` rule is not applied, so archived scans forecast. A refused scan is an error.
+"""
+
+import dataclasses
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -39,9 +46,11 @@ def run_predict(scans: list[Path], *, config: Path | None, flags: dict) -> Path:
     from nowcastd.errors import DataError
     from nowcastd.io.model_checkpoint import load_model
     from nowcastd.serve.config import load_serve_config
+    from nowcastd.serve.outcome import Failed, Rejected, Written
     from nowcastd.serve.pipeline import Pipeline
 
     cfg = load_serve_config(config, flags=flags)
+    cfg = dataclasses.replace(cfg, output_dir=cfg.output_dir or Path("."))
     missing = [str(path) for path in scans if not Path(path).is_file()]
     if missing:  # before the model loads and compiles
         raise DataError(f"no such scan file: {', '.join(missing)}")
@@ -49,7 +58,17 @@ def run_predict(scans: list[Path], *, config: Path | None, flags: dict) -> Path:
         logging.getLogger().setLevel(cfg.log_level)
     pipe = Pipeline(cfg, load_model(cfg.checkpoint))
     pipe.compile(pre_encoding=False)
-    frames = sorted((pipe.read(path) for path in scans), key=lambda f: f.valid_time)
-    for frame in frames:
-        pipe.push(frame)
-    return pipe.write(pipe.forecast(), cfg.output_dir or Path("."))
+    outcomes = pipe.step_batch(list(scans), datetime.now(UTC))
+    for outcome in outcomes:
+        if isinstance(outcome, Rejected):
+            raise DataError(f"refused ({outcome.reason}): {outcome.detail}")
+        if isinstance(outcome, Failed):
+            raise DataError(f"{outcome.stage} failed for {outcome.name}: {outcome.detail}")
+    written = [outcome for outcome in outcomes if isinstance(outcome, Written)]
+    if not written:
+        status = pipe.status()
+        raise DataError(
+            f"predict: expected {status.capacity} consecutive scans ending at the newest, "
+            f"got {status.frames}"
+        )
+    return written[0].file

@@ -26,6 +26,7 @@ from nowcastd.data.movie import (
     open_movie,
     prepare_frames,
     read_times,
+    time_step,
     window_starts,
 )
 from nowcastd.errors import DataError
@@ -111,7 +112,7 @@ def build_clips(
         crop: ``(row0, col0, height, width)`` in source pixels, applied before `block`.
         block: block-average factor (the crop must be a multiple of it).
         transform: physical -> model units; None: dbz for mm/h (scans, or a movie in mm/h).
-        timestep_seconds: the nominal time step; None: the movie's attribute or the median step.
+        timestep_seconds: the nominal time step; None: the movie's attribute or `time_step`.
 
     Raises:
         DataError: unreadable source, inconsistent scans, bad geometry, no complete window.
@@ -141,7 +142,7 @@ def build_clips(
 
     frames, valid = prepare_frames(fields, crop=crop, block=block, transform=transform, where=where)
     if timestep_seconds is None and unix is not None and len(unix) > 1:
-        timestep_seconds = int(np.median(np.diff(unix)))
+        timestep_seconds = time_step(unix)
     starts = window_starts(len(frames), total_length, stride, unix, timestep_seconds)
     if starts.size == 0:
         raise DataError(

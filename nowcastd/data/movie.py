@@ -99,12 +99,22 @@ def window_starts(
     if time_unix is None or n_frames < 2 or starts.size == 0:
         return starts
     steps = np.diff(np.asarray(time_unix, dtype=np.int64))
-    step = int(timestep_seconds) if timestep_seconds else int(np.median(steps))
+    step = int(timestep_seconds) if timestep_seconds else time_step(time_unix)
     bad = np.concatenate([[0], np.cumsum(steps != step)])  # gaps before each frame
     keep = bad[starts + total_length - 1] == bad[starts]
     if not keep.all():
         logger.info("skipping %d windows that span a time gap", int((~keep).sum()))
     return starts[keep]
+
+
+def time_step(time_unix: np.ndarray) -> int:
+    """The time step of frames valid at `time_unix` (increasing, at least two): the most
+    common step between consecutive frames, the smallest of equally common ones; a gap or a
+    missing scan does not move it. The one rule for movies, scan directories and builds."""
+    steps, counts = np.unique(np.diff(np.asarray(time_unix, dtype=np.int64)), return_counts=True)
+    if steps.size == 0:
+        raise DataError("time step: expected at least two frame times, got fewer")
+    return int(steps[np.argmax(counts)])
 
 
 def open_precip(h: h5py.File, where: str) -> tuple[h5py.Dataset, str]:

@@ -38,8 +38,10 @@ import re
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -51,7 +53,14 @@ from nowcastd.io.atomic import atomic_file
 from nowcastd.io.grid_mapping import grid_mapping_attrs
 from nowcastd.io.readers.scan import GridInfo
 
-__all__ = ["forecast_name", "prune_forecasts", "quantize", "read_forecast", "write_forecast"]
+__all__ = [
+    "ForecastFile",
+    "forecast_name",
+    "prune_forecasts",
+    "quantize",
+    "read_forecast",
+    "write_forecast",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -355,13 +364,29 @@ def _attr_value(value: object) -> object:
     return value
 
 
-def read_forecast(path: str | Path) -> dict:
-    """Read a forecast file: precip, lead_seconds, valid_times, issue_time, x, y, mask, attrs."""
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ForecastFile:
+    """What a forecast file holds: `precip` (K, y, x) mm/h (NaN: no data), `lead_seconds`
+    (K,), the grid's `x` and `y` coordinates, `input_nan_mask` (y, x) or None in files
+    without one, the issue and valid times, and the file's global attributes."""
+
+    precip: np.ndarray
+    lead_seconds: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    input_nan_mask: np.ndarray | None
+    issue_time: datetime
+    valid_times: tuple[datetime, ...]
+    attrs: dict[str, Any]
+
+
+def read_forecast(path: str | Path) -> ForecastFile:
+    """Read a forecast file; DataError for a file that is none."""
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
-            out = {
+            arrays = {
                 "precip": f["precip"][...].astype(np.float32),
                 "lead_seconds": f["lead_time"][...].astype(np.int64),
                 "x": f["x"][...],
@@ -374,10 +399,8 @@ def read_forecast(path: str | Path) -> dict:
         issue = datetime.strptime(attrs["issue_time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except (OSError, KeyError, ValueError, TypeError) as e:
         raise DataError(f"{path.name}: not a readable nowcastd forecast file: {e}") from e
-    out["issue_time"] = issue
-    out["valid_times"] = [datetime.fromtimestamp(int(s), UTC) for s in valid]
-    out["attrs"] = attrs
-    return out
+    valid_times = tuple(datetime.fromtimestamp(int(s), UTC) for s in valid)
+    return ForecastFile(**arrays, issue_time=issue, valid_times=valid_times, attrs=attrs)
 
 
 def prune_forecasts(

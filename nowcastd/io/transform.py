@@ -15,8 +15,10 @@ Two kinds exist:
   This is the scaling of the radar development set (`rate_to_unit` / `unit_to_rate` in
   ``make_dev_set.py``).
 
-NaN stays NaN in both directions: the caller decides how to fill missing data (the data sources
-fill 0 in model units and return a validity mask).
+NaN stays NaN in both directions. The two rules of a forecast live here, once: `to_model_input`
+(inputs: no data enters the model as 0 in model units) and `to_rates` (outputs: clipped to the
+model's [0, 1] range, then physical, never NaN). Serve, evaluate and the data sources all call
+them (`nowcastd.nowcast`).
 
 Both directions accept numpy arrays (returning float32, computed in float64 like the development
 set script) and JAX arrays, including tracers under `jax.jit` (returning the input's float dtype).
@@ -152,10 +154,16 @@ class DataTransform:
         r = xp.where(xp.isnan(x), xp.nan, r)
         return r.astype(np.float32) if xp is np else r.astype(x.dtype)
 
-    def forecast_to_physical(self, x_model):
-        """A forecast in model units -> physical values, the one rule that serve, predict and
-        evaluate apply: clipped to the model's [0, 1] range, and for rain rates, anything
-        below `RAIN_THRESHOLD_MM_H` is 0 (NaN, no data, stays NaN).
+    def to_model_input(self, x_phys):
+        """Physical values -> model inputs: model units, no data (NaN) as 0."""
+        xp, _ = _as_float(x_phys)
+        return xp.nan_to_num(self.to_model(x_phys), nan=0.0)
+
+    def to_rates(self, x_model):
+        """Network output -> physical values, the one rule of every forecast: clipped to the
+        model's [0, 1] first (what the network was trained to produce) and, for rain rates,
+        anything below `RAIN_THRESHOLD_MM_H` is 0. NaN (no data: rain a Lagrangian network
+        would advect in from outside the grid) stays NaN.
 
         The threshold matters: the dBZ scale maps every x > 0 to at least 0.036 mm/h, so a
         forecast a hair above 0 over dry land would rain 0.036 mm/h there; pysteps' dB

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from typing import Generic, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -42,17 +43,21 @@ class Push(enum.Enum):
         return self in (Push.APPENDED, Push.RESET)
 
 
+#: What the caller keeps with each buffered frame (the pipeline: its `Frame`).
+R = TypeVar("R")
+
+
 @dataclass(frozen=True)
-class FrameInfo:
+class FrameInfo(Generic[R]):
     """Host-side record of one buffered frame; compared by valid time and name only.
 
-    `record` is whatever the caller keeps with the frame (the pipeline: its `Frame`, with the
-    NaN mask and grid the forecast from this frame needs).
+    `record` is what the caller keeps with the frame (the pipeline: its `Frame`, with the NaN
+    mask and grid the forecast from this frame needs).
     """
 
     valid_time: datetime
     name: str
-    record: object = field(default=None, compare=False, repr=False)
+    record: R = field(compare=False, repr=False)
 
 
 @partial(jax.jit, donate_argnums=0)
@@ -66,8 +71,9 @@ def _shift_in(
     return jax.lax.dynamic_update_slice_in_dim(shifted, frame[None, None], i - 1, axis=1)
 
 
-class FrameBuffer:
-    """The last `input_length` frames on the device, with time-ordering rules."""
+class FrameBuffer(Generic[R]):
+    """The last `input_length` frames on the device, with time-ordering rules; each with a
+    record of type `R`."""
 
     def __init__(
         self,
@@ -92,13 +98,13 @@ class FrameBuffer:
             jax.ShapeDtypeStruct(shape, jnp.float32),
             jax.ShapeDtypeStruct(self.frame_shape, jnp.float32),
         ).compile()
-        self._infos: list[FrameInfo] = []
+        self._infos: list[FrameInfo[R]] = []
         self.resets = 0
 
     # -- state -------------------------------------------------------------------------------
 
     @property
-    def infos(self) -> tuple[FrameInfo, ...]:
+    def infos(self) -> tuple[FrameInfo[R], ...]:
         """The buffered frames, oldest first (at most `input_length`)."""
         return tuple(self._infos)
 
@@ -144,7 +150,7 @@ class FrameBuffer:
         *,
         valid_time: datetime,
         name: str,
-        record: object = None,
+        record: R,
     ) -> Push:
         """Apply the ordering rules, then shift `frame` (a device array) in if accepted."""
         outcome = self.check(valid_time)

@@ -45,6 +45,9 @@ class ServeConfig:
     more than `max_implausible_fraction` of its pixels outside 0..`max_rain_rate_mm_h` (fewer
     are clipped), and a calibration beyond `max_abs_gain`/`max_abs_offset`. A worker that shows
     no progress for `stall_seconds` stops the systemd watchdog pings.
+
+    `events_file`: one JSON line per scan outcome is appended there (`serve.events`), for
+    programs; the log stays for people.
     """
 
     watch_dir: Path | None = None
@@ -63,6 +66,7 @@ class ServeConfig:
     retention_max_age_hours: float | None = 24.0
     compile_cache_dir: Path | None = None
     log_level: str = "INFO"
+    events_file: Path | None = None
     read_timeout_seconds: float = 20.0
     read_memory_limit_bytes: int = 4 << 30
     max_scan_bytes: int = 1 << 30
@@ -80,7 +84,7 @@ class ServeConfig:
     domain: Domain | None = None
 
     def __post_init__(self) -> None:
-        for name in ("watch_dir", "output_dir", "checkpoint", "compile_cache_dir"):
+        for name in ("watch_dir", "output_dir", "checkpoint", "compile_cache_dir", "events_file"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))

@@ -3,11 +3,14 @@
 - `write_config`: the TOML file the daemon reads (`[serve]`, `[reader]`, `[domain]`).
 - `deliver`: a scan into the watch directory as a feed should, under a hidden name then renamed.
 - `Daemon`: `python -m nowcastd.cli serve --config FILE` as a subprocess; its log goes to a
-  file, and each forecast's log line is parsed into a `ForecastLine` (per-stage latency).
-  `wait_ready` polls the metrics endpoint for `nowcastd_ready 1`; `stop` sends SIGTERM and
-  returns the exit status.
+  file, and its `events_file` is followed: each forecast arrives as a `ForecastEvent`
+  (`serve.events`, per-stage latency), never parsed out of the human log. `wait_ready` polls
+  the metrics endpoint for `nowcastd_ready 1`; `stop` sends SIGTERM and returns the exit
+  status.
 - `scrape` and `metrics_summary`: one real HTTP scrape of the endpoint and the lines a person
   reads from it (scans, rejections, forecasts, latency histogram, compilations after ready).
+- `feed_and_report`: the demo's run: the first scans already in the watch directory, the
+  daemon started, the rest delivered one by one, a line per forecast event, one scrape, SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import shutil
 import signal
 import socket
@@ -24,7 +26,8 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -32,48 +35,23 @@ from nowcastd.errors import NowcastdError
 from nowcastd.io.atomic import atomic_path
 from nowcastd.io.domain import Domain
 from nowcastd.io.scan_settings import ReaderConfig
+from nowcastd.serve.events import ForecastEvent, parse_event
+from nowcastd.serve.metrics import STAGES
+from nowcastd.verification.sequence import ScanFile
 
 __all__ = [
     "Daemon",
-    "ForecastLine",
     "deliver",
+    "feed_and_report",
     "free_port",
     "metrics_summary",
     "scrape",
+    "value",
     "write_config",
 ]
 
-_FORECAST = re.compile(r"forecast (?P<file>\S+) from (?P<scan>\S+): (?P<fields>.*)$")
-_FIELD = re.compile(r"(\w+)=(\S+)")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ForecastLine:
-    """One forecast as the daemon logged it: file names and seconds per stage."""
-
-    file: str
-    scan: str
-    seconds: dict[str, float]
-    pre_encoded: bool
-
-
-def parse_forecast_line(line: str) -> ForecastLine | None:
-    """The daemon's `forecast F from S: latency=… read=… …` log line, or None for others."""
-    match = _FORECAST.search(line)
-    if match is None:
-        return None
-    seconds, pre_encoded = {}, False
-    for key, value in _FIELD.findall(match["fields"]):
-        if key == "pre_encoded":
-            pre_encoded = value == "True"
-            continue
-        try:
-            seconds[key] = float(value)
-        except ValueError:
-            continue
-    return ForecastLine(
-        file=match["file"], scan=match["scan"], seconds=seconds, pre_encoded=pre_encoded
-    )
+#: How often the events file is read for new lines.
+_FOLLOW_SECONDS = 0.005
 
 
 def free_port() -> int:
@@ -125,14 +103,25 @@ def deliver(scan: Path, watch_dir: Path) -> Path:
 
 
 class Daemon:
-    """`nowcastd serve --config FILE` as a subprocess (see the module docstring)."""
+    """`nowcastd serve --config FILE` as a subprocess (see the module docstring); the config
+    names `events_path` as its `events_file`."""
 
-    def __init__(self, config: Path, *, metrics_port: int, log_path: Path) -> None:
+    def __init__(
+        self,
+        config: Path,
+        *,
+        metrics_port: int,
+        log_path: Path,
+        events_path: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.url = f"http://127.0.0.1:{metrics_port}/metrics"
         self.log_path = log_path
-        self.forecasts: queue.Queue[ForecastLine] = queue.Queue()
+        self.events_path = events_path
+        self.forecasts: queue.Queue[ForecastEvent] = queue.Queue()
         self._log = log_path.open("w", encoding="utf-8")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._done = threading.Event()
+        env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "nowcastd.cli", "serve", "--config", str(config)],
             stdin=subprocess.DEVNULL,
@@ -146,14 +135,32 @@ class Daemon:
             target=self._read, args=(self.process.stdout,), name="demo-daemon-log", daemon=True
         )
         self._reader.start()
+        self._follower = threading.Thread(
+            target=self._follow, name="demo-daemon-events", daemon=True
+        )
+        self._follower.start()
 
     def _read(self, stream: IO[str]) -> None:
         for line in stream:
             self._log.write(line)
             self._log.flush()
-            parsed = parse_forecast_line(line.rstrip("\n"))
-            if parsed is not None:
-                self.forecasts.put(parsed)
+
+    def _follow(self) -> None:
+        """Queue each forecast event of the events file as its line is complete."""
+        offset, partial = 0, ""
+        while not self._done.wait(_FOLLOW_SECONDS):
+            try:
+                with self.events_path.open(encoding="utf-8") as f:
+                    f.seek(offset)
+                    text = f.read()
+                    offset = f.tell()
+            except FileNotFoundError:
+                continue
+            *lines, partial = (partial + text).split("\n")
+            for line in lines:
+                event = parse_event(line)
+                if event is not None:
+                    self.forecasts.put(event)
 
     def log_tail(self, lines: int = 8) -> str:
         text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -177,7 +184,7 @@ class Daemon:
                 families = scrape(self.url, timeout_seconds=2.0)
             except OSError:
                 families = {}
-            if _value(families, "nowcastd_ready") == 1:
+            if value(families, "nowcastd_ready") == 1:
                 return families
             time.sleep(0.25)
         raise NowcastdError(
@@ -185,8 +192,8 @@ class Daemon:
             f"({self.log_path}):\n{self.log_tail()}"
         )
 
-    def next_forecast(self, timeout_seconds: float) -> ForecastLine | None:
-        """The next forecast the daemon logs, or None after `timeout_seconds`."""
+    def next_forecast(self, timeout_seconds: float) -> ForecastEvent | None:
+        """The next forecast event of the daemon, or None after `timeout_seconds`."""
         deadline = time.monotonic() + timeout_seconds
         while True:
             try:
@@ -206,6 +213,8 @@ class Daemon:
                 self.process.kill()
                 self.process.wait()
         self._reader.join(timeout=5)
+        self._done.set()
+        self._follower.join(timeout=5)
         self._log.close()
         return int(self.process.returncode)
 
@@ -225,7 +234,8 @@ def scrape(url: str, *, timeout_seconds: float = 5.0) -> dict[str, dict]:
     }
 
 
-def _value(families: dict[str, dict], sample: str, **labels: str) -> float | None:
+def value(families: dict[str, dict], sample: str, **labels: str) -> float | None:
+    """The value of one sample in a scrape (None if absent)."""
     for family in families.values():
         for name, sample_labels, value in family["samples"]:
             if name == sample and all(sample_labels.get(k) == v for k, v in labels.items()):
@@ -270,27 +280,27 @@ def _ms(seconds: float) -> str:
 
 def metrics_summary(families: dict[str, dict], *, compilations_at_ready: float) -> list[str]:
     """What a person reads from one scrape of the daemon's metrics."""
-    received = _value(families, "nowcastd_scans_received_total") or 0
+    received = value(families, "nowcastd_scans_received_total") or 0
     rejected = {
         labels["reason"]: value
         for name, labels, value in families.get("nowcastd_scans_rejected", {}).get("samples", [])
         if name == "nowcastd_scans_rejected_total" and value
     }
-    written = _value(families, "nowcastd_forecasts_written_total") or 0
-    skipped = _value(families, "nowcastd_scans_skipped_total") or 0
+    written = value(families, "nowcastd_forecasts_written_total") or 0
+    skipped = value(families, "nowcastd_scans_skipped_total") or 0
     failures = _total(families, "nowcastd_failures_total")
-    compilations = _value(families, "nowcastd_jit_compilations_total") or 0
+    compilations = value(families, "nowcastd_jit_compilations_total") or 0
     latency = "nowcastd_forecast_latency_seconds"
-    count = _value(families, f"{latency}_count") or 0
-    mean = (_value(families, f"{latency}_sum") or 0) / count if count else float("nan")
+    count = value(families, f"{latency}_count") or 0
+    mean = (value(families, f"{latency}_sum") or 0) / count if count else float("nan")
     buckets = sorted(_buckets(families, latency))
     quantiles = ", ".join(
         f"p{round(100 * q)} ≤ {_bound(_upper_bound(q, buckets))}" for q in (0.5, 0.9, 0.99)
     )
     stages = []
-    for stage in ("read", "transfer", "rollout", "write", "encode"):
-        n = _value(families, "nowcastd_stage_duration_seconds_count", stage=stage) or 0
-        total = _value(families, "nowcastd_stage_duration_seconds_sum", stage=stage) or 0
+    for stage in STAGES:
+        n = value(families, "nowcastd_stage_duration_seconds_count", stage=stage) or 0
+        total = value(families, "nowcastd_stage_duration_seconds_sum", stage=stage) or 0
         if n:
             stages.append(f"{stage} {_ms(total / n)}")
     rejected_text = ", ".join(f"{k} {v:g}" for k, v in rejected.items()) or "none"
@@ -307,4 +317,85 @@ def metrics_summary(families: dict[str, dict], *, compilations_at_ready: float) 
 
 def ready_compilations(families: dict[str, dict]) -> float:
     """`nowcastd_jit_compilations_total` in a scrape (0 if absent)."""
-    return _value(families, "nowcastd_jit_compilations_total") or 0.0
+    return value(families, "nowcastd_jit_compilations_total") or 0.0
+
+
+def feed_and_report(
+    *,
+    config: Path,
+    port: int,
+    work: Path,
+    scans: Sequence[ScanFile],
+    preloaded: int,
+    cadence_seconds: float,
+    say: Callable[[str], None],
+) -> int:
+    """Run the demo's daemon on `config` (watch directory `work/incoming`, events file
+    `work/events.jsonl`): `preloaded` scans are in the watch directory at start-up, the rest
+    arrive by rename every `cadence_seconds`; one line per forecast, then the metrics. Returns
+    the number of forecasts; NowcastdError when the daemon did not exit 0 after SIGTERM."""
+    watch = work / "incoming"
+    for scan in scans[:preloaded]:  # already there at start-up: the refill reads them
+        deliver(scan.path, watch)
+    say(
+        f"starting `nowcastd serve --config {config}` (log: {work / 'daemon.log'}); "
+        f"{preloaded} scans already in its watch directory"
+    )
+    t0 = time.perf_counter()
+    daemon = Daemon(
+        config, metrics_port=port, log_path=work / "daemon.log", events_path=work / "events.jsonl"
+    )
+    seen = 0
+    try:
+        ready = daemon.wait_ready(timeout_seconds=600)
+        say(f"ready after {time.perf_counter() - t0:.1f} s (model loaded and compiled)")
+        say(
+            f"delivering {len(scans) - preloaded} scans, one every {cadence_seconds:g} s; "
+            "latency: from the scan's arrival to the forecast file in place; queued: until "
+            "the daemon's worker took it (a renamed file is read at once)"
+        )
+        say(
+            f"{'scan (UTC)':>16} {'latency':>8} {'queued':>7} {'read':>6} {'rollout':>8} "
+            f"{'write':>6}  forecast file"
+        )
+        times = {scan.path.name: scan.valid_time for scan in scans}
+        for scan in scans[preloaded:]:
+            deliver(scan.path, watch)
+            deadline = time.monotonic() + cadence_seconds
+            while (event := daemon.next_forecast(deadline - time.monotonic())) is not None:
+                seen += 1
+                say(_forecast_row(event, times))
+        last = scans[-1].path.name
+        while (event := daemon.next_forecast(60.0)) is not None:
+            seen += 1
+            say(_forecast_row(event, times))
+            if event.scan == last:
+                break
+        families = scrape(daemon.url)
+        say(f"\nmetrics, one scrape of {daemon.url}:")
+        for text in metrics_summary(families, compilations_at_ready=ready_compilations(ready)):
+            say(f"  {text}")
+    finally:
+        code = daemon.stop()
+    if code != 0:
+        raise NowcastdError(
+            f"the daemon exited with status {code} after SIGTERM; the end of its log:\n"
+            f"{daemon.log_tail()}"
+        )
+    say(f"SIGTERM: the daemon finished and exited 0 ({seen} forecasts)")
+    return seen
+
+
+def _forecast_row(event: ForecastEvent, times: dict[str, datetime]) -> str:
+    def ms(value: float | None) -> str:
+        return "—" if value is None else f"{1e3 * value:.0f}"
+
+    stages = event.seconds
+    valid = times.get(event.scan)
+    when = f"{valid:%Y-%m-%d %H:%M}" if valid else event.scan
+    note = "" if event.pre_encoded else " (not pre-encoded)"
+    return (
+        f"{when:>16} {ms(event.latency):>5} ms {ms(event.queued):>4} ms "
+        f"{ms(stages.get('read')):>3} ms {ms(stages.get('rollout')):>5} ms "
+        f"{ms(stages.get('write')):>3} ms  {event.file}{note}"
+    )

@@ -9,18 +9,20 @@ steps on the critical path. The result equals the full rollout to float toleranc
 Pre-encoding lives here only: the encoded state, which window it belongs to, and the
 background thread that computes it (`pre_encode(..., background=True)`). XLA cannot abandon
 a running computation, and finishing the encode is always cheaper than the full re-encoding a
-forecast without it needs, so `wait_pre_encode` (called by `forecast`, and by whoever is about
-to donate the context array the encode reads) waits for it and re-raises what it raised.
+forecast without it needs, so `wait_pre_encode` (called by whoever is about to donate the
+context array the encode reads) waits for it and re-raises what it raised.
 
 Everything is compiled for the operational shape by `compile()` (before the service reports
 ready) with `jax.jit(...).lower(...).compile()`; a call with any other shape is an error, never
-a silent recompilation. Outputs come back in physical units (the data transform runs on the
-device) as a host numpy array.
+a silent recompilation. The rollouts end in `DataTransform.to_rates` on the device, and
+`forecast` hands the executable it picked to `nowcastd.nowcast.forecast_rates`, the forecast
+function evaluate uses too (clipping and no-data rule included).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -34,8 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from model.network import PredRNN
-from model.rollout import INFERENCE_COMPILER_OPTIONS, encode, forecast_from, rollout
+from model.rollout import INFERENCE_COMPILER_OPTIONS, encode, forecast_from
+from nowcastd.data.motion import MotionEstimator
 from nowcastd.io.transform import DataTransform
+from nowcastd.nowcast import StageTimer, Window, forecast_rates, rollout_rates
 
 __all__ = ["Forecaster", "enable_compile_cache"]
 
@@ -71,6 +75,7 @@ class Forecaster:
         num_leads: int,
         grid: tuple[int, int] | None = None,
         time_encode: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+        motion_method: str = "LK",
     ) -> None:
         cfg = network.cfg
         if num_leads < 1:
@@ -81,6 +86,8 @@ class Forecaster:
         self.input_length = cfg.input_length
         h, w = grid or (cfg.img_height, cfg.img_width)
         self.frame_shape = (h, w, cfg.img_channel)
+        # a Lagrangian network takes each window's motion, estimated on the host
+        self.motion = MotionEstimator(motion_method) if cfg.lagrangian else None
         self._params, self._static = eqx.partition(network, eqx.is_array)
         self._time_encode = time_encode or contextlib.nullcontext
         self._full = None
@@ -94,18 +101,17 @@ class Forecaster:
 
     @property
     def can_pre_encode(self) -> bool:
-        return self.input_length >= 2 and self._pre_encoding
+        """Whether the newest I - 1 frames can be encoded before the next scan: not for a
+        Lagrangian network, whose frame of reference moves with every scan."""
+        return self.input_length >= 2 and self._pre_encoding and self.motion is None
 
     # -- the functions compiled --------------------------------------------------------------
 
     def _net(self, params) -> PredRNN:
         return eqx.combine(params, self._static)
 
-    def _physical(self, preds):
-        return jnp.nan_to_num(self.transform.to_physical(preds[0, ..., 0]), nan=0.0)
-
-    def _full_fn(self, params, context):
-        return self._physical(rollout(self._net(params), context, self.num_leads))
+    def _full_fn(self, params, context, motion):
+        return rollout_rates(self._net(params), self.transform, context, self.num_leads, motion)
 
     def _encode_fn(self, params, context):
         carry, _ = encode(self._net(params), context[:, 1:])
@@ -113,7 +119,8 @@ class Forecaster:
 
     def _from_fn(self, params, carry, context):
         net = self._net(params)
-        return self._physical(forecast_from(net, carry, context[:, -1], self.num_leads))
+        preds = forecast_from(net, carry, context[:, -1], self.num_leads)
+        return self.transform.to_rates(preds[..., 0])
 
     def compile(self, *, pre_encoding: bool = True) -> float:
         """Compile the functions for the operational shape; returns the seconds it took.
@@ -125,8 +132,9 @@ class Forecaster:
         i, shape = self.input_length, self.frame_shape
         spec = jax.ShapeDtypeStruct
         context = spec((1, i, *shape), jnp.float32)
+        motion = None if self.motion is None else spec((1, *shape[:2], 2), jnp.float32)
         options = INFERENCE_COMPILER_OPTIONS
-        self._full = jax.jit(self._full_fn).lower(self._params, context).compile(options)
+        self._full = jax.jit(self._full_fn).lower(self._params, context, motion).compile(options)
         if pre_encoding and self.can_pre_encode:
             self._encode = jax.jit(self._encode_fn).lower(self._params, context).compile(options)
             carry = jax.eval_shape(self._encode_fn, self._params, context)
@@ -145,7 +153,8 @@ class Forecaster:
     def _warm_up(self, spec) -> None:
         """Run each executable once: the first call of an XLA executable is slower."""
         zeros = jax.device_put(np.zeros(spec.shape, np.float32))
-        self.full(zeros)
+        still = None if self.motion is None else np.zeros((1, *spec.shape[2:4], 2), np.float32)
+        self.full(zeros, still)
         if self.can_pre_encode:
             carry = self._encode(self._params, zeros)
             jax.block_until_ready(self._from(self._params, carry, zeros))
@@ -156,10 +165,11 @@ class Forecaster:
 
     # -- use ---------------------------------------------------------------------------------
 
-    def full(self, context) -> np.ndarray:
-        """(K, H, W) physical forecast from a `(1, I, H, W, C)` context: the full rollout."""
+    def full(self, context, motion: np.ndarray | None = None) -> np.ndarray:
+        """(1, K, H, W) mm/h from a `(1, I, H, W, C)` context (and its (1, H, W, 2) motion for
+        a Lagrangian network): the full rollout, no NaN rule."""
         self._check_compiled()
-        return np.asarray(self._full(self._params, context))
+        return np.asarray(self._full(self._params, context, motion))
 
     def pre_encode(self, context, key: Sequence, *, background: bool = False) -> None:
         """Encode the newest I - 1 frames of a `(1, I, H, W, C)` context for the next window.
@@ -210,17 +220,28 @@ class Forecaster:
     def pre_encoded_for(self, key: Sequence) -> bool:
         return self._pre is not None and self._pre.key == tuple(key)
 
-    def forecast(self, context, key: Sequence) -> tuple[np.ndarray, bool]:
-        """(K, H, W) physical forecast and whether the pre-encoded state was used.
+    def forecast(
+        self, window: Window, key: Sequence, *, timed: StageTimer | None = None
+    ) -> tuple[np.ndarray, bool]:
+        """(1, K, H, W) forecast in mm/h (`forecast_rates`, its stages timed by `timed`) and
+        whether the pre-encoded state was used.
 
-        `key` names the I frames of `context`, oldest first. With a matching pre-encoding
-        (waited for if still running) only `forecast_from` runs; otherwise the full rollout.
+        `key` names the I frames of `window`, oldest first. With a matching pre-encoding only
+        `forecast_from` runs; otherwise the full rollout. A background pre-encoding still
+        running is waited for (`Pipeline` waits for it before it donates the buffer).
         """
         self._check_compiled()
         self.wait_pre_encode()
-        key = tuple(key)
-        if self.can_pre_encode and self.pre_encoded_for(key[:-1]):
+        pre_encoded = self.can_pre_encode and self.pre_encoded_for(tuple(key)[:-1])
+        if pre_encoded:
             carry = self._pre.carry
             self._pre = None
-            return np.asarray(self._from(self._params, carry, context)), True
-        return self.full(context), False
+
+            def run(context, motion):
+                del motion  # pre-encoding is for Eulerian networks only
+                return self._from(self._params, carry, context)
+        else:
+            run = functools.partial(self._full, self._params)
+        options = {} if timed is None else {"timed": timed}
+        rates = forecast_rates(window, run, motion=self.motion, **options)
+        return rates, pre_encoded

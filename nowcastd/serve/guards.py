@@ -1,7 +1,8 @@
 """The service's guards around its directories and its log.
 
 - `check_directories`: at start-up, the watch directory must exist and must not overlap the
-  output directory (the daemon would read its own forecasts as scans).
+  output directory (the daemon would read its own forecasts as scans); the output directory
+  must be a directory or not exist yet.
 - `remove_litter`: temporary forecast files a killed process left behind
   (`.forecast_*.tmp`, see `nowcastd.io.atomic`) are removed at start-up.
 - `DirectoryIdentity`: tells when the watch directory was removed or replaced (a remount, a
@@ -30,10 +31,16 @@ LITTER_PATTERN = ".forecast_*.tmp"
 
 
 def check_directories(watch_dir: Path, output_dir: Path) -> None:
-    """ConfigError unless `watch_dir` is a directory apart from `output_dir`."""
+    """ConfigError unless `watch_dir` is a directory apart from `output_dir`, and
+    `output_dir` a directory or nothing yet (it is created)."""
     if not watch_dir.is_dir():
         got = "something else" if watch_dir.exists() else "nothing there"
         raise ConfigError(f"watch_dir {printable(watch_dir)}: expected a directory, got {got}")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(
+            f"output_dir {printable(output_dir)}: expected a directory (or nothing: it is "
+            "created), got a file"
+        )
     watch, out = watch_dir.resolve(), output_dir.resolve()
     if watch == out or watch.is_relative_to(out) or out.is_relative_to(watch):
         raise ConfigError(

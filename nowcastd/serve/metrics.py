@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 _Metric = TypeVar("_Metric", Counter, Histogram)
 
 #: Stages of one forecast, as labels of `nowcastd_stage_duration_seconds`.
-STAGES: tuple[str, ...] = ("read", "transfer", "rollout", "write", "encode")
+STAGES: tuple[str, ...] = ("read", "transfer", "motion", "rollout", "write", "encode")
 #: Stages that can fail: the forecast stages plus the service's own housekeeping.
 FAILURE_STAGES: tuple[str, ...] = (*STAGES, "retention", "reload")
 #: Why a scan was refused, as labels of `nowcastd_scans_rejected_total`.

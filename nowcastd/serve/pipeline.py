@@ -1,13 +1,19 @@
-"""One forecast's pipeline: read → grid → transform → buffer → rollout → write → retention.
+"""One owner per scan: `Pipeline.step(path, now)` takes a scan from its file to its forecast
+file and returns one `Outcome` (`serve.outcome`).
 
-Shared by `nowcastd serve` (one step per scan, errors caught by the service loop),
-`nowcastd predict` (once, errors reported by the CLI) and `nowcastd demo` (frames of the
-bundled movie instead of files).
+The stages, in order: read (in a killable worker process with `isolate_reads`; the read
+policy, the plausibility of the rain rates, the domain's crop and block mean, model units) →
+admission (`future`, `stale` for the start-up refill, `off_cadence`) → the buffer's ordering
+rules (`duplicate`, `out_of_order`, a gap empties it) and the transfer to the device → the
+forecast (`nowcastd.nowcast.forecast_rates`, pre-encoded when possible) → the atomic write →
+retention (`retention=True`) → the pre-encoding of the next window in the background.
 
-The pipeline hands out values: `read` a `Frame`, `forecast` a `Forecast` that holds all that
-`write` puts in the file, `status` a `PipelineStatus`. Its state is the input buffer (with
-each buffered `Frame`), the compiled forecaster (with its pre-encoded window) and one
-`ServeConfig` reference, which `reconfigure` replaces whole; each call reads it once.
+`nowcastd serve` steps it once per batch of queued scans (`step_batch`: read all, buffer in
+valid-time order, forecast once from the newest), `refill` at start-up, `nowcastd predict`
+once. Every error of a stage is caught here, in `_attempt`, and becomes a `Rejected` or
+`Failed` outcome; anything else is a bug. Its state is the input buffer (with each buffered
+`Frame`), the compiled forecaster (with its pre-encoded window) and one `ServeConfig`
+reference, which `reconfigure` replaces whole; each step reads it once.
 
 NaN rule: pixels without data (NaN after the domain crop) enter the model as 0 in model units
 (no rain). The forecast is NaN (no data) wherever the newest input scan had no data, and that
@@ -20,11 +26,11 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from types import MappingProxyType
+from typing import TypeVar
 
 import jax
 import numpy as np
@@ -33,89 +39,30 @@ from nowcastd.errors import ConfigError, NowcastdError, ScanError, UnknownFormat
 from nowcastd.io.domain import Domain
 from nowcastd.io.forecast_file import prune_forecasts, write_forecast
 from nowcastd.io.model_checkpoint import LoadedModel
-from nowcastd.io.readers import GridInfo, ReadPolicy, Scan, ScanRefused, printable
+from nowcastd.io.readers import ReadPolicy, Scan, ScanRefused, printable
 from nowcastd.io.scan_settings import ReaderConfig
+from nowcastd.nowcast import Window
 from nowcastd.serve.buffer import FrameBuffer, Push
 from nowcastd.serve.config import ServeConfig
+from nowcastd.serve.forecast import Forecast, Frame, timings
 from nowcastd.serve.forecaster import Forecaster
 from nowcastd.serve.metrics import ServiceMetrics
+from nowcastd.serve.outcome import Buffered, Failed, Outcome, Rejected, Written
 from nowcastd.serve.read_worker import ReadWorker
 
-__all__ = ["Forecast", "Frame", "Pipeline", "PipelineStatus", "ScanRejected"]
+__all__ = ["Pipeline", "PipelineStatus", "ScanRejected"]
 
 logger = logging.getLogger(__name__)
 
 #: ServeConfig keys the pipeline is built from; changing them needs a new pipeline.
 FIXED_KEYS = ("checkpoint", "domain", "lead_frames", "timestep_seconds", "max_gap_seconds")
-
+#: The start-up refill reads at most this many times the buffer's capacity of files.
+REFILL_TRIES = 8
 
 #: A scan the service refuses; `reason` is one of `metrics.REJECT_REASONS`.
 ScanRejected = ScanRefused
 
-
-def _timings(values: Mapping[str, float]) -> Mapping[str, float]:
-    return MappingProxyType(dict(values))
-
-
-@dataclass(frozen=True, kw_only=True, eq=False)
-class Frame:
-    """One scan on the model grid, in model units, NaN filled with 0, with its NaN mask.
-
-    `timings`: seconds per stage this frame went through ("read", then "transfer" once
-    buffered).
-    """
-
-    path: Path
-    valid_time: datetime
-    model: np.ndarray  # (H, W, 1) float32
-    nan_mask: np.ndarray  # (H, W) bool
-    grid: GridInfo
-    timings: Mapping[str, float]
-
-    @property
-    def name(self) -> str:
-        """The file name as one printable line (`guard.printable`), as logs and files show it."""
-        return printable(self.path.name)
-
-
-@dataclass(frozen=True, kw_only=True, eq=False)
-class Forecast:
-    """One forecast, everything its file holds: `precip` (K, H, W) mm/h, NaN where the
-    newest input had no data (`nan_mask`), on `grid`, from the inputs named, oldest first.
-
-    `timings`: seconds per stage of the newest input and of this forecast ("read",
-    "transfer", "rollout"); `pre_encoded`: whether the pre-encoded window was used.
-    """
-
-    precip: np.ndarray
-    issue_time: datetime
-    lead_seconds: tuple[int, ...]
-    input_names: tuple[str, ...]
-    input_times: tuple[datetime, ...]
-    grid: GridInfo
-    nan_mask: np.ndarray
-    model_name: str
-    checkpoint_digest: str
-    pre_encoded: bool
-    timings: Mapping[str, float]
-
-    def __post_init__(self) -> None:
-        k = self.precip.shape[0]
-        if len(self.lead_seconds) != k:
-            raise ValueError(f"lead_seconds: expected {k} (one per lead), got {self.lead_seconds}")
-        self.precip.flags.writeable = False
-        self.nan_mask.flags.writeable = False
-
-    @property
-    def valid_times(self) -> tuple[datetime, ...]:
-        return tuple(self.issue_time + timedelta(seconds=s) for s in self.lead_seconds)
-
-    def file_contents(self) -> dict[str, object]:
-        """`write_forecast`'s keyword arguments: every field but how the forecast was run."""
-        run = ("pre_encoded", "timings")
-        return {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in run
-        }
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +82,13 @@ class PipelineStatus:
 @dataclass
 class _Lap:
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A stage's error, caught: what `_attempt` returns instead of the stage's value."""
+
+    outcome: Rejected | Failed
 
 
 def _read_scan(
@@ -189,6 +143,7 @@ class Pipeline:
         *,
         metrics: ServiceMetrics | None = None,
         isolate_reads: bool = False,
+        retention: bool = False,
     ) -> None:
         mcfg = model.cfg
         self.domain = cfg.domain or Domain.full((mcfg.img_height, mcfg.img_width))
@@ -197,6 +152,7 @@ class Pipeline:
         self._cfg = cfg
         self.model = model
         self.metrics = metrics
+        self.retention = retention
         self.num_leads = cfg.lead_frames or (mcfg.total_length - mcfg.input_length)
         time_encode = None if metrics is None else (lambda: metrics.time_stage("encode"))
         self._forecaster = Forecaster(
@@ -205,8 +161,9 @@ class Pipeline:
             num_leads=self.num_leads,
             grid=shape,
             time_encode=time_encode,
+            motion_method=model.motion_method,
         )
-        self.read_worker = (
+        self._read_worker = (
             ReadWorker(
                 timeout_seconds=cfg.read_timeout_seconds,
                 memory_limit_bytes=cfg.read_memory_limit_bytes,
@@ -214,7 +171,7 @@ class Pipeline:
             if isolate_reads
             else None
         )
-        self._buffer = FrameBuffer(
+        self._buffer: FrameBuffer[Frame] = FrameBuffer(
             input_length=mcfg.input_length,
             frame_shape=(*shape, 1),
             max_gap_seconds=cfg.gap_seconds,
@@ -241,6 +198,120 @@ class Pipeline:
             frames=buf.count, capacity=buf.input_length, newest_time=buf.newest_time
         )
 
+    # -- lifetime ----------------------------------------------------------------------------
+
+    def compile(self, *, pre_encoding: bool = True) -> float:
+        """Compile for the operational shape; `pre_encoding=False` for one-off forecasts."""
+        return self._forecaster.compile(pre_encoding=pre_encoding)
+
+    def start(self) -> None:
+        """Start the scan reader process (`isolate_reads`)."""
+        if self._read_worker is not None:
+            self._read_worker.start()
+
+    def close(self) -> tuple[Failed, ...]:
+        """Finish a background pre-encoding and stop the reader process; what failed."""
+        waited = self._attempt("encode", Path("the next window"), self._forecaster.wait_pre_encode)
+        if self._read_worker is not None:
+            self._read_worker.close()
+        return _failures(waited)
+
+    # -- one scan, or a batch ----------------------------------------------------------------
+
+    def step(self, path: Path, now: datetime) -> Outcome:
+        """What becomes of the scan at `path`, the clock reading `now` (module docstring)."""
+        return self.step_batch([path], now)[0]
+
+    def step_batch(
+        self,
+        paths: Sequence[Path],
+        now: datetime,
+        *,
+        max_age_seconds: float | None = None,
+        forecast: bool = True,
+    ) -> list[Outcome]:
+        """One outcome per path, in the order given: every scan read, buffered in valid-time
+        order, and one forecast from the newest when it completes a window (the other scans
+        that completed one are `skipped`). `max_age_seconds` refuses older scans (`stale`);
+        `forecast=False` buffers only."""
+        outcomes, frames = self._read_all(paths)
+        return self._buffer_all(outcomes, frames, now, max_age_seconds, forecast=forecast)
+
+    def refill(self, candidates: Sequence[Path], now: datetime) -> list[Outcome]:
+        """The start-up refill from `candidates`, newest first: read until twice the buffer's
+        capacity were read or `REFILL_TRIES` x its capacity tried, buffered by the same rules
+        (scans older than `refill_max_age_hours` are `stale`); no forecast, the window is
+        pre-encoded instead."""
+        capacity = self._buffer.input_length
+        hours = self._cfg.refill_max_age_hours
+        max_age = None if hours is None else hours * 3600.0
+        tries = candidates[: REFILL_TRIES * capacity]
+        outcomes, frames = self._read_all(tries, enough=2 * capacity)
+        result = self._buffer_all(outcomes, frames, now, max_age, forecast=False)
+        encoded = self._attempt("encode", Path("the refilled window"), self._pre_encode, False)
+        return _with_housekeeping(result, _failures(encoded))
+
+    def _read_all(
+        self, paths: Sequence[Path], *, enough: int | None = None
+    ) -> tuple[dict[int, Outcome], list[tuple[int, Frame]]]:
+        """Read `paths` in order (until `enough` were read); the refused ones' outcomes and
+        the frames read, by position."""
+        outcomes: dict[int, Outcome] = {}
+        frames: list[tuple[int, Frame]] = []
+        for i, path in enumerate(paths):
+            if enough is not None and len(frames) >= enough:
+                break
+            frame = self._attempt("read", path, self.read, path)
+            if isinstance(frame, _Failure):
+                outcomes[i] = frame.outcome
+            else:
+                frames.append((i, frame))
+        return outcomes, frames
+
+    def _buffer_all(
+        self,
+        outcomes: dict[int, Outcome],
+        frames: list[tuple[int, Frame]],
+        now: datetime,
+        max_age_seconds: float | None,
+        *,
+        forecast: bool,
+    ) -> list[Outcome]:
+        """Buffer `frames` in valid-time order; forecast from the newest that completes a
+        window; every outcome by position."""
+        frames = sorted(frames, key=lambda item: item[1].valid_time)
+        waited = self._attempt("encode", Path("the next window"), self._forecaster.wait_pre_encode)
+        completing: list[tuple[int, Frame, Push]] = []
+        for i, frame in frames:
+            pushed = self._attempt("transfer", frame.path, self._admit, frame, now, max_age_seconds)
+            if isinstance(pushed, _Failure):
+                outcomes[i] = pushed.outcome
+                continue
+            push, buffered = pushed
+            outcomes[i] = Buffered(path=frame.path, valid_time=frame.valid_time, push=push)
+            if self._buffer.full:
+                completing.append((i, buffered, push))
+        if forecast and completing and self._buffer.full:
+            *skipped, (i, newest, push) = completing
+            for j, _, _ in skipped:
+                outcomes[j] = dataclasses.replace(outcomes[j], skipped=True)
+            encode_wait = 0.0 if isinstance(waited, _Failure) else waited
+            outcomes[i] = self._forecast(newest, push, encode_wait)
+        result = [outcomes[i] for i in sorted(outcomes)]
+        return _with_housekeeping(result, _failures(waited))
+
+    # -- the one place errors are caught -----------------------------------------------------
+
+    def _attempt(
+        self, stage: str, path: Path, func: Callable[..., _T], *args: object
+    ) -> _T | _Failure:
+        try:
+            return func(*args)
+        except ScanRejected as e:
+            return _Failure(Rejected(path=path, reason=e.reason, detail=str(e)))
+        except (NowcastdError, OSError) as e:
+            return _Failure(Failed(path=path, stage=stage, detail=str(e)))
+
     @contextlib.contextmanager
     def _stage(self, stage: str) -> Iterator[_Lap]:
         lap = _Lap()
@@ -254,11 +325,7 @@ class Pipeline:
         finally:
             lap.seconds = time.perf_counter() - start
 
-    def compile(self, *, pre_encoding: bool = True) -> float:
-        """Compile for the operational shape; `pre_encoding=False` for one-off forecasts."""
-        return self._forecaster.compile(pre_encoding=pre_encoding)
-
-    # -- per scan ----------------------------------------------------------------------------
+    # -- the stages --------------------------------------------------------------------------
 
     def policy(self) -> ReadPolicy:
         """What a scan file may be (`guard`), from the config and the domain's native grid."""
@@ -273,17 +340,58 @@ class Pipeline:
         )
 
     def read(self, path: Path) -> Frame:
-        """Read, crop to the domain and convert to model units; ScanRejected if refused.
+        """The first stage alone: read, check the rain rates, crop to the domain, model units;
+        ScanRejected if refused."""
+        cfg = self._cfg
+        reader, policy, worker = cfg.reader, self.policy(), self._read_worker
+        with self._stage("read") as lap:
+            scan = _read_scan(Path(path), reader, policy, worker)
+            scan = _plausible_rain(scan, cfg.max_rain_rate_mm_h, cfg.max_implausible_fraction)
+            try:
+                model, valid = self.domain.model_input(scan, self.model.transform)
+                grid = self.domain.crop_grid(scan.grid)
+            except ScanError as e:
+                raise ScanRejected("wrong_grid", str(e)) from e
+        return Frame(
+            path=scan.path,
+            valid_time=scan.valid_time,
+            model=model[..., None],
+            nan_mask=valid == 0,
+            grid=grid,
+            timings=timings({"read": lap.seconds}),
+        )
 
-        With `isolate_reads`, the file is read in a worker process (`read_worker`).
-        """
-        reader, policy, worker = self._cfg.reader, self.policy(), self.read_worker
-        return self._frame(lambda: _read_scan(Path(path), reader, policy, worker))
+    def _admit(
+        self, frame: Frame, now: datetime, max_age_seconds: float | None
+    ) -> tuple[Push, Frame]:
+        """The plausibility rules, then the buffer's; returns how the frame was buffered and
+        the frame as buffered (with its transfer time)."""
+        self._check_plausible(frame, now, max_age_seconds)
+        buf = self._buffer
+        push = buf.check(frame.valid_time)
+        t = f"{frame.valid_time:%Y-%m-%dT%H:%M:%SZ}"
+        if push is Push.DUPLICATE:
+            raise ScanRejected("duplicate", f"{frame.name}: valid time {t} already buffered")
+        if push is Push.OUT_OF_ORDER:
+            raise ScanRejected(
+                "out_of_order",
+                f"{frame.name}: expected a valid time after the newest buffered "
+                f"({buf.newest_time:%Y-%m-%dT%H:%M:%SZ}), got {t}",
+            )
+        with self._stage("transfer") as lap:
+            device_frame = jax.device_put(frame.model, buf.device)
+        buffered = dataclasses.replace(
+            frame, timings=timings({**frame.timings, "transfer": lap.seconds})
+        )
+        pushed = buf.push(
+            device_frame, valid_time=frame.valid_time, name=frame.name, record=buffered
+        )
+        return pushed, buffered
 
-    def admit(self, frame: Frame, *, now: datetime, max_age_seconds: float | None) -> None:
-        """ScanRejected for a frame the service must not buffer: valid more than
-        `max_future_seconds` after `now`, older than `max_age_seconds` (the start-up refill),
-        or off the timestep grid of the newest buffered scan."""
+    def _check_plausible(self, frame: Frame, now: datetime, max_age_seconds: float | None) -> None:
+        """ScanRejected for a frame valid more than `max_future_seconds` after `now`, older
+        than `max_age_seconds` (the start-up refill), or off the timestep grid of the newest
+        buffered scan."""
         cfg, t = self._cfg, frame.valid_time
         ahead = (t - now).total_seconds()
         if ahead > cfg.max_future_seconds:
@@ -313,44 +421,40 @@ class Pipeline:
                 f"({newest:%Y-%m-%dT%H:%M:%SZ}), got {delta:g} s",
             )
 
-    def frame(self, scan: Scan) -> Frame:
-        """A scan already in memory, cropped to the domain and converted like `read`'s."""
-        return self._frame(lambda: scan)
-
-    def _frame(self, get_scan: Callable[[], Scan]) -> Frame:
-        cfg = self._cfg
-        with self._stage("read") as lap:
-            scan = get_scan()
-            scan = _plausible_rain(scan, cfg.max_rain_rate_mm_h, cfg.max_implausible_fraction)
-            try:
-                model, valid = self.domain.model_input(scan, self.model.transform)
-                grid = self.domain.crop_grid(scan.grid)
-            except ScanError as e:
-                raise ScanRejected("wrong_grid", str(e)) from e
-        return Frame(
-            path=scan.path,
-            valid_time=scan.valid_time,
-            model=model[..., None],
-            nan_mask=valid == 0,
-            grid=grid,
-            timings=_timings({"read": lap.seconds}),
+    def _forecast(self, newest: Frame, push: Push, encode_wait: float) -> Outcome:
+        """Forecast from the full buffer, write it, prune, pre-encode the next window."""
+        forecast = self._attempt("rollout", newest.path, self._rollout)
+        if isinstance(forecast, _Failure):
+            return forecast.outcome
+        value, forecast_seconds = forecast
+        out_dir = self._cfg.output_dir or Path(".")
+        with self._stage("write") as lap:
+            file = self._attempt("write", newest.path, self._write, value, out_dir)
+        if isinstance(file, _Failure):
+            return file.outcome
+        in_place = time.monotonic()
+        encoded = self._attempt("encode", file, self._pre_encode, True)
+        pruned = self._attempt("retention", file, self._prune)
+        return Written(
+            path=newest.path,
+            file=file,
+            forecast=value,
+            push=push,
+            timings=timings(
+                {
+                    **newest.timings,
+                    "encode_wait": encode_wait,
+                    **forecast_seconds,
+                    "write": lap.seconds,
+                }
+            ),
+            in_place=in_place,
+            housekeeping=(*_failures(encoded), *_failures(pruned)),
         )
 
-    def push(self, frame: Frame) -> Push:
-        """Transfer the frame to the device and into the buffer, by the ordering rules."""
-        self._forecaster.wait_pre_encode()  # a background encode reads the buffer donated here
-        buf = self._buffer
-        if not buf.check(frame.valid_time).accepted:
-            return buf.push(frame.model, valid_time=frame.valid_time, name=frame.name)
-        with self._stage("transfer") as lap:
-            device_frame = jax.device_put(frame.model, buf.device)
-        record = dataclasses.replace(
-            frame, timings=_timings({**frame.timings, "transfer": lap.seconds})
-        )
-        return buf.push(device_frame, valid_time=frame.valid_time, name=frame.name, record=record)
-
-    def forecast(self) -> Forecast:
-        """The forecast from the full buffer (pre-encoded when possible), NaN rule applied."""
+    def _rollout(self) -> tuple[Forecast, dict[str, float]]:
+        """The forecast from the full buffer (pre-encoded when possible), and the seconds of
+        each of its stages."""
         cfg, buf = self._cfg, self._buffer
         if not buf.full:
             raise NowcastdError(
@@ -358,48 +462,56 @@ class Pipeline:
                 f"got {buf.count}"
             )
         infos = buf.infos
-        newest: Frame = infos[-1].record
-        with self._stage("rollout") as lap:
-            precip, pre_encoded = self._forecaster.forecast(buf.frames, infos)
-        precip = np.array(precip, dtype=np.float32)
-        precip[:, newest.nan_mask] = np.nan
+        newest = infos[-1].record
+        rates = None
+        if self.model.cfg.lagrangian:  # the motion stage reads the frames on the host
+            frames = [i.record for i in infos]
+            rates = np.stack(
+                [
+                    np.where(f.nan_mask, np.nan, self.model.transform.to_physical(f.model[..., 0]))
+                    for f in frames
+                ]
+            )[None]
+        window = Window(context=buf.frames, no_data=newest.nan_mask[None], rates=rates)
+        seconds: dict[str, float] = {}
+
+        @contextlib.contextmanager
+        def timed(stage: str) -> Iterator[None]:
+            with self._stage(stage) as lap:
+                yield
+            seconds[stage] = lap.seconds
+
+        rates, pre_encoded = self._forecaster.forecast(window, infos, timed=timed)
         step = cfg.timestep_seconds
-        return Forecast(
-            precip=precip,
+        forecast = Forecast(
+            precip=rates[0],
             issue_time=newest.valid_time,
-            lead_seconds=tuple(round(step * (k + 1)) for k in range(precip.shape[0])),
-            input_names=tuple(i.name for i in infos),
+            lead_seconds=tuple(round(step * (k + 1)) for k in range(rates.shape[1])),
+            input_names=tuple(i.record.name for i in infos),
             input_times=tuple(i.valid_time for i in infos),
             grid=newest.grid,
             nan_mask=newest.nan_mask,
             model_name=self.model.cfg.model_name,
             checkpoint_digest=self.model.digest,
             pre_encoded=pre_encoded,
-            timings=_timings({**newest.timings, "rollout": lap.seconds}),
         )
+        return forecast, seconds
 
-    def pre_encode(self, *, background: bool = False) -> None:
-        """Encode the newest I - 1 buffered frames for the next scan's forecast (if full).
+    def _write(self, forecast: Forecast, out_dir: Path) -> Path:
+        return write_forecast(out_dir, **forecast.file_contents())
 
-        `background=True` returns at once (see `forecaster`); `push` and `forecast` wait for it.
-        """
+    def _pre_encode(self, background: bool) -> None:
+        """Encode the newest I - 1 buffered frames for the next scan's forecast (if full)."""
         buf = self._buffer
         if buf.full:
             self._forecaster.pre_encode(buf.frames, buf.infos, background=background)
 
-    def wait_pre_encode(self) -> float:
-        """Wait for a background pre-encoding, raise what it raised; returns seconds waited."""
-        return self._forecaster.wait_pre_encode()
-
-    def write(self, forecast: Forecast, out_dir: Path) -> Path:
-        """Write `forecast` atomically into `out_dir`; returns the file's path."""
-        with self._stage("write"):
-            return write_forecast(out_dir, **forecast.file_contents())
-
-    def prune(self, out_dir: Path) -> list[Path]:
-        cfg = self._cfg
+    def _prune(self) -> None:
+        if not self.retention:
+            return
+        cfg, out_dir = self._cfg, self._cfg.output_dir or Path(".")
         try:
-            return prune_forecasts(
+            prune_forecasts(
                 out_dir,
                 keep_last=cfg.retention_keep_last,
                 max_age_hours=cfg.retention_max_age_hours,
@@ -407,3 +519,18 @@ class Pipeline:
             )
         except OSError as e:
             raise NowcastdError(f"retention in {out_dir}: {e}") from e
+
+
+def _failures(result: object) -> tuple[Failed, ...]:
+    """The housekeeping failure in an `_attempt`'s result, if it is one."""
+    if isinstance(result, _Failure) and isinstance(result.outcome, Failed):
+        return (result.outcome,)
+    return ()
+
+
+def _with_housekeeping(outcomes: list[Outcome], failed: tuple[Failed, ...]) -> list[Outcome]:
+    """`outcomes` with `failed` added to the last one's housekeeping."""
+    if not failed or not outcomes:
+        return outcomes
+    last = outcomes[-1]
+    return [*outcomes[:-1], dataclasses.replace(last, housekeeping=(*last.housekeeping, *failed))]

@@ -4,21 +4,20 @@ Start-up: metrics endpoint, model compile (every function, for the operational s
 of temporary files a crash left, the scan reader process, the watcher, then a refill of the buffer from the newest scans already in the watch directory;
 only then `READY=1`. So a restart forecasts at the next scan, not `input_length` scans later.
 
-The worker (the main thread) takes every queued scan, reads them, pushes them into the buffer
-in valid-time order, and forecasts once from the newest full buffer: when it falls behind,
-the scans it did not forecast from are counted in `nowcastd_scans_skipped_total`. After each
-forecast is written it starts pre-encoding the next window on a background thread, so the worker
-is back at the queue at once (a scan that lands meanwhile is read while the encode finishes;
-see `forecaster`). Scans are read in a killable worker process (`read_worker`) and pass the
-plausibility rules (`Pipeline.admit`) before they are buffered. A ping thread feeds the systemd
-watchdog while the worker makes progress; a worker without progress for `stall_seconds` gets
-no more pings, so systemd restarts the unit. Once a second the worker checks that the watch
-directory is still the one watched, and re-arms the watch when it was replaced. It sees the pipeline only through values: `Frame`, `Forecast` and
-`PipelineStatus`; the one `ServeConfig` is the pipeline's, and SIGHUP replaces it whole.
+The worker (the main thread) takes every queued scan and steps the pipeline with them
+(`Pipeline.step_batch`: read, admitted, buffered in valid-time order, one forecast from the
+newest); each scan comes back as one `Outcome` (`serve.outcome`), which `_record` logs,
+counts and writes as an event line (`events_file`, `serve.events`): the one place outcomes
+are counted. When it falls behind, the scans it did not forecast from are counted in
+`nowcastd_scans_skipped_total`. The service holds no stage: it queues, steps, counts, pings
+systemd and handles signals. A ping thread feeds the systemd watchdog while the worker makes
+progress; a worker without progress for `stall_seconds` gets no more pings, so systemd
+restarts the unit. Once a second the worker checks that the watch directory is still the one
+watched, and re-arms the watch when it was replaced. The one `ServeConfig` is the pipeline's,
+and SIGHUP replaces it whole.
 
-Errors are caught in one place, `_attempt`: a refused scan is logged and counted by reason, a
-failed stage by stage, and the loop goes on. Anything else is a bug and ends the process
-(systemd restarts it).
+The pipeline turns a refused scan or a failed stage into an outcome, logged and counted here,
+and the loop goes on. Anything else is a bug and ends the process (systemd restarts it).
 
 Signals: SIGTERM and SIGINT finish the current forecast, stop the watcher and exit 0.
 SIGHUP re-reads the config file (flags given at start still win) and applies what needs no
@@ -29,6 +28,7 @@ stderr (the journal), so there are no log files to reopen.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -36,7 +36,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,9 +45,9 @@ from nowcastd import __version__
 from nowcastd.errors import NowcastdError
 from nowcastd.io.atomic import is_ignored_name
 from nowcastd.io.model_checkpoint import LoadedModel
-from nowcastd.io.readers import printable
 from nowcastd.serve.buffer import Push
 from nowcastd.serve.config import ServeConfig, load_serve_config
+from nowcastd.serve.events import EventLog, event_record
 from nowcastd.serve.guards import (
     DirectoryIdentity,
     EscapeLogLines,
@@ -56,7 +56,8 @@ from nowcastd.serve.guards import (
 )
 from nowcastd.serve.metrics import CompileCounter, ServiceMetrics
 from nowcastd.serve.notify import Notifier, watchdog_interval_seconds
-from nowcastd.serve.pipeline import Forecast, Frame, Pipeline, ScanRejected
+from nowcastd.serve.outcome import Buffered, Failed, Outcome, Rejected, Written
+from nowcastd.serve.pipeline import Pipeline, PipelineStatus
 from nowcastd.serve.watcher import ScanEvent, ScanWatcher
 
 __all__ = ["Service"]
@@ -65,11 +66,8 @@ logger = logging.getLogger(__name__)
 
 #: Settings a SIGHUP applies; every other change needs a restart.
 RELOADABLE = ("log_level", "retention_keep_last", "retention_max_age_hours", "reader")
-_FAILED = object()
 _TICK_SECONDS = 0.2
 _DIR_CHECK_SECONDS = 1.0
-#: The refill reads at most this many times the buffer's capacity of files.
-_REFILL_TRIES = 8
 
 
 class Service:
@@ -94,7 +92,9 @@ class Service:
         )
         # Counts every compilation from here on, the buffer's update function included.
         self.compile_counter = CompileCounter(on_compile=self.metrics.record_compilation)
-        self.pipeline = Pipeline(cfg, model, metrics=self.metrics, isolate_reads=True)
+        self.pipeline = Pipeline(
+            cfg, model, metrics=self.metrics, isolate_reads=True, retention=True
+        )
         self.watcher = self._new_watcher()
         self._watch_dir = DirectoryIdentity(cfg.watch_dir)
         self._last_dir_check = 0.0
@@ -106,7 +106,7 @@ class Service:
         self._reload = threading.Event()
         self._seen: dict[Path, tuple[int, int]] = {}
         self._last_forecast: float | None = None
-        self._handle_start = 0.0
+        self._events: EventLog | None = None
         self.compilations_at_ready: int | None = None
         self.metrics.buffer_capacity_frames.set(self.pipeline.status().capacity)
 
@@ -155,7 +155,9 @@ class Service:
             self.pipeline.compile()
             self.cfg.output_dir.mkdir(parents=True, exist_ok=True)
             remove_litter(self.cfg.output_dir)
-            self.pipeline.read_worker.start()
+            if self.cfg.events_file is not None:
+                self._events = EventLog(self.cfg.events_file)
+            self.pipeline.start()
             self._watch_dir.remember()
             self.watcher.start()
             self.metrics.watch_dir_present.set(1)
@@ -178,10 +180,12 @@ class Service:
             logger.info("stopping: %d XLA compilations after ready", after)
         finally:
             self.notifier.stopping("stopping")
-            self._attempt("encode", "the next window", self.pipeline.wait_pre_encode)
             self._stop.set()
             self.watcher.stop()
-            self.pipeline.read_worker.close()
+            for failed in self.pipeline.close():
+                self._record(failed, scan=False)
+            if self._events is not None:
+                self._events.close()
             counter.close()
             server.shutdown()
             server.server_close()
@@ -227,7 +231,11 @@ class Service:
         self._check_watch_dir()
         if self._reload.is_set():
             self._reload.clear()
-            self._attempt("reload", "config", self.reload)
+            try:
+                self.reload()
+            except (NowcastdError, OSError) as e:
+                logger.error("reload failed for config: %s", e)
+                self.metrics.fail("reload")
         try:
             first = self.watcher.queue.get(timeout=_TICK_SECONDS)
         except queue.Empty:
@@ -275,21 +283,6 @@ class Service:
             if mtime >= since * 1e9:
                 self.watcher.queue.put(ScanEvent(path=path, event_time=time.monotonic()))
 
-    # -- the one place errors are caught -----------------------------------------------------
-
-    def _attempt(
-        self, stage: str, name: str, func: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ScanRejected as e:
-            logger.warning("rejected (%s): %s", e.reason, e)
-            self.metrics.reject(e.reason)
-        except (NowcastdError, OSError) as e:
-            logger.error("%s failed for %s: %s", stage, name, e)
-            self.metrics.fail(stage)
-        return _FAILED
-
     # -- work --------------------------------------------------------------------------------
 
     def _fresh(self, event: ScanEvent) -> bool:
@@ -302,116 +295,37 @@ class Service:
         if self._seen.get(event.path) == stamp:
             logger.debug("%s: already handled, unchanged", event.path.name)
             return False
-        self._seen[event.path] = stamp
-        while len(self._seen) > 256:
-            del self._seen[next(iter(self._seen))]
+        self._remember(event.path, stamp)
         return True
 
-    def handle(self, events: list[ScanEvent]) -> Path | None:
-        """Read the scans, buffer them in time order, forecast once from the newest."""
-        pipe, m = self.pipeline, self.metrics
-        self._handle_start = time.monotonic()
-        read: list[tuple[Frame, ScanEvent]] = []
-        for event in filter(self._fresh, events):
-            m.scans_received.inc()
-            frame = self._attempt("read", printable(event.path.name), pipe.read, event.path)
-            self._progress = time.monotonic()
-            if frame is not _FAILED:
-                read.append((frame, event))
-        read.sort(key=lambda pair: pair[0].valid_time)
-        encode_wait = self._attempt("encode", "the next window", pipe.wait_pre_encode)
-        forecastable = 0
-        newest: ScanEvent | None = None
-        for frame, event in read:
-            outcome = self._attempt("transfer", frame.name, self._push, frame, None)
-            if outcome in (Push.DUPLICATE, Push.OUT_OF_ORDER):
-                m.reject(outcome.value)
-            elif outcome is Push.RESET:
-                m.buffer_resets.inc()
-            if outcome is not _FAILED and outcome.accepted:
-                m.newest_scan_valid_time.set(frame.valid_time.timestamp())
-                newest = event
-                forecastable += pipe.status().full
-        status = pipe.status()
-        m.buffer_frames.set(status.frames)
-        if newest is None or not status.full:
-            return None
-        if forecastable > 1:
-            m.scans_skipped.inc(forecastable - 1)
-            logger.warning("behind: forecasting the newest scan only, %d skipped", forecastable - 1)
-        waited = {} if encode_wait is _FAILED else {"encode_wait": encode_wait}
-        return self._forecast(newest, waited)
+    def _remember(self, path: Path, stamp: tuple[int, int]) -> None:
+        self._seen[path] = stamp
+        while len(self._seen) > 256:
+            del self._seen[next(iter(self._seen))]
 
-    def _forecast(self, event: ScanEvent, timings: dict[str, float]) -> Path | None:
-        pipe, m = self.pipeline, self.metrics
-        name = printable(event.path.name)
-        forecast: Forecast = self._attempt("rollout", name, pipe.forecast)
-        if forecast is _FAILED:
-            return None
-        start = time.perf_counter()
-        path = self._attempt("write", name, pipe.write, forecast, self.cfg.output_dir)
-        if path is _FAILED:
-            return None
-        timings = {**timings, **forecast.timings, "write": time.perf_counter() - start}
-        latency = time.monotonic() - event.event_time
-        queued = self._handle_start - event.event_time  # watcher quiet time + queue wait
-        m.forecast_latency.observe(latency)
-        m.forecasts_written.inc()
-        self._last_forecast = time.time()
-        m.last_forecast_time.set(self._last_forecast)
-        stages = " ".join(f"{k}={v:.4f}" for k, v in sorted(timings.items()))
-        logger.info(
-            "forecast %s from %s: latency=%.4f queued=%.4f %s pre_encoded=%s",
-            path.name,
-            name,
-            latency,
-            queued,
-            stages,
-            forecast.pre_encoded,
-        )
-        self._attempt("encode", name, pipe.pre_encode, background=True)
-        self.notifier.status(self._status_line())
-        self._attempt("retention", path.name, pipe.prune, self.cfg.output_dir)
-        return path
-
-    def _push(self, frame: Frame, max_age_seconds: float | None) -> Push:
-        """The plausibility rules (`Pipeline.admit`), then the buffer's."""
-        self.pipeline.admit(frame, now=datetime.now(UTC), max_age_seconds=max_age_seconds)
-        return self.pipeline.push(frame)
+    def handle(self, events: Sequence[ScanEvent]) -> list[Outcome]:
+        """Step the pipeline with the scans of `events`; record each outcome."""
+        started = time.monotonic()
+        fresh = [event for event in events if self._fresh(event)]
+        outcomes = self.pipeline.step_batch([e.path for e in fresh], datetime.now(UTC))
+        for event, outcome in zip(fresh, outcomes, strict=True):
+            self._record(outcome, event=event, started=started)
+        self._progress = time.monotonic()
+        self._update_buffer_gauges()
+        return outcomes
 
     def refill(self) -> int:
-        """Fill the buffer from the newest scans already in the watch directory.
-
-        The same rules as for new scans apply, and scans older than `refill_max_age_hours`
-        are refused; at most `_REFILL_TRIES` x the buffer's capacity files are tried.
-        """
-        pipe, m, watch_dir = self.pipeline, self.metrics, self.cfg.watch_dir
-        capacity = pipe.status().capacity
-        hours = self.cfg.refill_max_age_hours
-        max_age = None if hours is None else hours * 3600.0
-        frames: list[Frame] = []
+        """Fill the buffer from the newest scans already in the watch directory (the same
+        rules as for new scans; `Pipeline.refill`); returns the frames buffered."""
+        watch_dir = self.cfg.watch_dir
         candidates = sorted(_entries(watch_dir), key=lambda item: item[1], reverse=True)
-        for path, _ in candidates[: _REFILL_TRIES * capacity]:
-            if len(frames) >= 2 * capacity:
-                break
-            m.scans_received.inc()  # the refill's scans are received scans too
-            frame = self._attempt("read", printable(path.name), pipe.read, path)
-            try:
-                st = path.stat()
-                self._seen[path] = (st.st_size, st.st_mtime_ns)
-            except OSError:
-                pass
-            if frame is not _FAILED:
-                frames.append(frame)
-        for frame in sorted(frames, key=lambda f: f.valid_time):
-            outcome = self._attempt("transfer", frame.name, self._push, frame, max_age)
-            if outcome in (Push.DUPLICATE, Push.OUT_OF_ORDER):
-                m.reject(outcome.value)
-        status = pipe.status()
-        m.buffer_frames.set(status.frames)
-        if status.newest_time is not None:
-            m.newest_scan_valid_time.set(status.newest_time.timestamp())
-            self._attempt("encode", "the refilled window", pipe.pre_encode)
+        outcomes = self.pipeline.refill([path for path, _ in candidates], datetime.now(UTC))
+        for outcome in outcomes:
+            with contextlib.suppress(OSError):
+                st = outcome.path.stat()
+                self._remember(outcome.path, (st.st_size, st.st_mtime_ns))
+            self._record(outcome)
+        status = self._update_buffer_gauges()
         logger.info(
             "refill: %d of %d scans in the buffer from %s",
             status.frames,
@@ -419,6 +333,69 @@ class Service:
             watch_dir,
         )
         return status.frames
+
+    def _update_buffer_gauges(self) -> PipelineStatus:
+        status = self.pipeline.status()
+        self.metrics.buffer_frames.set(status.frames)
+        if status.newest_time is not None:
+            self.metrics.newest_scan_valid_time.set(status.newest_time.timestamp())
+        return status
+
+    # -- the one place outcomes are counted --------------------------------------------------
+
+    def _record(
+        self,
+        outcome: Outcome,
+        *,
+        scan: bool = True,
+        event: ScanEvent | None = None,
+        started: float | None = None,
+    ) -> None:
+        """Log, count and write the event line of one outcome (and of its housekeeping);
+        `scan`: the outcome of a scan received (not of housekeeping)."""
+        m = self.metrics
+        latency = queued = 0.0
+        if event is not None and started is not None:
+            done = outcome.in_place if isinstance(outcome, Written) else time.monotonic()
+            latency = done - event.event_time
+            queued = started - event.event_time  # the watcher's quiet time + the queue
+        if scan:
+            m.scans_received.inc()
+        if isinstance(outcome, Failed):
+            logger.error("%s failed for %s: %s", outcome.stage, outcome.name, outcome.detail)
+            m.fail(outcome.stage)
+        elif isinstance(outcome, Rejected):
+            logger.warning("rejected (%s): %s", outcome.reason, outcome.detail)
+            m.reject(outcome.reason)
+        elif isinstance(outcome, Buffered | Written) and outcome.push is Push.RESET:
+            m.buffer_resets.inc()
+        if isinstance(outcome, Buffered) and outcome.skipped:
+            m.scans_skipped.inc()
+            logger.warning("behind: %s skipped, a newer scan gets the forecast", outcome.name)
+        if isinstance(outcome, Written):
+            self._record_forecast(outcome, latency=latency, queued=queued)
+        if self._events is not None:
+            self._events.write(event_record(outcome, latency=latency, queued=queued))
+        for failed in outcome.housekeeping:
+            self._record(failed, scan=False)
+
+    def _record_forecast(self, outcome: Written, *, latency: float, queued: float) -> None:
+        m = self.metrics
+        m.forecast_latency.observe(latency)
+        m.forecasts_written.inc()
+        self._last_forecast = time.time()
+        m.last_forecast_time.set(self._last_forecast)
+        stages = " ".join(f"{k}={v:.4f}" for k, v in sorted(outcome.timings.items()))
+        logger.info(
+            "forecast %s from %s: latency=%.4f queued=%.4f %s pre_encoded=%s",
+            outcome.file.name,
+            outcome.name,
+            latency,
+            queued,
+            stages,
+            outcome.forecast.pre_encoded,
+        )
+        self.notifier.status(self._status_line())
 
     def reload(self) -> None:
         """SIGHUP: re-read the config; apply the reloadable settings, warn about the rest."""

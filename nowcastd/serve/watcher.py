@@ -2,10 +2,11 @@
 
 A file is handed on once it is complete:
 
-- inotify (default): closed after writing (`IN_CLOSE_WRITE`), or renamed within the directory
-  (`IN_MOVED_TO` with its source), both after `debounce_seconds` of quiet; or moved in from
-  elsewhere, which inotify reports as a creation that is never closed: such a file is handed
-  on once `settle_seconds` have passed without another event for it.
+- inotify (default): renamed within the directory (`IN_MOVED_TO` with its source) at once: a
+  file renamed into place is complete the moment it appears; closed after writing in place
+  (`IN_CLOSE_WRITE`) after `debounce_seconds` of quiet, since a writer may reopen it; or moved
+  in from elsewhere, which inotify reports as a creation that is never closed: such a file is
+  handed on once `settle_seconds` have passed without another event for it.
 - polling (`poll=True`, for network file systems): every `poll_interval_seconds`; a file is
   handed on once its size and mtime have not changed for `settle_seconds`.
 
@@ -125,7 +126,8 @@ class ScanWatcher(FileSystemEventHandler):
             return None
         return path
 
-    def _note(self, path: Path | None, *, closed: bool) -> None:
+    def _note(self, path: Path | None, *, closed: bool, renamed: bool = False) -> None:
+        """A file event; `closed`: written and closed, `renamed`: renamed into place."""
         if path is None:
             return
         now = time.monotonic()
@@ -135,7 +137,10 @@ class ScanWatcher(FileSystemEventHandler):
                 entry = self._pending[path] = _Pending(now, now, False, None)
             entry.last_event = now
             entry.closed = entry.closed or closed
-            quiet = self.debounce_seconds if entry.closed and not self.poll else self.settle_seconds
+            if self.poll or not entry.closed:
+                quiet = self.settle_seconds
+            else:
+                quiet = 0.0 if renamed else self.debounce_seconds
             entry.deadline = now + quiet
             entry.stat = _stat(path)
             self._wake.notify()
@@ -152,7 +157,7 @@ class ScanWatcher(FileSystemEventHandler):
     def on_moved(self, event: FileSystemEvent) -> None:
         if not event.is_directory:
             self._forget(self._wanted(event.src_path))
-            self._note(self._wanted(event.dest_path), closed=True)
+            self._note(self._wanted(event.dest_path), closed=True, renamed=True)
 
     def on_created(self, event: FileSystemEvent) -> None:
         if not event.is_directory:

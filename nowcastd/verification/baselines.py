@@ -35,7 +35,8 @@ DB_BACK_THRESHOLD = -10.0
 
 
 def persistence(inputs: np.ndarray, leads: int) -> np.ndarray:
-    """(B, I, H, W) inputs -> (B, leads, H, W): the last input frame at every lead."""
+    """(B, I, ...) inputs -> (B, leads, ...): the last input frame at every lead. The one
+    persistence of evaluate, the training run's validation and the demo's skill table."""
     inputs = np.asarray(inputs)
     return np.repeat(inputs[:, -1:], leads, axis=1)
 

@@ -6,9 +6,9 @@ after them (all one time step apart), every method forecasts from the same input
 that need motion share one field, estimated once from the inputs (`nowcastd.data.motion`, with
 the method the checkpoint names):
 
-- ``model``: the checkpoint's rollout (inputs in model units, no data as 0; batches of one
-  compiled shape, the last batch padded), turned into mm/h by the rule serve applies
-  (`DataTransform.forecast_to_physical`: clipped to [0, 1], below 0.1 mm/h is 0);
+- ``model``: the checkpoint's forecast as `nowcastd serve` makes it (`nowcast.forecast_rates`:
+  inputs in model units with no data as 0, the output clipped to [0, 1], turned into mm/h and
+  0 below 0.1 mm/h; batches of one compiled shape, the last batch padded);
 - ``persistence``: the last input frame;
 - ``pysteps_lk``: pysteps' semi-Lagrangian extrapolation of the last frame (`baselines`);
 - ``pysteps_sprog``: pysteps' S-PROG (`baselines`).
@@ -30,20 +30,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
-from model.rollout import rollout_jit
 from nowcastd.data.motion import MotionEstimator
 from nowcastd.errors import ConfigError, DataError
 from nowcastd.io.model_checkpoint import LoadedModel
+from nowcastd.nowcast import Window, forecast_rates, rollout_rates_jit
 from nowcastd.verification.baselines import (
     LagrangianExtrapolation,
     SProg,
     baseline_unavailable,
     persistence,
 )
-from nowcastd.verification.scores import RateScores
+from nowcastd.verification.scores import CSI_1, MAE, RateScores
 from nowcastd.verification.sequence import RadarSequence
 
 logger = logging.getLogger(__name__)
@@ -126,7 +125,7 @@ def compare(
             t0 = time.perf_counter()
             if method == "model":
                 flow = motion if cfg.lagrangian else None
-                forecasts[method] = _model_forecast(loaded, inputs, leads, batch, flow)
+                forecasts[method] = model_forecast(loaded, inputs, leads, batch, flow)
             elif method == "persistence":
                 forecasts[method] = persistence(inputs, leads)
             else:
@@ -169,21 +168,28 @@ def compare(
     }
 
 
-def _model_forecast(
-    loaded: LoadedModel, inputs: np.ndarray, leads: int, batch: int, motion: np.ndarray | None
+def model_forecast(
+    loaded: LoadedModel,
+    inputs: np.ndarray,
+    leads: int,
+    batch: int,
+    motion: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(n, I, H, W) mm/h -> (n, leads, H, W) mm/h; n <= batch, padded so one shape compiles.
-    `motion` (n, H, W, 2): the inputs' motion, for a Lagrangian model."""
-    transform = loaded.transform
-    x = np.nan_to_num(transform.to_model(inputs), nan=0.0).astype(np.float32)[..., None]
-    n = x.shape[0]
+    """(n, I, H, W) mm/h -> (n, leads, H, W) mm/h, as serve forecasts (`forecast_rates`);
+    n <= batch, padded so that one shape compiles. `motion` (n, H, W, 2): the inputs' motion,
+    already estimated, for a Lagrangian model."""
+    n = inputs.shape[0]
     if n < batch:
-        x = np.concatenate([x, np.repeat(x[-1:], batch - n, axis=0)])
+        inputs = np.concatenate([inputs, np.repeat(inputs[-1:], batch - n, axis=0)])
         if motion is not None:
             motion = np.concatenate([motion, np.repeat(motion[-1:], batch - n, axis=0)])
-    flow = None if motion is None else jnp.asarray(motion)
-    pred = np.asarray(rollout_jit(loaded.network, jnp.asarray(x), leads, None, flow))[:n, ..., 0]
-    return transform.forecast_to_physical(pred)
+    window = Window.from_rates(inputs, loaded.transform)
+
+    def run(context, flow):
+        del flow  # the motion given, not re-estimated
+        return rollout_rates_jit(loaded.network, loaded.transform, context, leads, motion)
+
+    return forecast_rates(window, run)[:n]
 
 
 def finite_or_none(obj: Any) -> Any:
@@ -215,7 +221,7 @@ def format_comparison(report: dict[str, Any]) -> str:
 
     def pair(method: str, k: int) -> str:
         s = report["methods"][method]
-        mae, csi = s["mae_mm_h"][k], s["csi_1_mm_h"][k]
+        mae, csi = s[MAE][k], s[CSI_1][k]
         text = f"{mae:.3f} / {csi:.2f}" if math.isfinite(csi) else f"{mae:.3f} / nan"
         return text.rjust(cell)
 

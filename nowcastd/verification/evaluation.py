@@ -18,6 +18,7 @@ from nowcastd.data import ClipSet
 from nowcastd.data.loader import BatchIterator
 from nowcastd.data.motion import MotionEstimator
 from nowcastd.io.transform import DataTransform
+from nowcastd.verification.baselines import persistence
 from nowcastd.verification.scores import Verifier
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,5 @@ def persistence_scores(clipset, *, input_length: int, img_channel: int, batch_si
     verifier = Verifier(transform)
     for clips in batches:
         truth = clips[:, i:, ..., :img_channel]
-        last = clips[:, i - 1 : i, ..., :img_channel]
-        verifier.update(np.broadcast_to(last, truth.shape), truth)
+        verifier.update(persistence(clips[:, :i, ..., :img_channel], truth.shape[1]), truth)
     return verifier.result()

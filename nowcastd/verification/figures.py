@@ -18,6 +18,7 @@ import numpy as np
 
 from nowcastd.io.atomic import atomic_file
 from nowcastd.io.transform import DataTransform
+from nowcastd.verification.scores import CSI_1, MAE
 
 #: Rain-rate colour levels (mm/h) for physical data; below the first is left white.
 RAIN_LEVELS_MM_H = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)
@@ -163,8 +164,8 @@ def save_lead_time_plot(path: str | Path, report: dict[str, Any]) -> Path:
     csi_ax, mae_ax = fig.subplots(1, 2)
     for method, scores in report["methods"].items():
         style = {"marker": "o", "markersize": 3, "label": LABELS.get(method, method)}
-        csi_ax.plot(minutes, scores["csi_1_mm_h"], **style)
-        mae_ax.plot(minutes, scores["mae_mm_h"], **style)
+        csi_ax.plot(minutes, scores[CSI_1], **style)
+        mae_ax.plot(minutes, scores[MAE], **style)
     csi_ax.set_ylabel("CSI at 1 mm/h")
     csi_ax.set_ylim(0.0, 1.0)
     mae_ax.set_ylabel("MAE (mm/h)")

@@ -9,7 +9,8 @@ all have data. Scores are pooled per lead over the forecasts (`RateScores`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,11 @@ import numpy as np
 
 from nowcastd.errors import DataError
 from nowcastd.io.forecast_file import read_forecast
-from nowcastd.verification.scores import RateScores
+from nowcastd.verification.baselines import persistence
+from nowcastd.verification.scores import CSI_1, MAE, RateScores
 from nowcastd.verification.sequence import RadarSequence
 
-__all__ = ["format_skill", "score_forecast_files"]
+__all__ = ["format_skill", "save_checkable_figure", "score_forecast_files"]
 
 
 def score_forecast_files(paths: Iterable[Path], observed: RadarSequence) -> dict[str, Any]:
@@ -31,27 +33,27 @@ def score_forecast_files(paths: Iterable[Path], observed: RadarSequence) -> dict
     issues = []
     for path in sorted(paths):
         f = read_forecast(path)
-        issue = index.get(int(f["issue_time"].timestamp()))
+        issue = index.get(int(f.issue_time.timestamp()))
         if issue is None:
             continue
-        if f["precip"].shape[1:] != observed.grid:
+        if f.precip.shape[1:] != observed.grid:
             raise DataError(
                 f"{Path(path).name}: expected forecasts on the observed grid {observed.grid}, "
-                f"got {f['precip'].shape[1:]}"
+                f"got {f.precip.shape[1:]}"
             )
-        leads = [int(s) for s in f["lead_seconds"]]
+        leads = [int(s) for s in f.lead_seconds]
         if lead_seconds is not None and leads != lead_seconds:
             raise DataError(f"{Path(path).name}: expected lead times {lead_seconds}, got {leads}")
         lead_seconds = leads
-        truth = np.full(f["precip"].shape, np.nan, np.float32)
-        for k, valid in enumerate(f["valid_times"]):
+        truth = np.full(f.precip.shape, np.nan, np.float32)
+        for k, valid in enumerate(f.valid_times):
             j = index.get(int(valid.timestamp()))
             if j is not None:
                 truth[k] = observed.precip[j]
-        forecasts.append(f["precip"])
+        forecasts.append(f.precip)
         truths.append(truth)
-        persists.append(np.broadcast_to(observed.precip[issue], truth.shape))
-        issues.append(f["issue_time"])
+        persists.append(persistence(observed.precip[issue][None, None], len(leads))[0])
+        issues.append(f.issue_time)
     if lead_seconds is None:
         raise DataError("no forecast file was issued at the time of an observed scan")
     forecast, truth, persist = np.stack(forecasts), np.stack(truths), np.stack(persists)
@@ -89,8 +91,8 @@ def format_skill(report: dict[str, Any]) -> str:
     scored = 0
     for k, minutes in enumerate(report["lead_minutes"]):
         n = report["n_forecasts"][k]
-        mae = (model["mae_mm_h"][k], persist["mae_mm_h"][k])
-        csi = (model["csi_1_mm_h"][k], persist["csi_1_mm_h"][k])
+        mae = (model[MAE][k], persist[MAE][k])
+        csi = (model[CSI_1][k], persist[CSI_1][k])
         better = ""
         if n and all(map(math.isfinite, mae)):
             scored += 1
@@ -115,3 +117,40 @@ def format_skill(report: dict[str, Any]) -> str:
     else:
         lines.append("no lead could be scored: no later scans were observed")
     return "\n".join(lines)
+
+
+def save_checkable_figure(
+    files: Sequence[Path], observed: RadarSequence, out_dir: Path
+) -> tuple[Path, datetime]:
+    """A figure (observed against forecast) of the newest forecast file whose every lead was
+    observed, or of the newest file when none was; its path in `out_dir` and the issue time."""
+    from nowcastd.verification.figures import save_forecast_strip
+
+    index = {int(t): i for i, t in enumerate(observed.time_unix)}
+    chosen = files[-1]
+    for path in reversed(files):
+        if all(int(t.timestamp()) in index for t in read_forecast(path).valid_times):
+            chosen = path
+            break
+    f = read_forecast(chosen)
+    nan = np.full(f.precip.shape[1:], np.nan, np.float32)
+
+    def at(t: datetime) -> np.ndarray:
+        i = index.get(int(t.timestamp()))
+        return nan if i is None else observed.precip[i]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    issue = f.issue_time
+    figure = save_forecast_strip(
+        out_dir / f"forecast_{issue:%Y%m%dT%H%MZ}.png",
+        last_input=at(issue),
+        observed=np.stack([at(t) for t in f.valid_times]),
+        forecast=f.precip,
+        issue_time=issue,
+        valid_times=f.valid_times,
+        title=(
+            f"{chosen.name}: observed (top) and forecast (bottom), issued "
+            f"{issue:%Y-%m-%d %H:%M} UTC"
+        ),
+    )
+    return figure, issue

@@ -51,8 +51,28 @@ SSIM_WINDOW = 11
 _PSNR_PEAK = 20.0 * math.log10(255.0)
 
 
-def _thr_name(t: float) -> str:
-    return f"{t:g}"
+#: The names of the physical scores, in one place: results are keyed by them, and every
+#: reader of a result (tables, figures, benchmarks) looks them up here.
+MAE = "mae_mm_h"
+RMSE = "rmse_mm_h"
+BIAS = "bias_mm_h"
+
+
+def category_score(kind: str, threshold_mm_h: float) -> str:
+    """The name of a categorical score at a threshold: `csi`, `pod` or `far`, e.g.
+    ``category_score("csi", 1.0) == "csi_1_mm_h"``."""
+    if kind not in ("csi", "pod", "far"):
+        raise ValueError(f"category score: expected csi, pod or far, got {kind!r}")
+    return f"{kind}_{threshold_mm_h:g}_mm_h"
+
+
+def fss_score(threshold_mm_h: float, scale_px: int) -> str:
+    """The name of the fractions skill score at a threshold over scale x scale pixels."""
+    return f"fss_{threshold_mm_h:g}_mm_h_{scale_px}px"
+
+
+#: The score the tables and figures show beside the MAE.
+CSI_1 = category_score("csi", 1.0)
 
 
 def _box_mean(events: np.ndarray, scale: int) -> np.ndarray:
@@ -140,7 +160,7 @@ class RateScores:
 
     @property
     def fss_name(self) -> str:
-        return f"fss_{_thr_name(self.fss_threshold)}_mm_h_{self.fss_scale}px"
+        return fss_score(self.fss_threshold, self.fss_scale)
 
     def update(self, forecast, observed, valid=None) -> None:
         """Add (B, K, H, W) forecasts and observations in mm/h.
@@ -201,18 +221,17 @@ class RateScores:
         n = s["n"]
         per: dict[str, np.ndarray] = {
             "n_pixels": n,
-            "mae_mm_h": ratio(s["sae"], n),
-            "rmse_mm_h": np.sqrt(ratio(s["sse"], n)),
-            "bias_mm_h": ratio(s["sum_f"] - s["sum_o"], n),
+            MAE: ratio(s["sae"], n),
+            RMSE: np.sqrt(ratio(s["sse"], n)),
+            BIAS: ratio(s["sum_f"] - s["sum_o"], n),
             "mean_forecast_mm_h": ratio(s["sum_f"], n),
             "mean_observed_mm_h": ratio(s["sum_o"], n),
         }
         for t in self.thresholds:
             hits, misses, false = s[f"hits_{t}"], s[f"misses_{t}"], s[f"false_{t}"]
-            name = _thr_name(t)
-            per[f"csi_{name}_mm_h"] = ratio(hits, hits + misses + false)
-            per[f"pod_{name}_mm_h"] = ratio(hits, hits + misses)
-            per[f"far_{name}_mm_h"] = ratio(false, hits + false)
+            per[category_score("csi", t)] = ratio(hits, hits + misses + false)
+            per[category_score("pod", t)] = ratio(hits, hits + misses)
+            per[category_score("far", t)] = ratio(false, hits + false)
         ff, fo, oo = s["fss_ff"], s["fss_fo"], s["fss_oo"]
         per[self.fss_name] = 1.0 - ratio(ff - 2.0 * fo + oo, ff + oo)
         return {name: [float(x) for x in values] for name, values in per.items()}
@@ -299,9 +318,9 @@ class Verifier:
         }
         if self.transform.is_physical:
             rates = self._rates.result()
-            per["mae_mm_h"] = np.asarray(rates["mae_mm_h"])
+            per[MAE] = np.asarray(rates[MAE])
             for t in self.thresholds:
-                name = f"csi_{_thr_name(t)}_mm_h"
+                name = category_score("csi", t)
                 per[name] = np.asarray(rates[name])
             name = self._rates.fss_name
             per[name] = np.asarray(rates[name])

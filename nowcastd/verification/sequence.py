@@ -6,10 +6,12 @@ their valid times and the time step. Both sources are cropped and block-averaged
 
 - `read_movie_sequence`: the layout of the development movie (`precip` (T, H, W) mm/h, `time`
   or `time_unix`, root attribute `timestep_seconds`), with an optional crop and block factor.
-- `read_scan_sequence`: every radar file in a directory, read by the serve readers (format
-  detected from content unless the `[reader]` table says otherwise), on serve's `[domain]`.
-  Files that are no radar scan, or damaged, are skipped with a warning; a scan on another grid
-  than the domain's is an error. The time step is the most common step between valid times.
+- `read_scan_sequence`: every radar file in a directory (`io.scan_directory.ScanDirectory`:
+  format detected from content unless the `[reader]` table says otherwise), on serve's
+  `[domain]`. Files that are no radar scan, or damaged, are skipped (and counted); a scan on
+  another grid than the domain's is an error. The sequence names the files (`files`).
+
+The time step, unless the movie states it, is `data.movie.time_step` (the most common step).
 
 `RadarSequence.starts(length)` gives every start of `length` consecutive frames that spans no
 time gap.
@@ -18,18 +20,24 @@ time gap.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import h5py
 import numpy as np
 
-from nowcastd.data.movie import RATE_UNITS, check_geometry, read_times, window_starts
-from nowcastd.errors import ConfigError, DataError, ScanError
+from nowcastd.data.movie import (
+    RATE_UNITS,
+    check_geometry,
+    open_movie,
+    read_times,
+    time_step,
+    window_starts,
+)
+from nowcastd.errors import ConfigError, DataError
 from nowcastd.io.domain import Domain
+from nowcastd.io.scan_directory import ScanDirectory
 from nowcastd.io.scan_settings import ReaderConfig, scan_settings
 from nowcastd.settings import read_config
 
@@ -37,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "RadarSequence",
+    "ScanFile",
     "open_sequence",
     "read_movie_sequence",
     "read_scan_sequence",
@@ -44,15 +53,25 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True, kw_only=True)
+class ScanFile:
+    """One scan file a sequence's frame came from."""
+
+    path: Path
+    valid_time: datetime
+
+
 @dataclass(frozen=True, kw_only=True, eq=False)
 class RadarSequence:
-    """T frames of rain rate (mm/h, NaN = no data) on the model grid, oldest first."""
+    """T frames of rain rate (mm/h, NaN = no data) on the model grid, oldest first; `files`:
+    the scan file of each frame (none for a movie)."""
 
     precip: np.ndarray  # (T, H, W) float32
     time_unix: np.ndarray  # (T,) int64 seconds, increasing
     timestep_seconds: int
     source: str
     domain: Domain
+    files: tuple[ScanFile, ...] = ()
 
     def __post_init__(self) -> None:
         precip = np.asarray(self.precip, dtype=np.float32)
@@ -87,10 +106,6 @@ class RadarSequence:
         return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _unix_from_iso(iso: tuple[str, ...], where: str) -> np.ndarray:
     try:
         stamps = [datetime.fromisoformat(s.replace("Z", "+00:00")) for s in iso]
@@ -107,30 +122,21 @@ def read_movie_sequence(
     """An HDF5 radar movie in mm/h (see the module docstring) on the cropped, averaged grid."""
     path = Path(path)
     where = f"movie {path.name}"
-    try:
-        with h5py.File(path, "r") as h:
-            if not isinstance(h.get("precip"), h5py.Dataset) or h["precip"].ndim != 3:
-                raise DataError(f"{where}: expected a dataset 'precip' (T, H, W)")
-            ds = h["precip"]
-            units = _text(ds.attrs.get("units", h.attrs.get("units", "")))
-            if units not in RATE_UNITS:
-                raise DataError(
-                    f"{where}: expected precip units a rain rate {RATE_UNITS}, got {units!r}"
-                )
-            unix, iso = read_times(h)
-            step = h.attrs.get("timestep_seconds")
-            if ds.shape[0] == 0:
-                raise DataError(f"{where}: 'precip' holds no frames")
-            domain = check_geometry(tuple(ds.shape[1:]), crop, block, where)
-            frames = np.stack(
-                [domain.apply(ds[t], name=f"{where} frame {t}") for t in range(len(ds))]
+    with open_movie(path, where) as (h, ds, units):
+        if units not in RATE_UNITS:
+            raise DataError(
+                f"{where}: expected precip units a rain rate {RATE_UNITS}, got {units!r}"
             )
-    except OSError as e:
-        raise DataError(f"{where}: cannot read as HDF5: {e}") from e
+        unix, iso = read_times(h)
+        step = h.attrs.get("timestep_seconds")
+        if ds.shape[0] == 0:
+            raise DataError(f"{where}: 'precip' holds no frames")
+        domain = check_geometry(tuple(ds.shape[1:]), crop, block, where)
+        frames = np.stack([domain.apply(ds[t], name=f"{where} frame {t}") for t in range(len(ds))])
     if unix is None and iso is not None:
         unix = _unix_from_iso(iso, where)
     if step is None and unix is not None and len(unix) > 1:
-        step = int(np.median(np.diff(unix)))
+        step = time_step(unix)
     if step is None:
         raise DataError(f"{where}: expected a root attribute 'timestep_seconds' or frame times")
     step = int(step)
@@ -141,7 +147,7 @@ def read_movie_sequence(
     )
 
 
-def read_scan_settings(path: Path | None) -> tuple[Any, Domain | None]:
+def read_scan_settings(path: Path | None) -> tuple[ReaderConfig, Domain | None]:
     """The `[reader]` (a ReaderConfig) and `[domain]` (a Domain or None) of a config file."""
     return scan_settings(read_config(path, "evaluate"))
 
@@ -149,54 +155,53 @@ def read_scan_settings(path: Path | None) -> tuple[Any, Domain | None]:
 def read_scan_sequence(
     directory: str | Path,
     *,
-    reader: Any = None,
+    reader: ReaderConfig | None = None,
     domain: Domain | None = None,
     crop: tuple[int, int, int, int] | None = None,
     block: int = 1,
+    domain_for: Callable[[tuple[int, int]], Domain] | None = None,
 ) -> RadarSequence:
-    """Every radar scan in `directory`, sorted by valid time, on `domain` (or crop and block).
+    """Every radar scan in `directory`, sorted by valid time, on `domain` (or crop and block,
+    or `domain_for` the first scan's native shape).
 
     `reader` is serve's ReaderConfig (default: detect the format). Give either `domain` or
     `crop`/`block`, not both.
     """
     directory = Path(directory)
-    reader = reader or ReaderConfig()
     if domain is not None and (crop is not None or block != 1):
         raise ConfigError("give --crop/--block or a [domain] table, not both")
-    fields: dict[int, np.ndarray] = {}
-    skipped = 0
-    for path in sorted(
-        p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")
-    ):
-        try:
-            scan = reader.read(path)
-        except ScanError as e:
-            logger.warning("skipping %s: %s", path.name, e)
-            skipped += 1
-            continue
+    found = ScanDirectory(directory=directory, reader=reader or ReaderConfig())
+    fields: dict[int, tuple[ScanFile, np.ndarray]] = {}
+    for scan in found.scans():
         if domain is None:
-            domain = check_geometry(scan.field.shape, crop, block, f"scan {path.name}")
+            shape = scan.field.shape
+            if domain_for is not None:
+                domain = domain_for(shape)
+            else:
+                domain = check_geometry(shape, crop, block, f"scan {scan.path.name}")
         stamp = int(scan.valid_time.timestamp())
         if stamp in fields:
             logger.warning(
-                "skipping %s: a scan valid at %s was read already", path.name, scan.valid_time
+                "skipping %s: a scan valid at %s was read already", scan.path.name, scan.valid_time
             )
             continue
-        fields[stamp] = domain.apply(scan)
+        fields[stamp] = (ScanFile(path=scan.path, valid_time=scan.valid_time), domain.apply(scan))
+    skipped = len(found.skipped)
     if len(fields) < 2 or domain is None:
         raise DataError(
             f"{directory}: expected at least 2 radar scans, got {len(fields)} "
             f"({skipped} files skipped)"
         )
     times = np.array(sorted(fields), dtype=np.int64)
-    step = Counter(np.diff(times).tolist()).most_common(1)[0][0]
+    step = time_step(times)
     logger.info("%s: %d scans, step %d s, %d files skipped", directory, len(times), step, skipped)
     return RadarSequence(
-        precip=np.stack([fields[int(t)] for t in times]),
+        precip=np.stack([fields[int(t)][1] for t in times]),
         time_unix=times,
-        timestep_seconds=int(step),
+        timestep_seconds=step,
         source=str(directory),
         domain=domain,
+        files=tuple(fields[int(t)][0] for t in times),
     )
 
 

@@ -112,6 +112,12 @@ def test_example_config_parses_and_matches_the_units():
     assert domain["col0"] + domain["width"] <= domain["native_shape"][1]
 
 
+def test_example_config_domain_is_the_sample_window_the_demo_uses():
+    config = tomllib.loads((DEPLOY / "config.example.toml").read_text())
+    sample = tomllib.loads((REPO / "nowcastd" / "sample" / "knmi_domain.toml").read_text())
+    assert config["domain"] == sample["domain"]
+
+
 def test_prometheus_config_passes_promtool():
     promtool = _tool("promtool", "prometheus")
     result = _run([promtool, "check", "config", "prometheus.yml"], cwd=DEPLOY)

@@ -70,5 +70,5 @@ def test_example_config_with_paths_changed_serves_the_sample_scans(tmp_path: Pat
     newest = sorted((tmp_path / "forecasts").glob("forecast_*.h5"))[-1]
     assert newest.name == "forecast_20100826T045500Z.h5"
     forecast = read_forecast(newest)
-    assert forecast["precip"].shape == (12, 64, 64)
-    assert forecast["x"][0] == 250_000.0 and forecast["attrs"]["xpixelsize"] == 4000.0
+    assert forecast.precip.shape == (12, 64, 64)
+    assert forecast.x[0] == 250_000.0 and forecast.attrs["xpixelsize"] == 4000.0

@@ -46,9 +46,9 @@ def test_predict_without_a_checkpoint_forecasts_with_the_bundled_model_on_any_gr
     digest = load_model(None).digest
     for size, block in ((256, 4), (128, 2)):
         forecast = _predict(tmp_path, size, block)
-        assert forecast["precip"].shape == (12, size // block, size // block)
-        assert forecast["attrs"]["checkpoint_digest"] == digest
-        assert forecast["lead_seconds"][-1] == 3600
+        assert forecast.precip.shape == (12, size // block, size // block)
+        assert forecast.attrs["checkpoint_digest"] == digest
+        assert forecast.lead_seconds[-1] == 3600
 
 
 def test_evaluate_without_a_checkpoint_scores_the_bundled_model(tmp_path):

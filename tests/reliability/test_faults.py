@@ -70,6 +70,9 @@ def test_start_up_errors_are_one_line_and_exit_1(tmp_path, checkpoint):
     )
     _one_line_error(_serve(d.config, "--output-dir", str(d.incoming)), "overlapping")
     _one_line_error(_serve(d.config, "--output-dir", str(d.incoming / "out")), "overlapping")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    _one_line_error(_serve(d.config, "--output-dir", str(a_file)), "expected a directory")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", d.port))
         busy.listen()

@@ -77,7 +77,7 @@ def test_names_that_are_not_utf8_or_forge_log_lines_stay_one_escaped_line(daemon
     (daemon.staging / "good.npy").write_bytes(_scan_bytes(i))
     os.rename(daemon.staging / "good.npy", os.fsencode(daemon.incoming) + b"/" + name)
     forecast = read_forecast(daemon.wait_forecast(i))
-    assert forecast["attrs"]["input_scans"][-1].startswith("scan_\\xff\\xfe_")
+    assert forecast.attrs["input_scans"][-1].startswith("scan_\\xff\\xfe_")
 
 
 def test_odim_hhmm_endtime_is_read_as_hours_and_minutes(daemon):
@@ -85,7 +85,7 @@ def test_odim_hhmm_endtime_is_read_as_hours_and_minutes(daemon):
     odim_hhmm_scan(daemon.staging / "hhmm.h5", i)
     os.rename(daemon.staging / "hhmm.h5", daemon.incoming / "hhmm.h5")
     forecast = read_forecast(daemon.wait_forecast(i))  # named for HH:MM:00, not HH:00:0M
-    assert forecast["issue_time"] == T0 + timedelta(minutes=5 * i)
+    assert forecast.issue_time == T0 + timedelta(minutes=5 * i)
     assert "expected HHmmss, read it as HHMM" in daemon.log_text()
 
 

@@ -69,7 +69,7 @@ def test_demo_serves_scans_with_a_checkpoint_and_reports(tmp_path: Path) -> None
     forecasts = sorted((tmp_path / "work" / "forecasts").glob("forecast_*.h5"))
     assert [f.name for (f,) in zip(forecasts)] == [name for _, name in rows]
     f = read_forecast(forecasts[-1])
-    assert f["precip"].shape == (3, 64, 64) and f["x"][0] == 250_000.0
+    assert f.precip.shape == (3, 64, 64) and f.x[0] == 250_000.0
     assert (tmp_path / "work" / "daemon.log").read_text().count("forecast forecast_") == 6
 
 

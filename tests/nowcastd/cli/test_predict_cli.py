@@ -58,7 +58,24 @@ extent = [0.0, -3_682_000.0, 40_000.0, -3_650_000.0]
     )
     assert result.exit_code == 0, result.output
     forecast = read_forecast(result.output.strip().splitlines()[-1])
-    assert forecast["attrs"]["projection"] == PROJ
+    assert forecast.attrs["projection"] == PROJ
     # 2 km model pixels from x = 8 km (col0 8 at 1 km), row 0 at the northern edge
-    np.testing.assert_allclose(forecast["x"][:2], [9_000.0, 11_000.0])
-    np.testing.assert_allclose(forecast["y"][:2], [-3_651_000.0, -3_653_000.0])
+    np.testing.assert_allclose(forecast.x[:2], [9_000.0, 11_000.0])
+    np.testing.assert_allclose(forecast.y[:2], [-3_651_000.0, -3_653_000.0])
+
+
+def test_predict_applies_the_admission_rules_of_serve(tmp_path: Path) -> None:
+    ckpt = save_inference_checkpoint(tmp_path / "ckpt", tiny_network(size=16), DBZ)
+    start = datetime(2099, 9, 28, 15, 0, tzinfo=UTC)  # ahead of any clock this runs under
+    scans = []
+    for i in range(3):
+        name = f"scan_{start + timedelta(minutes=5 * i):%Y%m%d%H%M}.npy"
+        np.save(tmp_path / name, np.full((16, 16), 1.0, np.float32))
+        scans.append(str(tmp_path / name))
+    result = CliRunner().invoke(
+        app, ["predict", *scans, "--checkpoint", str(ckpt), "--output-dir", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 1
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: refused (future): scan_209909281500.npy: expected a valid")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -99,7 +99,7 @@ def test_forecast_is_gzip_compressed_float32_with_dimension_scales(tmp_path):
 
 def test_precip_is_rounded_to_one_128th_mm_per_hour_keeping_nan(tmp_path):
     precip = _precip()
-    out = read_forecast(_write(tmp_path, precip=precip))["precip"]
+    out = read_forecast(_write(tmp_path, precip=precip)).precip
     np.testing.assert_array_equal(np.isnan(out), np.isnan(precip))
     assert np.nanmax(np.abs(out - precip)) <= 1 / 256
     np.testing.assert_array_equal(out * 128, np.round(out * 128))  # whole steps of 1/128
@@ -127,16 +127,16 @@ def test_read_forecast_roundtrips_everything_written(tmp_path):
     out = read_forecast(
         _write(tmp_path, extra_attrs={"radar": "NL", "leads": [1, 2]}, least_significant_digit=None)
     )
-    np.testing.assert_array_equal(out["precip"], _precip())
+    np.testing.assert_array_equal(out.precip, _precip())
     with h5py.File(tmp_path / forecast_name(ISSUE), "r") as h:
         assert "least_significant_digit" not in h["precip"].attrs
-    assert out["lead_seconds"].tolist() == [300, 600, 900]
-    assert out["issue_time"] == ISSUE
-    assert out["valid_times"] == [ISSUE + timedelta(minutes=m) for m in (5, 10, 15)]
-    np.testing.assert_array_equal(out["input_nan_mask"], np.isnan(_precip()[0]))
-    assert out["attrs"]["input_times"] == ["2010-08-26T00:25:00Z", "2010-08-26T00:30:00Z"]
-    assert out["attrs"]["model_name"] == "predrnn_v2"
-    assert out["attrs"]["radar"] == "NL" and out["attrs"]["leads"] == [1, 2]
+    assert out.lead_seconds.tolist() == [300, 600, 900]
+    assert out.issue_time == ISSUE
+    assert out.valid_times == tuple(ISSUE + timedelta(minutes=m) for m in (5, 10, 15))
+    np.testing.assert_array_equal(out.input_nan_mask, np.isnan(_precip()[0]))
+    assert out.attrs["input_times"] == ["2010-08-26T00:25:00Z", "2010-08-26T00:30:00Z"]
+    assert out.attrs["model_name"] == "predrnn_v2"
+    assert out.attrs["radar"] == "NL" and out.attrs["leads"] == [1, 2]
 
 
 def test_forecast_without_grid_uses_pixel_indices(tmp_path):
@@ -144,14 +144,14 @@ def test_forecast_without_grid_uses_pixel_indices(tmp_path):
     with xr.open_dataset(path, engine="h5netcdf") as ds:
         assert ds["x"].values.tolist() == [0, 1, 2, 3, 4]
         assert "input_nan_mask" not in ds and "projection" not in ds.attrs
-    assert read_forecast(path)["input_nan_mask"] is None
+    assert read_forecast(path).input_nan_mask is None
 
 
 def test_rewriting_same_issue_time_replaces_the_file(tmp_path):
     _write(tmp_path, model_name="first")
     path = _write(tmp_path, model_name="second")
     assert os.listdir(tmp_path) == [path.name]
-    assert read_forecast(path)["attrs"]["model_name"] == "second"
+    assert read_forecast(path).attrs["model_name"] == "second"
 
 
 def test_failed_replace_raises_and_removes_temp_file(tmp_path):
@@ -247,7 +247,7 @@ def test_prune_rejects_invalid_arguments(tmp_path, kwargs, message):
 
 def test_forecast_with_no_inputs_listed_still_opens(tmp_path):
     path = _write(tmp_path, input_names=[], input_times=[])
-    assert read_forecast(path)["attrs"]["input_scans"] == []
+    assert read_forecast(path).attrs["input_scans"] == []
     with xr.open_dataset(path, engine="h5netcdf") as ds:
         assert ds["precip"].shape == (3, 4, 5)
 

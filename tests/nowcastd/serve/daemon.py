@@ -2,6 +2,7 @@
 messages: shared by the serve tests and tests/reliability."""
 
 import io
+import json
 import os
 import socket
 import subprocess
@@ -33,6 +34,7 @@ settle_seconds = 0.5
 retention_keep_last = 100
 retention_max_age_hours = 0
 refill_max_age_hours = 0
+events_file = "{root}/events.jsonl"
 {extra}
 [domain]
 native_shape = [{n}, {n}]
@@ -121,6 +123,13 @@ class Daemon:
 
     def log_text(self) -> str:
         return (self.root / "serve.log").read_text(errors="replace")
+
+    def events(self) -> list[dict]:
+        """Every event line the daemon wrote (`events_file`), as JSON objects."""
+        path = self.root / "events.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
 
     def forecasts(self) -> list[str]:
         return sorted(p.name for p in self.out.glob("forecast_*.h5")) if self.out.exists() else []

@@ -18,7 +18,8 @@ def _buffer(input_length: int = 3) -> FrameBuffer:
 
 def _push(buf: FrameBuffer, minutes: int, value: float | None = None) -> Push:
     frame = jax.device_put(np.full((4, 4, 1), minutes if value is None else value, np.float32))
-    return buf.push(frame, valid_time=T0 + timedelta(minutes=minutes), name=f"s{minutes}")
+    name = f"s{minutes}"
+    return buf.push(frame, valid_time=T0 + timedelta(minutes=minutes), name=name, record=name)
 
 
 def test_buffer_keeps_the_newest_frames_in_time_order():
@@ -69,4 +70,4 @@ def test_gap_over_the_limit_empties_the_buffer():
 def test_wrong_frame_shape_is_refused():
     buf = _buffer()
     with pytest.raises(ValueError, match="expected shape"):
-        buf.push(jax.numpy.zeros((5, 4, 1)), valid_time=T0, name="bad")
+        buf.push(jax.numpy.zeros((5, 4, 1)), valid_time=T0, name="bad", record="bad")

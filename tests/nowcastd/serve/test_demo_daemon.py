@@ -1,24 +1,19 @@
-"""The demo's view of the daemon: its forecast log line and one real HTTP scrape."""
+"""The demo's view of the daemon: its event lines (read from the real daemon in
+test_service.py) and one real HTTP scrape."""
 
-from nowcastd.serve.demo import metrics_summary, parse_forecast_line, scrape
+import pytest
+
+from nowcastd.serve.demo import metrics_summary, scrape
+from nowcastd.serve.events import parse_event
 from nowcastd.serve.metrics import ServiceMetrics
 
-LINE = (
-    "INFO nowcastd.serve.service: forecast forecast_20100826T050000Z.h5 from "
-    "RAD_NL25_RAP_5min_201008260500.h5: latency=0.5610 queued=0.5002 encode_wait=0.0000 "
-    "read=0.0170 rollout=0.0310 transfer=0.0010 write=0.0100 pre_encoded=True"
-)
 
-
-def test_forecast_log_line_is_parsed_into_stage_seconds() -> None:
-    line = parse_forecast_line(LINE)
-    assert line is not None and line.pre_encoded
-    assert (line.file, line.scan) == (
-        "forecast_20100826T050000Z.h5",
-        "RAD_NL25_RAP_5min_201008260500.h5",
-    )
-    assert line.seconds["latency"] == 0.561 and line.seconds["rollout"] == 0.031
-    assert parse_forecast_line("INFO nowcastd.serve.service: ready: 4 XLA compilations") is None
+def test_event_lines_that_are_not_forecasts_or_not_events() -> None:
+    assert parse_event('{"event": "rejected", "scan": "x", "reason": "corrupt"}') is None
+    with pytest.raises(ValueError, match="expected a JSON object"):
+        parse_event("INFO nowcastd.serve.service: forecast f.h5 from s.npy: latency=0.5")
+    with pytest.raises(ValueError, match="expected an object with 'event'"):
+        parse_event("[1, 2]")
 
 
 def test_summary_of_a_real_scrape() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from model.rollout import rollout, rollout_jit
+from nowcastd.nowcast import Window
 from nowcastd.serve.forecaster import Forecaster
 from nowcastd.serve.metrics import CompileCounter
 from tests.nowcastd.serve.tiny import DBZ
@@ -23,17 +24,19 @@ def _frames(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 0.8, (1, n, 16, 16, 1)).astype(np.float32)
 
 
+def _window(context) -> Window:
+    return Window(context=jnp.asarray(context), no_data=np.zeros((1, 16, 16), bool))
+
+
 def test_pre_encoded_forecast_equals_full_rollout(compiled):
     sequence = _frames(4, seed=1)  # f1..f4: window one is f1..f3, window two f2..f4
     compiled.pre_encode(jnp.asarray(sequence[:, :3]), key=("f1", "f2", "f3"))
     assert compiled.pre_encoded_for(("f2", "f3"))
-    fast, used = compiled.forecast(jnp.asarray(sequence[:, 1:]), key=("f2", "f3", "f4"))
+    fast, used = compiled.forecast(_window(sequence[:, 1:]), key=("f2", "f3", "f4"))
     assert used
     full = compiled.full(jnp.asarray(sequence[:, 1:]))
-    reference = DBZ.to_physical(np.asarray(rollout(compiled.network, sequence[:, 1:], 4)))[
-        0, ..., 0
-    ]
-    assert fast.shape == (4, 16, 16)
+    reference = DBZ.to_rates(np.asarray(rollout(compiled.network, sequence[:, 1:], 4))[..., 0])
+    assert fast.shape == (1, 4, 16, 16)
     np.testing.assert_allclose(fast, full, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(full, reference, rtol=1e-4, atol=1e-4)
 
@@ -42,7 +45,7 @@ def test_forecast_after_another_window_runs_the_full_rollout(compiled):
     sequence = _frames(5, seed=2)
     compiled.pre_encode(jnp.asarray(sequence[:, :3]), key=("a", "b", "c"))
     context = jnp.asarray(sequence[:, 2:])
-    result, used = compiled.forecast(context, key=("c", "d", "e"))  # b was not followed by c
+    result, used = compiled.forecast(_window(context), key=("c", "d", "e"))  # b, then not c
     assert not used
     np.testing.assert_allclose(result, compiled.full(context), rtol=1e-6)
 
@@ -50,7 +53,7 @@ def test_forecast_after_another_window_runs_the_full_rollout(compiled):
 def test_background_pre_encoding_is_used_by_the_next_forecast(compiled):
     sequence = jnp.asarray(_frames(4, seed=5))
     compiled.pre_encode(sequence[:, :3], key=("f1", "f2", "f3"), background=True)
-    fast, used = compiled.forecast(sequence[:, 1:], key=("f2", "f3", "f4"))  # waits for it
+    fast, used = compiled.forecast(_window(sequence[:, 1:]), key=("f2", "f3", "f4"))  # waits
     assert used
     np.testing.assert_allclose(fast, compiled.full(sequence[:, 1:]), rtol=1e-5, atol=1e-5)
     assert compiled.wait_pre_encode() == 0.0  # nothing left running
@@ -61,7 +64,7 @@ def test_no_compilation_after_compile(compiled):
     with CompileCounter() as counter:
         compiled.full(context)
         compiled.pre_encode(context, key=(1, 2, 3))
-        compiled.forecast(context, key=(2, 3, 4))
+        compiled.forecast(_window(context), key=(2, 3, 4))
     assert counter.count == 0
 
 
@@ -70,8 +73,8 @@ def test_single_input_model_forecasts_without_pre_encoding():
     forecaster.compile()
     assert not forecaster.can_pre_encode
     context = jnp.asarray(_frames(1, seed=4))
-    result, used = forecaster.forecast(context, key=("x",))
-    assert result.shape == (2, 16, 16) and not used
+    result, used = forecaster.forecast(_window(context), key=("x",))
+    assert result.shape == (1, 2, 16, 16) and not used
 
 
 def test_forecast_before_compile_is_an_error():

@@ -1,4 +1,5 @@
-"""The pipeline's values: a Forecast holds what its file holds; config swaps are whole."""
+"""The pipeline owns a scan from file to forecast file: `step` returns one typed outcome;
+a Written forecast holds what its file holds; config swaps are whole."""
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
@@ -11,16 +12,24 @@ from model.rollout import rollout
 from nowcastd.errors import ConfigError
 from nowcastd.io.forecast_file import quantize, read_forecast
 from nowcastd.io.scan_settings import ReaderConfig
+from nowcastd.serve.buffer import Push
 from nowcastd.serve.config import ServeConfig
+from nowcastd.serve.outcome import Buffered, Rejected, Written
 from nowcastd.serve.pipeline import Pipeline, ScanRejected
 from tests.nowcastd.serve.tiny import DBZ, tiny_model
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+NOW = T0 + timedelta(days=1)
 
 
 @pytest.fixture(scope="module")
-def pipeline() -> Pipeline:
-    pipe = Pipeline(ServeConfig(timestep_seconds=300.0), tiny_model())
+def out_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("forecasts")
+
+
+@pytest.fixture(scope="module")
+def pipeline(out_dir) -> Pipeline:
+    pipe = Pipeline(ServeConfig(timestep_seconds=300.0, output_dir=out_dir), tiny_model())
     pipe.compile()
     return pipe
 
@@ -33,63 +42,88 @@ def _scan(directory: Path, i: int, name: str = "scan_{:%Y%m%d%H%M}.npy") -> Path
     return path
 
 
-def _reference(pipe: Pipeline, frames) -> np.ndarray:
-    """The full rollout from `frames` by the model alone, NaN rule applied."""
+def _reference(pipe: Pipeline, paths) -> np.ndarray:
+    """The full rollout from the scans by the model alone, clipped, NaN rule applied."""
+    frames = [pipe.read(path) for path in paths]
     context = np.stack([f.model for f in frames])[None]
     network = pipe.model.network
-    precip = DBZ.to_physical(np.asarray(rollout(network, context, pipe.num_leads)))[0, ..., 0]
-    precip = np.nan_to_num(precip, nan=0.0)
+    pred = np.asarray(rollout(network, context, pipe.num_leads))[0, ..., 0]
+    precip = DBZ.to_physical(np.clip(pred, 0.0, 1.0))
     precip[:, frames[-1].nan_mask] = np.nan
     return precip
 
 
-def test_scan_pushed_during_background_pre_encoding_uses_it_and_equals_full_rollout(
+def test_step_buffers_then_writes_and_the_next_scan_uses_the_background_pre_encoding(
     pipeline, tmp_path
 ):
-    frames = [pipeline.read(_scan(tmp_path, i)) for i in range(4)]
-    for frame in frames[:3]:
-        pipeline.push(frame)
-    pipeline.forecast()
-    pipeline.pre_encode(background=True)
-    pipeline.push(frames[3])  # waits for the encode before donating the buffer it reads
-    fast = pipeline.forecast()
-    assert fast.pre_encoded
-    np.testing.assert_allclose(fast.precip, _reference(pipeline, frames[1:]), atol=1e-4)
+    paths = [_scan(tmp_path, i) for i in range(4)]
+    first = [pipeline.step(path, NOW) for path in paths[:2]]
+    assert all(isinstance(o, Buffered) and o.push is Push.APPENDED for o in first)
+    written = pipeline.step(paths[2], NOW)  # completes the window; pre-encodes the next one
+    assert isinstance(written, Written) and not written.forecast.pre_encoded
+    fast = pipeline.step(paths[3], NOW)  # waits for the encode before donating the buffer
+    assert isinstance(fast, Written) and fast.forecast.pre_encoded
+    np.testing.assert_allclose(fast.forecast.precip, _reference(pipeline, paths[1:]), atol=1e-4)
+    assert set(fast.timings) == {"read", "transfer", "encode_wait", "rollout", "write"}
 
 
-def test_forecast_value_is_what_write_puts_in_the_file(pipeline, tmp_path):
-    frames = [pipeline.read(_scan(tmp_path, i)) for i in range(10, 14)]
-    for frame in frames[:3]:
-        pipeline.push(frame)
-    forecast = pipeline.forecast()
-    pipeline.push(frames[3])  # a later push changes the buffer, not the forecast value
-    path = pipeline.write(forecast, tmp_path / "out")
-    held = read_forecast(path)
+def test_written_forecast_is_what_its_file_holds(pipeline, tmp_path):
+    paths = [_scan(tmp_path, i) for i in range(10, 13)]
+    *_, outcome = [pipeline.step(path, NOW) for path in paths]
+    assert isinstance(outcome, Written)
+    forecast, held = outcome.forecast, read_forecast(outcome.file)
+    frames = [pipeline.read(path) for path in paths]
 
-    assert held["issue_time"] == forecast.issue_time == frames[2].valid_time
-    assert held["valid_times"] == list(forecast.valid_times)
-    assert list(held["lead_seconds"]) == list(forecast.lead_seconds) == [300, 600, 900]
-    assert held["attrs"]["input_scans"] == list(forecast.input_names)
-    assert forecast.input_names == tuple(f.name for f in frames[:3])
-    assert forecast.input_times == tuple(f.valid_time for f in frames[:3])
-    np.testing.assert_array_equal(held["input_nan_mask"], frames[2].nan_mask)
+    assert held.issue_time == forecast.issue_time == frames[2].valid_time
+    assert held.valid_times == forecast.valid_times
+    assert list(held.lead_seconds) == list(forecast.lead_seconds) == [300, 600, 900]
+    assert held.attrs["input_scans"] == list(forecast.input_names)
+    assert forecast.input_names == tuple(f.name for f in frames)
+    assert forecast.input_times == tuple(f.valid_time for f in frames)
+    np.testing.assert_array_equal(held.input_nan_mask, frames[2].nan_mask)
     np.testing.assert_array_equal(forecast.nan_mask, frames[2].nan_mask)
-    np.testing.assert_array_equal(held["precip"], quantize(forecast.precip, 2))
+    np.testing.assert_array_equal(held.precip, quantize(forecast.precip, 2))
     assert np.isnan(forecast.precip[:, frames[2].nan_mask]).all()
     assert not forecast.precip.flags.writeable
-    assert set(forecast.timings) == {"read", "transfer", "rollout"}
-    np.testing.assert_allclose(forecast.precip, _reference(pipeline, frames[:3]), atol=1e-4)
+    np.testing.assert_allclose(forecast.precip, _reference(pipeline, paths), atol=1e-4)
+
+
+def test_a_batch_forecasts_from_its_newest_scan_and_skips_the_others(pipeline, tmp_path):
+    paths = [_scan(tmp_path, i) for i in range(20, 25)]
+    outcomes = pipeline.step_batch(list(reversed(paths)), NOW)  # any order: by valid time
+    kinds = [type(o).__name__ for o in outcomes]
+    assert kinds == ["Written", "Buffered", "Buffered", "Buffered", "Buffered"]
+    assert [o.skipped for o in outcomes[1:]] == [True, True, False, False]
+    assert outcomes[0].forecast.issue_time == T0 + timedelta(minutes=5 * 24)
+
+
+def test_step_refuses_by_rule_with_one_outcome_each(pipeline, tmp_path):
+    paths = [_scan(tmp_path, i) for i in range(30, 32)]
+    for path in paths:
+        pipeline.step(path, NOW)
+    again = pipeline.step(paths[1], NOW)
+    older = pipeline.step(paths[0], NOW)
+    future = pipeline.step(_scan(tmp_path, 40), T0)  # valid 200 min after the clock
+    junk = tmp_path / "scan_202601010300.npy"
+    junk.write_bytes(b"not a scan")
+    assert [(type(o), o.reason) for o in (again, older, future)] == [
+        (Rejected, "duplicate"),
+        (Rejected, "out_of_order"),
+        (Rejected, "future"),
+    ]
+    corrupt = pipeline.step(junk, NOW)
+    assert isinstance(corrupt, Rejected) and corrupt.reason == "unknown_format"
+    assert "scan_202601010300.npy" in corrupt.detail
 
 
 def test_status_is_a_snapshot_of_the_buffer(tmp_path):
     pipe = Pipeline(ServeConfig(timestep_seconds=300.0), tiny_model())
     empty = pipe.status()
     assert (empty.frames, empty.capacity, empty.full, empty.newest_time) == (0, 3, False, None)
-    frames = [pipe.read(_scan(tmp_path, i)) for i in range(3)]
-    for frame in frames:
-        pipe.push(frame)
+    paths = [_scan(tmp_path, i) for i in range(3)]
+    pipe.step_batch(paths, NOW, forecast=False)
     status = pipe.status()
-    assert (status.frames, status.full, status.newest_time) == (3, True, frames[-1].valid_time)
+    assert (status.frames, status.full, status.newest_time) == (3, True, T0 + timedelta(minutes=10))
     assert empty.frames == 0  # an earlier snapshot does not follow the pipeline
     with pytest.raises(dataclasses.FrozenInstanceError):
         status.frames = 0

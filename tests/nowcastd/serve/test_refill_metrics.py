@@ -31,5 +31,5 @@ def test_refill_counts_its_scans_as_received(tmp_path) -> None:
         assert registry.get_sample_value("nowcastd_scans_received_total") == 3
     finally:
         service.compile_counter.close()
-        service.pipeline.read_worker.close()
+        service.pipeline.close()
         logging.getLogger().setLevel(level)

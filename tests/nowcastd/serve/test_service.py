@@ -4,6 +4,7 @@ The tests of this module share one daemon and run in order: three ways of delive
 then rejections, then SIGTERM, then a restart with the scans already present.
 """
 
+import json
 import os
 import signal
 import time
@@ -17,6 +18,7 @@ from nowcastd.cli.predict import run_predict
 from nowcastd.io.forecast_file import read_forecast
 from nowcastd.io.model_checkpoint import save_inference_checkpoint
 from nowcastd.io.transform import DataTransform
+from nowcastd.serve.events import parse_event
 from tests.nowcastd.serve.daemon import T0, Daemon, _scan_bytes, _scan_name
 from tests.nowcastd.serve.daemon import value as _value
 from tests.nowcastd.serve.tiny import tiny_network
@@ -53,18 +55,27 @@ def test_each_delivery_gives_one_forecast_matching_predict(daemon):
     assert _value(metrics, "nowcastd_scans_received_total") == 5
     assert _value(metrics, "nowcastd_jit_compilations_total") == compilations_at_ready
     assert "pre_encoded=True" in daemon.log_text()
+    events = daemon.events()
+    assert [e["event"] for e in events] == ["buffered"] * 2 + ["forecast"] * 3
+    forecast_events = [parse_event(json.dumps(e)) for e in events[2:]]
+    assert [e.file for e in forecast_events] == daemon.forecasts()
+    assert [e.scan for e in forecast_events] == [_scan_name(i) for i in deliveries]
+    for e in forecast_events:
+        assert set(e.seconds) == {"read", "transfer", "encode_wait", "rollout", "write"}
+        assert e.latency >= e.queued + sum(e.seconds.values()) - e.seconds["encode_wait"]
+    assert forecast_events[-1].pre_encoded
 
     for i in deliveries:
         served = read_forecast(daemon.out / daemon.forecasts()[i - 2])
         scans = [daemon.incoming / _scan_name(j) for j in range(i - 2, i + 1)]
         flags = {"output_dir": daemon.root / f"predict{i}"}
         predicted = read_forecast(run_predict(scans, config=daemon.config, flags=flags))
-        assert served["issue_time"] == predicted["issue_time"] == T0 + timedelta(minutes=5 * i)
+        assert served.issue_time == predicted.issue_time == T0 + timedelta(minutes=5 * i)
         # Both are rounded to 1/128 mm/h on writing; float noise may round to a neighbour.
-        np.testing.assert_allclose(served["precip"], predicted["precip"], rtol=0, atol=1 / 128)
-        np.testing.assert_array_equal(served["input_nan_mask"], predicted["input_nan_mask"])
-        assert np.isnan(served["precip"][:, 0, 0]).all()  # the NaN rule: no data in, none out
-        assert served["attrs"]["input_scans"] == [s.name for s in scans]
+        np.testing.assert_allclose(served.precip, predicted.precip, rtol=0, atol=1 / 128)
+        np.testing.assert_array_equal(served.input_nan_mask, predicted.input_nan_mask)
+        assert np.isnan(served.precip[:, 0, 0]).all()  # the NaN rule: no data in, none out
+        assert served.attrs["input_scans"] == [s.name for s in scans]
 
 
 def test_bad_scans_are_rejected_and_counted_while_serving(daemon):
@@ -103,6 +114,8 @@ def test_bad_scans_are_rejected_and_counted_while_serving(daemon):
     assert _value(metrics, "nowcastd_forecasts_written_total") == 4
     assert _value(metrics, "nowcastd_failures_total", stage="rollout") == 0
     assert _value(metrics, "nowcastd_ready") == 1
+    rejected = sorted(e["reason"] for e in daemon.events() if e["event"] == "rejected")
+    assert rejected == ["corrupt", "corrupt", "out_of_order", "unknown_format", "wrong_grid"]
     assert any(m.startswith("WATCHDOG=1") for m in daemon.messages)
     assert any("STATUS=last forecast" in m for m in daemon.messages)
 

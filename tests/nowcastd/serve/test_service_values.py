@@ -12,6 +12,7 @@ from nowcastd.cli.predict import run_predict
 from nowcastd.io.forecast_file import read_forecast
 from nowcastd.io.model_checkpoint import load_model, save_inference_checkpoint
 from nowcastd.serve.config import load_serve_config
+from nowcastd.serve.outcome import Buffered, Written
 from nowcastd.serve.service import Service
 from nowcastd.serve.watcher import ScanEvent
 from tests.nowcastd.serve.tiny import DBZ, tiny_network
@@ -51,7 +52,7 @@ def service(tmp_path):
     level = logging.getLogger().level
     yield svc
     svc.compile_counter.close()
-    svc.pipeline.read_worker.close()
+    svc.pipeline.close()
     logging.getLogger().setLevel(level)
 
 
@@ -70,20 +71,18 @@ def test_reload_replaces_the_one_config_with_reloadable_changes_only(service, tm
 def test_serve_and_predict_write_the_same_file_from_the_same_scans(service, tmp_path):
     service.pipeline.compile()
     scans = [_scan(tmp_path / "incoming", i) for i in range(3)]
-    served = None
-    for path in scans:
-        served = service.handle([ScanEvent(path=path, event_time=time.monotonic())])
-    service.pipeline.wait_pre_encode()
-    assert served is not None
+    outcomes = [service.handle([ScanEvent(path=p, event_time=time.monotonic())]) for p in scans]
+    assert [type(o) for (o,) in outcomes] == [Buffered, Buffered, Written]
+    served = outcomes[-1][0].file
     config = tmp_path / "serve.toml"
     predicted = run_predict(scans, config=config, flags={"output_dir": tmp_path / "predicted"})
     assert served.name == predicted.name
     a, b = read_forecast(served), read_forecast(predicted)
-    np.testing.assert_array_equal(a["precip"], b["precip"])  # NaN where they agree on no data
-    np.testing.assert_array_equal(a["input_nan_mask"], b["input_nan_mask"])
-    assert np.isnan(a["precip"][:, 0, 0]).all()
+    np.testing.assert_array_equal(a.precip, b.precip)  # NaN where they agree on no data
+    np.testing.assert_array_equal(a.input_nan_mask, b.input_nan_mask)
+    assert np.isnan(a.precip[:, 0, 0]).all()
     for key in ("lead_seconds", "x", "y"):
-        np.testing.assert_array_equal(a[key], b[key])
-    assert a["valid_times"] == b["valid_times"]
-    del a["attrs"]["history"], b["attrs"]["history"]  # the time of writing
-    assert a["attrs"] == b["attrs"]
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+    assert a.valid_times == b.valid_times
+    del a.attrs["history"], b.attrs["history"]  # the time of writing
+    assert a.attrs == b.attrs

@@ -58,6 +58,16 @@ def test_file_written_then_renamed_is_queued_once_under_its_final_name(watch):
     assert _events(watcher) == ["scan_202601010005.npy"]
 
 
+def test_file_renamed_into_place_skips_the_debounce_that_a_write_in_place_waits(watch):
+    watcher = watch(debounce_seconds=30.0)  # longer than either wait below
+    tmp = watcher.directory / ".scan_202601010020.npy.tmp"
+    tmp.write_bytes(b"data")
+    os.rename(tmp, watcher.directory / "scan_202601010020.npy")
+    assert watcher.queue.get(timeout=5).path.name == "scan_202601010020.npy"
+    (watcher.directory / "scan_202601010025.npy").write_bytes(b"data")  # in place
+    assert _events(watcher, wait=1.0) == []
+
+
 def test_file_moved_in_from_elsewhere_is_queued_after_settling(watch, tmp_path):
     watcher = watch()
     src = tmp_path / "scan_202601010010.npy"

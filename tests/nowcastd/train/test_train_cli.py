@@ -323,7 +323,10 @@ def test_lagrangian_training_records_its_motion_and_serves_through_load_model(tm
     ("flags", "message"),
     [
         (["--lagrangian", "1"], "lagrangian=True: needs predict_delta=True"),
-        (["--lagrangian", "1", "--predict_delta", "1"], "reverse_input: expected 0 with --lagrangian 1"),
+        (
+            ["--lagrangian", "1", "--predict_delta", "1"],
+            "reverse_input: expected 0 with --lagrangian 1",
+        ),
         (["--motion_method", "flow"], "motion_method"),
     ],
 )
@@ -355,6 +358,7 @@ def test_resume_may_switch_inference_options_but_not_the_network(tmp_path):
     code, out = run_train(*common, "--resume", "--max_iterations", "4", "--num_hidden", "4,4",
                           "--num_layers", "2")  # fmt: skip
     assert code == 1
-    assert "the model flags differ from the checkpoint's: --num_hidden (8, 8) (flags: (4, 4))" in (
-        out.strip().splitlines()[-1]
+    assert (
+        "the model flags differ from the checkpoint's: --num_hidden (8, 8) (flags: (4, 4))"
+        in (out.strip().splitlines()[-1])
     )

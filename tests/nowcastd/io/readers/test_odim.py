@@ -45,16 +45,16 @@ def odim_cases(draw):
     offset = draw(st.floats(-32.0, 0.0) if quantity == "DBZH" else st.floats(0.0, 5.0))
     minutes = draw(st.sampled_from([5, 15, 60]))
     in_dataset = draw(st.booleans())
-    return dict(
-        raw=raw,
-        quantity=quantity,
-        gain=gain,
-        offset=offset,
-        nodata=nodata,
-        undetect=undetect,
-        minutes=minutes,
-        in_dataset=in_dataset,
-    )
+    return {
+        "raw": raw,
+        "quantity": quantity,
+        "gain": gain,
+        "offset": offset,
+        "nodata": nodata,
+        "undetect": undetect,
+        "minutes": minutes,
+        "in_dataset": in_dataset,
+    }
 
 
 @settings(

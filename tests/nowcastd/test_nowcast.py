@@ -1,0 +1,61 @@
+"""The one forecast function: serve and evaluate give identical fields for the same window."""
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import equinox as eqx
+import numpy as np
+
+from model.rollout import rollout
+from nowcastd.nowcast import Window
+from nowcastd.serve.config import ServeConfig
+from nowcastd.serve.outcome import Written
+from nowcastd.serve.pipeline import Pipeline
+from nowcastd.verification.comparison import model_forecast
+from tests.nowcastd.serve.tiny import DBZ, tiny_model
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_serve_and_evaluate_give_identical_fields_for_the_same_window(tmp_path):
+    rng = np.random.default_rng(0)
+    rates = rng.gamma(0.6, 8.0, (3, 16, 16)).astype(np.float32)
+    rates[0, :4, :4] = np.nan  # no data in an older frame: enters both as 0
+    rates[2, 10:, :3] = np.nan  # and in the newest: NaN in both forecasts
+    paths = []
+    for i, field in enumerate(rates):
+        paths.append(tmp_path / f"scan_{T0 + timedelta(minutes=5 * i):%Y%m%d%H%M}.npy")
+        np.save(paths[-1], field)
+    tiny = tiny_model()
+    loud = eqx.tree_at(lambda n: n.conv_last, tiny.network, tiny.network.conv_last * 100.0)
+    loaded = dataclasses.replace(tiny, network=loud)  # outputs beyond [0, 1]: clipping matters
+    raw = np.asarray(rollout(loud, Window.from_rates(rates[None], DBZ).context, 3))
+    assert raw.max() > 1.0 and raw.min() < 0.0
+    pipe = Pipeline(ServeConfig(timestep_seconds=300.0, output_dir=tmp_path / "out"), loaded)
+    pipe.compile(pre_encoding=False)
+    served = pipe.step_batch(paths, T0 + timedelta(hours=1))[-1]
+    assert isinstance(served, Written)
+
+    evaluated = model_forecast(loaded, rates[None], leads=pipe.num_leads, batch=1)[0]
+
+    np.testing.assert_array_equal(served.forecast.precip, evaluated)
+    assert np.isnan(evaluated[:, 10:, :3]).all() and not np.isnan(evaluated[:, :10]).any()
+
+
+def test_forecast_rates_never_exceed_the_models_range():
+    x = np.array([-0.5, 0.0, 0.5, 1.0, 1.7, np.nan], np.float32)
+    rates = DBZ.to_rates(x)
+    top = DBZ.to_physical(np.float32(1.0))
+    np.testing.assert_array_equal(rates[[0, 1, 5]], 0.0)  # below range and NaN: no rain
+    np.testing.assert_array_equal(rates[[3, 4]], top)  # above the range: clipped to its top
+    assert 0 < rates[2] < top
+
+
+def test_window_from_rates_fills_no_data_with_zero_and_masks_the_newest_frame():
+    rates = np.full((2, 3, 4, 4), 2.0, np.float32)
+    rates[1, 0, 0, 0] = np.nan  # an older frame: filled, not masked
+    rates[1, 2, 3, 3] = np.nan  # the newest frame: filled and masked
+    window = Window.from_rates(rates, DBZ)
+    assert window.context.shape == (2, 3, 4, 4, 1)
+    assert window.context[1, 0, 0, 0, 0] == 0.0 and window.context[1, 2, 3, 3, 0] == 0.0
+    assert window.no_data.sum() == 1 and window.no_data[1, 3, 3]
