@@ -195,6 +195,7 @@ def _run(s: DemoSettings, source: Source, work: Path) -> None:
 
 def _skill_and_figure(s: DemoSettings, forecasts: Path, observed: Any, what: str) -> None:
     from nowcastd.errors import DataError
+    from nowcastd.verification.baselines import LagrangianExtrapolation
     from nowcastd.verification.forecast_skill import (
         format_skill,
         save_checkable_figure,
@@ -205,7 +206,7 @@ def _skill_and_figure(s: DemoSettings, forecasts: Path, observed: Any, what: str
     if not files:
         raise DataError(f"{forecasts}: the daemon wrote no forecast; see its log")
     _say("")
-    _say(format_skill(score_forecast_files(files, observed)))
+    _say(format_skill(score_forecast_files(files, observed, LagrangianExtrapolation())))
     if what.startswith(ON_THE_SPOT):
         _say(
             "(the model was trained on the spot for minutes: the bundled model is the one to judge)"

@@ -176,20 +176,23 @@ def model_forecast(
     motion: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n, I, H, W) mm/h -> (n, leads, H, W) mm/h, as serve forecasts (`forecast_rates`);
-    n <= batch, padded so that one shape compiles. `motion` (n, H, W, 2): the inputs' motion,
-    already estimated, for a Lagrangian model."""
+    n <= batch, padded so that one shape compiles. `motion` (n, H, W, 2): the inputs' motion
+    if already estimated, for a Lagrangian model (else `forecast_rates` estimates it)."""
     n = inputs.shape[0]
     if n < batch:
         inputs = np.concatenate([inputs, np.repeat(inputs[-1:], batch - n, axis=0)])
         if motion is not None:
             motion = np.concatenate([motion, np.repeat(motion[-1:], batch - n, axis=0)])
     window = Window.from_rates(inputs, loaded.transform)
+    estimator = None
+    if loaded.cfg.lagrangian and motion is None:
+        estimator = MotionEstimator(loaded.motion_method)
 
     def run(context, flow):
-        del flow  # the motion given, not re-estimated
-        return rollout_rates_jit(loaded.network, loaded.transform, context, leads, motion)
+        flow = motion if flow is None else flow
+        return rollout_rates_jit(loaded.network, loaded.transform, context, leads, flow)
 
-    return forecast_rates(window, run)[:n]
+    return forecast_rates(window, run, motion=estimator)[:n]
 
 
 def finite_or_none(obj: Any) -> Any:

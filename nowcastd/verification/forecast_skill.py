@@ -1,9 +1,12 @@
-"""Skill of forecast files as written, against the scans observed later and against persistence.
+"""Skill of forecast files as written, against the scans observed later, against persistence
+and against pysteps' extrapolation.
 
 For every forecast file whose issue time is one of the observed frames, each lead is compared
 with the observed frame valid at that lead, when there is one; persistence is the frame observed
-at the issue time. A pixel counts where the observation, the persistence frame and the forecast
-all have data. Scores are pooled per lead over the forecasts (`RateScores`).
+at the issue time; the extrapolation (`baselines.LagrangianExtrapolation`, given) advects that
+frame along the motion of the same observed scans the forecast was made from. A pixel counts
+where the observation and every method have data (rain advected in from outside is no data for
+the extrapolation). Scores are pooled per lead over the forecasts (`RateScores`).
 """
 
 from __future__ import annotations
@@ -18,17 +21,22 @@ import numpy as np
 
 from nowcastd.errors import DataError
 from nowcastd.io.forecast_file import read_forecast
-from nowcastd.verification.baselines import persistence
+from nowcastd.verification.baselines import LagrangianExtrapolation, persistence
 from nowcastd.verification.scores import CSI_1, MAE, RateScores
 from nowcastd.verification.sequence import RadarSequence
 
 __all__ = ["format_skill", "save_checkable_figure", "score_forecast_files"]
 
 
-def score_forecast_files(paths: Iterable[Path], observed: RadarSequence) -> dict[str, Any]:
-    """Per-lead scores of the model's files and of persistence from the same issue times."""
+def score_forecast_files(
+    paths: Iterable[Path],
+    observed: RadarSequence,
+    extrapolation: LagrangianExtrapolation | None = None,
+) -> dict[str, Any]:
+    """Per-lead scores of the model's files, of persistence and (given `extrapolation`) of
+    pysteps' extrapolation from the same issue times."""
     index = {int(t): i for i, t in enumerate(observed.time_unix)}
-    forecasts, truths, persists = [], [], []
+    forecasts, truths, persists, extrapolated = [], [], [], []
     lead_seconds: list[int] | None = None
     issues = []
     for path in sorted(paths):
@@ -53,13 +61,24 @@ def score_forecast_files(paths: Iterable[Path], observed: RadarSequence) -> dict
         forecasts.append(f.precip)
         truths.append(truth)
         persists.append(persistence(observed.precip[issue][None, None], len(leads))[0])
+        if extrapolation is not None:
+            first = issue - len(f.attrs["input_scans"]) + 1
+            extrapolated.append(
+                extrapolation(observed.precip[first : issue + 1], len(leads))
+                if first >= 0 and issue - first >= 1
+                else np.full(f.precip.shape, np.nan, np.float32)
+            )
         issues.append(f.issue_time)
     if lead_seconds is None:
         raise DataError("no forecast file was issued at the time of an observed scan")
     forecast, truth, persist = np.stack(forecasts), np.stack(truths), np.stack(persists)
     valid = np.isfinite(truth) & np.isfinite(persist) & np.isfinite(forecast)
+    compared = [("model", forecast), ("persistence", persist)]
+    if extrapolation is not None:
+        compared.append(("pysteps_lk", np.stack(extrapolated)))
+        valid &= np.isfinite(compared[-1][1])
     methods = {}
-    for method, values in (("model", forecast), ("persistence", persist)):
+    for method, values in compared:
         scores = RateScores(thresholds_mm_h=(1.0,))
         scores.update(np.nan_to_num(values), np.nan_to_num(truth), valid)
         methods[method] = scores.result()
@@ -72,50 +91,53 @@ def score_forecast_files(paths: Iterable[Path], observed: RadarSequence) -> dict
     }
 
 
-def _cell(model: float, persistence: float, digits: int) -> str:
-    if not (math.isfinite(model) and math.isfinite(persistence)):
-        return "—".center(15)
-    return f"{model:.{digits}f} / {persistence:.{digits}f}".center(15)
+def _cell(values: tuple[float, ...], digits: int) -> str:
+    width = 8 * len(values) - 1
+    if not all(map(math.isfinite, values)):
+        return "—".center(width)
+    return " / ".join(f"{v:.{digits}f}" for v in values).center(width)
+
+
+LABELS = {"model": "model", "persistence": "persist", "pysteps_lk": "LK"}
 
 
 def format_skill(report: dict[str, Any]) -> str:
-    """A per-lead table of MAE and CSI (model / persistence) and a one-line verdict."""
-    model, persist = report["methods"]["model"], report["methods"]["persistence"]
+    """A per-lead table of MAE and CSI (model / persistence / extrapolation, as scored) and a
+    verdict per rival."""
+    methods = list(report["methods"])
+    scores = [report["methods"][m] for m in methods]
+    rivals = methods[1:]
+    width = 8 * len(methods) - 1
+    heads = " / ".join(LABELS[m] for m in methods)
     lines = [
         f"skill of the forecasts issued {report['first_issue_time']} .. "
         f"{report['last_issue_time']} against the scans observed later",
-        f"{'lead':>8} {'forecasts':>9}  {'MAE mm/h':^15}  {'CSI ≥1 mm/h':^15}  better MAE, CSI",
-        f"{'':>8} {'':>9}  {'model / persist':^15}  {'model / persist':^15}",
+        f"{'lead':>8} {'forecasts':>9}  {'MAE mm/h':^{width}}  {'CSI ≥1 mm/h':^{width}}",
+        f"{'':>8} {'':>9}  {heads:^{width}}  {heads:^{width}}",
     ]
-    wins = {"mae": 0, "csi": 0}
+    wins = {m: {"mae": 0, "csi": 0} for m in rivals}
     scored = 0
     for k, minutes in enumerate(report["lead_minutes"]):
         n = report["n_forecasts"][k]
-        mae = (model[MAE][k], persist[MAE][k])
-        csi = (model[CSI_1][k], persist[CSI_1][k])
-        better = ""
+        mae = tuple(s[MAE][k] for s in scores)
+        csi = tuple(s[CSI_1][k] for s in scores)
         if n and all(map(math.isfinite, mae)):
             scored += 1
-            csi_win = bool(all(map(math.isfinite, csi)) and csi[0] > csi[1])
-            better = ("model" if mae[0] < mae[1] else "persistence") + ", "
-            better += "model" if csi_win else "persistence"
-            wins["mae"] += mae[0] < mae[1]
-            wins["csi"] += csi_win
-        lines.append(
-            f"{f'+{minutes:g} min':>8} {n:>9}  {_cell(*mae, 3)}  {_cell(*csi, 2)}  {better}"
-        )
-    if scored:
-        lines.append(
-            f"the model beats persistence at {wins['mae']} of {scored} leads on MAE and at "
-            f"{wins['csi']} of {scored} on CSI"
-        )
-        if wins["mae"] > wins["csi"]:
-            lines.append(
-                "(a lower MAE with a lower CSI is what a smoothed forecast gives: it spreads "
-                "light rain and loses the cores above 1 mm/h)"
-            )
-    else:
+            for j, rival in enumerate(rivals, start=1):
+                wins[rival]["mae"] += mae[0] < mae[j]
+                wins[rival]["csi"] += bool(
+                    math.isfinite(csi[0]) and math.isfinite(csi[j]) and csi[0] > csi[j]
+                )
+        lines.append(f"{f'+{minutes:g} min':>8} {n:>9}  {_cell(mae, 3)}  {_cell(csi, 2)}")
+    if not scored:
         lines.append("no lead could be scored: no later scans were observed")
+        return "\n".join(lines)
+    for rival in rivals:
+        name = "persistence" if rival == "persistence" else "pysteps' extrapolation (LK)"
+        lines.append(
+            f"the model beats {name} at {wins[rival]['mae']} of {scored} leads on MAE and at "
+            f"{wins[rival]['csi']} of {scored} on CSI"
+        )
     return "\n".join(lines)
 
 

@@ -42,13 +42,17 @@ def test_serve_and_evaluate_give_identical_fields_for_the_same_window(tmp_path):
     assert np.isnan(evaluated[:, 10:, :3]).all() and not np.isnan(evaluated[:, :10]).any()
 
 
-def test_forecast_rates_never_exceed_the_models_range():
-    x = np.array([-0.5, 0.0, 0.5, 1.0, 1.7, np.nan], np.float32)
+def test_forecast_rates_never_exceed_the_models_range_and_drizzle_is_no_rain():
+    x = np.array([-0.5, 0.0, 0.5, 1.0, 1.7, np.nan, 1e-4, 0.12], np.float32)
     rates = DBZ.to_rates(x)
     top = DBZ.to_physical(np.float32(1.0))
-    np.testing.assert_array_equal(rates[[0, 1, 5]], 0.0)  # below range and NaN: no rain
+    np.testing.assert_array_equal(rates[[0, 1]], 0.0)  # below range: no rain
+    assert np.isnan(rates[5])  # no data stays no data
     np.testing.assert_array_equal(rates[[3, 4]], top)  # above the range: clipped to its top
     assert 0 < rates[2] < top
+    # just above 0 is 0.036 mm/h on the dBZ scale, below RAIN_THRESHOLD_MM_H: no rain
+    assert DBZ.to_physical(x[6]) > 0.03 and rates[6] == 0.0
+    assert rates[7] == DBZ.to_physical(x[7]) > 0.1
 
 
 def test_window_from_rates_fills_no_data_with_zero_and_masks_the_newest_frame():

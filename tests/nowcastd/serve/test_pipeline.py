@@ -48,7 +48,7 @@ def _reference(pipe: Pipeline, paths) -> np.ndarray:
     context = np.stack([f.model for f in frames])[None]
     network = pipe.model.network
     pred = np.asarray(rollout(network, context, pipe.num_leads))[0, ..., 0]
-    precip = DBZ.to_physical(np.clip(pred, 0.0, 1.0))
+    precip = DBZ.to_rates(pred)
     precip[:, frames[-1].nan_mask] = np.nan
     return precip
 

@@ -7,6 +7,7 @@ import pytest
 
 from nowcastd.io.domain import Domain
 from nowcastd.io.forecast_file import write_forecast
+from nowcastd.verification.baselines import LagrangianExtrapolation
 from nowcastd.verification.figures import save_forecast_strip
 from nowcastd.verification.forecast_skill import format_skill, score_forecast_files
 from nowcastd.verification.sequence import RadarSequence
@@ -26,15 +27,15 @@ def _observed(n: int) -> RadarSequence:
     )
 
 
-def _forecast(out, issue_index: int, values: list[float]):
+def _forecast(out, issue_index: int, values: list[float], inputs: int = 1):
     issue = T0 + timedelta(minutes=5 * issue_index)
     return write_forecast(
         out,
         issue_time=issue,
         precip=np.stack([np.full((8, 8), v, np.float32) for v in values]),
         lead_seconds=[300 * (k + 1) for k in range(len(values))],
-        input_names=["a"],
-        input_times=[issue],
+        input_names=[f"in{j}" for j in range(inputs)],
+        input_times=[issue - timedelta(minutes=5 * j) for j in reversed(range(inputs))],
         model_name="predrnn_v2",
         checkpoint_digest="x",
         grid=None,
@@ -53,8 +54,21 @@ def test_forecasts_are_scored_per_lead_against_later_scans_and_persistence(tmp_p
     assert model["mae_mm_h"] == [0.0, 0.0]
     assert persistence["mae_mm_h"] == [1.0, 2.0]
     text = format_skill(report)
-    assert "at 2 of 2 leads on MAE" in text
+    assert "persistence at 2 of 2 leads on MAE" in text
     assert "+5 min         2" in text
+
+
+def test_the_extrapolation_column_starts_from_the_same_scans(tmp_path):
+    observed = _observed(5)  # uniform fields: no motion, the extrapolation is persistence
+    paths = [_forecast(tmp_path, 2, [5.0, 6.0], inputs=2), _forecast(tmp_path, 3, [6.0, 7.0], 2)]
+    report = score_forecast_files(paths, observed, LagrangianExtrapolation())
+    lk, persistence = report["methods"]["pysteps_lk"], report["methods"]["persistence"]
+    np.testing.assert_allclose(lk["mae_mm_h"], persistence["mae_mm_h"], atol=1e-5)
+    assert report["methods"]["model"]["mae_mm_h"] == [0.0, 0.0]
+    text = format_skill(report)
+    assert "model / persist / LK" in text
+    assert "pysteps' extrapolation (LK) at 2 of 2 leads on MAE" in text
+    assert report["n_forecasts"] == [2, 1]
 
 
 def test_strip_is_a_png_and_refuses_mismatched_frames(tmp_path):
