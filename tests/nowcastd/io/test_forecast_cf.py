@@ -76,7 +76,9 @@ def _failing(report: dict, priority: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize("grid_known", [True, False], ids=["knmi_grid", "no_grid"])
 def test_forecast_passes_the_cf_checker(tmp_path, grid_known):
     report = _cf_report(_forecast(tmp_path / "out", grid_known=grid_known), tmp_path)
-    print(f"compliance-checker {report['cc_version']} {report['testname']}: {report['scoreheader']}")
+    print(
+        f"compliance-checker {report['cc_version']} {report['testname']}: {report['scoreheader']}"
+    )
     print(f"scored {report['scored_points']} of {report['possible_points']} points")
     assert len(report["high_priorities"]) > 10 and report["possible_points"] > 100  # they ran
     assert _failing(report, "high") == {}
@@ -92,9 +94,10 @@ def test_xarray_decodes_valid_times_and_the_crs(tmp_path):
         assert "crs" in precip.coords  # grid_mapping followed by xarray itself
         expected = [scan.valid_time + timedelta(seconds=s) for s in LEADS]
         assert precip["valid_time"].dtype.kind == "M"
-        assert precip["valid_time"].values.tolist() == np.array(
-            [t.replace(tzinfo=None) for t in expected], "M8[ns]"
-        ).tolist()
+        assert (
+            precip["valid_time"].values.tolist()
+            == np.array([t.replace(tzinfo=None) for t in expected], "M8[ns]").tolist()
+        )
         crs = pyproj.CRS.from_cf(precip["crs"].attrs)
         # The pixel centres in the file map to the same lon/lat through the CF grid mapping as
         # through the scan's own proj4 string.
