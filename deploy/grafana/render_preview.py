@@ -14,6 +14,7 @@ panel: its series and points.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -29,9 +30,13 @@ matplotlib.use("Agg")
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tests.deploy.prometheus import PrometheusAPI, dashboard_queries  # noqa: E402
+from tests.deploy.prometheus import DASHBOARD, PrometheusAPI, dashboard_queries  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+
+
+def _panels() -> list[dict]:
+    return json.loads(DASHBOARD.read_text())["panels"]
 
 
 def render(
@@ -40,9 +45,10 @@ def render(
     """The panels over `start`..`end` (unix s) into `out`; one summary line per panel."""
     queries = dashboard_queries()
     titles = list(dict.fromkeys(q.panel for q in queries))
+    units = {p["title"]: p["fieldConfig"]["defaults"].get("unit") for p in _panels()}
     step = max((end - start) / 240, 1.0)
     rows = (len(titles) + 1) // 2
-    fig, axes = plt.subplots(rows, 2, figsize=(14, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, 2, figsize=(14, 4.0 * rows), squeeze=False)
     lines = []
     for ax, title in zip(axes.flat, titles, strict=False):
         series = points = 0
@@ -58,18 +64,22 @@ def render(
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz=UTC))
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-        if series:
-            ax.legend(fontsize=7, loc="upper left", ncol=2)
+        if units[title] == "s":
+            ax.set_ylabel("seconds", fontsize=8)
+        if series:  # below the plot, as Grafana places it
+            ax.legend(
+                fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.12), ncol=4, frameon=False
+            )
         lines.append(f"panel {title!r}: {series} series, {points} points")
     for ax in axes.flat[len(titles) :]:
         ax.set_visible(False)
     fig.suptitle(
         f"nowcastd dashboard, from {prometheus.url} "
         f"({datetime.fromtimestamp(start, UTC):%Y-%m-%d %H:%M} to "
-        f"{datetime.fromtimestamp(end, UTC):%H:%M} UTC; $__rate_interval = {rate_window})",
+        f"{datetime.fromtimestamp(end, UTC):%H:%M} UTC; rate window {rate_window})",
         fontsize=11,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(out, dpi=80)
     plt.close(fig)
     return lines

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import os
+import signal
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -77,11 +79,11 @@ class LiveStack:
         self.prometheus.stop()
         proc = self.daemon.proc
         if proc is not None and proc.poll() is None:
-            proc.terminate()
+            os.kill(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=30)
-            except Exception:
-                proc.kill()
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
 
     def valid_time(self, i: int) -> datetime:
