@@ -14,10 +14,13 @@
   in parallel threads (zlib releases the GIL) and stored with `write_direct_chunk`, so the file
   is an ordinary shuffle + deflate dataset to h5dump, h5py and xarray.
   `least_significant_digit=None` keeps every bit.
-- coordinates `lead_time` (int64 s), `y`, `x` (pixel centres in m when the grid extent is known,
-  else pixel indices) as HDF5 dimension scales, and `valid_time` (lead_time) in
-  "seconds since 1970-01-01 00:00:00" as an auxiliary coordinate,
-- optional `input_nan_mask` (y, x) uint8 (1 where the last input had no data),
+- coordinates `lead_time` (int32 s), `y`, `x` (pixel centres in m when the grid extent is known,
+  else pixel indices) as HDF5 dimension scales, and `valid_time` (lead_time, float64 whole
+  seconds) in "seconds since 1970-01-01 00:00:00" as an auxiliary coordinate,
+- optional `input_nan_mask` (y, x) int8 flags (1 where the last input had no data),
+
+Every variable has a CF-1.8 data type (netCDF-4 classic types: no int64, no unsigned);
+`tests/nowcastd/io/test_forecast_cf.py` runs the IOOS compliance checker on a forecast.
 - when the grid's projection is known, a scalar `crs` variable, the CF grid mapping that
   `precip:grid_mapping` names (`proj4_params` and, where derivable, `grid_mapping_name` and its
   parameters; `nowcastd.io.grid_mapping`),
@@ -118,9 +121,10 @@ def _axes(grid: GridInfo | None, shape: tuple[int, int]) -> dict[str, tuple[np.n
             "y": (y, {"units": "m", "standard_name": "projection_y_coordinate", "axis": "Y"}),
             "x": (x, {"units": "m", "standard_name": "projection_x_coordinate", "axis": "X"}),
         }
+    # Pixel indices, not positions: no `axis`, which CF readers would take for lat/lon.
     return {
-        "y": (np.arange(h, dtype=np.int64), {"units": "1", "long_name": "row index", "axis": "Y"}),
-        "x": (np.arange(w, dtype=np.int64), {"units": "1", "long_name": "column index"}),
+        "y": (np.arange(h, dtype=np.int32), {"units": "1", "long_name": "row index"}),
+        "x": (np.arange(w, dtype=np.int32), {"units": "1", "long_name": "column index"}),
     }
 
 
@@ -223,7 +227,7 @@ def _write(
             ds.attrs.update(scale_attrs)
             ds.make_scale(name)
         valid = np.array(
-            [int(issue_time.timestamp()) + int(s) for s in lead_seconds], dtype=np.int64
+            [int(issue_time.timestamp()) + int(s) for s in lead_seconds], dtype=np.float64
         )
         vt = f.create_dataset("valid_time", data=valid)
         vt.attrs.update({"units": _TIME_UNITS, "standard_name": "time", "calendar": "standard"})
@@ -248,10 +252,14 @@ def _write(
         _attach(data, ("lead_time", "y", "x"))
         if nan_mask is not None:
             mask = f.create_dataset(
-                "input_nan_mask", data=nan_mask.astype(np.uint8), compression="gzip"
+                "input_nan_mask", data=nan_mask.astype(np.int8), compression="gzip"
             )
             mask.attrs.update(
-                {"long_name": "1 where the last input scan had no data", "units": "1"}
+                {
+                    "long_name": "1 where the last input scan had no data",
+                    "flag_values": np.array([0, 1], dtype=np.int8),
+                    "flag_meanings": "data no_data",
+                }
             )
             _attach(mask, ("y", "x"))
         f.attrs.update(attrs)
@@ -304,9 +312,11 @@ def write_forecast(
     leads = np.asarray(lead_seconds)
     if leads.shape != (k,) or leads.dtype.kind not in "iu":
         raise ValueError(f"lead_seconds: expected {k} ints, got {list(lead_seconds)!r}")
-    leads = leads.astype(np.int64)
-    if leads[0] < 0 or np.any(np.diff(leads) <= 0):
-        raise ValueError(f"lead_seconds: expected increasing values >= 0, got {leads.tolist()}")
+    if leads[0] < 0 or np.any(np.diff(leads) <= 0) or leads[-1] > np.iinfo(np.int32).max:
+        raise ValueError(
+            f"lead_seconds: expected increasing values from 0 to 2**31 - 1, got {leads.tolist()}"
+        )
+    leads = leads.astype(np.int32)
     if len(input_names) != len(input_times):
         raise ValueError(
             f"input_times: expected one per input name ({len(input_names)}), got {len(input_times)}"

@@ -150,6 +150,11 @@ class ServiceMetrics:
         self.jit_compile_seconds = counter(
             "nowcastd_jit_compile_seconds_total", "Time spent in XLA compilation."
         )
+        self.jit_compilations_after_ready = counter(
+            "nowcastd_jit_compilations_after_ready_total",
+            "XLA compilations after the service became ready (0 unless shapes or the cache change).",
+        )
+        self._serving = False
 
         self.buffer_frames = gauge("nowcastd_buffer_frames", "Scans held in the input buffer.")
         self.buffer_capacity_frames = gauge(
@@ -203,10 +208,18 @@ class ServiceMetrics:
         finally:
             self.stage_duration.labels(stage=stage).observe(time.perf_counter() - start)
 
+    def mark_ready(self) -> None:
+        """The model is loaded and compiled: `nowcastd_ready` 1; later compilations count as
+        after ready."""
+        self._serving = True
+        self.ready.set(1)
+
     def record_compilation(self, duration_seconds: float) -> None:
         """Count one XLA compilation; a `CompileCounter` callback."""
         self.jit_compilations.inc()
         self.jit_compile_seconds.inc(duration_seconds)
+        if self._serving:
+            self.jit_compilations_after_ready.inc()
 
     def exposition(self) -> bytes:
         """The metrics in the Prometheus text format, as served over HTTP."""

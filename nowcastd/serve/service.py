@@ -163,7 +163,7 @@ class Service:
             self.metrics.watch_dir_present.set(1)
             self.refill()
             self.compilations_at_ready = counter.count
-            self.metrics.ready.set(1)
+            self.metrics.mark_ready()
             self._progress = time.monotonic()
             self._started.set()
             self.notifier.ready(self._status_line())

@@ -154,3 +154,17 @@ def test_scrape_passes_promtool_check_metrics(served):
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compilations_after_ready_count_only_those_after_mark_ready(served):
+    metrics, port = served
+    metrics.record_compilation(2.0)
+    metrics.record_compilation(1.0)
+    before = _samples(_scrape(port))
+    metrics.mark_ready()
+    metrics.record_compilation(0.5)
+    after = _samples(_scrape(port))
+    assert before[("nowcastd_ready", ())] == 0 and after[("nowcastd_ready", ())] == 1
+    assert before[("nowcastd_jit_compilations_after_ready_total", ())] == 0
+    assert after[("nowcastd_jit_compilations_after_ready_total", ())] == 1
+    assert after[("nowcastd_jit_compilations_total", ())] == 3

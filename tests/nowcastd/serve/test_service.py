@@ -54,6 +54,7 @@ def test_each_delivery_gives_one_forecast_matching_predict(daemon):
     assert _value(metrics, "nowcastd_forecasts_written_total") == 3
     assert _value(metrics, "nowcastd_scans_received_total") == 5
     assert _value(metrics, "nowcastd_jit_compilations_total") == compilations_at_ready
+    assert _value(metrics, "nowcastd_jit_compilations_after_ready_total") == 0
     assert "pre_encoded=True" in daemon.log_text()
     events = daemon.events()
     assert [e["event"] for e in events] == ["buffered"] * 2 + ["forecast"] * 3
