@@ -26,6 +26,7 @@ from nowcastd.errors import CheckpointError, NowcastdError
 from nowcastd.io.model_checkpoint import checkpoint_dirs
 from nowcastd.io.run_checkpoints import restore_run_checkpoint, save_run_checkpoint, to_jsonable
 from nowcastd.io.transform import DBZ, DataTransform
+from nowcastd.train import hosts
 from nowcastd.train.config import TrainConfig
 from nowcastd.train.progress import Progress
 from nowcastd.train.sharding import DataParallel
@@ -71,12 +72,14 @@ def open_split(cfg: TrainConfig, split: str) -> ClipSet:
 
 
 class JsonLog:
-    """Append-only JSON-lines metrics log in save_dir."""
+    """Append-only JSON-lines metrics log in save_dir, written by process 0 alone."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def write(self, **record: Any) -> None:
+        if not hosts.is_main():
+            return
         record = {"time": time.time(), **record}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -137,9 +140,22 @@ def objective(kind: str, transform: DataTransform) -> LossConfig:
     )
 
 
-def _training_batches(cfg: TrainConfig):
-    """(batches, transform, source description, whether batches carry a validity mask)."""
-    rng = np.random.default_rng(cfg.seed)
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """What the loop draws its batches from: `batches` yields (clips, valid) pairs of this
+    process's share of the batch, in the units of `transform`; `masked`: whether the valid
+    mask says anything (else the step runs without one)."""
+
+    batches: SequenceSampler | BatchIterator
+    transform: DataTransform
+    source: str
+    masked: bool
+
+
+def _training_batches(cfg: TrainConfig) -> TrainingData:
+    """This process's training batches (its own generator and share of the batch)."""
+    rng = hosts.process_rng(cfg.seed)
+    batch_size = hosts.local_batch_size(cfg.batch_size)
     if cfg.sequences:
         m = cfg.model
         movies = [load_movie(p) for p in cfg.train_data_paths]
@@ -151,12 +167,14 @@ def _training_batches(cfg: TrainConfig):
             blocks=cfg.block_choices,
             synthetic_fraction=cfg.synthetic_fraction,
         )
-        batches = SequenceSampler(movies, sampler_cfg, DBZ, cfg.batch_size, rng)
+        batches = SequenceSampler(movies, sampler_cfg, DBZ, batch_size, rng)
         source = "random sequences from " + ", ".join(mv.name for mv in movies)
-        return batches, DBZ, source, True
+        return TrainingData(batches, DBZ, source, True)
     train_set = _open(cfg, cfg.train_data_paths, "train")
-    batches = BatchIterator(train_set, cfg.batch_size, rng, with_mask=True)
-    return batches, train_set.transform, train_set.source, train_set.valid_mask is not None
+    iterator = BatchIterator(train_set, batch_size, rng, with_mask=True)
+    return TrainingData(
+        iterator, train_set.transform, train_set.source, train_set.valid_mask is not None
+    )
 
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
@@ -176,19 +194,25 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         return _evaluate(cfg, network, valid_set, step=0, log=log)
 
     parallel = DataParallel.create()
-    batches, transform, source, use_valid = _training_batches(cfg)
+    data = _training_batches(cfg)
+    batches, transform = data.batches, data.transform
     existing = checkpoint_dirs(save_dir)
     if cfg.resume and existing:
         state, meta = restore_run_checkpoint(existing[-1], optimizer)
         state = _with_model_flags(state, cfg.model, optimizer, existing[-1])
-        batches.load_state_dict(meta["data_state"])
+        batches.load_state_dict(hosts.local_data_state(meta["data_state"]))
         logger.info("resumed from %s at iteration %d", existing[-1], int(state.step))
     else:
         if existing and not cfg.resume:
             logger.warning("%s already holds checkpoints; new ones are added beside them", save_dir)
         key = jax.random.key(cfg.seed)
         k_init, k_run = jax.random.split(key)
-        network = _pretrained(cfg) if cfg.pretrained_model else PredRNN(cfg.model, key=k_init)
+        # one compiled program for all the initialisers, not one per weight shape
+        network = (
+            _pretrained(cfg)
+            if cfg.pretrained_model
+            else eqx.filter_jit(PredRNN)(cfg.model, key=k_init)
+        )
         state = init_train_state(network, optimizer, k_run)
     state = parallel.replicate(state)
     step_fn = make_train_step(
@@ -198,16 +222,22 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         loss=objective(cfg.loss, transform),
         mesh=parallel.mesh,
     )
-    extra = {"train_config": to_jsonable(cfg), "data_source": source}
+    extra = {"train_config": to_jsonable(cfg), "data_source": data.source}
 
-    def snapshot(state: TrainState) -> None:
-        save_run_checkpoint(
-            save_dir,
-            state,
-            transform=transform,
-            keep=cfg.keep_checkpoints,
-            extra={**extra, "data_state": batches.state_dict()},
-        )
+    def snapshot(state: TrainState, itr: int) -> None:
+        # every process takes part (the gathers); process 0 alone writes
+        data_state = hosts.checkpoint_data_state(batches.state_dict())
+        if jax.process_count() > 1:
+            digests = hosts.check_same_parameters(state.network, itr)
+            log.write(kind="hosts", iteration=itr, param_digests=digests)
+        if hosts.is_main():
+            save_run_checkpoint(
+                save_dir,
+                state,
+                transform=transform,
+                keep=cfg.keep_checkpoints,
+                extra={**extra, "data_state": data_state},
+            )
 
     start = int(state.step)
     progress = Progress(total=cfg.max_iterations, start=start)
@@ -217,7 +247,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         for itr in range(start + 1, cfg.max_iterations + 1):
             clips, valid = next(batches)
             args = (parallel.shard(clips),) + (
-                (parallel.shard(valid[..., :1]),) if use_valid else ()
+                (parallel.shard(valid[..., :1]),) if data.masked else ()
             )
             state, metrics = step_fn(state, *args)
             progress.advance(itr)
@@ -242,11 +272,14 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
                 log.write(kind="train", **last)
                 progress.show(itr, loss)
             if save:
-                snapshot(state)
-            if valid_set is not None and (
-                itr % cfg.test_interval == 0 or itr == cfg.max_iterations
+                snapshot(state, itr)
+            if (
+                valid_set is not None
+                and hosts.is_main()
+                and (itr % cfg.test_interval == 0 or itr == cfg.max_iterations)
             ):
-                last["eval"] = _evaluate(cfg, state.network, valid_set, step=itr, log=log)
+                network = hosts.local_copy(state.network)
+                last["eval"] = _evaluate(cfg, network, valid_set, step=itr, log=log)
     return last
 
 
