@@ -41,6 +41,9 @@ HELP = {
     "advected by a random smooth flow, with growth and decay)",
     "block_choices": "with --sequences 1: block-average factors to draw from, comma-separated",
     "loss": "mse (the official loss) or weighted (HKO-7 rain-weighted MSE + MAE)",
+    "valid_time_range": "FIRST,LAST ISO 8601 UTC times: validate on the frames of the "
+    "--valid_data_paths movie or archive valid then; with --sequences 1, training sequences "
+    "leave that range out of the same files",
     "scheduled_sampling": "0: always feed the model its own predictions",
     "sampling_stop_iter": "scheduled sampling: eta is 0 from here",
     "sampling_start_value": "scheduled sampling: starting eta",

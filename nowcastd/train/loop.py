@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -45,6 +46,7 @@ def _open(cfg: TrainConfig, paths: tuple[Path, ...], split: str) -> ClipSet:
     m = cfg.model
     if len(paths) != 1:
         raise NowcastdError(f"expected one {split} data path, got {len(paths)}: {paths}")
+    time_range = cfg.valid_range_unix if split == "valid" else None
     if not cfg.shared_split:  # separate files: each is used whole
         split, fraction = "train", 0.0
     else:
@@ -60,6 +62,7 @@ def _open(cfg: TrainConfig, paths: tuple[Path, ...], split: str) -> ClipSet:
         stride=cfg.data_stride,
         crop=cfg.data_crop,
         block=cfg.data_block,
+        time_range=time_range,
     )
 
 
@@ -151,6 +154,11 @@ class TrainingData:
     source: str
     masked: bool
 
+    def close(self) -> None:
+        """Stop the sequences' background reads (clips need none)."""
+        if isinstance(self.batches, SequenceSampler):
+            self.batches.close()
+
 
 def _training_batches(cfg: TrainConfig) -> TrainingData:
     """This process's training batches (its own generator and share of the batch)."""
@@ -158,7 +166,11 @@ def _training_batches(cfg: TrainConfig) -> TrainingData:
     batch_size = hosts.local_batch_size(cfg.batch_size)
     if cfg.sequences:
         m = cfg.model
-        movies = [load_movie(p) for p in cfg.train_data_paths]
+        held_out = cfg.valid_range_unix  # validation frames of the same file stay out
+        movies = [
+            load_movie(p, exclude=held_out if p in cfg.valid_data_paths else None)
+            for p in cfg.train_data_paths
+        ]
         sampler_cfg = SamplerConfig(
             total_length=m.total_length,
             height=m.img_height,
@@ -167,7 +179,8 @@ def _training_batches(cfg: TrainConfig) -> TrainingData:
             blocks=cfg.block_choices,
             synthetic_fraction=cfg.synthetic_fraction,
         )
-        batches = SequenceSampler(movies, sampler_cfg, DBZ, batch_size, rng)
+        # drawn ahead on a thread: the crops are read from disk while the step runs
+        batches = SequenceSampler(movies, sampler_cfg, DBZ, batch_size, rng, prefetch=2)
         source = "random sequences from " + ", ".join(mv.name for mv in movies)
         return TrainingData(batches, DBZ, source, True)
     train_set = _open(cfg, cfg.train_data_paths, "train")
@@ -243,7 +256,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     progress = Progress(total=cfg.max_iterations, start=start)
     last: dict[str, Any] = {}
     t0 = time.perf_counter()
-    with progress:
+    with progress, contextlib.closing(data):
         for itr in range(start + 1, cfg.max_iterations + 1):
             clips, valid = next(batches)
             args = (parallel.shard(clips),) + (
