@@ -230,6 +230,9 @@ def _open_existing(out: Path, tmp: Path) -> h5py.File:
     if fmt != ARCHIVE_FORMAT or "precip" not in h or "time_unix" not in h:
         h.close()
         raise DataError(f"{where}: expected a nowcastd archive (format {ARCHIVE_FORMAT!r})")
+    if h["precip"].maxshape[0] is not None or h["time_unix"].maxshape[0] is not None:
+        h.close()
+        raise DataError(f"{where}: expected 'precip' and 'time_unix' extendable in time")
     return h
 
 
