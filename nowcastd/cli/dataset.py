@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from nowcastd.cli import dataset_archive
 from nowcastd.cli.options import settings_command
 from nowcastd.errors import ConfigError, DataError
 from nowcastd.settings import setting, specs
@@ -216,7 +217,7 @@ def _report(path: Path) -> None:
 def register(app: typer.Typer) -> None:
     dataset = typer.Typer(
         name="dataset",
-        help="Prepare training and evaluation data: `nowcastd dataset build`.",
+        help="Prepare training and evaluation data: `nowcastd dataset build`, `nowcastd dataset archive`.",
         no_args_is_help=True,
         add_completion=False,
     )
@@ -224,4 +225,5 @@ def register(app: typer.Typer) -> None:
         build, specs(DatasetSettings), table="dataset", build=lambda v: DatasetSettings(**v)
     )
     dataset.command("build", help=f"{build.__doc__}\n\n{SIZE_RULE}")(command)
+    dataset.command("archive")(dataset_archive.command())
     app.add_typer(dataset, name="dataset")

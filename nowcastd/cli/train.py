@@ -24,7 +24,7 @@ HELP = {
     "num_save_samples": "sequences drawn per evaluation with --visual 1",
     "pretrained_model": "start from a nowcastd checkpoint or an official model.ckpt-N",
     "lr": "Adam learning rate",
-    "batch_size": "sequences per batch (split over devices)",
+    "batch_size": "sequences per batch, of all processes together (split over devices)",
     "reverse_input": "1: a second Adam step on the time-reversed clip each iteration",
     "visual": "1: PNG figures and the v2 decoupling histogram at each evaluation",
     "seed": "seed of weights, masks and data order",
@@ -43,6 +43,9 @@ HELP = {
     "loss": "mse (the official loss) or weighted (HKO-7 rain-weighted MSE + MAE)",
     "motion_method": "with --lagrangian 1: pysteps' optical flow for each clip's motion "
     "(LK, darts, proesmans or vet; serve and evaluate take it from the checkpoint)",
+    "valid_time_range": "FIRST,LAST ISO 8601 UTC times: validate on the frames of the "
+    "--valid_data_paths movie or archive valid then; with --sequences 1, training sequences "
+    "leave that range out of the same files",
     "scheduled_sampling": "0: always feed the model its own predictions",
     "sampling_stop_iter": "scheduled sampling: eta is 0 from here",
     "sampling_start_value": "scheduled sampling: starting eta",
@@ -95,18 +98,26 @@ def train_config(values: dict[str, Any]) -> TrainConfig:
 def train(values: dict[str, Any]) -> None:
     """Train PredRNN on radar data with run.py's flags (see README: `nowcastd train`)."""
     cfg = train_config(values)
+    from nowcastd.train import hosts
     from nowcastd.train.sharding import cpu_devices_for, split_cpu
 
+    if values["coordinator_address"]:  # first: before anything starts a JAX backend
+        try:
+            joined = hosts.Hosts(
+                coordinator_address=values["coordinator_address"],
+                num_processes=values["num_processes"],
+                process_id=values["process_id"],
+            )
+            per_process = hosts.per_process_batch(cfg.batch_size, joined.num_processes)
+        except ValueError as e:
+            raise build_error(e, MultiHost, TrainConfig) from e
+        hosts.start(joined)
+    else:
+        per_process = cfg.batch_size
     try:
-        split_cpu(cpu_devices_for(cfg.batch_size, values["cpu_devices"]))
+        split_cpu(cpu_devices_for(per_process, values["cpu_devices"]))
     except ValueError as e:
         raise build_error(e, Devices) from e
-    if values["coordinator_address"]:
-        import jax
-
-        jax.distributed.initialize(
-            values["coordinator_address"], values["num_processes"], values["process_id"]
-        )
     from nowcastd.train import loop as training
 
     training.run(cfg)

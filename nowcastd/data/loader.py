@@ -159,6 +159,7 @@ def open_dataset(
     stride: int = 1,
     crop: tuple[int, int, int, int] | None = None,
     block: int = 1,
+    time_range: tuple[int, int] | None = None,
 ) -> ClipSet:
     """Open `path` (any supported format) as the `split` ClipSet fitting the model.
 
@@ -170,6 +171,7 @@ def open_dataset(
             files) or applied (movies).
         stride, crop, block: how to cut a movie (see `nowcastd.data.movie`); clip files are
             already cut, so they accept only the defaults.
+        time_range: (first, last) Unix seconds: a movie's frames valid then (movies only).
 
     Raises:
         DataError: unreadable or unknown file, an empty split, clips that do not fit the model.
@@ -186,8 +188,14 @@ def open_dataset(
             transform=transform,
             crop=crop,
             block=block,
+            time_range=time_range,
         )
     else:
+        if time_range is not None:
+            raise DataError(
+                f"data {path.name}: a time range applies to HDF5 movies and archives, whose "
+                f"frames have times; got a {fmt} file"
+            )
         if crop is not None or block != 1 or stride != 1:
             raise DataError(
                 f"data {path.name}: crop, block and stride apply to HDF5 movies; clip files are "

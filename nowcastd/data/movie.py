@@ -148,6 +148,29 @@ def read_times(h: h5py.File) -> tuple[np.ndarray | None, tuple[str, ...] | None]
     return unix, iso
 
 
+def _frame_range(
+    unix: np.ndarray | None, n_frames: int, time_range: tuple[int, int] | None, where: str
+) -> tuple[int, int]:
+    """The frames [first, end) valid within `time_range` (all without one)."""
+    if time_range is None:
+        return 0, n_frames
+    if unix is None or np.any(np.diff(unix) <= 0):
+        raise DataError(f"{where}: a time range needs increasing 'time_unix', found none")
+    first = int(np.searchsorted(unix, time_range[0], side="left"))
+    end = int(np.searchsorted(unix, time_range[1], side="right"))
+    if end <= first:
+        span = f"{_iso(int(unix[0]))} to {_iso(int(unix[-1]))}" if len(unix) else "no frames"
+        raise DataError(
+            f"{where}: expected frames from {_iso(time_range[0])} to {_iso(time_range[1])}, "
+            f"the file holds {span}"
+        )
+    return first, end
+
+
+def _iso(unix: int) -> str:
+    return f"{np.datetime_as_string(np.datetime64(unix, 's'), unit='s')}Z"
+
+
 def read_movie(
     path: str | Path,
     *,
@@ -156,10 +179,13 @@ def read_movie(
     transform: DataTransform | None = None,
     crop: tuple[int, int, int, int] | None = None,
     block: int = 1,
+    time_range: tuple[int, int] | None = None,
 ) -> ClipSet:
     """Open an HDF5 movie as an unsplit ClipSet of sliding windows (see the module docstring).
 
     ``meta`` holds ``frame_starts`` and ``n_frames`` so the loader can split by time.
+    `time_range` (first, last) in Unix seconds, both included: only the frames valid then are
+    read (say, the last month of an archive of years), by ``time_unix``.
 
     Raises:
         DataError: unreadable file, no ``precip`` (T, H, W), bad units, crop or block.
@@ -171,16 +197,20 @@ def read_movie(
         unix, iso = read_times(h)
         step = h.attrs.get("timestep_seconds")
         step = int(step) if step is not None else None
-        n_frames, field_shape = ds.shape[0], tuple(ds.shape[1:])
+        first, end = _frame_range(unix, ds.shape[0], time_range, where)
+        if time_range is not None:
+            unix = unix[first:end] if unix is not None else None
+            iso = iso[first:end] if iso is not None else None
+        n_frames, field_shape = end - first, tuple(ds.shape[1:])
         chunks = [
             prepare_frames(
-                ds[t0 : t0 + _CHUNK_FRAMES],
+                ds[t0 : min(t0 + _CHUNK_FRAMES, end)],
                 crop=crop,
                 block=block,
                 transform=chosen,
                 where=where,
             )
-            for t0 in range(0, n_frames, _CHUNK_FRAMES)
+            for t0 in range(first, end, _CHUNK_FRAMES)
         ]
         attrs = {k: _attr_str(v) for k, v in h.attrs.items() if np.ndim(v) == 0}
     if not chunks:

@@ -8,23 +8,33 @@ that are nearly dry are redrawn a few times, since they teach nothing about moti
 the draws are synthetic (`nowcastd.data.advection`): a real frame carried along a random
 smooth flow.
 
+Movies are read lazily (`load_movie` keeps the HDF5 dataset open): each draw reads its crop
+through h5py's chunk cache (`CACHE_BYTES` per movie), so memory does not grow with a movie's
+length, and an archive of years (`nowcastd.data.archive`) trains like a small movie. A start
+time is drawn only where the whole window is contiguous: every step of the window, at the
+chosen stride, is the movie's time step in `time_unix` (no window crosses a gap).
+
 Values go to model units through the run's `DataTransform`; NaN (no data) becomes 0 with a
 validity mask (the fraction of valid native pixels of each block), which the loss uses.
 `SequenceSampler` is an endless batch iterator with `state_dict`/`load_state_dict`, so a run
-resumes with the exact draws it would have made.
+resumes with the exact draws it would have made; with `prefetch` > 0 its batches are drawn
+ahead on a background thread, while the accelerator runs the step.
 """
 
 import copy
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from nowcastd.data.advection import MotionConfig, advect_sequence, random_flow
-from nowcastd.data.movie import RATE_UNITS, open_movie
+from nowcastd.data.movie import RATE_UNITS, open_precip
+from nowcastd.data.prefetch import Prefetch
 from nowcastd.errors import DataError
 from nowcastd.io.domain import block_average
 from nowcastd.io.transform import DataTransform
@@ -34,14 +44,41 @@ logger = logging.getLogger(__name__)
 __all__ = ["Movie", "SamplerConfig", "SequenceSampler", "load_movie"]
 
 
+#: h5py's chunk cache per movie: the tiles of recent crops (an archive's are 64 KiB each).
+CACHE_BYTES = 32 << 20
+
+
 @dataclass(frozen=True)
 class Movie:
-    """One event in memory: `precip` (T, H, W) float32 mm/h (NaN = no data) and its strides."""
+    """One movie, read on demand: `precip` (T, H, W) float32 mm/h (NaN = no data), an open
+    h5py dataset or an array; its time step, the frame strides that give the target step,
+    `time_unix` (T,) when the file has it (None: the frames are taken as contiguous) and a
+    time range (first, last Unix seconds) that no window may touch (held out to validate)."""
 
     name: str
-    precip: np.ndarray
+    precip: Any
     timestep_seconds: int
     strides: tuple[int, ...]
+    time_unix: np.ndarray | None = None
+    exclude: tuple[int, int] | None = None
+
+    def starts(self, length: int, stride: int) -> np.ndarray:
+        """The first frames of the windows of `length` frames every `stride` frames that are
+        contiguous: each step of the window is `stride` time steps."""
+        n = self.precip.shape[0] - (length - 1) * stride
+        if n <= 0:
+            return np.zeros(0, np.int64)
+        if self.time_unix is None:
+            return np.arange(n, dtype=np.int64)
+        t = self.time_unix
+        ok = (t[stride:] - t[:-stride]) == stride * self.timestep_seconds
+        whole = np.ones(n, dtype=bool)
+        for k in range(length - 1):
+            whole &= ok[k * stride : k * stride + n]
+        if self.exclude is not None:
+            first, last = self.exclude
+            whole &= (t[(length - 1) * stride :][:n] < first) | (t[:n] > last)
+        return np.flatnonzero(whole)
 
 
 def _strides(timestep: int, target: int, where: str) -> tuple[int, ...]:
@@ -54,19 +91,37 @@ def _strides(timestep: int, target: int, where: str) -> tuple[int, ...]:
     return (low, low + 1)
 
 
-def load_movie(path: str | Path, *, target_step_seconds: int = 300) -> Movie:
-    """Read a movie (`precip` (T, H, W) in mm/h, root attribute `timestep_seconds`)."""
+def load_movie(
+    path: str | Path, *, target_step_seconds: int = 300, exclude: tuple[int, int] | None = None
+) -> Movie:
+    """Open a movie or archive (`precip` (T, H, W) in mm/h, root attribute `timestep_seconds`,
+    optional `time_unix`) for reading on demand; the file stays open while the Movie lives.
+    `exclude`: (first, last) Unix seconds that no window may touch."""
     path = Path(path)
     where = f"movie {path.name}"
-    with open_movie(path, where) as (h, ds, units):
+    try:
+        h = h5py.File(path, "r", rdcc_nbytes=CACHE_BYTES, rdcc_nslots=10007)
+    except OSError as e:
+        raise DataError(f"{where}: cannot read as HDF5: {e}") from e
+    try:
+        ds, units = open_precip(h, where)
         if units not in RATE_UNITS:
             raise DataError(f"{where}: expected precip in mm/h, got units {units!r}")
         step = h.attrs.get("timestep_seconds")
         if step is None:
             raise DataError(f"{where}: expected a root attribute 'timestep_seconds'")
-        precip = np.asarray(ds[:], dtype=np.float32)
-    strides = _strides(int(step), target_step_seconds, where)
-    return Movie(path.name, precip, int(step), strides)
+        times = np.asarray(h["time_unix"][:], np.int64) if "time_unix" in h else None
+        if times is not None and times.shape != ds.shape[:1]:
+            raise DataError(
+                f"{where}: expected time_unix of {ds.shape[0]} frames, got {times.shape}"
+            )
+        if exclude is not None and times is None:
+            raise DataError(f"{where}: a held-out time range needs 'time_unix', found none")
+        strides = _strides(int(step), target_step_seconds, where)
+    except DataError:
+        h.close()
+        raise
+    return Movie(path.name, ds, int(step), strides, times, exclude)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,13 +176,19 @@ class SequenceSampler:
         transform: DataTransform,
         batch_size: int,
         rng: np.random.Generator,
+        *,
+        prefetch: int = 0,
     ) -> None:
         if not movies:
             raise DataError("training sequences: expected at least one movie, got none")
         if batch_size < 1:
             raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+        if prefetch < 0:
+            raise ValueError(f"prefetch: expected >= 0 batches, got {prefetch}")
         self.movies, self.cfg, self.transform = tuple(movies), cfg, transform
-        self.batch_size, self.rng = batch_size, rng
+        self.batch_size, self.rng, self.prefetch = batch_size, rng, prefetch
+        self._ahead: Prefetch[tuple[np.ndarray, np.ndarray], dict[str, Any]] | None = None
+        self._resume_state = self._rng_state()
         self._choices = [self._fits(m) for m in self.movies]
         weights = np.array(
             [
@@ -141,36 +202,36 @@ class SequenceSampler:
             raise DataError(f"training sequences: no movie holds {need} at any block factor")
         self._weights = weights / weights.sum()
         for movie, choices in zip(self.movies, self._choices, strict=True):
-            usable = ", ".join(f"block {b} stride {s}: {n} starts" for b, s, n in choices)
+            usable = ", ".join(f"block {b} stride {s}: {len(n)} starts" for b, s, n in choices)
             logger.info("%s: %s", movie.name, usable or "too small, not used")
 
-    def _weight(self, movie: Movie, choice: tuple[int, int, int]) -> float:
+    def _weight(self, movie: Movie, choice: tuple[int, int, np.ndarray]) -> float:
         """How often to draw from `movie` with `choice`: its start times times the square root
         of its crop positions, so a large domain counts for more than a small one, but less
         than in proportion (its crops overlap)."""
         block, _, starts = choice
         _, h, w = movie.precip.shape
         positions = (h - self.cfg.height * block + 1) * (w - self.cfg.width * block + 1)
-        return starts * float(np.sqrt(positions))
+        return len(starts) * math.sqrt(positions)
 
-    def _fits(self, movie: Movie) -> list[tuple[int, int, int]]:
-        """(block, stride, number of start times) for every way `movie` fits the model grid."""
+    def _fits(self, movie: Movie) -> list[tuple[int, int, np.ndarray]]:
+        """(block, stride, contiguous start frames) for every way `movie` fits the model grid."""
         cfg = self.cfg
-        t, h, w = movie.precip.shape
+        _, h, w = movie.precip.shape
         side = max(cfg.height, cfg.width)  # rotations swap height and width
         out = []
         for block in cfg.blocks:
             if side * block > min(h, w):
                 continue
             for stride in movie.strides:
-                starts = t - (cfg.total_length - 1) * stride
-                if starts > 0:
+                starts = movie.starts(cfg.total_length, stride)
+                if len(starts):
                     out.append((block, stride, starts))
         return out
 
     # -- drawing -------------------------------------------------------------------------------
 
-    def _wettest(self, draw: Callable[[], tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    def _wettest(self, draw: Callable[[], tuple[Any, np.ndarray]]) -> Any:
         """The candidate of up to `max_redraws` calls of `draw` -> (candidate, the part judged):
         the first that is wet enough and not mostly missing, else the wettest that is not mostly
         missing, else the last drawn.
@@ -198,19 +259,22 @@ class SequenceSampler:
         cfg, rng = self.cfg, self.rng
         m = int(rng.choice(len(self.movies), p=self._weights))
         movie, choices = self.movies[m], self._choices[m]
-        block, stride, n_starts = choices[int(rng.integers(len(choices)))]
-        t_len = (cfg.total_length - 1) * stride + 1
+        block, stride, starts = choices[int(rng.integers(len(choices)))]
         h, w = cfg.height * block, cfg.width * block
         _, big_h, big_w = movie.precip.shape
 
-        def draw_crop() -> tuple[np.ndarray, np.ndarray]:
-            t0 = int(rng.integers(n_starts))
+        def read(t0: int, r0: int, c0: int, frames: int) -> np.ndarray:
+            end = t0 + (frames - 1) * stride + 1
+            return np.asarray(movie.precip[t0:end:stride, r0 : r0 + h, c0 : c0 + w], np.float32)
+
+        def draw_crop() -> tuple[tuple[int, int, int], np.ndarray]:
+            t0 = int(starts[int(rng.integers(len(starts)))])
             r0 = int(rng.integers(big_h - h + 1))
             c0 = int(rng.integers(big_w - w + 1))
-            crop = movie.precip[t0 : t0 + t_len : stride, r0 : r0 + h, c0 : c0 + w]
-            return crop, crop[: cfg.input_length]
+            # judged by its input frames, read alone: a crop redrawn costs no more reads
+            return (t0, r0, c0), read(t0, r0, c0, min(cfg.input_length, cfg.total_length))
 
-        return block_average(self._wettest(draw_crop), block)
+        return block_average(read(*self._wettest(draw_crop), cfg.total_length), block)
 
     def _synthetic(self) -> tuple[np.ndarray, np.ndarray]:
         """One advected (T, h, w) sequence in mm/h from a random real frame, and its mask."""
@@ -235,7 +299,7 @@ class SequenceSampler:
         def draw_source() -> tuple[np.ndarray, np.ndarray]:
             t0 = int(rng.integers(movie.precip.shape[0]))
             r0, c0 = int(rng.integers(big_h - n + 1)), int(rng.integers(big_w - n + 1))
-            frame = movie.precip[t0 : t0 + 1, r0 : r0 + n, c0 : c0 + n]
+            frame = np.asarray(movie.precip[t0 : t0 + 1, r0 : r0 + n, c0 : c0 + n], np.float32)
             source = block_average(frame, block)[0][0]
             return source, source[margin:-margin, margin:-margin]
 
@@ -267,19 +331,39 @@ class SequenceSampler:
     def __iter__(self) -> "SequenceSampler":
         return self
 
-    def __next__(self) -> tuple[np.ndarray, np.ndarray]:
+    def _batch(self) -> tuple[np.ndarray, np.ndarray]:
         pairs = [self.draw() for _ in range(self.batch_size)]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+    def _rng_state(self) -> dict[str, Any]:
+        return copy.deepcopy(self.rng.bit_generator.state)
+
+    def __next__(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.prefetch:
+            return self._batch()
+        if self._ahead is None:  # the thread owns the generator from here
+            self._ahead = Prefetch(self._batch, self._rng_state, depth=self.prefetch)
+        batch, self._resume_state = self._ahead.next()
+        return batch
+
+    def close(self) -> None:
+        """Stop drawing ahead (the next batch starts the thread again)."""
+        if self._ahead is not None:
+            self._ahead.stop()
+            self._ahead = None
+            self.rng.bit_generator.state = self._resume_state
 
     # -- resume --------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-able state: the generator's state and what the draws depend on."""
+        """JSON-able state: the generator's state before the next batch this iterator returns
+        (not the batches drawn ahead), and what the draws depend on."""
+        state = self._rng_state() if self._ahead is None else copy.deepcopy(self._resume_state)
         return {
             "kind": "sequences",
             "movies": [m.name for m in self.movies],
             "batch_size": self.batch_size,
-            "rng_state": copy.deepcopy(self.rng.bit_generator.state),
+            "rng_state": state,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -290,4 +374,6 @@ class SequenceSampler:
             raise DataError(
                 f"cannot resume the data draws: saved (movies, batch_size) = {got}, now {expected}"
             )
+        self.close()
         self.rng.bit_generator.state = state["rng_state"]
+        self._resume_state = self._rng_state()

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import jax
 import optax
 
@@ -57,8 +58,11 @@ def restore_run_checkpoint(
         if not meta.get("has_train_state"):
             raise CheckpointError(f"{path}: holds no optimizer state (an inference checkpoint)")
         cfg = config_from_json(meta["model_config"])
-        template = init_train_state(
-            PredRNN(cfg, key=jax.random.key(0)), optimizer, jax.random.key(0)
+        # shapes and types alone: building real weights would compile every initialiser
+        template = eqx.filter_eval_shape(
+            lambda: init_train_state(
+                PredRNN(cfg, key=jax.random.key(0)), optimizer, jax.random.key(0)
+            )
         )
         state = load_train_state(path, template)
     except (OSError, KeyError, ValueError) as e:

@@ -1,6 +1,7 @@
 """`TrainConfig`: everything `nowcastd train` needs beyond the model and schedule configs."""
 
 import dataclasses
+import datetime as dt
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +42,7 @@ class TrainConfig:
     block_choices: tuple[int, ...] = (1, 2, 4)
     loss: Literal["mse", "weighted"] = "mse"
     motion_method: Literal["LK", "darts", "proesmans", "vet"] = "LK"
+    valid_time_range: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         positive = (
@@ -83,8 +85,21 @@ class TrainConfig:
                 "reverse_input: expected 0 with --lagrangian 1 (a time-reversed clip has "
                 "another motion), got 1"
             )
+        if self.valid_time_range is not None:
+            _time_range(self.valid_time_range)
+            if self.shared_split:
+                raise ValueError(
+                    "valid_time_range: expected --valid_data_paths other than the training "
+                    "data (or --sequences 1, which leaves the range out of training), got the "
+                    "same files"
+                )
         if not self.train_data_paths and self.is_training:
             raise ValueError("train_data_paths: expected at least one path to train, got none")
+
+    @property
+    def valid_range_unix(self) -> tuple[int, int] | None:
+        """`valid_time_range` as (first, last) Unix seconds, both included."""
+        return None if self.valid_time_range is None else _time_range(self.valid_time_range)
 
     @property
     def shared_split(self) -> bool:
@@ -92,3 +107,25 @@ class TrainConfig:
         if self.sequences:  # random sequences use every frame: validation must be its own file
             return False
         return not self.valid_data_paths or self.valid_data_paths == self.train_data_paths
+
+
+def _unix(text: str) -> int:
+    """Unix seconds of an ISO 8601 time (naive: UTC); ValueError if it is none."""
+    t = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return int(t.timestamp())
+
+
+def _time_range(times: tuple[str, str]) -> tuple[int, int]:
+    """(first, last) Unix seconds of two ISO 8601 times; ValueError naming the setting."""
+    try:
+        first, last = (_unix(t) for t in times)
+    except ValueError:
+        raise ValueError(
+            "valid_time_range: expected two ISO 8601 UTC times FIRST,LAST such as "
+            f"2010-08-26T06:00,2010-08-26T07:35, got {times!r}"
+        ) from None
+    if last < first:
+        raise ValueError(f"valid_time_range: expected FIRST <= LAST, got {times!r}")
+    return first, last

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -28,6 +29,7 @@ from nowcastd.errors import CheckpointError, NowcastdError
 from nowcastd.io.model_checkpoint import checkpoint_dirs
 from nowcastd.io.run_checkpoints import restore_run_checkpoint, save_run_checkpoint, to_jsonable
 from nowcastd.io.transform import DBZ, DataTransform
+from nowcastd.train import hosts
 from nowcastd.train.config import TrainConfig
 from nowcastd.train.progress import Progress
 from nowcastd.train.sharding import DataParallel
@@ -46,6 +48,7 @@ def _open(cfg: TrainConfig, paths: tuple[Path, ...], split: str) -> ClipSet:
     m = cfg.model
     if len(paths) != 1:
         raise NowcastdError(f"expected one {split} data path, got {len(paths)}: {paths}")
+    time_range = cfg.valid_range_unix if split == "valid" else None
     if not cfg.shared_split:  # separate files: each is used whole
         split, fraction = "train", 0.0
     else:
@@ -61,6 +64,7 @@ def _open(cfg: TrainConfig, paths: tuple[Path, ...], split: str) -> ClipSet:
         stride=cfg.data_stride,
         crop=cfg.data_crop,
         block=cfg.data_block,
+        time_range=time_range,
     )
 
 
@@ -73,12 +77,14 @@ def open_split(cfg: TrainConfig, split: str) -> ClipSet:
 
 
 class JsonLog:
-    """Append-only JSON-lines metrics log in save_dir."""
+    """Append-only JSON-lines metrics log in save_dir, written by process 0 alone."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def write(self, **record: Any) -> None:
+        if not hosts.is_main():
+            return
         record = {"time": time.time(), **record}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -139,12 +145,34 @@ def objective(kind: str, transform: DataTransform) -> LossConfig:
     )
 
 
-def _training_batches(cfg: TrainConfig):
-    """(batches, transform, source description, whether batches carry a validity mask)."""
-    rng = np.random.default_rng(cfg.seed)
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """What the loop draws its batches from: `batches` yields (clips, valid) pairs of this
+    process's share of the batch, in the units of `transform`; `masked`: whether the valid
+    mask says anything (else the step runs without one)."""
+
+    batches: SequenceSampler | BatchIterator
+    transform: DataTransform
+    source: str
+    masked: bool
+
+    def close(self) -> None:
+        """Stop the sequences' background reads (clips need none)."""
+        if isinstance(self.batches, SequenceSampler):
+            self.batches.close()
+
+
+def _training_batches(cfg: TrainConfig) -> TrainingData:
+    """This process's training batches (its own generator and share of the batch)."""
+    rng = hosts.process_rng(cfg.seed)
+    batch_size = hosts.local_batch_size(cfg.batch_size)
     if cfg.sequences:
         m = cfg.model
-        movies = [load_movie(p) for p in cfg.train_data_paths]
+        held_out = cfg.valid_range_unix  # validation frames of the same file stay out
+        movies = [
+            load_movie(p, exclude=held_out if p in cfg.valid_data_paths else None)
+            for p in cfg.train_data_paths
+        ]
         sampler_cfg = SamplerConfig(
             total_length=m.total_length,
             height=m.img_height,
@@ -153,12 +181,15 @@ def _training_batches(cfg: TrainConfig):
             blocks=cfg.block_choices,
             synthetic_fraction=cfg.synthetic_fraction,
         )
-        batches = SequenceSampler(movies, sampler_cfg, DBZ, cfg.batch_size, rng)
+        # drawn ahead on a thread: the crops are read from disk while the step runs
+        batches = SequenceSampler(movies, sampler_cfg, DBZ, batch_size, rng, prefetch=2)
         source = "random sequences from " + ", ".join(mv.name for mv in movies)
-        return batches, DBZ, source, True
+        return TrainingData(batches, DBZ, source, True)
     train_set = _open(cfg, cfg.train_data_paths, "train")
-    batches = BatchIterator(train_set, cfg.batch_size, rng, with_mask=True)
-    return batches, train_set.transform, train_set.source, train_set.valid_mask is not None
+    iterator = BatchIterator(train_set, batch_size, rng, with_mask=True)
+    return TrainingData(
+        iterator, train_set.transform, train_set.source, train_set.valid_mask is not None
+    )
 
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
@@ -179,22 +210,29 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         return _evaluate(cfg, network, valid_set, step=0, log=log, motion=motion)
 
     parallel = DataParallel.create()
-    batches, transform, source, use_valid = _training_batches(cfg)
+    data = _training_batches(cfg)
+    transform = data.transform
+    batches: SequenceSampler | BatchIterator | MotionBatches = data.batches
     estimator = MotionEstimator(cfg.motion_method) if cfg.model.lagrangian else None
     if estimator is not None:
-        batches = MotionBatches(batches, transform, cfg.model.input_length, estimator)
+        batches = MotionBatches(data.batches, transform, cfg.model.input_length, estimator)
     existing = checkpoint_dirs(save_dir)
     if cfg.resume and existing:
         state, meta = restore_run_checkpoint(existing[-1], optimizer)
         state = _with_model_flags(state, cfg.model, optimizer, existing[-1])
-        batches.load_state_dict(meta["data_state"])
+        batches.load_state_dict(hosts.local_data_state(meta["data_state"]))
         logger.info("resumed from %s at iteration %d", existing[-1], int(state.step))
     else:
         if existing and not cfg.resume:
             logger.warning("%s already holds checkpoints; new ones are added beside them", save_dir)
         key = jax.random.key(cfg.seed)
         k_init, k_run = jax.random.split(key)
-        network = _pretrained(cfg) if cfg.pretrained_model else PredRNN(cfg.model, key=k_init)
+        # one compiled program for all the initialisers, not one per weight shape
+        network = (
+            _pretrained(cfg)
+            if cfg.pretrained_model
+            else eqx.filter_jit(PredRNN)(cfg.model, key=k_init)
+        )
         state = init_train_state(network, optimizer, k_run)
     state = parallel.replicate(state)
     step_fn = make_train_step(
@@ -204,31 +242,37 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         loss=objective(cfg.loss, transform),
         mesh=parallel.mesh,
     )
-    extra = {"train_config": to_jsonable(cfg), "data_source": source}
+    extra = {"train_config": to_jsonable(cfg), "data_source": data.source}
     if estimator is not None:
         extra["motion_method"] = estimator.method
 
-    def snapshot(state: TrainState) -> None:
-        save_run_checkpoint(
-            save_dir,
-            state,
-            transform=transform,
-            keep=cfg.keep_checkpoints,
-            extra={**extra, "data_state": batches.state_dict()},
-        )
+    def snapshot(state: TrainState, itr: int) -> None:
+        # every process takes part (the gathers); process 0 alone writes
+        data_state = hosts.checkpoint_data_state(batches.state_dict())
+        if jax.process_count() > 1:
+            digests = hosts.check_same_parameters(state.network, itr)
+            log.write(kind="hosts", iteration=itr, param_digests=digests)
+        if hosts.is_main():
+            save_run_checkpoint(
+                save_dir,
+                state,
+                transform=transform,
+                keep=cfg.keep_checkpoints,
+                extra={**extra, "data_state": data_state},
+            )
 
     start = int(state.step)
     progress = Progress(total=cfg.max_iterations, start=start)
     last: dict[str, Any] = {}
     t0 = time.perf_counter()
-    with progress:
+    with progress, contextlib.closing(data):
         for itr in range(start + 1, cfg.max_iterations + 1):
             batch = next(batches)
             if isinstance(batch, MotionBatch):
                 clips, valid, motion = batch.clips, batch.valid, parallel.shard(batch.motion)
             else:
                 (clips, valid), motion = batch, None
-            shard_valid = parallel.shard(valid[..., :1]) if use_valid else None
+            shard_valid = parallel.shard(valid[..., :1]) if data.masked else None
             state, metrics = step_fn(state, parallel.shard(clips), shard_valid, motion)
             progress.advance(itr)
             save = itr % cfg.snapshot_interval == 0 or itr == cfg.max_iterations
@@ -252,12 +296,15 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
                 log.write(kind="train", **last)
                 progress.show(itr, loss)
             if save:
-                snapshot(state)
-            if valid_set is not None and (
-                itr % cfg.test_interval == 0 or itr == cfg.max_iterations
+                snapshot(state, itr)
+            if (
+                valid_set is not None
+                and hosts.is_main()
+                and (itr % cfg.test_interval == 0 or itr == cfg.max_iterations)
             ):
+                network = hosts.local_copy(state.network)
                 last["eval"] = _evaluate(
-                    cfg, state.network, valid_set, step=itr, log=log, motion=estimator
+                    cfg, network, valid_set, step=itr, log=log, motion=estimator
                 )
     if isinstance(batches, MotionBatches):
         batches.close()

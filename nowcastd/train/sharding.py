@@ -31,21 +31,28 @@ class DataParallel:
         return self.mesh.devices.size
 
     def replicate(self, tree):
+        """Every array of `tree` on every device. With several processes each passes the same
+        host values (a device array of one process cannot be put on another's devices)."""
         sharding = NamedSharding(self.mesh, PartitionSpec())
-        return jax.tree_util.tree_map(
-            lambda x: jax.device_put(x, sharding) if isinstance(x, jax.Array | np.ndarray) else x,
-            tree,
-        )
+        local = jax.process_count() == 1
+
+        def put(x):
+            if not isinstance(x, jax.Array | np.ndarray):
+                return x
+            return jax.device_put(x if local else np.asarray(x), sharding)
+
+        return jax.tree_util.tree_map(put, tree)
 
     def shard(self, batch: np.ndarray) -> jax.Array:
         """Split the batch axis over the mesh (each process passes its own local part)."""
         sharding = NamedSharding(self.mesh, PartitionSpec("data"))
+        local = len(self.mesh.local_devices)
+        if batch.shape[0] % local:
+            raise ValueError(
+                f"batch size {batch.shape[0]} is not divisible by the {local} local devices"
+            )
         if jax.process_count() > 1:
             return jax.make_array_from_process_local_data(sharding, batch)
-        if batch.shape[0] % self.size:
-            raise ValueError(
-                f"batch size {batch.shape[0]} is not divisible by the {self.size} devices"
-            )
         return jax.device_put(batch, sharding)
 
 

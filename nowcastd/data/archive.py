@@ -1,0 +1,302 @@
+"""A radar archive: every scan of a directory tree in one chunked, compressed HDF5 movie.
+
+Layout (the movie layout `nowcastd.data.movie` and the training sequences read):
+
+* ``precip`` (T, H, W) float32 mm/h, NaN = no data; chunks of one frame's tile
+  (`TILE` × `TILE` pixels), LZF-compressed with byte shuffle (both ship with h5py), so a
+  random crop reads only the tiles it covers;
+* ``time_unix`` (T,) int64, seconds since 1970 UTC, strictly increasing; gaps are kept as
+  they are (no frame is invented);
+* root attributes: ``format`` (`ARCHIVE_FORMAT`), ``timestep_seconds`` (the most common step),
+  the grid (``projection`` proj4, ``x1 y1 x2 y2`` outer edges in metres, ``xpixelsize``,
+  ``ypixelsize``, ``yorigin``) and the domain that cut it (``domain_native_shape``,
+  ``domain_crop``, ``domain_block``); with a projection, a CF grid-mapping variable ``crs``.
+
+Scans are read as serve reads them: `ReaderConfig.read` (the `[reader]` table) and, with a
+`[domain]`, `Domain.apply` (crop and NaN-aware block mean in mm/h), so a frame of the archive
+is the field serve would see. Files are walked in path order and the frames stored in time
+order. A file that cannot be read (damaged, not a scan, another grid) is skipped and named; a
+scan whose time is already stored is a duplicate; on `append`, a scan older than the archive's
+newest frame is skipped too (the archive only grows at its end).
+
+Nothing half-written is ever visible: a build writes a temporary file beside the archive and
+renames it into place; `append` copies the archive to a temporary file (compressed chunks are
+copied as bytes, nothing is decoded), appends there and renames, so a crash at any moment
+leaves the old archive as it was. The next run removes a temporary file a killed one left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from nowcastd.errors import DataError, ScanError
+from nowcastd.io.atomic import atomic_path, is_ignored_name
+from nowcastd.io.domain import Domain
+from nowcastd.io.grid_mapping import grid_mapping_attrs
+from nowcastd.io.readers import GridInfo, Scan
+from nowcastd.io.scan_settings import ReaderConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ARCHIVE_FORMAT", "TILE", "ArchiveSummary", "build_archive", "scan_files"]
+
+ARCHIVE_FORMAT = "nowcastd-archive"
+ARCHIVE_VERSION = 1
+TILE = 128
+TIME_UNITS = "seconds since 1970-01-01 00:00:00 UTC"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ArchiveSummary:
+    """What a build or append did: frames added, files skipped (by name, with the reason for
+    unreadable ones) and the archive's extent afterwards."""
+
+    path: Path
+    frames: int
+    added: int
+    first_unix: int
+    last_unix: int
+    timestep_seconds: int
+    gaps: int
+    duplicates: tuple[str, ...]
+    older: tuple[str, ...]
+    unreadable: tuple[tuple[str, str], ...]
+
+
+def scan_files(root: Path, *, skip: Path | None = None) -> list[Path]:
+    """The regular files under `root`, in path order, without hidden or temporary names."""
+    if not root.is_dir():
+        raise DataError(f"{root}: expected a directory of radar scans, found none")
+    skip = skip.resolve() if skip is not None else None
+    found = []
+    for path in sorted(root.rglob("*")):
+        parts = path.relative_to(root).parts
+        if any(is_ignored_name(p) for p in parts) or not path.is_file():
+            continue
+        if skip is not None and path.resolve() == skip:
+            continue
+        found.append(path)
+    return found
+
+
+def _grid_attrs(grid: GridInfo) -> dict[str, object]:
+    attrs: dict[str, object] = {"yorigin": grid.yorigin}
+    if grid.projection:
+        attrs["projection"] = grid.projection
+    for key in ("x1", "y1", "x2", "y2", "xpixelsize", "ypixelsize"):
+        value = getattr(grid, key)
+        if value is not None:
+            attrs[key] = float(value)
+    return attrs
+
+
+def _domain_attrs(domain: Domain) -> dict[str, object]:
+    return {
+        "domain_native_shape": np.asarray(domain.native_shape, np.int64),
+        "domain_crop": np.asarray(domain.crop, np.int64),
+        "domain_block": int(domain.block),
+    }
+
+
+class _Writer:
+    """The archive being written: an open HDF5 file, its frames and their times."""
+
+    def __init__(self, h: h5py.File, domain: Domain | None, where: str) -> None:
+        self.h, self.domain, self.where = h, domain, where
+        self.precip: h5py.Dataset | None = h.get("precip")
+        self.start = 0 if self.precip is None else self.precip.shape[0]
+        self.times: list[int] = []
+
+    def check_domain(self) -> None:
+        """The archive's recorded domain must be the one given now (the same frames)."""
+        if self.domain is None or self.precip is None:
+            return
+        saved = tuple(int(v) for v in self.h.attrs.get("domain_crop", ()))
+        now = tuple(int(v) for v in self.domain.crop)
+        block = int(self.h.attrs.get("domain_block", 1))
+        if saved != now or block != self.domain.block:
+            raise DataError(
+                f"{self.where}: expected the archive's [domain] crop {saved} block {block}, "
+                f"got crop {now} block {self.domain.block}"
+            )
+
+    def field(self, scan: Scan) -> np.ndarray:
+        field = scan.field if self.domain is None else self.domain.apply(scan)
+        if self.precip is not None and field.shape != self.precip.shape[1:]:
+            raise ScanError(
+                f"scan {scan.name}: expected a grid {self.precip.shape[1:]} like the "
+                f"archive's, got {field.shape}"
+            )
+        return field
+
+    def _create(self, scan: Scan, field: np.ndarray) -> h5py.Dataset:
+        h, w = field.shape
+        grid = scan.grid if self.domain is None else self.domain.crop_grid(scan.grid)
+        precip = self.h.create_dataset(
+            "precip",
+            shape=(0, h, w),
+            maxshape=(None, h, w),
+            dtype=np.float32,
+            chunks=(1, min(h, TILE), min(w, TILE)),
+            compression="lzf",
+            shuffle=True,
+            fillvalue=np.nan,
+        )
+        precip.attrs.update({"units": "mm/h", "standard_name": "rainfall_rate"})
+        times = self.h.create_dataset(
+            "time_unix", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,)
+        )
+        times.attrs["units"] = TIME_UNITS
+        self.h.attrs.update(
+            {
+                "format": ARCHIVE_FORMAT,
+                "format_version": ARCHIVE_VERSION,
+                "source_format": scan.source_format,
+                **_grid_attrs(grid),
+                **_domain_attrs(self.domain or Domain.full(field.shape)),
+            }
+        )
+        if grid.projection:
+            crs = self.h.create_dataset("crs", data=np.int32(0))
+            crs.attrs.update(grid_mapping_attrs(grid.projection))
+            precip.attrs["grid_mapping"] = "crs"
+        return precip
+
+    def add(self, scan: Scan, field: np.ndarray, unix: int) -> None:
+        if self.precip is None:
+            self.precip = self._create(scan, field)
+        n = self.precip.shape[0]
+        self.precip.resize(n + 1, axis=0)
+        self.precip[n] = field
+        self.times.append(unix)
+
+    def finish(self) -> np.ndarray:
+        """Put the new frames in time order (in place, two frames in memory), store the times
+        and the time step; the archive's times."""
+        if self.precip is None:
+            raise DataError(f"{self.where}: no radar scan could be read")
+        order = np.argsort(np.asarray(self.times, np.int64), kind="stable")
+        _permute(self.precip, self.start, order)
+        times = self.h["time_unix"]
+        old = np.asarray(times[:], np.int64)
+        new = np.asarray(self.times, np.int64)[order]
+        times.resize(len(old) + len(new), axis=0)
+        times[len(old) :] = new
+        every = np.concatenate([old, new])
+        if len(every) < 2:
+            raise DataError(
+                f"{self.where}: expected at least 2 scans to know the time step, got {len(every)}"
+            )
+        step = Counter(np.diff(every).tolist()).most_common(1)[0][0]
+        self.h.attrs["timestep_seconds"] = int(step)
+        return every
+
+
+def _permute(ds: h5py.Dataset, start: int, order: np.ndarray) -> None:
+    """Frames `start + j` become frames `start + order[j]`, cycle by cycle."""
+    done = np.zeros(len(order), dtype=bool)
+    for j in range(len(order)):
+        if done[j] or order[j] == j:
+            continue
+        first, cur = ds[start + j], j
+        while True:
+            src = int(order[cur])
+            done[cur] = True
+            if src == j:
+                ds[start + cur] = first
+                break
+            ds[start + cur] = ds[start + src]
+            cur = src
+
+
+def _open_existing(out: Path, tmp: Path) -> h5py.File:
+    where = f"archive {out.name}"
+    if not out.is_file():
+        raise DataError(f"{where}: --append expected an existing archive, found none")
+    shutil.copyfile(out, tmp)
+    try:
+        h = h5py.File(tmp, "r+")
+    except OSError as e:
+        raise DataError(f"{where}: cannot read as HDF5: {e}") from e
+    fmt = h.attrs.get("format")
+    if fmt != ARCHIVE_FORMAT or "precip" not in h or "time_unix" not in h:
+        h.close()
+        raise DataError(f"{where}: expected a nowcastd archive (format {ARCHIVE_FORMAT!r})")
+    if h["precip"].maxshape[0] is not None or h["time_unix"].maxshape[0] is not None:
+        h.close()
+        raise DataError(f"{where}: expected 'precip' and 'time_unix' extendable in time")
+    return h
+
+
+def build_archive(
+    root: Path,
+    out: Path,
+    *,
+    reader: ReaderConfig | None = None,
+    domain: Domain | None = None,
+    append: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ArchiveSummary:
+    """Write (or with `append`, extend) the archive `out` from every scan under `root`.
+
+    `reader`: the `[reader]` settings (default: detect each file's format).
+    `progress(done, total)` is called after each file. Raises DataError when nothing usable
+    is found or `out` is not an archive; a file that cannot be read is only skipped.
+    """
+    root, out, reader = Path(root), Path(out), reader or ReaderConfig()
+    where = f"archive {out.name}"
+    files = scan_files(root, skip=out)
+    for stale in out.parent.glob(f".{out.name}.*.tmp"):  # left by a killed build or append
+        logger.warning("removing %s, left by an unfinished run", stale.name)
+        stale.unlink()
+    duplicates: list[str] = []
+    older: list[str] = []
+    unreadable: list[tuple[str, str]] = []
+    with atomic_path(out) as tmp:
+        h = _open_existing(out, tmp) if append else h5py.File(tmp, "w")
+        with h:
+            writer = _Writer(h, domain, where)
+            writer.check_domain()
+            seen = set(np.asarray(h["time_unix"][:]).tolist()) if append else set()
+            newest = max(seen) if seen else None
+            for i, path in enumerate(files, 1):
+                name = str(path.relative_to(root))
+                try:
+                    scan = reader.read(path)
+                    field = writer.field(scan)
+                except ScanError as e:
+                    unreadable.append((name, str(e)))
+                    logger.warning("skipping %s: %s", name, e)
+                else:
+                    unix = int(scan.valid_time.timestamp())
+                    if unix in seen:
+                        duplicates.append(name)
+                    elif newest is not None and unix < newest:
+                        older.append(name)
+                    else:
+                        writer.add(scan, field, unix)
+                        seen.add(unix)
+                if progress is not None:
+                    progress(i, len(files))
+            times = writer.finish()
+            step = int(h.attrs["timestep_seconds"])
+    return ArchiveSummary(
+        path=out,
+        frames=len(times),
+        added=len(writer.times),
+        first_unix=int(times[0]),
+        last_unix=int(times[-1]),
+        timestep_seconds=step,
+        gaps=int((np.diff(times) != step).sum()),
+        duplicates=tuple(duplicates),
+        older=tuple(older),
+        unreadable=tuple(unreadable),
+    )
