@@ -88,6 +88,9 @@ def load_train_state(directory: Path, template: _Module) -> _Module:
     return state
 
 
-def network_digest(directory: Path) -> str:
-    """The sha256 of the network weights file, for forecast provenance."""
-    return _sha256(Path(directory) / NETWORK)
+def network_digest(directory: Path, cfg: ModelConfig) -> str:
+    """The sha256 of the network weights file and of the configuration that runs them, for
+    forecast provenance: the same weights in another frame of reference (`lagrangian`) or
+    with other inference options forecast otherwise, so they get another digest."""
+    config = json.dumps(config_to_json(cfg), sort_keys=True).encode()
+    return hashlib.sha256(_sha256(Path(directory) / NETWORK).encode() + config).hexdigest()

@@ -133,7 +133,7 @@ def load_model(path: Path | None) -> LoadedModel:
         cfg = config_from_json(meta["model_config"])
         network = load_network(path, PredRNN(cfg, key=jax.random.key(0)))
         transform = DataTransform.from_json(meta.get("transform", {"kind": "identity"}))
-        digest = network_digest(path)
+        digest = network_digest(path, cfg)
     except (OSError, KeyError, ValueError, TypeError, EOFError, RuntimeError) as e:
         # RuntimeError: equinox's TreePathError for a truncated or mismatched weights file
         raise CheckpointError(
