@@ -20,6 +20,7 @@ import numpy as np
 
 from nowcastd.errors import DataError
 from nowcastd.io.forecast_file import read_forecast
+from nowcastd.io.transform import RAIN_THRESHOLD_MM_H
 
 __all__ = ["import_nowcastd", "read_pysteps"]
 
@@ -44,13 +45,13 @@ def read_pysteps(path: str | Path) -> tuple[np.ndarray, dict[str, object]]:
     precip = forecast.precip
     leads = forecast.lead_seconds
     steps = np.diff(np.concatenate([[0], leads]))
-    positive = precip[np.isfinite(precip) & (precip > 0)]
     metadata: dict[str, object] = {key: attrs[key] for key in _GRID_KEYS}
     metadata.update(
         unit="mm/h",
         transform=None,
         zerovalue=0.0,
-        threshold=float(positive.min()) if positive.size else 0.0,
+        # every forecast rate below it is 0 (`DataTransform.to_rates`)
+        threshold=RAIN_THRESHOLD_MM_H,
         # pysteps' accumulation time in minutes: a rain rate's is the time step.
         accutime=float(steps.min()) / 60.0,
         timestamps=np.array(

@@ -355,8 +355,8 @@ def feed_and_report(
             "the daemon's worker took it (a renamed file is read at once)"
         )
         say(
-            f"{'scan (UTC)':>16} {'latency':>8} {'queued':>7} {'read':>6} {'rollout':>8} "
-            f"{'write':>6}  forecast file"
+            f"{'scan (UTC)':>16} {'latency':>8} {'queued':>7} {'read':>6} {'motion':>7} "
+            f"{'rollout':>8} {'write':>6}  forecast file"
         )
         times = {scan.path.name: scan.valid_time for scan in scans}
         for scan in scans[preloaded:]:
@@ -396,6 +396,7 @@ def _forecast_row(event: ForecastEvent, times: dict[str, datetime]) -> str:
     note = "" if event.pre_encoded else " (not pre-encoded)"
     return (
         f"{when:>16} {ms(event.latency):>5} ms {ms(event.queued):>4} ms "
-        f"{ms(stages.get('read')):>3} ms {ms(stages.get('rollout')):>5} ms "
+        f"{ms(stages.get('read')):>3} ms {ms(stages.get('motion')):>4} ms "
+        f"{ms(stages.get('rollout')):>5} ms "
         f"{ms(stages.get('write')):>3} ms  {event.file}{note}"
     )

@@ -51,7 +51,9 @@ class LiveStack:
         self.t0 = now - timedelta(minutes=now.minute % 5) - TIMESTEP * (scans - 1)
         self.observed = root / "observed"
         self.observed.mkdir(parents=True)
-        ckpt = save_inference_checkpoint(root / "model", tiny_network(size=32), DBZ)
+        # predict_delta: the untrained network forecasts persistence, so its files hold rain
+        network = tiny_network(size=32, predict_delta=True)
+        ckpt = save_inference_checkpoint(root / "model", network, DBZ)
         (root / "daemon").mkdir()
         os.symlink(ckpt, root / "daemon" / "ckpt")
         self.daemon = Daemon(root / "daemon")

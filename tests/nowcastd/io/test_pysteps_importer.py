@@ -57,7 +57,7 @@ def test_read_pysteps_gives_the_field_and_pysteps_metadata(tmp_path):
         "unit": "mm/h",
         "transform": None,
         "zerovalue": 0.0,
-        "threshold": 0.25,
+        "threshold": 0.1,  # the forecasts' rain threshold: every rate below it is 0
         "accutime": 10.0,
         "timestamps": metadata["timestamps"],
     }

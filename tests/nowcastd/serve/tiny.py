@@ -12,7 +12,7 @@ from nowcastd.io.transform import DataTransform
 DBZ = DataTransform(kind="dbz")
 
 
-def tiny_network(input_length: int = 3, size: int = 16) -> PredRNN:
+def tiny_network(input_length: int = 3, size: int = 16, *, predict_delta: bool = False) -> PredRNN:
     cfg = ModelConfig(
         model_name="predrnn_v2",
         num_hidden=(8, 8),
@@ -22,6 +22,7 @@ def tiny_network(input_length: int = 3, size: int = 16) -> PredRNN:
         img_width=size,
         input_length=input_length,
         total_length=input_length + 3,
+        predict_delta=predict_delta,
     )
     return PredRNN(cfg, key=jax.random.key(0))
 
