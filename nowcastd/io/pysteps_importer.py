@@ -54,9 +54,7 @@ def read_pysteps(path: str | Path) -> tuple[np.ndarray, dict[str, object]]:
         threshold=RAIN_THRESHOLD_MM_H,
         # pysteps' accumulation time in minutes: a rain rate's is the time step.
         accutime=float(steps.min()) / 60.0,
-        timestamps=np.array(
-            [t.astimezone(UTC).replace(tzinfo=None) for t in forecast.valid_times]
-        ),
+        timestamps=np.array([t.astimezone(UTC).replace(tzinfo=None) for t in forecast.valid_times]),
     )
     return precip, metadata
 

@@ -155,6 +155,9 @@ class Forecaster:
         zeros = jax.device_put(np.zeros(spec.shape, np.float32))
         still = None if self.motion is None else np.zeros((1, *spec.shape[2:4], 2), np.float32)
         self.full(zeros, still)
+        if self.motion is not None:  # the optical flow's first call is slower too (OpenCV)
+            rain = np.random.default_rng(0).gamma(0.6, 3.0, spec.shape[1:4])
+            self.motion(rain)
         if self.can_pre_encode:
             carry = self._encode(self._params, zeros)
             jax.block_until_ready(self._from(self._params, carry, zeros))

@@ -265,7 +265,11 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     progress = Progress(total=cfg.max_iterations, start=start)
     last: dict[str, Any] = {}
     t0 = time.perf_counter()
-    with progress, contextlib.closing(data):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(progress)
+        stack.callback(data.close)
+        if isinstance(batches, MotionBatches):  # stopped first: it draws from `data`
+            stack.callback(batches.close)
         for itr in range(start + 1, cfg.max_iterations + 1):
             batch = next(batches)
             if isinstance(batch, MotionBatch):
@@ -306,8 +310,6 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
                 last["eval"] = _evaluate(
                     cfg, network, valid_set, step=itr, log=log, motion=estimator
                 )
-    if isinstance(batches, MotionBatches):
-        batches.close()
     return last
 
 

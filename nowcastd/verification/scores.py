@@ -294,12 +294,13 @@ class Verifier:
             self._update_physical(gx, truth)
 
     def _update_physical(self, gx: np.ndarray, truth: np.ndarray) -> None:
-        def rates(x: np.ndarray) -> np.ndarray:  # (B, K, H, W, C) -> (B*C, K, H, W) mm/h
+        def rates(x: np.ndarray, *, forecast: bool) -> np.ndarray:
+            """(B, K, H, W, C) -> (B*C, K, H, W) mm/h; forecasts by serve's rule (`to_rates`)."""
             b, k, h, w, c = x.shape
-            phys = self.transform.to_physical(x)
+            phys = self.transform.to_rates(x) if forecast else self.transform.to_physical(x)
             return np.moveaxis(phys, 4, 1).reshape(b * c, k, h, w)
 
-        self._rates.update(rates(gx), rates(truth))
+        self._rates.update(rates(gx, forecast=True), rates(truth, forecast=False))
 
     def result(self) -> dict[str, Any]:
         """Scores per lead (lists) and their means over the leads; see the module docstring."""
