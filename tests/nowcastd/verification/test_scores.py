@@ -60,12 +60,20 @@ def test_official_mse_and_psnr_over_two_batches():
 
 def test_perfect_forecast_scores():
     t = _fields((2, 2, 24, 24, 1), 3)
+    t[DBZ.to_rates(t) == 0] = 0.0  # no drizzle below the forecasts' rain threshold
     v = Verifier(DBZ)
     v.update(t, t)
     res = v.result()["mean"]
     assert res["mse"] == 0 and res["mae_mm_h"] == 0 and math.isinf(res["psnr"])
     assert res["ssim"] == pytest.approx(1.0, abs=1e-5)
     assert res["csi_0.5_mm_h"] == 1.0 and res["fss_1_mm_h_5px"] == 1.0
+
+
+def test_forecast_drizzle_below_the_rain_threshold_scores_as_no_rain():
+    truth = np.full((1, 1, 4, 4, 1), DBZ.to_model(np.float32(0.05)), np.float32)  # 0.05 mm/h
+    v = Verifier(DBZ)
+    v.update(truth, truth)  # the forecast's 0.05 mm/h is 0 by serve's rule; the truth keeps it
+    assert v.result()["mean"]["mae_mm_h"] == pytest.approx(0.05, rel=1e-4)
 
 
 @pytest.mark.parametrize("channels", [1, 2])
