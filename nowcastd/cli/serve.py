@@ -71,8 +71,12 @@ def serve(cfg: ServeConfig, *, source: Source) -> None:
     """
     from nowcastd.io.model_checkpoint import load_model
     from nowcastd.serve.forecaster import enable_compile_cache
+    from nowcastd.serve.guards import check_directories
     from nowcastd.serve.service import Service
 
+    # a mistake in the directories is said before seconds of loading and compiling
+    cfg.require("watch_dir", "output_dir")
+    check_directories(cfg.watch_dir, cfg.output_dir)
     if cfg.compile_cache_dir is not None:
         enable_compile_cache(cfg.compile_cache_dir)
     model = load_model(cfg.checkpoint)

@@ -35,7 +35,7 @@ from nowcastd.errors import NowcastdError
 from nowcastd.io.atomic import atomic_path
 from nowcastd.io.domain import Domain
 from nowcastd.io.scan_settings import ReaderConfig
-from nowcastd.serve.events import ForecastEvent, parse_event
+from nowcastd.serve.events import ForecastEvent, event_scan, parse_event
 from nowcastd.serve.metrics import STAGES
 from nowcastd.verification.sequence import ScanFile
 
@@ -119,6 +119,8 @@ class Daemon:
         self.log_path = log_path
         self.events_path = events_path
         self.forecasts: queue.Queue[ForecastEvent] = queue.Queue()
+        self._settled: set[str] = set()  # scans with an outcome (any event)
+        self._settled_changed = threading.Condition()
         self._log = log_path.open("w", encoding="utf-8")
         self._done = threading.Event()
         env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
@@ -161,6 +163,9 @@ class Daemon:
                 event = parse_event(line)
                 if event is not None:
                     self.forecasts.put(event)
+                with self._settled_changed:
+                    self._settled.add(event_scan(line))
+                    self._settled_changed.notify_all()
 
     def log_tail(self, lines: int = 8) -> str:
         text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -202,6 +207,20 @@ class Daemon:
                 self._check_alive("forecasting")
                 if time.monotonic() >= deadline:
                     return None
+
+    def wait_outcome(self, scan: str, timeout_seconds: float) -> bool:
+        """Wait until the events file holds the outcome of the scan named `scan` (a forecast,
+        or its buffering, rejection or failure); False after `timeout_seconds`. A forecast
+        event is queued before its scan counts as settled."""
+        deadline = time.monotonic() + timeout_seconds
+        with self._settled_changed:
+            while scan not in self._settled:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._check_alive("forecasting")
+                self._settled_changed.wait(min(0.2, left))
+        return True
 
     def stop(self, timeout_seconds: float = 60.0) -> int:
         """SIGTERM (the daemon finishes its forecast and exits); its exit status."""
@@ -365,12 +384,10 @@ def feed_and_report(
             while (event := daemon.next_forecast(deadline - time.monotonic())) is not None:
                 seen += 1
                 say(_forecast_row(event, times))
-        last = scans[-1].path.name
-        while (event := daemon.next_forecast(60.0)) is not None:
+        daemon.wait_outcome(scans[-1].path.name, timeout_seconds=60.0)
+        while (event := daemon.next_forecast(0.0)) is not None:
             seen += 1
             say(_forecast_row(event, times))
-            if event.scan == last:
-                break
         families = scrape(daemon.url)
         say(f"\nmetrics, one scrape of {daemon.url}:")
         for text in metrics_summary(families, compilations_at_ready=ready_compilations(ready)):

@@ -24,7 +24,14 @@ from typing import IO
 
 from nowcastd.serve.outcome import Buffered, Failed, Outcome, Rejected, Written
 
-__all__ = ["EventLog", "ForecastEvent", "event_record", "forecast_events", "parse_event"]
+__all__ = [
+    "EventLog",
+    "ForecastEvent",
+    "event_record",
+    "event_scan",
+    "forecast_events",
+    "parse_event",
+]
 
 
 def _iso(t: datetime) -> str:
@@ -88,15 +95,28 @@ class ForecastEvent:
     pre_encoded: bool
 
 
-def parse_event(line: str) -> ForecastEvent | None:
-    """The forecast event of one JSON line, None for other events; ValueError for a line
-    that is no event."""
+def _record(line: str) -> dict[str, object]:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as e:
         raise ValueError(f"event line: expected a JSON object, got {line[:80]!r}") from e
-    if not isinstance(record, dict) or "event" not in record:
-        raise ValueError(f"event line: expected an object with 'event', got {line[:80]!r}")
+    if not isinstance(record, dict) or "event" not in record or "scan" not in record:
+        raise ValueError(
+            f"event line: expected an object with 'event' and 'scan', got {line[:80]!r}"
+        )
+    return record
+
+
+def event_scan(line: str) -> str:
+    """The scan an event line is the outcome of, whatever the outcome; ValueError for a line
+    that is no event."""
+    return str(_record(line)["scan"])
+
+
+def parse_event(line: str) -> ForecastEvent | None:
+    """The forecast event of one JSON line, None for other events; ValueError for a line
+    that is no event."""
+    record: dict = _record(line)
     if record["event"] != "forecast":
         return None
     return ForecastEvent(
