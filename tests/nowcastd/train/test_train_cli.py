@@ -56,6 +56,8 @@ SEED = [
 
 def run_train(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, ["train", *SEED, *args])
+    if result.exit_code and not isinstance(result.exception, SystemExit):
+        return result.exit_code, f"{result.output}\n{result.exception!r}"
     return result.exit_code, result.output
 
 
