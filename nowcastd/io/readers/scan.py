@@ -150,7 +150,7 @@ def read_hdf5_scan(
         with open_hdf5(path, policy) as h:
             field, valid_time, grid = decode(path, h, policy=policy, **kwargs)
         return Scan(
-            field=field.astype(np.float32),
+            field=field.astype(np.float32, copy=False),
             valid_time=valid_time,
             grid=grid,
             path=path,
