@@ -81,7 +81,7 @@ def archive(
             "--workers",
             min=1,
             help="processes that read and compress the scans (default: the cores this "
-            "process may use; 1 reads in this process)",
+            "process may use, one per 64 files at most; 1 reads in this process)",
         ),
     ] = None,
 ) -> None:

@@ -71,6 +71,8 @@ ARCHIVE_FORMAT = "nowcastd-archive"
 ARCHIVE_VERSION = 1
 #: Frames the archive grows by at a time (trimmed to the frames written at the end).
 GROW = 256
+#: Files per worker process by default (`default_workers`).
+FILES_PER_WORKER = 64
 TIME_UNITS = "seconds since 1970-01-01 00:00:00 UTC"
 
 
@@ -91,12 +93,16 @@ class ArchiveSummary:
     unreadable: tuple[tuple[str, str], ...]
 
 
-def default_workers() -> int:
-    """The cores this process may run on."""
+def default_workers(files: int) -> int:
+    """The cores this process may run on, but one worker per `FILES_PER_WORKER` files at
+    most (at least one): a worker process's start costs about what reading that many scans
+    does, more when the main module imports JAX (the CLI), which each spawned worker
+    imports again."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity on this platform
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, files // FILES_PER_WORKER))
 
 
 def scan_files(root: Path, *, skip: Path | None = None) -> list[Path]:
@@ -277,15 +283,16 @@ def build_archive(
 
     `reader`: the `[reader]` settings (default: detect each file's format).
     `progress(done, total)` is called after each file. `workers`: processes that read and
-    compress the scans (default: the cores this process may use; 1 reads in this process). Raises DataError when nothing usable
+    compress the scans (default: `default_workers`, the cores, one per 64 files at most; 1
+    reads in this process). Raises DataError when nothing usable
     is found or `out` is not an archive; a file that cannot be read is only skipped.
     """
     root, out, reader = Path(root), Path(out), reader or ReaderConfig()
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
     where = f"archive {out.name}"
     files = scan_files(root, skip=out)
+    workers = default_workers(len(files)) if workers is None else workers
     for stale in out.parent.glob(f".{out.name}.*.tmp"):  # left by a killed build or append
         logger.warning("removing %s, left by an unfinished run", stale.name)
         stale.unlink()

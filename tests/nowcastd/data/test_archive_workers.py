@@ -5,16 +5,19 @@ import multiprocessing
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from nowcastd.data.archive import build_archive
+from nowcastd.data.archive import FILES_PER_WORKER, build_archive, default_workers
 from nowcastd.data.archive_frames import TileEncoder, precip_layout
 from nowcastd.io.scan_settings import ReaderConfig
 from tests.nowcastd.data.test_archive import DOMAIN, SAMPLE
+from tests.paths import REPO
 
 DIED = "its reader's process died reading it"
 
@@ -134,3 +137,51 @@ def test_workers_must_be_at_least_one(tmp_path) -> None:
     with pytest.raises(ValueError, match="workers: expected an int >= 1"):
         build_archive(root, tmp_path / "a.h5", workers=0)
     assert not list(tmp_path.glob("*.h5")) and not list(tmp_path.glob(".a.h5*"))
+
+
+def test_a_small_tree_is_read_in_this_process_by_default() -> None:
+    """A worker's start costs about what reading 64 scans does: one per 64 files at most."""
+    cores = default_workers(1 << 20)
+    assert cores >= 1
+    assert default_workers(0) == default_workers(FILES_PER_WORKER - 1) == 1
+    assert default_workers(2 * FILES_PER_WORKER) == min(cores, 2)
+
+
+KILLED = """
+import multiprocessing, os, signal, sys
+from pathlib import Path
+from nowcastd.data.archive import build_archive
+
+def crash(done, total):
+    if done == 2:
+        print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if __name__ == "__main__":
+    build_archive(Path(sys.argv[1]), Path(sys.argv[2]), workers=2, progress=crash)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return True
+
+
+def test_a_build_killed_by_sigkill_leaves_no_reader_process(tmp_path) -> None:
+    root = _tree(tmp_path / "scans")
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(root), str(tmp_path / "a.h5")],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,  # returns once every process holding its pipes has exited
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    pids = [int(p) for p in proc.stdout.split()]
+    assert len(pids) == 2 and all(_gone(p) for p in pids)
