@@ -5,8 +5,9 @@ A file is read by `ReaderConfig.read` and cut by `Domain.apply` (serve's code pa
 frame is encoded by h5py itself: `TileEncoder` writes it into a one-frame dataset of the
 archive's layout (`precip_layout`) in an in-memory HDF5 file and reads each chunk back as the
 stored bytes (LZF after byte shuffle), which the archive stores with `write_direct_chunk`. The
-archive then holds exactly what writing the frame into it would have stored, and the process
-that writes it only copies bytes.
+archive then decodes to exactly the frames that writing them into it gives (LZF's bytes for a
+tile may differ by run, as between two h5py writes of it), and the process that writes it
+only copies bytes.
 
 `read_frames` yields one `Frame` or `Unreadable` per file, in the order of the files. With more
 than one worker, a pool of spawned processes reads a few files ahead (at most two per worker in
