@@ -3,7 +3,7 @@ the trainer's memory, and one day's `--append`.
 
 Run from the repository root (CPU):
 
-    PYTHONPATH=. python bench/bench_archive.py                    # 50,000 frames, as the issue
+    PYTHONPATH=. python bench/bench_archive.py                    # 50,000 frames
     PYTHONPATH=. python bench/bench_archive.py --frames 5000 --scans 600 --batches 20
 
 What it does, in a temporary directory (`--keep DIR` keeps it):
@@ -11,12 +11,16 @@ What it does, in a temporary directory (`--keep DIR` keeps it):
 1. writes `--scans` native KNMI files (765 x 700) made from the 36 sample scans by shifting,
    flipping and rescaling their rain inside the radar's coverage, every 5 minutes with gaps
    cut in (a missing scan now and then, an hour down once a day), and times
-   `nowcastd dataset archive` on them: scans/s and the RSS as it goes (flat memory);
+   `nowcastd dataset archive --workers N` on them (`--workers`, default as the command's):
+   scans/s wall and per CPU second of all its processes (the reader processes' CPU counted
+   when they end with the build), and the RSS of this process and of each reader process as
+   it goes (flat memory);
 2. writes a `--frames` archive the same way, straight through h5py (the archive layout,
    `nowcastd.data.archive`), and opens it as `nowcastd train --sequences 1` does: the
    bundled model's configuration (64 x 64, 16 frames, batch 4, blocks 1, 2, 4, 30 %
    synthetic); it times the sampler's batches (median, p99) against the bundled model's
-   jitted training step, and prints the ratio and the process's RSS;
+   jitted training step (a Lagrangian model's with zero motion), and prints the ratio and
+   the process's RSS;
 3. appends one day (`--append_scans`, 288) of native scans to that archive and times it.
 
 The figures depend on the machine and its load: it prints the load average before and after.
@@ -25,6 +29,7 @@ Nothing asserts on time.
 
 import argparse
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -40,7 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nowcastd.data.archive import TILE, build_archive  # noqa: E402
+from nowcastd.data.archive import TILE, build_archive, default_workers  # noqa: E402
 from nowcastd.io.readers import read_scan  # noqa: E402
 
 SAMPLE = sorted((ROOT / "nowcastd" / "sample" / "knmi").glob("RAD_NL25_*.h5"))
@@ -49,9 +54,24 @@ T0 = int(datetime(2021, 1, 1, tzinfo=UTC).timestamp())
 MISSING = 65535
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+def rss_mb(pid: int | str = "self") -> float:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:  # the process has just ended
+        return 0.0
+
+
+def workers_rss_mb() -> list[float]:
+    """The RSS of each live child process (the archive's reader processes)."""
+    return [rss_mb(p.pid) for p in multiprocessing.active_children()]
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended (the reader processes
+    are joined when a build ends)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def peak_rss_mb() -> float:
@@ -113,27 +133,35 @@ def write_scans(directory: Path, times: np.ndarray, fields: Fields, offset: int 
             h["overview"].attrs["product_datetime_end"] = np.bytes_(knmi_stamp(int(unix)))
 
 
-def bench_build(tmp: Path, n_scans: int, fields: Fields, rng: np.random.Generator) -> Path:
+def bench_build(
+    tmp: Path, n_scans: int, fields: Fields, rng: np.random.Generator, workers: int | None
+) -> Path:
     scans = tmp / "scans"
     t0 = time.perf_counter()
     write_scans(scans, frame_times(n_scans, rng), fields)
     print(f"wrote {n_scans} native scans in {time.perf_counter() - t0:.1f} s")
-    rss: list[tuple[int, float]] = []
+    rss: list[tuple[int, float, list[float]]] = []
 
     def progress(done: int, total: int) -> None:
         if done % max(1, total // 6) == 0 or done == total:
-            rss.append((done, rss_mb()))
+            rss.append((done, rss_mb(), workers_rss_mb()))
 
     out = tmp / "scans.h5"
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    s = build_archive(scans, out, progress=progress)
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
+    s = build_archive(scans, out, progress=progress, workers=workers)
+    seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     print(
-        f"dataset archive: {s.added} scans in {seconds:.1f} s = {s.added / seconds:.1f} scans/s "
-        f"wall, {s.added / cpu:.1f} scans per CPU second ({out.stat().st_size / s.added / 1e3:.0f}"
-        f" kB per frame, {s.gaps} gaps kept)"
+        f"dataset archive (--workers {workers or default_workers(n_scans)}): {s.added} scans in "
+        f"{seconds:.1f} s = {s.added / seconds:.1f} scans/s wall, {s.added / cpu:.1f} scans per "
+        f"CPU second of all its processes ({out.stat().st_size / s.added / 1e3:.0f} kB per "
+        f"frame, {s.gaps} gaps kept)"
     )
-    print("  RSS while archiving (scans done: MB): " + ", ".join(f"{d}: {m:.0f}" for d, m in rss))
+    print(
+        "  RSS while archiving (scans done: MB of this process + MB of each reader process): "
+        + ", ".join(
+            f"{d}: {m:.0f}" + "".join(f" + {w:.0f}" for w in workers) for d, m, workers in rss
+        )
+    )
     return out
 
 
@@ -202,12 +230,16 @@ def bench_sampler_and_step(archive: Path, batches: int, steps: int) -> None:
         reverse_input=False,
         loss=objective("weighted", DBZ),
     )
-    state, m = step(state, clips, valid[..., :1])
+    # a Lagrangian model's step takes each clip's motion: zero motion costs what any does
+    motion = (
+        np.zeros((clips.shape[0], *clips.shape[2:4], 2), np.float32) if model.lagrangian else None
+    )
+    state, m = step(state, clips, valid[..., :1], motion)
     jax.block_until_ready(m.loss)
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
-        state, m = step(state, clips, valid[..., :1])
+        state, m = step(state, clips, valid[..., :1], motion)
         jax.block_until_ready(m.loss)
         times.append(time.perf_counter() - t0)
     step_ms = np.asarray(times) * 1e3
@@ -231,12 +263,14 @@ def bench_sampler_and_step(archive: Path, batches: int, steps: int) -> None:
     )
 
 
-def bench_append(tmp: Path, archive: Path, times: np.ndarray, n: int, fields: Fields) -> None:
+def bench_append(
+    tmp: Path, archive: Path, times: np.ndarray, n: int, fields: Fields, workers: int | None
+) -> None:
     day = tmp / "day"
     new = times[-1] + STEP * (1 + np.arange(n))
     write_scans(day, new, fields, offset=len(times))
     t0 = time.perf_counter()
-    s = build_archive(day, archive, append=True)
+    s = build_archive(day, archive, append=True, workers=workers)
     seconds = time.perf_counter() - t0
     print(
         f"--append of {s.added} scans to the {s.frames - s.added}-frame archive "
@@ -248,6 +282,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=50_000)
     parser.add_argument("--scans", type=int, default=600, help="native scans for scans/s")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="dataset archive --workers (default: cores)"
+    )
     parser.add_argument("--append_scans", type=int, default=288)
     parser.add_argument("--batches", type=int, default=50)
     parser.add_argument("--steps", type=int, default=5)
@@ -259,7 +296,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.keep or Path(scratch)
         tmp.mkdir(parents=True, exist_ok=True)
-        bench_build(tmp, args.scans, fields, rng)
+        bench_build(tmp, args.scans, fields, rng, args.workers)
         archive = tmp / "archive.h5"
         times = frame_times(args.frames, rng)
         t0 = time.perf_counter()
@@ -269,7 +306,7 @@ def main() -> None:
             f"({archive.stat().st_size / 1e9:.2f} GB) written in {time.perf_counter() - t0:.0f} s"
         )
         bench_sampler_and_step(archive, args.batches, args.steps)
-        bench_append(tmp, archive, times, args.append_scans, fields)
+        bench_append(tmp, archive, times, args.append_scans, fields, args.workers)
     print(f"load average after: {load()}")
 
 

@@ -75,16 +75,34 @@ def archive(
             help="add the scans newer than the archive's newest frame to the existing --out",
         ),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="processes that read and compress the scans (default: the cores this "
+            "process may use, one per 64 files at most; 1 reads in this process)",
+        ),
+    ] = None,
 ) -> None:
     """Write every scan under SCAN_DIR, in time order, into one chunked, compressed HDF5
     archive (precip (T, H, W) mm/h, time_unix, grid), read with --config's [reader] and
-    [domain] as serve reads them; gaps are kept, unreadable and duplicate files skipped."""
+    [domain] as serve reads them; gaps are kept, unreadable and duplicate files skipped.
+    --workers processes read and compress the scans, so every core works."""
     from nowcastd.data.archive import build_archive
     from nowcastd.io.scan_settings import scan_settings
 
     reader, domain = scan_settings(doc)
     with _Bar() as bar:
-        s = build_archive(scan_dir, out, reader=reader, domain=domain, append=append, progress=bar)
+        s = build_archive(
+            scan_dir,
+            out,
+            reader=reader,
+            domain=domain,
+            append=append,
+            progress=bar,
+            workers=workers,
+        )
     typer.echo(
         f"{'appended to' if append else 'wrote'} {s.path}: {s.added} scans added, {s.frames} "
         f"frames {_utc(s.first_unix)} to {_utc(s.last_unix)}, step {s.timestep_seconds} s, "

@@ -15,7 +15,9 @@ Layout (the movie layout `nowcastd.data.movie` and the training sequences read):
 Scans are read as serve reads them: `ReaderConfig.read` (the `[reader]` table) and, with a
 `[domain]`, `Domain.apply` (crop and NaN-aware block mean in mm/h), so a frame of the archive
 is the field serve would see. Files are walked in path order and the frames stored in time
-order. A file that cannot be read (damaged, not a scan, another grid) is skipped and named; a
+order. `workers` processes read and compress the frames (`nowcastd.data.archive_frames`); this
+one stores their compressed tiles as they are, so the archive is the same for any number of
+workers. A file that cannot be read (damaged, not a scan, another grid) is skipped and named; a
 scan whose time is already stored is a duplicate; on `append`, a scan older than the archive's
 newest frame is skipped too (the archive only grows at its end).
 
@@ -29,28 +31,48 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from nowcastd.errors import DataError, ScanError
+from nowcastd.data.archive_frames import (
+    TILE,
+    Frame,
+    ReadJob,
+    Unreadable,
+    precip_layout,
+    read_frames,
+)
+from nowcastd.errors import DataError
 from nowcastd.io.atomic import atomic_path, is_ignored_name
 from nowcastd.io.domain import Domain
 from nowcastd.io.grid_mapping import grid_mapping_attrs
-from nowcastd.io.readers import GridInfo, Scan
+from nowcastd.io.readers import GridInfo
 from nowcastd.io.scan_settings import ReaderConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ARCHIVE_FORMAT", "TILE", "ArchiveSummary", "build_archive", "scan_files"]
+__all__ = [
+    "ARCHIVE_FORMAT",
+    "TILE",
+    "ArchiveSummary",
+    "build_archive",
+    "default_workers",
+    "scan_files",
+]
 
 ARCHIVE_FORMAT = "nowcastd-archive"
 ARCHIVE_VERSION = 1
-TILE = 128
+#: Frames the archive grows by at a time (trimmed to the frames written at the end).
+GROW = 256
+#: Files per worker process by default (`default_workers`).
+FILES_PER_WORKER = 64
 TIME_UNITS = "seconds since 1970-01-01 00:00:00 UTC"
 
 
@@ -69,6 +91,18 @@ class ArchiveSummary:
     duplicates: tuple[str, ...]
     older: tuple[str, ...]
     unreadable: tuple[tuple[str, str], ...]
+
+
+def default_workers(files: int) -> int:
+    """The cores this process may run on, but one worker per `FILES_PER_WORKER` files at
+    most (at least one): a worker process's start costs about what reading that many scans
+    does, more when the main module imports JAX (the CLI), which each spawned worker
+    imports again."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, files // FILES_PER_WORKER))
 
 
 def scan_files(root: Path, *, skip: Path | None = None) -> list[Path]:
@@ -113,6 +147,7 @@ class _Writer:
         self.h, self.domain, self.where = h, domain, where
         self.precip: h5py.Dataset | None = h.get("precip")
         self.start = 0 if self.precip is None else self.precip.shape[0]
+        self.count = self.start  # frames written; the dataset may be longer until `finish`
         self.times: list[int] = []
 
     def check_domain(self) -> None:
@@ -128,27 +163,20 @@ class _Writer:
                 f"got crop {now} block {self.domain.block}"
             )
 
-    def field(self, scan: Scan) -> np.ndarray:
-        field = scan.field if self.domain is None else self.domain.apply(scan)
-        if self.precip is not None and field.shape != self.precip.shape[1:]:
-            raise ScanError(
-                f"scan {scan.name}: expected a grid {self.precip.shape[1:]} like the "
-                f"archive's, got {field.shape}"
-            )
-        return field
+    def mismatch(self, frame: Frame) -> str | None:
+        """Why `frame` does not fit the archive's grid, or None."""
+        if self.precip is None or frame.shape == self.precip.shape[1:]:
+            return None
+        return (
+            f"scan {Path(frame.name).name}: expected a grid {self.precip.shape[1:]} like the "
+            f"archive's, got {frame.shape}"
+        )
 
-    def _create(self, scan: Scan, field: np.ndarray) -> h5py.Dataset:
-        h, w = field.shape
-        grid = scan.grid if self.domain is None else self.domain.crop_grid(scan.grid)
+    def _create(self, frame: Frame) -> h5py.Dataset:
+        h, w = frame.shape
+        grid = frame.grid if self.domain is None else self.domain.crop_grid(frame.grid)
         precip = self.h.create_dataset(
-            "precip",
-            shape=(0, h, w),
-            maxshape=(None, h, w),
-            dtype=np.float32,
-            chunks=(1, min(h, TILE), min(w, TILE)),
-            compression="lzf",
-            shuffle=True,
-            fillvalue=np.nan,
+            "precip", shape=(0, h, w), maxshape=(None, h, w), **precip_layout((h, w))
         )
         precip.attrs.update({"units": "mm/h", "standard_name": "rainfall_rate"})
         times = self.h.create_dataset(
@@ -159,9 +187,9 @@ class _Writer:
             {
                 "format": ARCHIVE_FORMAT,
                 "format_version": ARCHIVE_VERSION,
-                "source_format": scan.source_format,
+                "source_format": frame.source_format,
                 **_grid_attrs(grid),
-                **_domain_attrs(self.domain or Domain.full(field.shape)),
+                **_domain_attrs(self.domain or Domain.full(frame.shape)),
             }
         )
         if grid.projection:
@@ -170,19 +198,24 @@ class _Writer:
             precip.attrs["grid_mapping"] = "crs"
         return precip
 
-    def add(self, scan: Scan, field: np.ndarray, unix: int) -> None:
+    def add(self, frame: Frame) -> None:
+        """Store the frame's compressed tiles as they are (the bytes h5py made of them)."""
         if self.precip is None:
-            self.precip = self._create(scan, field)
-        n = self.precip.shape[0]
-        self.precip.resize(n + 1, axis=0)
-        self.precip[n] = field
-        self.times.append(unix)
+            self.precip = self._create(frame)
+        n = self.count
+        if n >= self.precip.shape[0]:
+            self.precip.resize(n + GROW, axis=0)
+        for row, col, mask, data in frame.tiles:
+            self.precip.id.write_direct_chunk((n, row, col), data, mask)
+        self.count = n + 1
+        self.times.append(frame.unix)
 
     def finish(self) -> np.ndarray:
         """Put the new frames in time order (in place, two frames in memory), store the times
         and the time step; the archive's times."""
         if self.precip is None:
             raise DataError(f"{self.where}: no radar scan could be read")
+        self.precip.resize(self.count, axis=0)  # the frames written, no more
         order = np.argsort(np.asarray(self.times, np.int64), kind="stable")
         _permute(self.precip, self.start, order)
         times = self.h["time_unix"]
@@ -244,16 +277,22 @@ def build_archive(
     domain: Domain | None = None,
     append: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> ArchiveSummary:
     """Write (or with `append`, extend) the archive `out` from every scan under `root`.
 
     `reader`: the `[reader]` settings (default: detect each file's format).
-    `progress(done, total)` is called after each file. Raises DataError when nothing usable
+    `progress(done, total)` is called after each file. `workers`: processes that read and
+    compress the scans (default: `default_workers`, the cores, one per 64 files at most; 1
+    reads in this process). Raises DataError when nothing usable
     is found or `out` is not an archive; a file that cannot be read is only skipped.
     """
     root, out, reader = Path(root), Path(out), reader or ReaderConfig()
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
     where = f"archive {out.name}"
     files = scan_files(root, skip=out)
+    workers = default_workers(len(files)) if workers is None else workers
     for stale in out.parent.glob(f".{out.name}.*.tmp"):  # left by a killed build or append
         logger.warning("removing %s, left by an unfinished run", stale.name)
         stale.unlink()
@@ -267,25 +306,23 @@ def build_archive(
             writer.check_domain()
             seen = set(np.asarray(h["time_unix"][:]).tolist()) if append else set()
             newest = max(seen) if seen else None
-            for i, path in enumerate(files, 1):
-                name = str(path.relative_to(root))
-                try:
-                    scan = reader.read(path)
-                    field = writer.field(scan)
-                except ScanError as e:
-                    unreadable.append((name, str(e)))
-                    logger.warning("skipping %s: %s", name, e)
-                else:
-                    unix = int(scan.valid_time.timestamp())
-                    if unix in seen:
-                        duplicates.append(name)
-                    elif newest is not None and unix < newest:
-                        older.append(name)
+            named = [(path, str(path.relative_to(root))) for path in files]
+            with closing(read_frames(named, ReadJob(reader, domain), workers)) as frames:
+                for i, frame in enumerate(frames, 1):
+                    if isinstance(frame, Frame) and (why := writer.mismatch(frame)) is not None:
+                        frame = Unreadable(frame.name, why)
+                    if isinstance(frame, Unreadable):
+                        unreadable.append((frame.name, frame.reason))
+                        logger.warning("skipping %s: %s", frame.name, frame.reason)
+                    elif frame.unix in seen:
+                        duplicates.append(frame.name)
+                    elif newest is not None and frame.unix < newest:
+                        older.append(frame.name)
                     else:
-                        writer.add(scan, field, unix)
-                        seen.add(unix)
-                if progress is not None:
-                    progress(i, len(files))
+                        writer.add(frame)
+                        seen.add(frame.unix)
+                    if progress is not None:
+                        progress(i, len(files))
             times = writer.finish()
             step = int(h.attrs["timestep_seconds"])
     return ArchiveSummary(

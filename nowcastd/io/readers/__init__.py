@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nowcastd.io.readers.detect import detect_format
+from nowcastd.io.readers.detect import detect_format, detected
 from nowcastd.io.readers.guard import DEFAULT_POLICY, ReadPolicy, ScanRefused, printable
 from nowcastd.io.readers.knmi import read_knmi
 from nowcastd.io.readers.npy import read_npy
@@ -53,7 +53,12 @@ def read_scan(
         raise ValueError(f"zr_a, zr_b: expected positive numbers, got {zr_a!r}, {zr_b!r}")
     path = Path(path)
     if fmt == "auto":
-        fmt = detect_format(path, policy)
+        with detected(path, policy) as (found, opened):
+            if found == "odim":
+                return read_odim(path, zr_a=zr_a, zr_b=zr_b, policy=policy, opened=opened)
+            if found == "knmi":
+                return read_knmi(path, zr_a=zr_a, zr_b=zr_b, policy=policy, opened=opened)
+        fmt = found
     if fmt == "odim":
         return read_odim(path, zr_a=zr_a, zr_b=zr_b, policy=policy)
     if fmt == "knmi":

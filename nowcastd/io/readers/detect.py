@@ -12,6 +12,8 @@ here), training data (`nowcastd.data.loader`) and official checkpoints
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import h5py
@@ -20,7 +22,7 @@ from nowcastd.errors import ScanError, UnknownFormatError
 from nowcastd.io.readers.guard import DEFAULT_POLICY, ReadPolicy, open_hdf5, open_scan, printable
 from nowcastd.io.readers.scan import as_text
 
-__all__ = ["detect_format", "sniff"]
+__all__ = ["detect_format", "detected", "sniff"]
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 NPY_MAGIC = b"\x93NUMPY"
@@ -48,36 +50,52 @@ def sniff(path: Path, policy: ReadPolicy | None = None) -> str | None:
     return None
 
 
-def _hdf5_kind(path: Path, policy: ReadPolicy) -> str:
-    with open_hdf5(path, policy) as h:
-        conventions = h.attrs.get("Conventions")
-        if conventions is not None and as_text(conventions).startswith("ODIM_H5"):
-            return "odim"
-        if isinstance(h.get("image1/image_data"), h5py.Dataset):
-            return "knmi"
-        found = repr(as_text(conventions)) if conventions is not None else "no Conventions"
+def _hdf5_kind(path: Path, h: h5py.File) -> str:
+    conventions = h.attrs.get("Conventions")
+    if conventions is not None and as_text(conventions).startswith("ODIM_H5"):
+        return "odim"
+    if isinstance(h.get("image1/image_data"), h5py.Dataset):
+        return "knmi"
+    found = repr(as_text(conventions)) if conventions is not None else "no Conventions"
     raise UnknownFormatError(
         f"{printable(path.name)}: expected ODIM_H5 (Conventions 'ODIM_H5/...') or KNMI HDF5 "
         f"(image1/image_data), got an HDF5 file with {found} and neither"
     )
 
 
+@contextmanager
+def detected(
+    path: str | Path, policy: ReadPolicy = DEFAULT_POLICY
+) -> Iterator[tuple[str, h5py.File | None]]:
+    """`detect_format`'s format of `path` and, for an HDF5 format, the file as `open_hdf5`
+    opened it under `policy` (checked), open for reading in the block: a scan is opened once
+    for detecting and reading. ScanError as `detect_format`."""
+    path = Path(path)
+    with ExitStack() as stack:
+        try:
+            container = sniff(path, policy)
+            if container == "npy":
+                found: tuple[str, h5py.File | None] = ("npy", None)
+            elif container == "hdf5":
+                h = stack.enter_context(open_hdf5(path, policy))
+                found = (_hdf5_kind(path, h), h)
+            else:
+                with open_scan(path, policy) as f:
+                    head = f.read(8)
+                raise UnknownFormatError(
+                    f"{printable(path.name)}: expected an HDF5 (ODIM_H5 or KNMI) or .npy file, "
+                    f"got content starting with {head!r}"
+                )
+        except ScanError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError) as e:
+            raise ScanError(
+                f"{printable(path.name)}: unreadable (damaged or truncated?): {e}"
+            ) from e
+        yield found
+
+
 def detect_format(path: str | Path, policy: ReadPolicy = DEFAULT_POLICY) -> str:
     """Return "odim", "knmi" or "npy" from the file's content; ScanError otherwise."""
-    path = Path(path)
-    try:
-        container = sniff(path, policy)
-        if container == "npy":
-            return "npy"
-        if container == "hdf5":
-            return _hdf5_kind(path, policy)
-        with open_scan(path, policy) as f:
-            head = f.read(8)
-    except ScanError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError) as e:
-        raise ScanError(f"{printable(path.name)}: unreadable (damaged or truncated?): {e}") from e
-    raise UnknownFormatError(
-        f"{printable(path.name)}: expected an HDF5 (ODIM_H5 or KNMI) or .npy file, "
-        f"got content starting with {head!r}"
-    )
+    with detected(path, policy) as (fmt, _):
+        return fmt

@@ -88,6 +88,15 @@ def _scalar(attrs: h5py.AttributeManager, name: str) -> float:
     return float(np.asarray(attrs[name]).reshape(-1)[0])
 
 
+def _calibrated(dtype: np.dtype, gain: float, offset: float, missing: set[int]) -> np.ndarray:
+    """The value (float64, NaN for `missing`) of every raw value of the unsigned `dtype`: a
+    table that `np.take(table, raw)` looks up, element for element `raw * gain + offset`."""
+    size = int(np.iinfo(dtype).max) + 1
+    table = np.arange(size, dtype=np.float64) * gain + offset
+    table[[v for v in missing if 0 <= v < size]] = np.nan
+    return table
+
+
 def _grid(h: h5py.File, shape: tuple[int, int]) -> GridInfo:
     if "geographic" not in h:
         return GridInfo(shape=shape)
@@ -146,14 +155,13 @@ def _decode(
         minutes = _DEFAULT_ACCUMULATION_MINUTES
     grid = _grid(h, raw.shape)
 
-    value = raw.astype(np.float64) * gain + offset
-    value[np.isin(raw, list(missing))] = np.nan
+    table = _calibrated(raw.dtype, gain, offset, missing)
     if "REFLECTIVITY" in parameter:
-        rate = rain_rate_from_dbz(value, zr_a=zr_a, zr_b=zr_b)
+        rate = rain_rate_from_dbz(np.take(table, raw), zr_a=zr_a, zr_b=zr_b)
     elif parameter == "" or "PRECIPITATION" in parameter:
         if minutes <= 0:
             raise ScanError(f"{path.name}: expected product end after start, got {minutes} min")
-        rate = value * (60.0 / minutes)
+        rate = np.take((table * (60.0 / minutes)).astype(np.float32), raw)
     else:
         raise ScanError(
             f"{path.name}: expected image_geo_parameter ACCUMULATED_PRECIPITATION or "

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from nowcastd.errors import ScanError
@@ -140,17 +141,22 @@ def read_hdf5_scan(
     what: str,
     source_format: str,
     policy: ReadPolicy,
+    opened: h5py.File | None = None,
     **kwargs,
 ) -> Scan:
     """The `Scan` of an HDF5 reader's `decode(path, h5file, **kwargs)` -> (rain rate, valid time,
-    grid), the file opened under `policy`; any low-level failure becomes one ScanError naming
-    the file and what it should have been."""
+    grid), the file opened under `policy` (or `opened`, the file already opened by
+    `open_hdf5` under that policy); any low-level failure becomes one ScanError naming the
+    file and what it should have been."""
     path = Path(path)
     try:
-        with open_hdf5(path, policy) as h:
-            field, valid_time, grid = decode(path, h, policy=policy, **kwargs)
+        if opened is not None:
+            field, valid_time, grid = decode(path, opened, policy=policy, **kwargs)
+        else:
+            with open_hdf5(path, policy) as h:
+                field, valid_time, grid = decode(path, h, policy=policy, **kwargs)
         return Scan(
-            field=field.astype(np.float32),
+            field=field.astype(np.float32, copy=False),
             valid_time=valid_time,
             grid=grid,
             path=path,
@@ -165,8 +171,9 @@ def read_hdf5_scan(
 def hdf5_reader(
     decode: Callable[..., tuple[np.ndarray, datetime, GridInfo]], what: str, source_format: str
 ) -> Callable[..., Scan]:
-    """The reader `read(path, *, zr_a=200.0, zr_b=1.6, policy=DEFAULT_POLICY) -> Scan` of an
-    HDF5 format that `decode` understands (`read_hdf5_scan`)."""
+    """The reader `read(path, *, zr_a=200.0, zr_b=1.6, policy=DEFAULT_POLICY, opened=None)
+    -> Scan` of an HDF5 format that `decode` understands (`read_hdf5_scan`); `opened`: the
+    file already opened by `open_hdf5` under `policy` (format detection's)."""
 
     def read(
         path: str | Path,
@@ -174,8 +181,11 @@ def hdf5_reader(
         zr_a: float = 200.0,
         zr_b: float = 1.6,
         policy: ReadPolicy = DEFAULT_POLICY,
+        opened: h5py.File | None = None,
     ) -> Scan:
-        return read_hdf5_scan(decode, path, what, source_format, policy, zr_a=zr_a, zr_b=zr_b)
+        return read_hdf5_scan(
+            decode, path, what, source_format, policy, opened, zr_a=zr_a, zr_b=zr_b
+        )
 
     read.__doc__ = f"Read a {what} into a `Scan` (mm/h, NaN = no data)."
     return read

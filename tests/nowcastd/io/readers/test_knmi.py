@@ -188,3 +188,42 @@ def test_knmi_decoding_property(tmp_path, raw, gain, minutes):
     expected = raw[~missing] * gain * 60 / minutes
     np.testing.assert_allclose(scan.field[~missing], expected.astype(np.float32), rtol=1e-6)
     assert scan.grid.shape == raw.shape
+
+
+@pytest.mark.parametrize(
+    ("dtype", "parameter", "formula"),
+    [
+        ("<u2", b"ACCUMULATED_PRECIPITATION_[MM]", b"GEO=0.01*PV+0.3"),
+        (">u2", b"ACCUMULATED_PRECIPITATION_[MM]", b"GEO=-0.7*PV+12.5"),
+        ("u1", b"REFLECTIVITY_[DBZ]", b"GEO=0.5*PV-32.0"),
+        ("<u2", b"REFLECTIVITY_[DBZ]", b"GEO=0.001*PV-10.0"),
+    ],
+)
+def test_knmi_every_raw_value_decodes_bit_for_bit_as_the_formula(
+    tmp_path, dtype, parameter, formula
+):
+    """Each raw value of the type, in one image: the field is exactly the float64 formula
+    (NaN for every missing value) cast to float32, bit for bit."""
+    size = np.iinfo(np.dtype(dtype)).max + 1
+    raw = np.arange(size, dtype=dtype).reshape(-1, 256)
+    path = _copy(tmp_path, "every.h5")
+    with h5py.File(path, "r+") as h:
+        del h["image1/image_data"]
+        h["image1"].create_dataset("image_data", data=raw)
+        h["image1"].attrs["image_geo_parameter"] = np.bytes_(parameter)
+        cal = h["image1/calibration"].attrs
+        cal["calibration_formulas"] = np.bytes_(formula)
+        cal["calibration_missing_data"] = np.array([0, 7, -3, 1 << 40], dtype=np.int64)
+        h["overview"].attrs["product_datetime_start"] = np.array([b"25-AUG-2010;23:45:00.000"])
+    gain, offset = parse_calibration(formula.decode())
+    value = raw.astype(np.float64) * gain + offset
+    value[np.isin(raw, [0, 7, 65535])] = np.nan
+    if parameter.startswith(b"REFLECTIVITY"):
+        expected = np.power(np.power(10.0, value / 10.0) / 200.0, 1.0 / 1.6)
+    else:
+        expected = value * (60.0 / 15.0)
+    field = read_knmi(path).field
+    assert field.dtype == np.float32 and field.shape == raw.shape
+    np.testing.assert_array_equal(
+        field.view(np.uint32), expected.astype(np.float32).view(np.uint32)
+    )
