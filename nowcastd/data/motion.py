@@ -32,6 +32,12 @@ def to_db(rate: np.ndarray) -> np.ndarray:
     return np.where(wet, 10.0 * np.log10(np.where(wet, r, 1.0)), DB_ZERO)
 
 
+#: pysteps' Lucas–Kanade warns when its outlier test meets a singular covariance (a near-empty
+#: field) and goes on without it: expected, and ignored process-wide (filters are global).
+OUTLIER_WARNING = r".* during outlier detection"
+warnings.filterwarnings("ignore", message=OUTLIER_WARNING, category=UserWarning)
+
+
 def _pysteps_method(method: str) -> Callable[..., np.ndarray]:
     with contextlib.redirect_stdout(io.StringIO()):  # pysteps prints where its rc file is
         from pysteps import motion
@@ -57,9 +63,11 @@ class MotionEstimator:
         frames = np.asarray(frames)
         if frames.ndim != 3 or frames.shape[0] < 2:
             raise ValueError(f"motion: expected (I >= 2, H, W) frames, got {frames.shape}")
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")  # "Singular matrix" etc. on near-empty fields
-            uv = np.asarray(self._fn(to_db(frames)), dtype=np.float64)
+        # Runs on training's and serve's worker threads: nothing here may touch process-wide
+        # state (warnings.catch_warnings, redirect_stdout), which would race with the other
+        # threads. numpy's error state is per thread; pysteps prints only when verbose.
+        with np.errstate(all="ignore"):
+            uv = np.asarray(self._fn(to_db(frames), verbose=False), dtype=np.float64)
         uv = np.nan_to_num(uv, nan=0.0, posinf=0.0, neginf=0.0)
         return np.ascontiguousarray(np.moveaxis(uv, 0, -1), dtype=np.float32)
 
