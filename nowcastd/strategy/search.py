@@ -145,23 +145,27 @@ class Choice:
         times = self.seconds
         notes = []
         if name in times and name != DEFAULT.name and DEFAULT.name in times:
-            notes.append(f"{times[name]:.3g} s vs {times[DEFAULT.name]:.3g} s for the default")
+            notes.append(f"{_time(times[name])} vs {_time(times[DEFAULT.name])} for the default")
         elif name in times:
             others = sorted((t, n) for n, t in times.items() if n != name)
-            mine = f"{times[name]:.3g} s, the default" if name == DEFAULT.name else ""
-            mine = mine or f"{times[name]:.3g} s"
+            mine = f"{_time(times[name])}" + (", the default" if name == DEFAULT.name else "")
             if others:
-                mine += f"; next {others[0][0]:.3g} s for {others[0][1]}"
+                mine += f"; next {_time(others[0][0])} for {others[0][1]}"
             notes.append(mine)
         if self.source == "cache":
             notes.append("from the cache")
         else:
-            notes.append(f"{len(times)} candidates timed in {self.search_seconds:.1f} s")
+            count = f"{len(times)} candidate{'s' if len(times) != 1 else ''}"
+            notes.append(f"{count} timed in {self.search_seconds:.1f} s")
         if self.failed:
             notes.append(f"{len(self.failed)} failed")
         if self.skipped:
             notes.append(f"{len(self.skipped)} left out, over the time budget")
         return f"{name} ({'; '.join(notes)})"
+
+
+def _time(seconds: float) -> str:
+    return f"{seconds:.3g} s" if seconds >= 0.1 else f"{seconds * 1e3:.3g} ms"
 
 
 #: A compiled candidate: one call of it, returning something to block on.
