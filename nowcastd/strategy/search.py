@@ -181,9 +181,14 @@ def choose(
     setting: StrategySetting = "auto",
     cache: StrategyCache | None = None,
     budget: Budget | float = 10.0,
+    budget_after_default: Callable[[float], float] | None = None,
     calls: int = 3,
 ) -> Choice:
-    """The strategy to run `program` with (see the module doc); logs it once."""
+    """The strategy to run `program` with (see the module doc); logs it once.
+
+    `budget_after_default`, if given, replaces `budget` once the default is timed: it maps the
+    default's seconds per call to the seconds left for the other candidates (a training run
+    spends a share of its expected length)."""
     if not isinstance(setting, str):
         choice = Choice(program=program.name, strategy=setting, source="set")
         _log(program, choice)
@@ -210,7 +215,7 @@ def choose(
             return choice
     if not isinstance(budget, Budget):
         budget = Budget(budget)
-    choice = _search(program, build, budget, calls)
+    choice = _search(program, build, budget, calls, budget_after_default)
     if cache is not None:
         stored = Record(
             strategy=choice.strategy.name,
@@ -223,7 +228,13 @@ def choose(
     return choice
 
 
-def _search(program: Program, build: Build, budget: Budget, calls: int) -> Choice:
+def _search(
+    program: Program,
+    build: Build,
+    budget: Budget,
+    calls: int,
+    budget_after_default: Callable[[float], float] | None,
+) -> Choice:
     start = time.perf_counter()
     seconds: dict[str, float] = {}
     failed: dict[str, str] = {}
@@ -263,6 +274,8 @@ def _search(program: Program, build: Build, budget: Budget, calls: int) -> Choic
     best = DEFAULT
     best_seconds = measure(DEFAULT)
     assert best_seconds is not None  # the default raises rather than fail quietly
+    if budget_after_default is not None:
+        budget = Budget(budget_after_default(best_seconds))
     for name, values in program.axes():
         base = best
         for value in values:
