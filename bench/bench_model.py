@@ -47,6 +47,7 @@ Nothing here asserts on time.
 import argparse
 import dataclasses
 import json
+import logging
 import math
 import os
 import sys
@@ -393,6 +394,10 @@ def print_table(results: list[dict]) -> None:
 def main(args: argparse.Namespace) -> None:
     # make_train_step donates all arguments; the clips buffer is not reusable, which is fine.
     warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+    # nowcastd's strategy lines (what it timed, chose or read from the cache) on stderr
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    for name in ("nowcastd.strategy", "nowcastd.train.cpu_devices"):
+        logging.getLogger(name).setLevel(logging.INFO)
     train = [n for n in args.names if SCENARIOS[n].kind == "train"]
     batches = [CONFIGS[SCENARIOS[n].config]["train_batch"] for n in args.names]
     count = cpu_devices_for_run(
