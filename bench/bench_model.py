@@ -28,10 +28,18 @@ sampling):
   `Model.test(frames, mask)` with the test-time mask: the same 19 steps, with autograd on and
   the loss computed, output copied to NumPy.
 
+Strategies (`model.strategy`): with `--strategy auto` (the default) each scenario's program
+runs the strategy `nowcastd` picks on this machine: the candidates timed at first use within
+`--strategy-budget` seconds, or the choice cached by an earlier run (`nowcastd.strategy`); the
+training scenarios' CPU device count is timed in child processes as `nowcastd train` does, for
+the first training scenario selected. `--strategy default` or a NAME sets it. The bench
+prints what each scenario ran and every candidate's seconds per call.
+
 Interleaved: our function is compiled once; then each of `rounds` rounds times `reps` of our
 calls and then one official subprocess (REPS=reps; its warm-up calls are untimed, so the official
 side re-warms each round). Our GFLOP/s use an analytic count of the official convs (train =
-3x forward) over our median, against a 2048^3 float32 matmul measured beside each scenario. The
+3x forward) over our median, against the best float32 matmul rate this CPU reached beside each
+scenario (several sizes, the best of a few runs each), so that "%peak" stays under 100 %. The
 1-minute load average before and after each scenario tells a quiet run from a busy one.
 Nothing here asserts on time.
 """
@@ -39,6 +47,7 @@ Nothing here asserts on time.
 import argparse
 import dataclasses
 import json
+import logging
 import math
 import os
 import sys
@@ -107,6 +116,18 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="host devices the training scenarios split the CPU into, as `nowcastd train "
         "--cpu_devices` (0: as many cores as divide the batches)",
     )
+    parser.add_argument(
+        "--strategy",
+        default="auto",
+        help="auto: the strategy nowcastd picks here (timed, or cached); default, or a name "
+        "such as ynn=off,wgrad=96,unroll=auto",
+    )
+    parser.add_argument(
+        "--strategy-budget",
+        type=float,
+        default=120.0,
+        help="seconds per scenario for timing candidate strategies (auto, not cached)",
+    )
     parser.add_argument("--no-official", action="store_true", help="time our side only")
     parser.add_argument("--json", action="store_true", help="one JSON object per scenario")
     parser.add_argument(
@@ -123,6 +144,12 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--scenario: expected some of {','.join(SCENARIOS)}, got {','.join(unknown)}")
     if (args.rounds is not None and args.rounds < 1) or (args.reps is not None and args.reps < 1):
         parser.error("--rounds and --reps must be >= 1")
+    from nowcastd.strategy.search import parse_setting as parse
+
+    try:
+        args.strategy = parse(args.strategy)
+    except ValueError as e:
+        parser.error(f"--strategy: {e}, got {args.strategy!r}")
     args.names = names
     return args
 
@@ -131,16 +158,23 @@ ARGS = _parse_args() if __name__ == "__main__" else None
 if ARGS is not None and ARGS.xla_flags:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + ARGS.xla_flags).strip()
 
+import equinox as eqx  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from model.config import ModelConfig  # noqa: E402
 from model.network import PredRNN  # noqa: E402
-from model.rollout import rollout_jit  # noqa: E402
+from model.rollout import rollout  # noqa: E402
 from model.sampling import SamplingConfig  # noqa: E402
+from model.strategy import DEFAULT, Strategy  # noqa: E402
 from model.train import adam, init_train_state, make_train_step  # noqa: E402
-from nowcastd.train.sharding import DataParallel, cpu_devices_for, split_cpu  # noqa: E402
+from nowcastd.strategy.cache import StrategyCache, cache_directory  # noqa: E402
+from nowcastd.strategy.machine import cpu_model  # noqa: E402
+from nowcastd.strategy.search import Choice, Program, choose, parse_setting  # noqa: E402, F401 (profile_model)
+from nowcastd.train.cpu_devices import cpu_devices_for_run  # noqa: E402
+from nowcastd.train.sharding import DataParallel, cpu_devices_for, split_cpu  # noqa: E402, F401 (profile_model)
+from nowcastd.train.step_strategy import step_program  # noqa: E402
 
 
 def _square_v2(size: int, hidden: tuple[int, ...], frames: tuple[int, int], **more) -> ModelConfig:
@@ -185,32 +219,42 @@ def _stats(times: list[float]) -> dict:
     }
 
 
-def matmul_peak(repeats: int = 10, size: int = 2048) -> float:
-    """Median GFLOP/s of a float32 size^3 jnp.dot."""
-    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+def matmul_peak(sizes: tuple[int, ...] = (512, 1024, 2048, 3072), runs: int = 5) -> float:
+    """The best GFLOP/s of a float32 n^3 jnp.dot over `sizes`, the fastest of `runs` calls of
+    each (after two untimed ones): the most this CPU reaches on a matmul, the reference that
+    keeps "%peak" under 100 %."""
     dot = jax.jit(jnp.dot)
-    for _ in range(2):
-        jax.block_until_ready(dot(a, b))
-    return 2.0 * size**3 / float(np.median(time_calls(lambda: dot(a, b), repeats))) / 1e9
+    best = 0.0
+    for size in sizes:
+        a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+        b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+        for _ in range(2):
+            jax.block_until_ready(dot(a, b))
+        fastest = min(time_calls(lambda a=a, b=b: dot(a, b), runs))
+        best = max(best, 2.0 * size**3 / fastest / 1e9)
+    return best
 
 
-def ours(kind: str, cfg: ModelConfig, batch: int):
-    """(compile, call, analytic FLOPs per call) of our side of a scenario."""
+def ours(kind: str, cfg: ModelConfig, batch: int, strategy: Strategy = DEFAULT):
+    """(compile, call, analytic FLOPs per call) of our side of a scenario under `strategy`."""
     if kind == "rollout":
-        net = PredRNN(cfg, key=jax.random.key(0))
+        net = PredRNN(cfg, key=jax.random.key(0)).with_strategy(strategy)
         shape = (batch, cfg.input_length, cfg.img_height, cfg.img_width, cfg.img_channel)
         context = jax.random.uniform(jax.random.key(1), shape, jnp.float32)
         leads = cfg.output_length
+        options = strategy.compiler_options(inference=True)
+        jitted = eqx.filter_jit(rollout, compiler_options=options)
         return (
-            lambda: rollout_jit.lower(net, context, leads).compile(),
-            lambda: rollout_jit(net, context, leads),
+            lambda: jitted.lower(net, context, leads).compile(),
+            lambda: jitted(net, context, leads),
             batch * analytic_forward_flops(cfg),
         )
     optimizer = adam(1e-3)
     # as `nowcastd train` runs it: the batch sharded over the devices, the state replicated
     parallel = DataParallel.create()
-    step = make_train_step(optimizer, SamplingConfig(), reverse_input=False, mesh=parallel.mesh)
+    step = make_train_step(
+        optimizer, SamplingConfig(), reverse_input=False, mesh=parallel.mesh, strategy=strategy
+    )
     shape = (batch, cfg.total_length, cfg.img_height, cfg.img_width, cfg.img_channel)
     clips = jax.random.uniform(jax.random.key(1), shape, jnp.float32)
     clips = parallel.shard(np.asarray(clips))
@@ -228,6 +272,30 @@ def ours(kind: str, cfg: ModelConfig, batch: int):
     )
 
 
+def program(kind: str, cfg: ModelConfig, batch: int) -> Program:
+    """The scenario's program as `nowcastd` caches its strategy."""
+    if kind == "rollout":
+        shapes = f"{batch}x{cfg.input_length}x{cfg.img_height}x{cfg.img_width}x1 float32"
+        shapes += f", {cfg.output_length} leads"
+        return Program(name="rollout", shapes=shapes, cfg=cfg, batch=batch, inference=True)
+    devices = len(jax.devices())
+    shape = (batch, cfg.total_length, cfg.img_height, cfg.img_width, cfg.img_channel)
+    per_shard = batch // devices if devices > 1 else batch
+    return step_program(cfg, shape, batch=per_shard, devices=devices, reverse_input=False)
+
+
+def chosen(kind: str, cfg: ModelConfig, batch: int, setting, budget: float) -> Choice:
+    """The strategy of a scenario: `setting`, or with "auto" timed here (or cached)."""
+
+    def build(strategy: Strategy):
+        compile_, call, _ = ours(kind, cfg, batch, strategy)
+        compile_()
+        return call
+
+    cache = StrategyCache(cache_directory())
+    return choose(program(kind, cfg, batch), build, setting=setting, cache=cache, budget=budget)
+
+
 def run_scenario(name: str, args: argparse.Namespace, official: Official | str) -> dict:
     sc = SCENARIOS[name]
     rounds, reps = args.rounds or sc.rounds, args.reps or sc.reps
@@ -235,7 +303,8 @@ def run_scenario(name: str, args: argparse.Namespace, official: Official | str) 
     batch = spec["train_batch" if sc.kind == "train" else "infer_batch"]
     peak = matmul_peak()
     load0 = os.getloadavg()[0]
-    compile_, call, flops = ours(sc.kind, spec["cfg"], batch)
+    choice = chosen(sc.kind, spec["cfg"], batch, args.strategy, args.strategy_budget)
+    compile_, call, flops = ours(sc.kind, spec["cfg"], batch, choice.strategy)
     t0 = time.perf_counter()
     compile_()
     compile_s = time.perf_counter() - t0
@@ -266,6 +335,10 @@ def run_scenario(name: str, args: argparse.Namespace, official: Official | str) 
         "analytic_gflop": flops / 1e9,
         "matmul_peak_gflops": peak,
         "load_1m": [load0, os.getloadavg()[0]],
+        "strategy": choice.strategy.name,
+        "strategy_source": choice.source,
+        "strategy_seconds": dict(choice.seconds),
+        "strategy_failed": dict(choice.failed),
     }
     r["gflops"] = flops / r["ours"]["median_s"] / 1e9
     r["peak_fraction"] = r["gflops"] / peak
@@ -306,6 +379,14 @@ def print_table(results: list[dict]) -> None:
             f"first call {o['first_call_s']:.2f} s; {r['analytic_gflop']:.1f} GFLOP per call; "
             f"matmul peak {r['matmul_peak_gflops']:.0f} GFLOP/s"
         )
+        times = "; ".join(f"{n} {t:.4g} s" for n, t in sorted(r["strategy_seconds"].items()))
+        how = {"measured": "timed now", "cache": "from the cache", "set": "set"}
+        print(
+            f"  strategy {r['strategy']} ({how[r['strategy_source']]})"
+            + (f"; candidates per call: {times}" if times else "")
+        )
+        for name, why in r["strategy_failed"].items():
+            print(f"  candidate {name} failed: {why}")
         if r["no_reference"] and r["no_reference"].startswith("official run failed"):
             print(f"  no reference measured ({r['no_reference']})")
 
@@ -313,14 +394,27 @@ def print_table(results: list[dict]) -> None:
 def main(args: argparse.Namespace) -> None:
     # make_train_step donates all arguments; the clips buffer is not reusable, which is fine.
     warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+    # nowcastd's strategy lines (what it timed, chose or read from the cache) on stderr
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    for name in ("nowcastd.strategy", "nowcastd.train.cpu_devices"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    train = [n for n in args.names if SCENARIOS[n].kind == "train"]
     batches = [CONFIGS[SCENARIOS[n].config]["train_batch"] for n in args.names]
-    cpu_devices = split_cpu(cpu_devices_for(math.gcd(*batches), args.cpu_devices))
+    count = cpu_devices_for_run(
+        CONFIGS[SCENARIOS[train[0]].config]["cfg"] if train else CONFIGS["seed"]["cfg"],
+        math.gcd(*batches),
+        requested=args.cpu_devices,
+        measure=args.strategy == "auto" and bool(train),
+        reverse_input=False,
+    )
+    cpu_devices = split_cpu(count)
     official = (
         "turned off by --no-official"
         if args.no_official
         else find_official(args.torch_python, args.predrnn_repo, args.torch_bench)
     )
     env = {
+        "cpu": cpu_model(),
         "jax": jax.__version__,
         "device": str(jax.devices()[0]),
         "cpu_devices": cpu_devices,
@@ -329,8 +423,9 @@ def main(args: argparse.Namespace) -> None:
     }
     if not args.json:
         print(
-            f"jax {env['jax']} on {env['device']} (training split over {cpu_devices} CPU "
-            f"devices), XLA_FLAGS={env['xla_flags']!r}, torch {env['torch'] or '-'}"
+            f"{env['cpu']}: jax {env['jax']} on {env['device']} (training split over "
+            f"{cpu_devices} CPU devices), XLA_FLAGS={env['xla_flags']!r}, torch "
+            f"{env['torch'] or '-'}, strategy {getattr(args.strategy, 'name', args.strategy)}"
         )
         if not isinstance(official, Official):
             print(f"no reference measured ({official}; {HOW_TO_ENABLE})")

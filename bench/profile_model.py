@@ -1,6 +1,7 @@
 """Where a bench_model scenario's time goes: XLA's per-op profile, grouped by kind of op.
 
     PYTHONPATH=. python bench/profile_model.py seed_train [--calls 5] [--cpu-devices 0]
+        [--strategy auto|default|NAME]
 
 Runs the scenario as bench/bench_model.py does (training split over host devices), under
 `jax.profiler.trace`, and sums the executed XLA ops of the trace per kind: convolutions (XLA's
@@ -12,7 +13,9 @@ measured matmul peak, so that what is left can be read as a fraction of that pea
 The trace holds the ops that XLA's thunk executor runs; convolutions outside YNN fusions (the
 inference programs, model/rollout.py) hand their work to Eigen's thread pool, which the trace
 does not time as ops. The "traced ops cover" line says how much of the wall time per call the
-listed ops account for.
+listed ops account for. `--strategy` profiles the scenario under a strategy (`model.strategy`):
+`auto`, the default, is the one nowcastd picks on this machine (bench_model.py's choice, timed
+or cached), `default` or a NAME sets it.
 """
 
 import argparse
@@ -61,12 +64,19 @@ def main() -> None:
     parser.add_argument("scenario", choices=sorted(bm.SCENARIOS))
     parser.add_argument("--calls", type=int, default=5, help="profiled calls")
     parser.add_argument("--cpu-devices", type=int, default=0)
+    parser.add_argument("--strategy", default="auto", help="auto, default or a strategy name")
+    parser.add_argument("--strategy-budget", type=float, default=120.0)
     args = parser.parse_args()
+    try:
+        setting = bm.parse_setting(args.strategy)
+    except ValueError as e:
+        parser.error(f"--strategy: {e}, got {args.strategy!r}")
     sc = bm.SCENARIOS[args.scenario]
     spec = bm.CONFIGS[sc.config]
     batch = spec["train_batch" if sc.kind == "train" else "infer_batch"]
     devices = bm.split_cpu(bm.cpu_devices_for(batch, args.cpu_devices))
-    compile_, call, flops = bm.ours(sc.kind, spec["cfg"], batch)
+    choice = bm.chosen(sc.kind, spec["cfg"], batch, setting, args.strategy_budget)
+    compile_, call, flops = bm.ours(sc.kind, spec["cfg"], batch, choice.strategy)
     compile_()
     for _ in range(3):
         bm.jax.block_until_ready(call())
@@ -92,6 +102,7 @@ def main() -> None:
         f"analytic = {flops / median / 1e9:.0f} GFLOP/s, {100 * flops / median / 1e9 / peak:.0f} % "
         f"of the {peak:.0f} GFLOP/s matmul peak; at that peak: {flops / peak / 1e9:.3f} s"
     )
+    print(f"strategy {choice.strategy.name} ({choice.source})")
     print(
         f"traced ops cover {total / 1e3:.3f} s of thread time per call, "
         f"{100 * total / 1e3 / traced:.0f} % of the wall time while traced"

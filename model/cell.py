@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from model.layers import conv2d, layer_norm, torch_uniform
+from model.layers import WGRAD_CHUNK, conv2d, layer_norm, torch_uniform
 
 _FORGET_BIAS = 1.0
 
@@ -99,9 +99,13 @@ class STLSTMCell(eqx.Module):
         return FusedWeights(w_xh, w_xm)
 
     def _conv(
-        self, name: str, x: Float[Array, "batch hr wr cin"], w: Float[Array, "k k cin cout"]
+        self,
+        name: str,
+        x: Float[Array, "batch hr wr cin"],
+        w: Float[Array, "k k cin cout"],
+        wgrad_chunk: int,
     ) -> Float[Array, "batch hr wr cout"]:
-        y = conv2d(x, w)
+        y = conv2d(x, w, wgrad_chunk=wgrad_chunk)
         if self.biases is not None:
             y = y + self.biases[name]
         if self.norms is not None:
@@ -115,27 +119,32 @@ class STLSTMCell(eqx.Module):
         m: Float[Array, "batch hr wr hidden"],
         action: Float[Array, "batch hr wr hidden"] | None = None,
         fused: FusedWeights | None = None,
+        *,
+        wgrad_chunk: int = WGRAD_CHUNK,
     ) -> tuple[
         CellState,
         Float[Array, "batch hr wr hidden"],
         Float[Array, "batch hr wr hidden"],
         Float[Array, "batch hr wr hidden"],
     ]:
-        """Returns the new (h, c), the new memory m and the increments (delta_c, delta_m)."""
+        """Returns the new (h, c), the new memory m and the increments (delta_c, delta_m).
+
+        `wgrad_chunk`: how the convolutions split their weight gradients (`model.layers`)."""
         n = self.num_hidden
+        chunk = wgrad_chunk
         if fused is not None:
-            xh = conv2d(jnp.concatenate([x, state.h], axis=-1), fused.w_xh)
-            xm = conv2d(jnp.concatenate([x, m], axis=-1), fused.w_xm)
+            xh = conv2d(jnp.concatenate([x, state.h], axis=-1), fused.w_xh, wgrad_chunk=chunk)
+            xm = conv2d(jnp.concatenate([x, m], axis=-1), fused.w_xm, wgrad_chunk=chunk)
             i, f, g, o_xh = (xh[..., j * n : (j + 1) * n] for j in range(4))
             ip, fp, gp = (xm[..., j * n : (j + 1) * n] for j in range(3))
         else:
-            xc = self._conv("x", x, self.w_x)
-            hc = self._conv("h", state.h, self.w_h)
+            xc = self._conv("x", x, self.w_x, chunk)
+            hc = self._conv("h", state.h, self.w_h, chunk)
             if self.w_a is not None:
                 if action is None:
                     raise ValueError("an action-conditioned cell needs the encoded action")
-                hc = hc * self._conv("a", action, self.w_a)
-            mc = self._conv("m", m, self.w_m)
+                hc = hc * self._conv("a", action, self.w_a, chunk)
+            mc = self._conv("m", m, self.w_m, chunk)
             xs = [xc[..., j * n : (j + 1) * n] for j in range(7)]
             hs = [hc[..., j * n : (j + 1) * n] for j in range(4)]
             ms = [mc[..., j * n : (j + 1) * n] for j in range(3)]
@@ -147,7 +156,7 @@ class STLSTMCell(eqx.Module):
         delta_m = jax.nn.sigmoid(ip) * jnp.tanh(gp)
         m_new = jax.nn.sigmoid(fp + _FORGET_BIAS) * m + delta_m
         mem = jnp.concatenate([c_new, m_new], axis=-1)
-        o = jax.nn.sigmoid(o_xh + self._conv("o", mem, self.w_o))
+        o = jax.nn.sigmoid(o_xh + self._conv("o", mem, self.w_o, chunk))
         last = conv2d(mem, self.w_last)
         if self.biases is not None:
             last = last + self.biases["last"]

@@ -1,5 +1,6 @@
 """Channels-last convolution and layer-norm primitives shared by the cells and the network."""
 
+import functools
 import math
 
 import jax
@@ -8,8 +9,8 @@ from jax import lax
 from jaxtyping import Array, Float
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
-# Output channels per weight-gradient convolution (see _conv_weight_grad).
-_WGRAD_CHUNK = 96
+# Output channels per weight-gradient convolution by default (see _conv_weight_grad).
+WGRAD_CHUNK = 96
 
 
 def conv2d(
@@ -17,13 +18,16 @@ def conv2d(
     w: Float[Array, "k k cin cout"],
     *,
     stride: int = 1,
+    wgrad_chunk: int = WGRAD_CHUNK,
 ) -> Float[Array, "batch out_rows out_cols cout"]:
-    """A torch-style `Conv2d(padding=k // 2)` (cross-correlation), NHWC/HWIO."""
+    """A torch-style `Conv2d(padding=k // 2)` (cross-correlation), NHWC/HWIO.
+
+    `wgrad_chunk`: output channels per convolution of a stride-1 weight gradient (0: all)."""
     k = w.shape[0]
     if k == 1 and stride == 1:
         return jnp.einsum("bhwi,io->bhwo", x, w[0, 0])
     if stride == 1:
-        return _conv_same(x, w)
+        return _conv_same(x, w, wgrad_chunk)
     pad = k // 2
     return lax.conv_general_dilated(
         x, w, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=_DIMS
@@ -34,46 +38,50 @@ def _conv_nhwc(x: Array, w: Array, pad: int) -> Array:
     return lax.conv_general_dilated(x, w, (1, 1), ((pad, pad), (pad, pad)), dimension_numbers=_DIMS)
 
 
-@jax.custom_vjp
-def _conv_same(x: Array, w: Array) -> Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_same(x: Array, w: Array, wgrad_chunk: int) -> Array:
     """Stride-1 SAME convolution whose gradients are also plain NHWC/HWIO convolutions.
 
     XLA's own transposes of a convolution (kernel `01oi`, and the weight gradient
     with the batch as the contraction, `f01b_i01o`) run inside a `lax.scan` body on a
     slow generic CPU path: the backward pass of the time scan was 30-50x slower than
     unrolled. Here both are expressed as canonical convolutions, with explicit (cheap)
-    transposes around them, so they take the fast path inside loops too.
+    transposes around them, so they take the fast path inside loops too. `wgrad_chunk` is
+    static: how the weight gradient is split (`_conv_weight_grad`).
     """
+    del wgrad_chunk
     return _conv_nhwc(x, w, w.shape[0] // 2)
 
 
-def _conv_same_fwd(x: Array, w: Array) -> tuple[Array, tuple[Array, Array]]:
+def _conv_same_fwd(x: Array, w: Array, wgrad_chunk: int) -> tuple[Array, tuple[Array, Array]]:
+    del wgrad_chunk
     return _conv_nhwc(x, w, w.shape[0] // 2), (x, w)
 
 
-def _conv_same_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
+def _conv_same_bwd(wgrad_chunk: int, res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
     x, w = res
     pad = w.shape[0] // 2
     # d/dx: correlate the cotangent with the flipped kernel, in and out swapped.
     dx = _conv_nhwc(g, jnp.swapaxes(w[::-1, ::-1], 2, 3), pad)
-    return dx, _conv_weight_grad(x, g, w.shape[0])
+    return dx, _conv_weight_grad(x, g, w.shape[0], wgrad_chunk)
 
 
-def _conv_weight_grad(x: Array, g: Array, k: int) -> Array:
+def _conv_weight_grad(x: Array, g: Array, k: int, chunk: int = WGRAD_CHUNK) -> Array:
     """d/dw[dy, dx, i, o] = sum_{b, y, x} x_pad[b, y + dy, x + dx, i] * g[b, y, x, o].
 
     A convolution with the input channels as its batch and the batch as its channels,
-    over at most `_WGRAD_CHUNK` output channels at a time: on the CPU, one convolution
-    over all of a fused gate's 256 outputs took 2-4x as long as these chunks at batch 2-4
-    (bench/bench_wgrad.py prints both, and XLA's own transpose); so, at batch 4, did k
-    matmuls over the input's kernel-row shifts (42, 37, 29 ms against 21, 19, 10 ms for the
-    256, 192 and 64 outputs).
+    over at most `chunk` output channels at a time (0: all of them in one): on one CPU, one
+    convolution over all of a fused gate's 256 outputs took 2-4x as long as chunks of 96 at
+    batch 2-4 (bench/bench_wgrad.py prints both, and XLA's own transpose); so, at batch 4, did
+    k matmuls over the input's kernel-row shifts (42, 37, 29 ms against 21, 19, 10 ms for the
+    256, 192 and 64 outputs). Other CPUs may prefer another size (`model.strategy`).
     """
     pad = k // 2
     xt = jnp.transpose(x, (3, 1, 2, 0))
+    step = chunk or g.shape[-1]
     chunks = [
-        _conv_nhwc(xt, jnp.transpose(g[..., s : s + _WGRAD_CHUNK], (1, 2, 0, 3)), pad)
-        for s in range(0, g.shape[-1], _WGRAD_CHUNK)
+        _conv_nhwc(xt, jnp.transpose(g[..., s : s + step], (1, 2, 0, 3)), pad)
+        for s in range(0, g.shape[-1], step)
     ]
     return jnp.transpose(jnp.concatenate(chunks, axis=-1), (1, 2, 0, 3))
 

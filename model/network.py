@@ -12,6 +12,7 @@ from jaxtyping import Array, Float
 from model.cell import CellState, FusedWeights, STLSTMCell
 from model.config import INFERENCE_OPTIONS, ModelConfig
 from model.layers import conv2d, conv_transpose2d, torch_uniform
+from model.strategy import DEFAULT, Strategy, unroll_training
 
 
 class Carry(NamedTuple):
@@ -84,7 +85,8 @@ class PredRNN(eqx.Module):
     """PredRNN (v1), PredRNN-v2 and their action-conditioned variants, channels-last.
 
     `conv_last` is the 1x1 frame decoder (absent in action models), `adapter` the
-    1x1 decoupling adapter shared by every layer and step (v2 only).
+    1x1 decoupling adapter shared by every layer and step (v2 only). `strategy` says how its
+    programs are traced (`with_strategy`); it changes no value beyond float rounding.
     """
 
     cells: tuple[STLSTMCell, ...]
@@ -92,6 +94,7 @@ class PredRNN(eqx.Module):
     adapter: Array | None
     coder: ActionCoder | None
     cfg: ModelConfig = eqx.field(static=True)
+    strategy: Strategy = eqx.field(static=True)
 
     def __init__(self, cfg: ModelConfig, *, key: jax.Array) -> None:
         kc, kl, ka, ke = jax.random.split(key, 4)
@@ -118,6 +121,15 @@ class PredRNN(eqx.Module):
         self.adapter = torch_uniform(ka, (1, 1, n, n), n) if cfg.is_v2 else None
         self.coder = ActionCoder(cfg, key=ke) if cfg.is_action else None
         self.cfg = cfg
+        self.strategy = DEFAULT
+
+    def with_strategy(self, strategy: Strategy) -> "PredRNN":
+        """The same weights, traced under `strategy` (the weight-gradient chunk, unrolling)."""
+        if strategy == self.strategy:
+            return self
+        network = copy.copy(self)
+        object.__setattr__(network, "strategy", strategy)
+        return network
 
     def with_inference_options(self, cfg: ModelConfig) -> "PredRNN":
         """The same weights under `cfg`, which may differ from this network's config only in
@@ -199,7 +211,9 @@ class PredRNN(eqx.Module):
         states = []
         decouple = jnp.zeros((), jnp.float32)
         for cell, state, fw in zip(self.cells, carry.cells, fused, strict=True):
-            state, memory, delta_c, delta_m = cell(net, state, memory, action, fw)
+            state, memory, delta_c, delta_m = cell(
+                net, state, memory, action, fw, wgrad_chunk=self.strategy.wgrad_chunk
+            )
             if with_decouple and self.adapter is not None:
                 decouple = decouple + self._decouple_term(delta_c, delta_m)
             states.append(state)
@@ -253,22 +267,13 @@ class PredRNN(eqx.Module):
             jnp.moveaxis(full_mask, 1, 0),
             None if actions is None else jnp.moveaxis(actions[:, :steps], 1, 0),
         )
-        _, outs = jax.lax.scan(body, init, xs, unroll=_unroll_training(cfg, batch, hw, steps))
+        unroll = self.strategy.unroll
+        if unroll is None:
+            unroll = unroll_training(cfg, batch, hw, steps)
+        _, outs = jax.lax.scan(body, init, xs, unroll=unroll)
         next_frames = jnp.moveaxis(outs.frame, 0, 1)
         decouple = jnp.sum(outs.decouple) / (steps * cfg.num_layers)
         return next_frames, decouple
-
-
-# Training time loops whose per-step states total at most this many values are unrolled: XLA
-# then schedules and fuses across steps and stacks no per-step buffers (the seed configuration's
-# training step ran about 8 % faster). Larger ones stay a loop: the radar configuration's
-# unrolled training step took twice as long, its buffers no longer reused between steps.
-_UNROLL_MAX_VALUES = 1 << 21
-
-
-def _unroll_training(cfg: ModelConfig, batch: int, hw: tuple[int, int], steps: int) -> bool:
-    values = batch * hw[0] * hw[1] * cfg.hidden * cfg.num_layers * steps
-    return values <= _UNROLL_MAX_VALUES
 
 
 def _floored_norm(x: Array, floor: float, *, keepdims: bool = False) -> Array:

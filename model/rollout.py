@@ -19,6 +19,12 @@ from jaxtyping import Array, Float
 from model.lagrangian import to_eulerian, to_lagrangian, with_no_data
 from model.network import Carry, PredRNN
 from model.patch import reshape_patch, reshape_patch_back
+from model.strategy import DEFAULT
+
+
+def _unrolled(network: PredRNN) -> bool:
+    """Inference unrolls its time loops unless the network's strategy says otherwise."""
+    return network.strategy.unroll is not False
 
 
 def _split_actions(
@@ -49,7 +55,8 @@ def encode(
 
     xs = (jnp.moveaxis(images, 1, 0), None if actions is None else jnp.moveaxis(actions, 1, 0))
     hw = (images.shape[2], images.shape[3])
-    carry, outs = jax.lax.scan(body, network.zero_carry(images.shape[0], hw), xs, unroll=True)
+    init = network.zero_carry(images.shape[0], hw)
+    carry, outs = jax.lax.scan(body, init, xs, unroll=_unrolled(network))
     return carry, outs[-1]
 
 
@@ -78,7 +85,9 @@ def forecast_from(
             raise ValueError("action models need future_actions for the feedback steps")
         acts = jnp.moveaxis(reshape_patch(future_actions, p), 1, 0)
     if num_leads > 1:
-        _, rest = jax.lax.scan(body, (carry, out.frame), acts, length=num_leads - 1, unroll=True)
+        _, rest = jax.lax.scan(
+            body, (carry, out.frame), acts, length=num_leads - 1, unroll=_unrolled(network)
+        )
         frames = jnp.concatenate([out.frame[None], rest], axis=0)
     else:
         frames = out.frame[None]
@@ -154,13 +163,13 @@ def _rollout(
     return forecast_from(network, carry, context[:, -1], num_leads, future_actions)
 
 
-# XLA options for every inference program (the rollout here, and the daemon's compiled
-# encode/forecast functions). On the CPU, XLA's default routes the gate convolutions through
-# YNN fusions; without them the radar rollout ran in 0.75 s instead of 0.95 s (its 192- and
-# 64-output convolutions 1.4x and 1.3x faster), the same values to 4e-8. The training step
-# ran slower without them (seed configuration 0.13 s instead of 0.10 s), so it keeps XLA's
-# default. Other backends ignore this CPU option.
-INFERENCE_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+# XLA options for every inference program under the default strategy (the rollout here, and the
+# daemon's compiled encode/forecast functions). On one CPU, XLA's default routed the gate
+# convolutions through YNN fusions; without them the radar rollout ran in 0.75 s instead of
+# 0.95 s (its 192- and 64-output convolutions 1.4x and 1.3x faster), the same values to 4e-8.
+# The training step ran slower without them (seed configuration 0.13 s instead of 0.10 s), so
+# it keeps XLA's default. Other CPUs may differ: `model.strategy`, measured by `nowcastd`.
+INFERENCE_COMPILER_OPTIONS = DEFAULT.compiler_options(inference=True)
 
 # filter_jit passes jax.jit's keywords on; its typed overloads do not list them
 rollout_jit = eqx.filter_jit(rollout, compiler_options=INFERENCE_COMPILER_OPTIONS)  # type: ignore[call-overload]

@@ -1,5 +1,6 @@
 """Migration path from predrnn-pytorch: state_dict layouts and the official steps."""
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 from model.config import ModelConfig
 from model.loss import LossParts, predrnn_loss
 from model.network import PredRNN
+from model.strategy import DEFAULT, Strategy
 
 # layout -> (torch -> nowcastd, nowcastd -> torch)
 _LAYOUTS: dict[
@@ -114,36 +116,67 @@ def export_state_dict(tree: PredRNN) -> dict[str, np.ndarray]:
     }
 
 
-@eqx.filter_jit
-def _loss_and_grad(
+def _loss_and_grad_fn(
     network: PredRNN, frames: jax.Array, mask: jax.Array
 ) -> tuple[tuple[jax.Array, LossParts], PredRNN]:
     return eqx.filter_value_and_grad(predrnn_loss, has_aux=True)(network, frames, mask)
 
 
+def _forward_fn(network: PredRNN, frames: jax.Array, mask: jax.Array) -> jax.Array:
+    return network(frames, mask, with_decouple=False)[0]
+
+
+@functools.cache
+def _compiled(fn: Callable[..., Any], strategy: Strategy) -> Callable[..., Any]:
+    """`fn` jitted with the XLA options of `strategy` (the official steps train)."""
+    options = strategy.compiler_options(inference=False)
+    # filter_jit passes jax.jit's keywords on; its typed overloads do not list them
+    jitted: Callable[..., Any] = eqx.filter_jit(fn, compiler_options=options)  # type: ignore[call-overload]
+    return jitted
+
+
+def _loss_and_grad(
+    network: PredRNN, frames: jax.Array, mask: jax.Array, strategy: Strategy = DEFAULT
+) -> tuple[tuple[jax.Array, LossParts], PredRNN]:
+    """The loss, its parts and the gradient, compiled under `strategy`."""
+    out: tuple[tuple[jax.Array, LossParts], PredRNN] = _compiled(_loss_and_grad_fn, strategy)(
+        network.with_strategy(strategy), frames, mask
+    )
+    return out
+
+
 def official_step(
-    network: PredRNN, frames: np.ndarray, mask_true: np.ndarray, cfg: ModelConfig
+    network: PredRNN,
+    frames: np.ndarray,
+    mask_true: np.ndarray,
+    cfg: ModelConfig,
+    strategy: Strategy = DEFAULT,
 ) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
     """What official `Model.train` computes before `optimizer.step()`.
 
     `frames` (B, T, H/p, W/p, p*p*C [+ A]) patched, `mask_true` (B, S, H/p, W/p, Cp).
     Returns the loss, `next_frames` (B, T-1, H/p, W/p, Cp) and torch-named gradients.
+    `strategy`: how the step is compiled (`model.strategy`).
     """
     if network.cfg != cfg:
         raise ValueError(f"network was built for {network.cfg}, not {cfg}")
-    (loss, parts), grads = _loss_and_grad(network, jnp.asarray(frames), jnp.asarray(mask_true))
+    (loss, parts), grads = _loss_and_grad(
+        network, jnp.asarray(frames), jnp.asarray(mask_true), strategy
+    )
     return float(loss), np.asarray(parts.next_frames), export_state_dict(grads)
 
 
-@eqx.filter_jit
-def _forward(network: PredRNN, frames: jax.Array, mask: jax.Array) -> jax.Array:
-    return network(frames, mask, with_decouple=False)[0]
-
-
 def official_test(
-    network: PredRNN, frames: np.ndarray, mask_true: np.ndarray, cfg: ModelConfig
+    network: PredRNN,
+    frames: np.ndarray,
+    mask_true: np.ndarray,
+    cfg: ModelConfig,
+    strategy: Strategy = DEFAULT,
 ) -> np.ndarray:
     """What official `Model.test` returns: the T-1 predicted frames (no gradient tape)."""
     if network.cfg != cfg:
         raise ValueError(f"network was built for {network.cfg}, not {cfg}")
-    return np.asarray(_forward(network, jnp.asarray(frames), jnp.asarray(mask_true)))
+    forward = _compiled(_forward_fn, strategy)
+    return np.asarray(
+        forward(network.with_strategy(strategy), jnp.asarray(frames), jnp.asarray(mask_true))
+    )

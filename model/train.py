@@ -16,6 +16,7 @@ from model.loss import OFFICIAL_LOSS, LossConfig, LossParts, lagrangian_loss, pr
 from model.network import PredRNN
 from model.patch import reshape_patch
 from model.sampling import SamplingConfig, draw_mask
+from model.strategy import DEFAULT, Strategy
 
 
 class TrainState(eqx.Module):
@@ -55,11 +56,13 @@ def optimizer_step(
     objective: LossConfig = OFFICIAL_LOSS,
     mesh: Mesh | None = None,
     motion: Float[Array, "batch height width 2"] | None = None,
+    strategy: Strategy | None = None,
 ) -> tuple[PredRNN, optax.OptState, Float[Array, ""], LossParts]:
     """One loss+gradient+update on patched frames with a given mask (the official `Model.train`).
 
     A Lagrangian network takes image-space frames and `valid` instead, with their `motion`
-    (`lagrangian_loss`).
+    (`lagrangian_loss`). `strategy` traces the loss and gradient (None: the network's own);
+    the network returned keeps its own, as the optimizer state that mirrors it does.
 
     With a `mesh` of more than one device whose one axis shards the batch, and no `valid`
     mask, each shard's loss and gradient are taken on their own and averaged in one
@@ -67,16 +70,18 @@ def optimizer_step(
     separately (the seed configuration's step on 2 CPU devices: 101 ms instead of 90 ms).
     A `valid` mask weighs shards unequally, so it keeps XLA's own reduction.
     """
+    traced = network if strategy is None else network.with_strategy(strategy)
     if motion is not None:
         (loss, parts), grads = eqx.filter_value_and_grad(lagrangian_loss, has_aux=True)(
-            network, frames, mask, valid, objective, motion
+            traced, frames, mask, valid, objective, motion
         )
     elif mesh is None or mesh.size == 1 or valid is not None:
         (loss, parts), grads = eqx.filter_value_and_grad(predrnn_loss, has_aux=True)(
-            network, frames, mask, valid, objective
+            traced, frames, mask, valid, objective
         )
     else:
-        loss, parts, grads = _sharded_value_and_grad(network, frames, mask, objective, mesh)
+        loss, parts, grads = _sharded_value_and_grad(traced, frames, mask, objective, mesh)
+    grads = grads.with_strategy(network.strategy)
     updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(network, eqx.is_array))
     updated: PredRNN = eqx.apply_updates(network, updates)
     return updated, opt_state, loss, parts
@@ -125,6 +130,7 @@ def make_train_step(
     reverse_input: bool,
     loss: LossConfig = OFFICIAL_LOSS,
     mesh: Mesh | None = None,
+    strategy: Strategy = DEFAULT,
 ) -> Callable[..., tuple[TrainState, StepMetrics]]:
     """Build the jitted `step(state, clips, valid=None, motion=None) -> (state, metrics)`.
 
@@ -136,9 +142,10 @@ def make_train_step(
     the data term (the official MSE by default). `mesh`: the devices the batch is sharded
     over, if more than one (see `optimizer_step`). A Lagrangian network needs each clip's
     `motion` field (B, H, W, 2) and takes no `reverse_input` (the reversed clip has another).
+    `strategy`: how the step is traced and compiled (`model.strategy`; the default: XLA's
+    options, chunked weight gradients, small time loops unrolled).
     """
 
-    @eqx.filter_jit(donate="all")
     def step(
         state: TrainState,
         clips: Float[Array, "batch time height width cin"],
@@ -163,13 +170,22 @@ def make_train_step(
             pvalid = None if full_valid is None else reshape_patch(full_valid, cfg.patch_size)
         mask = draw_mask(sub, itr, clips.shape[0], cfg, sampling)
         network, opt_state, value, parts = optimizer_step(
-            network, state.opt_state, optimizer, frames, mask, pvalid, loss, mesh, motion
+            network, state.opt_state, optimizer, frames, mask, pvalid, loss, mesh, motion, strategy
         )
         metrics = StepMetrics(value, parts.mse, parts.decouple)
         if reverse_input:
             rvalid = None if pvalid is None else pvalid[:, ::-1]
             network, opt_state, value_r, parts_r = optimizer_step(
-                network, opt_state, optimizer, frames[:, ::-1], mask, rvalid, loss, mesh
+                network,
+                opt_state,
+                optimizer,
+                frames[:, ::-1],
+                mask,
+                rvalid,
+                loss,
+                mesh,
+                None,
+                strategy,
             )
             metrics = StepMetrics(
                 (value + value_r) / 2,
@@ -179,4 +195,9 @@ def make_train_step(
         state = TrainState(network, opt_state, itr, jax.random.key_data(key))
         return state, metrics
 
-    return step
+    options = strategy.compiler_options(inference=False)
+    # filter_jit passes jax.jit's keywords on; its typed overloads do not list them
+    jitted: Callable[..., tuple[TrainState, StepMetrics]] = eqx.filter_jit(
+        step, donate="all", compiler_options=options
+    )  # type: ignore[call-overload]
+    return jitted

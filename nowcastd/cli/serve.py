@@ -27,6 +27,8 @@ HELP = {
     "retention_keep_last": "forecast files kept (0: no limit)",
     "retention_max_age_hours": "maximum age of forecast files (0: no limit)",
     "compile_cache_dir": "persistent JAX compile cache (also NOWCASTD_COMPILE_CACHE)",
+    "strategy": "auto: time the candidate strategies of each program at the first start and "
+    "cache the fastest; default, or a name such as ynn=off,wgrad=96,unroll=auto",
     "log_level": "DEBUG, INFO, WARNING or ERROR (--verbose: DEBUG)",
     "events_file": "append one JSON line per scan outcome to this file (for programs)",
     "read_timeout_seconds": "a scan read taking longer is abandoned (its reader process killed)",
@@ -48,7 +50,14 @@ HELP = {
 def serve_options(names: tuple[str, ...] | None = None) -> tuple[Spec, ...]:
     """`[serve]` settings as flags with their help (all of them, or those in `names`)."""
     return tuple(
-        Spec(name=s.name, hint=s.hint, default=s.default, help=HELP[s.name], switch=s.hint is bool)
+        Spec(
+            name=s.name,
+            hint=s.hint,
+            default=s.default,
+            help=HELP[s.name],
+            switch=s.hint is bool,
+            parse=s.parse,
+        )
         for s in SERVE_SETTINGS
         if names is None or s.name in names
     )

@@ -9,6 +9,7 @@ from model.sampling import SamplingConfig
 from nowcastd.cli.model_flags import MODEL_FLAGS, ModelFlags
 from nowcastd.cli.options import build_error, env_prefix, settings_command
 from nowcastd.settings import missing_error, setting, specs
+from nowcastd.strategy.search import StrategySetting, parse_setting
 from nowcastd.train.config import TrainConfig
 
 HELP = {
@@ -68,7 +69,14 @@ class Devices:
     cpu_devices: int = setting(
         0,
         "CPU only: split the batch over this many host devices, one per core (0: as many "
-        "cores as divide --batch_size; 1: no split)",
+        "cores as divide --batch_size, the count timed fastest with --strategy auto; 1: no "
+        "split)",
+    )
+    strategy: StrategySetting = setting(
+        "auto",
+        "auto: time the training step's candidate strategies (and CPU device counts) on the "
+        "first batch and cache the fastest; default, or a name such as ynn=on,wgrad=96,unroll=auto",
+        parse=parse_setting,
     )
 
 
@@ -99,9 +107,11 @@ def train(values: dict[str, Any]) -> None:
     """Train PredRNN on radar data with run.py's flags (see README: `nowcastd train`)."""
     cfg = train_config(values)
     from nowcastd.train import hosts
-    from nowcastd.train.sharding import cpu_devices_for, split_cpu
+    from nowcastd.train.cpu_devices import cpu_devices_for_run
+    from nowcastd.train.sharding import split_cpu
 
-    if values["coordinator_address"]:  # first: before anything starts a JAX backend
+    joined_hosts = bool(values["coordinator_address"])
+    if joined_hosts:  # first: before anything starts a JAX backend
         try:
             joined = hosts.Hosts(
                 coordinator_address=values["coordinator_address"],
@@ -115,12 +125,19 @@ def train(values: dict[str, Any]) -> None:
     else:
         per_process = cfg.batch_size
     try:
-        split_cpu(cpu_devices_for(per_process, values["cpu_devices"]))
+        count = cpu_devices_for_run(
+            cfg.model,
+            per_process,
+            requested=values["cpu_devices"],
+            measure=values["strategy"] == "auto" and cfg.is_training and not joined_hosts,
+            reverse_input=cfg.reverse_input,
+        )
     except ValueError as e:
         raise build_error(e, Devices) from e
+    split_cpu(count)
     from nowcastd.train import loop as training
 
-    training.run(cfg)
+    training.run(cfg, values["strategy"])
 
 
 def register(app: typer.Typer) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 from nowcastd.errors import ConfigError
 from nowcastd.io.domain import Domain
 from nowcastd.io.scan_settings import ReaderConfig, scan_settings
-from nowcastd.settings import missing_error, read_config, resolve, specs
+from nowcastd.settings import missing_error, read_config, resolve, setting, specs
+from nowcastd.strategy.search import StrategySetting, parse_setting
 
 __all__ = ["ENV_NAMES", "ENV_PREFIX", "ReaderConfig", "ServeConfig", "load_serve_config"]
 
@@ -48,6 +49,10 @@ class ServeConfig:
 
     `events_file`: one JSON line per scan outcome is appended there (`serve.events`), for
     programs; the log stays for people.
+
+    `strategy`: how the compiled programs run (`model.strategy`): "auto" times the candidates
+    at the first start on a CPU and caches the fastest (`nowcastd.strategy`, in `strategy/`
+    of `compile_cache_dir`), "default" or a strategy name sets it.
     """
 
     watch_dir: Path | None = None
@@ -65,6 +70,7 @@ class ServeConfig:
     retention_keep_last: int | None = 288
     retention_max_age_hours: float | None = 24.0
     compile_cache_dir: Path | None = None
+    strategy: StrategySetting = setting("auto", parse=parse_setting)
     log_level: str = "INFO"
     events_file: Path | None = None
     read_timeout_seconds: float = 20.0

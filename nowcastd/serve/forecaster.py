@@ -14,7 +14,10 @@ context array the encode reads) waits for it and re-raises what it raised.
 
 Everything is compiled for the operational shape by `compile()` (before the service reports
 ready) with `jax.jit(...).lower(...).compile()`; a call with any other shape is an error, never
-a silent recompilation. The rollouts end in `DataTransform.to_rates` on the device, and
+a silent recompilation. Each of the three programs (the forecast from a pre-encoded state, the
+full rollout, the encode) runs under its own strategy (`model.strategy`): with `strategy="auto"`
+the candidates are compiled and timed there and then, within `strategy_budget_seconds` for the
+three together, unless `strategy_cache` holds this machine's choice (`nowcastd.strategy`). The rollouts end in `DataTransform.to_rates` on the device, and
 `forecast` hands the executable it picked to `nowcastd.nowcast.forecast_rates`, the forecast
 function evaluate uses too (clipping and no-data rule included).
 """
@@ -36,14 +39,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from model.network import PredRNN
-from model.rollout import INFERENCE_COMPILER_OPTIONS, encode, forecast_from
+from model.rollout import encode, forecast_from
+from model.strategy import DEFAULT, Strategy
 from nowcastd.data.motion import MotionEstimator
 from nowcastd.io.transform import DataTransform
 from nowcastd.nowcast import StageTimer, Window, forecast_rates, rollout_rates
+from nowcastd.strategy.cache import StrategyCache
+from nowcastd.strategy.search import Budget, Choice, Program, StrategySetting, choose
 
 __all__ = ["Forecaster", "enable_compile_cache"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds the daemon's first start may spend timing the candidate strategies of its three
+#: programs, beyond compiling and warming up their defaults (later starts read the cache).
+STRATEGY_BUDGET_SECONDS = 6.0
 
 
 def enable_compile_cache(directory) -> None:
@@ -65,6 +75,8 @@ class Forecaster:
 
     `time_encode`, if given, is a context manager factory timing each pre-encoding (e.g.
     `lambda: metrics.time_stage("encode")`); it runs on the thread that encodes.
+    `strategy`: "auto" (measure, or read `strategy_cache`) or the strategy of every program;
+    `strategies` holds what `compile` chose for each.
     """
 
     def __init__(
@@ -76,6 +88,9 @@ class Forecaster:
         grid: tuple[int, int] | None = None,
         time_encode: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
         motion_method: str = "LK",
+        strategy: StrategySetting = DEFAULT,
+        strategy_cache: StrategyCache | None = None,
+        strategy_budget_seconds: float = STRATEGY_BUDGET_SECONDS,
     ) -> None:
         cfg = network.cfg
         if num_leads < 1:
@@ -98,6 +113,10 @@ class Forecaster:
         self._thread: threading.Thread | None = None
         self._thread_error: Exception | None = None
         self.compile_seconds = 0.0
+        self._strategy = strategy
+        self._strategy_cache = strategy_cache
+        self._strategy_budget = strategy_budget_seconds
+        self.strategies: dict[str, Choice] = {}
 
     @property
     def can_pre_encode(self) -> bool:
@@ -107,20 +126,50 @@ class Forecaster:
 
     # -- the functions compiled --------------------------------------------------------------
 
-    def _net(self, params) -> PredRNN:
-        return eqx.combine(params, self._static)
+    def _net(self, params, strategy: Strategy) -> PredRNN:
+        return eqx.combine(params, self._static).with_strategy(strategy)
 
-    def _full_fn(self, params, context, motion):
-        return rollout_rates(self._net(params), self.transform, context, self.num_leads, motion)
+    def _full_fn(self, strategy, params, context, motion):
+        network = self._net(params, strategy)
+        return rollout_rates(network, self.transform, context, self.num_leads, motion)
 
-    def _encode_fn(self, params, context):
-        carry, _ = encode(self._net(params), context[:, 1:])
+    def _encode_fn(self, strategy, params, context):
+        carry, _ = encode(self._net(params, strategy), context[:, 1:])
         return carry
 
-    def _from_fn(self, params, carry, context):
-        net = self._net(params)
+    def _from_fn(self, strategy, params, carry, context):
+        net = self._net(params, strategy)
         preds = forecast_from(net, carry, context[:, -1], self.num_leads)
         return self.transform.to_rates(preds[..., 0])
+
+    def _compiled(self, name: str, fn, args: tuple, budget: Budget):
+        """`fn(strategy, params, *args)` compiled for `args` under the strategy chosen for
+        program `name` (timed on the weights and zeros when measured)."""
+        compiled: dict[Strategy, Any] = {}
+        params, *rest = args
+        zeros = (params, *jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), rest))
+
+        def compile_one(strategy: Strategy):
+            options = strategy.compiler_options(inference=True)
+            return jax.jit(functools.partial(fn, strategy)).lower(*args).compile(options)
+
+        def build(strategy: Strategy):
+            compiled[strategy] = exe = compile_one(strategy)
+            return lambda: exe(*zeros)
+
+        i, (h, w, c) = self.input_length, self.frame_shape
+        program = Program(
+            name=f"serve {name}",
+            shapes=f"1x{i}x{h}x{w}x{c} float32, {self.num_leads} leads",
+            cfg=self.network.cfg,
+            batch=1,
+            inference=True,
+        )
+        choice = choose(
+            program, build, setting=self._strategy, cache=self._strategy_cache, budget=budget
+        )
+        self.strategies[name] = choice
+        return compiled.pop(choice.strategy, None) or compile_one(choice.strategy)
 
     def compile(self, *, pre_encoding: bool = True) -> float:
         """Compile the functions for the operational shape; returns the seconds it took.
@@ -133,12 +182,22 @@ class Forecaster:
         spec = jax.ShapeDtypeStruct
         context = spec((1, i, *shape), jnp.float32)
         motion = None if self.motion is None else spec((1, *shape[:2], 2), jnp.float32)
-        options = INFERENCE_COMPILER_OPTIONS
-        self._full = jax.jit(self._full_fn).lower(self._params, context, motion).compile(options)
+        params = self._params
+        programs = []  # the critical path's program first
         if pre_encoding and self.can_pre_encode:
-            self._encode = jax.jit(self._encode_fn).lower(self._params, context).compile(options)
-            carry = jax.eval_shape(self._encode_fn, self._params, context)
-            self._from = jax.jit(self._from_fn).lower(self._params, carry, context).compile(options)
+            carry = jax.eval_shape(functools.partial(self._encode_fn, DEFAULT), params, context)
+            programs.append(("forecast", self._from_fn, (params, carry, context)))
+        programs.append(("rollout", self._full_fn, (params, context, motion)))
+        if pre_encoding and self.can_pre_encode:
+            programs.append(("encode", self._encode_fn, (params, context)))
+        end = start + self._strategy_budget
+        compiled = {}
+        for done, (name, fn, args) in enumerate(programs):
+            # each program gets an equal share of what is left of the budget
+            share = max(0.0, end - time.perf_counter()) / (len(programs) - done)
+            compiled[name] = self._compiled(name, fn, args, Budget(share))
+        self._from, self._full = compiled.get("forecast"), compiled["rollout"]
+        self._encode = compiled.get("encode")
         self._warm_up(context)
         self.compile_seconds = time.perf_counter() - start
         logger.info(

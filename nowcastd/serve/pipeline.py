@@ -49,13 +49,21 @@ from nowcastd.serve.forecaster import Forecaster
 from nowcastd.serve.metrics import ServiceMetrics
 from nowcastd.serve.outcome import Buffered, Failed, Outcome, Rejected, Written
 from nowcastd.serve.read_worker import ReadWorker
+from nowcastd.strategy.cache import StrategyCache, cache_directory
 
 __all__ = ["Pipeline", "PipelineStatus", "ScanRejected"]
 
 logger = logging.getLogger(__name__)
 
 #: ServeConfig keys the pipeline is built from; changing them needs a new pipeline.
-FIXED_KEYS = ("checkpoint", "domain", "lead_frames", "timestep_seconds", "max_gap_seconds")
+FIXED_KEYS = (
+    "checkpoint",
+    "domain",
+    "lead_frames",
+    "timestep_seconds",
+    "max_gap_seconds",
+    "strategy",
+)
 #: The start-up refill reads at most this many times the buffer's capacity of files.
 REFILL_TRIES = 8
 
@@ -162,6 +170,8 @@ class Pipeline:
             grid=shape,
             time_encode=time_encode,
             motion_method=model.motion_method,
+            strategy=cfg.strategy,
+            strategy_cache=StrategyCache(cache_directory(cfg.compile_cache_dir)),
         )
         self._read_worker = (
             ReadWorker(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -19,6 +20,7 @@ import optax
 from model.config import ModelConfig
 from model.loss import LossConfig
 from model.network import PredRNN
+from model.strategy import DEFAULT
 from model.train import TrainState, adam, init_train_state, make_train_step
 from nowcastd.data import ClipSet
 from nowcastd.data.loader import BatchIterator, open_dataset
@@ -29,10 +31,12 @@ from nowcastd.errors import CheckpointError, NowcastdError
 from nowcastd.io.model_checkpoint import checkpoint_dirs
 from nowcastd.io.run_checkpoints import restore_run_checkpoint, save_run_checkpoint, to_jsonable
 from nowcastd.io.transform import DBZ, DataTransform
+from nowcastd.strategy.search import StrategySetting
 from nowcastd.train import hosts
 from nowcastd.train.config import TrainConfig
 from nowcastd.train.progress import Progress
 from nowcastd.train.sharding import DataParallel
+from nowcastd.train.step_strategy import choose_step_strategy
 from nowcastd.verification.evaluation import evaluate
 from nowcastd.verification.scores import format_table
 
@@ -192,8 +196,13 @@ def _training_batches(cfg: TrainConfig) -> TrainingData:
     )
 
 
-def run(cfg: TrainConfig) -> dict[str, Any]:
-    """Train (or, with is_training=False, evaluate once). Returns the last metrics."""
+def run(cfg: TrainConfig, strategy: StrategySetting = DEFAULT) -> dict[str, Any]:
+    """Train (or, with is_training=False, evaluate once). Returns the last metrics.
+
+    `strategy`: the training step's (`model.strategy`); "auto" times the candidates on the
+    first batch (`train.step_strategy`) unless the cache holds this machine's choice. With
+    several processes, whose searches would have to agree step by step, "auto" is the default.
+    """
     save_dir = cfg.save_dir
     save_dir.mkdir(parents=True, exist_ok=True)
     log = JsonLog(save_dir / "metrics.jsonl")
@@ -235,13 +244,45 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         )
         state = init_train_state(network, optimizer, k_run)
     state = parallel.replicate(state)
-    step_fn = make_train_step(
+    make_step = functools.partial(
+        make_train_step,
         optimizer,
         cfg.sampling,
         reverse_input=cfg.reverse_input,
         loss=objective(cfg.loss, transform),
         mesh=parallel.mesh,
     )
+
+    def step_args(batch: MotionBatch | tuple[np.ndarray, np.ndarray]) -> tuple[Any, Any, Any]:
+        """(clips, valid, motion) of one batch, sharded over the devices."""
+        if isinstance(batch, MotionBatch):
+            clips, valid, motion = batch.clips, batch.valid, parallel.shard(batch.motion)
+        else:
+            (clips, valid), motion = batch, None
+        shard_valid = parallel.shard(valid[..., :1]) if data.masked else None
+        return parallel.shard(clips), shard_valid, motion
+
+    start = int(state.step)
+    first = None
+    if start < cfg.max_iterations:  # the strategy, timed on the first batch
+        first = step_args(next(batches))
+        if strategy == "auto" and jax.process_count() > 1:
+            logger.info("several processes: the training step runs the default strategy")
+            strategy = DEFAULT
+        sharded = parallel.size > 1 and first[1] is None and first[2] is None
+        chosen = choose_step_strategy(
+            lambda s: make_step(strategy=s),
+            state,
+            first,
+            setting=strategy,
+            batch=first[0].shape[0] // (parallel.size if sharded else 1),
+            devices=parallel.size,
+            reverse_input=cfg.reverse_input,
+            iterations=cfg.max_iterations - start,
+        ).strategy
+    else:
+        chosen = DEFAULT
+    step_fn = make_step(strategy=chosen)
     extra = {"train_config": to_jsonable(cfg), "data_source": data.source}
     if estimator is not None:
         extra["motion_method"] = estimator.method
@@ -261,7 +302,6 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
                 extra={**extra, "data_state": data_state},
             )
 
-    start = int(state.step)
     progress = Progress(total=cfg.max_iterations, start=start)
     last: dict[str, Any] = {}
     t0 = time.perf_counter()
@@ -271,13 +311,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         if isinstance(batches, MotionBatches):  # stopped first: it draws from `data`
             stack.callback(batches.close)
         for itr in range(start + 1, cfg.max_iterations + 1):
-            batch = next(batches)
-            if isinstance(batch, MotionBatch):
-                clips, valid, motion = batch.clips, batch.valid, parallel.shard(batch.motion)
-            else:
-                (clips, valid), motion = batch, None
-            shard_valid = parallel.shard(valid[..., :1]) if data.masked else None
-            state, metrics = step_fn(state, parallel.shard(clips), shard_valid, motion)
+            args, first = first or step_args(next(batches)), None
+            state, metrics = step_fn(state, *args)
             progress.advance(itr)
             save = itr % cfg.snapshot_interval == 0 or itr == cfg.max_iterations
             if save or itr % cfg.display_interval == 0:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-from model import layers, network
+from model import layers
 from model.network import PredRNN
+from model.strategy import Strategy, unroll_training
 
 
 def xla_conv(x, w):
@@ -18,27 +19,30 @@ def xla_conv(x, w):
 
 
 @pytest.mark.parametrize(
-    ("batch", "size", "c_in", "c_out", "k"),
+    ("batch", "size", "c_in", "c_out", "k", "chunk"),
     [
-        (1, 6, 5, 7, 3),  # one weight-gradient chunk
-        (3, 5, 4, 200, 5),  # three chunks, the last one short (96 + 96 + 8)
-        (2, 4, 3, 192, 1),  # 1x1: the einsum path
+        (1, 6, 5, 7, 3, 96),  # one weight-gradient chunk
+        (3, 5, 4, 200, 5, 96),  # three chunks, the last one short (96 + 96 + 8)
+        (3, 5, 4, 200, 5, 0),  # one convolution over all outputs
+        (3, 5, 4, 200, 5, 64),  # four chunks (64 x 3 + 8)
+        (2, 4, 3, 192, 1, 96),  # 1x1: the einsum path
     ],
 )
-def test_conv2d_value_and_gradients_equal_xla_autodiff(batch, size, c_in, c_out, k) -> None:
+def test_conv2d_value_and_gradients_equal_xla_autodiff(batch, size, c_in, c_out, k, chunk) -> None:
     kx, kw, kg = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(kx, (batch, size, size + 1, c_in))
     w = jax.random.normal(kw, (k, k, c_in, c_out)) / np.sqrt(k * k * c_in)
     g = jax.random.normal(kg, (batch, size, size + 1, c_out))
-    ours, ours_vjp = jax.vjp(layers.conv2d, x, w)
+    ours, ours_vjp = jax.vjp(lambda x, w: layers.conv2d(x, w, wgrad_chunk=chunk), x, w)
     want, want_vjp = jax.vjp(xla_conv, x, w)
     np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-5)
     for got, expected in zip(ours_vjp(g), want_vjp(g), strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_unrolled_and_looped_training_forward_agree(tiny_cfg, monkeypatch) -> None:
-    """Small configurations unroll the time loop, large ones keep it: same loss and gradient."""
+def test_unrolled_and_looped_training_forward_agree(tiny_cfg) -> None:
+    """Small configurations unroll the time loop, large ones keep it (or a strategy says which):
+    same loss and gradient."""
     net = PredRNN(tiny_cfg, key=jax.random.key(0))
     shape = (2, tiny_cfg.total_length, *tiny_cfg.patch_shape, tiny_cfg.patch_channels)
     frames = jax.random.uniform(jax.random.key(1), shape)
@@ -48,17 +52,14 @@ def test_unrolled_and_looped_training_forward_agree(tiny_cfg, monkeypatch) -> No
         out, decouple = net(frames, mask)
         return jnp.mean(jnp.square(out - frames[:, 1:])) + decouple
 
-    def value_and_grad():
+    def value_and_grad(net):
         value, grad = jax.jit(jax.value_and_grad(loss))(net)
         return value, jax.tree_util.tree_leaves(grad)
 
-    assert network._unroll_training(tiny_cfg, 2, tiny_cfg.patch_shape, tiny_cfg.total_length - 1)
-    unrolled = value_and_grad()
-    monkeypatch.setattr(network, "_UNROLL_MAX_VALUES", 0)
-    assert not network._unroll_training(
-        tiny_cfg, 2, tiny_cfg.patch_shape, tiny_cfg.total_length - 1
-    )
-    looped = value_and_grad()
+    assert unroll_training(tiny_cfg, 2, tiny_cfg.patch_shape, tiny_cfg.total_length - 1)
+    assert not unroll_training(tiny_cfg, 1 << 20, tiny_cfg.patch_shape, tiny_cfg.total_length - 1)
+    unrolled = value_and_grad(net)
+    looped = value_and_grad(net.with_strategy(Strategy(unroll=False)))
     np.testing.assert_allclose(unrolled[0], looped[0], rtol=1e-6)
     for a, b in zip(unrolled[1], looped[1], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -5,11 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from model.patch import reshape_patch_back
+from model.rollout import rollout
+from model.strategy import DEFAULT, Strategy, candidates
 from model.torch_compat import _loss_and_grad, export_state_dict, official_step, official_test
 from model.train import adam, optimizer_step
 from tests.paths import SHARED
 
-from .conftest import Fixture
+from .conftest import MINI, PARITY, Fixture
 
 SEED = SHARED / "parity" / "v2_seed.npz"
 
@@ -18,23 +21,25 @@ def _rel_l2(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
-_STEPS: dict[str, tuple] = {}
+_STEPS: dict[tuple[str, Strategy], tuple] = {}
 
 
-def _official(fx: Fixture) -> tuple:
-    """One compiled official step per fixture, shared by the tests that read its outputs."""
-    if fx.name not in _STEPS:
+def _official(fx: Fixture, strategy: Strategy = DEFAULT) -> tuple:
+    """One compiled official step per fixture and strategy, shared by the tests that read it."""
+    if (fx.name, strategy) not in _STEPS:
         network = fx.network()
         (loss, parts), grads = _loss_and_grad(
-            network, jnp.asarray(fx["frames"]), jnp.asarray(fx["mask_true"])
+            network, jnp.asarray(fx["frames"]), jnp.asarray(fx["mask_true"]), strategy
         )
-        _STEPS[fx.name] = (float(loss), parts, export_state_dict(grads))
-    return _STEPS[fx.name]
+        _STEPS[fx.name, strategy] = (float(loss), parts, export_state_dict(grads))
+    return _STEPS[fx.name, strategy]
 
 
-def check_forward_and_grads(fx: Fixture) -> None:
-    loss, next_frames, grads = official_step(fx.network(), fx["frames"], fx["mask_true"], fx.cfg)
-    cached_loss, parts, _ = _official(fx)
+def check_forward_and_grads(fx: Fixture, strategy: Strategy = DEFAULT) -> None:
+    loss, next_frames, grads = official_step(
+        fx.network(), fx["frames"], fx["mask_true"], fx.cfg, strategy
+    )
+    cached_loss, parts, _ = _official(fx, strategy)
     assert cached_loss == loss and np.array_equal(parts.next_frames, next_frames)
     np.testing.assert_allclose(next_frames, fx["next_frames"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(loss, fx["loss"], rtol=1e-4, atol=1e-5)
@@ -46,24 +51,37 @@ def check_forward_and_grads(fx: Fixture) -> None:
         assert _rel_l2(g, want) < rel or np.abs(g - want).max() < 5e-6, name
 
 
-def check_parts(fx: Fixture) -> None:
-    _, parts, _ = _official(fx)
+def check_parts(fx: Fixture, strategy: Strategy = DEFAULT) -> None:
+    _, parts, _ = _official(fx, strategy)
     np.testing.assert_allclose(parts.mse, fx["mse"], rtol=1e-4, atol=1e-6)
     if fx.has("decouple_loss"):
         np.testing.assert_allclose(parts.decouple, fx["decouple_loss"], rtol=1e-4, atol=1e-6)
 
 
-def check_test_output(fx: Fixture) -> None:
-    out = official_test(fx.network(), fx["frames"], fx["test/mask_true"], fx.cfg)
+def check_test_output(fx: Fixture, strategy: Strategy = DEFAULT) -> None:
+    out = official_test(fx.network(), fx["frames"], fx["test/mask_true"], fx.cfg, strategy)
     np.testing.assert_allclose(out, fx["test/next_frames"], rtol=1e-4, atol=1e-5)
 
 
-def check_adam(fx: Fixture) -> None:
+def check_rollout(fx: Fixture, strategy: Strategy = DEFAULT) -> None:
+    """Our inference rollout, compiled as the daemon's is, from the fixture's input frames:
+    the official test output's predictions of the frames after them."""
+    cfg, i = fx.cfg, fx.cfg.input_length
+    frames = reshape_patch_back(jnp.asarray(fx["frames"]), cfg.patch_size)
+    options = strategy.compiler_options(inference=True)
+    jitted = eqx.filter_jit(rollout, compiler_options=options)
+    got = jitted(fx.network().with_strategy(strategy), frames[:, :i], cfg.output_length)
+    want = reshape_patch_back(jnp.asarray(fx["test/next_frames"][:, i - 1 :]), cfg.patch_size)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def check_adam(fx: Fixture, strategy: Strategy = DEFAULT) -> None:
     opt = adam(float(fx.flags["lr"]))
     net = fx.network()
     state = opt.init(eqx.filter(net, eqx.is_inexact_array))
-    step = eqx.filter_jit(optimizer_step)
-    net1, state, _, _ = step(net, state, opt, fx["frames"], fx["mask_true"])
+    options = strategy.compiler_options(inference=False)
+    step = eqx.filter_jit(optimizer_step, compiler_options=options)
+    net1, state, _, _ = step(net, state, opt, fx["frames"], fx["mask_true"], strategy=strategy)
     after = export_state_dict(net1)
     grads = {k: fx[f"grad/{k}"] for k in after}
     for name, w in after.items():
@@ -71,9 +89,8 @@ def check_adam(fx: Fixture) -> None:
         np.testing.assert_allclose(w, want, atol=2e-3, err_msg=name)
         big = np.abs(grads[name]) > 1e-6
         np.testing.assert_allclose(w[big], want[big], atol=1e-6, err_msg=name)
-    net2, _, loss_r, _ = step(
-        net1, state, opt, np.ascontiguousarray(fx["frames"][:, ::-1]), fx["mask_true"]
-    )
+    reverse = np.ascontiguousarray(fx["frames"][:, ::-1])
+    net2, _, loss_r, _ = step(net1, state, opt, reverse, fx["mask_true"], strategy=strategy)
     np.testing.assert_allclose(loss_r, fx["loss_reverse"], rtol=1e-4, atol=1e-5)
     for name, w in export_state_dict(net2).items():
         np.testing.assert_allclose(w, fx[f"after_iter/{name}"], atol=2e-3, err_msg=name)
@@ -93,6 +110,39 @@ def test_inference_matches_official_model_test(parity: Fixture) -> None:
 
 def test_adam_step_and_reverse_iteration_match_official(mini_v2_ss: Fixture) -> None:
     check_adam(mini_v2_ss)
+
+
+@pytest.mark.parametrize("name", [n for n in MINI if not n.startswith("mini_action")])
+def test_rollout_matches_official_model_test(name: str) -> None:
+    check_rollout(Fixture(PARITY / f"{name}.npz"))
+
+
+def _strategies(name: str, *, inference: bool) -> list[Strategy]:
+    """Every program the strategy search can pick for a fixture (its candidates, with a
+    weight-gradient chunk narrow enough to split the fixture's 24- and 32-output gates)."""
+    fx = Fixture(PARITY / f"{name}.npz")
+    batch = fx["frames"].shape[0]
+    found = candidates(fx.cfg, batch, inference=inference, wgrad_chunks=(0, 16, 96))
+    return [s for s in found if s != DEFAULT]
+
+
+@pytest.mark.parametrize(
+    "strategy", _strategies("mini_v2_ss", inference=False), ids=lambda s: s.name
+)
+def test_training_parity_holds_under_every_candidate_strategy(strategy: Strategy) -> None:
+    fx = Fixture(PARITY / "mini_v2_ss.npz")
+    check_forward_and_grads(fx, strategy)
+    check_parts(fx, strategy)
+    check_test_output(fx, strategy)
+    check_adam(fx, strategy)
+
+
+@pytest.mark.parametrize(
+    "strategy", _strategies("mini_v2_rss_ln", inference=True), ids=lambda s: s.name
+)
+@pytest.mark.parametrize("name", ["mini_v2_ss", "mini_v2_rss_ln"])
+def test_rollout_parity_holds_under_every_candidate_strategy(name: str, strategy: Strategy) -> None:
+    check_rollout(Fixture(PARITY / f"{name}.npz"), strategy)
 
 
 @pytest.mark.skipif(not SEED.exists(), reason="shared/parity/v2_seed.npz is a local-only file")

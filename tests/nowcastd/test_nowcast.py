@@ -7,6 +7,7 @@ import equinox as eqx
 import numpy as np
 
 from model.rollout import rollout
+from model.strategy import DEFAULT
 from nowcastd.nowcast import Window
 from nowcastd.serve.config import ServeConfig
 from nowcastd.serve.outcome import Written
@@ -31,7 +32,9 @@ def test_serve_and_evaluate_give_identical_fields_for_the_same_window(tmp_path):
     loaded = dataclasses.replace(tiny, network=loud)  # outputs beyond [0, 1]: clipping matters
     raw = np.asarray(rollout(loud, Window.from_rates(rates[None], DBZ).context, 3))
     assert raw.max() > 1.0 and raw.min() < 0.0
-    pipe = Pipeline(ServeConfig(timestep_seconds=300.0, output_dir=tmp_path / "out"), loaded)
+    pipe = Pipeline(
+        ServeConfig(timestep_seconds=300.0, output_dir=tmp_path / "out", strategy=DEFAULT), loaded
+    )
     pipe.compile(pre_encoding=False)
     served = pipe.step_batch(paths, T0 + timedelta(hours=1))[-1]
     assert isinstance(served, Written)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from model.strategy import DEFAULT, Strategy
 from nowcastd.errors import ConfigError
 from nowcastd.io.scan_settings import ReaderConfig
 from nowcastd.serve.config import ServeConfig, load_serve_config
@@ -21,6 +22,20 @@ def test_example_config_parses_exactly():
     assert cfg.domain.model_shape == (64, 64) and cfg.domain.native_shape == (765, 700)
     assert cfg.reader == ReaderConfig(format="auto", zr_a=200.0, zr_b=1.6)
     assert cfg.compile_cache_dir == Path("/var/cache/nowcastd")
+    assert cfg.strategy == "auto"
+
+
+def test_strategy_is_auto_default_or_a_name_and_a_bad_one_is_one_line(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[serve]\nstrategy = "ynn=on,unroll=off"\n')
+    assert load_serve_config(path, environ={}).strategy == Strategy(ynn=True, unroll=False)
+    flags = {"strategy": "default"}
+    assert load_serve_config(path, flags=flags, environ={}).strategy == DEFAULT
+    with pytest.raises(ConfigError) as e:
+        load_serve_config(path, environ={"NOWCASTD_SERVE_STRATEGY": "quick"})
+    message = str(e.value)
+    assert message.startswith("NOWCASTD_SERVE_STRATEGY: expected auto, default or a strategy")
+    assert message.endswith("got 'quick'") and "\n" not in message
 
 
 def test_flag_beats_environment_beats_file_beats_default(tmp_path):

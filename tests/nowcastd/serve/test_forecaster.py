@@ -1,5 +1,7 @@
 """The AOT forecaster: pre-encoded forecasts equal the full rollout; nothing recompiles."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,8 @@ from model.rollout import rollout, rollout_jit
 from nowcastd.nowcast import Window
 from nowcastd.serve.forecaster import Forecaster
 from nowcastd.serve.metrics import CompileCounter
+from nowcastd.strategy.cache import StrategyCache
+from nowcastd.strategy.machine import cpu_model
 from tests.nowcastd.serve.tiny import DBZ
 from tests.nowcastd.serve.tiny import tiny_network as _network
 
@@ -92,3 +96,34 @@ def test_inference_programs_compile_with_the_inference_options(compiled):
         assert "ynn_fusion" not in program.as_text()
     ours = rollout_jit.lower(_network(), context, 4).compile().compiled  # equinox wraps jax's
     assert "ynn_fusion" not in ours.as_text()
+
+
+def test_auto_strategy_times_each_program_once_and_forecasts_the_same(compiled, tmp_path, caplog):
+    """`strategy="auto"`: each of the three programs is timed under its candidates and logged;
+    a second forecaster on this machine reads the choices from the cache and times nothing."""
+    caplog.set_level(logging.INFO)
+    cache = StrategyCache(tmp_path)
+    auto = Forecaster(_network(), DBZ, num_leads=4, strategy="auto", strategy_cache=cache)
+    auto.compile()
+    assert {c.source for c in auto.strategies.values()} == {"measured"}
+    assert set(auto.strategies) == {"forecast", "rollout", "encode"}
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("strategy for")]
+    assert (
+        len(lines) == 3
+        and f"serve forecast (1x3x16x16x1 float32, 4 leads) on {cpu_model()}" in lines[0]
+    )
+    sequence = jnp.asarray(_frames(4, seed=6))
+    np.testing.assert_allclose(
+        auto.full(sequence[:, 1:]), compiled.full(sequence[:, 1:]), rtol=1e-5, atol=1e-5
+    )
+    auto.pre_encode(sequence[:, :3], key=(1, 2, 3))
+    fast, used = auto.forecast(_window(sequence[:, 1:]), key=(2, 3, 4))
+    assert used
+    np.testing.assert_allclose(fast, compiled.full(sequence[:, 1:]), rtol=1e-5, atol=1e-5)
+
+    again = Forecaster(_network(), DBZ, num_leads=4, strategy="auto", strategy_cache=cache)
+    again.compile()
+    assert {c.source for c in again.strategies.values()} == {"cache"}
+    assert {n: c.strategy for n, c in again.strategies.items()} == {
+        n: c.strategy for n, c in auto.strategies.items()
+    }

@@ -24,9 +24,7 @@ def daemon(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve-lagrangian")
     cfg = dataclasses.replace(tiny_network(size=32).cfg, predict_delta=True, lagrangian=True)
     network = PredRNN(cfg, key=jax.random.key(3))
-    save_inference_checkpoint(
-        root / "ckpt", network, DataTransform(kind="dbz"), motion_method="LK"
-    )
+    save_inference_checkpoint(root / "ckpt", network, DataTransform(kind="dbz"), motion_method="LK")
     d = Daemon(root)
     d.start()
     yield d

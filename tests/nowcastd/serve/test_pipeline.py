@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from model.rollout import rollout
+from model.strategy import DEFAULT
 from nowcastd.errors import ConfigError
 from nowcastd.io.forecast_file import quantize, read_forecast
 from nowcastd.io.scan_settings import ReaderConfig
@@ -29,7 +30,9 @@ def out_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pipeline(out_dir) -> Pipeline:
-    pipe = Pipeline(ServeConfig(timestep_seconds=300.0, output_dir=out_dir), tiny_model())
+    pipe = Pipeline(
+        ServeConfig(timestep_seconds=300.0, output_dir=out_dir, strategy=DEFAULT), tiny_model()
+    )
     pipe.compile()
     return pipe
 

@@ -1,0 +1,160 @@
+"""`Strategy`: how a compiled program runs on its machine, as opposed to what it computes.
+
+Every field changes speed, not values (beyond float rounding): which of XLA's CPU fusions the
+compiler may use, how the convolutions' weight gradients are split, and whether time loops are
+unrolled. Which one is fastest depends on the CPU (and the shapes), so `nowcastd` measures the
+`candidates` on the machine itself; `DEFAULT` is the rule that holds when nothing was measured.
+
+A strategy is a static value: the network carries its trace-time part (`PredRNN.with_strategy`:
+the weight-gradient chunk and the unrolling), and the compiler takes `compiler_options` (the
+YNN fusions). Each strategy therefore traces and compiles its own program.
+"""
+
+import dataclasses
+import itertools
+
+from model.config import ModelConfig
+from model.layers import WGRAD_CHUNK
+
+#: XLA's CPU option that routes convolutions (with their neighbours) through YNN fusions; an
+#: empty value turns them off. Other backends ignore it.
+YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+
+#: Weight-gradient chunk sizes the search tries (0: one convolution over all outputs).
+WGRAD_CHUNKS = (0, 64, 96, 128)
+
+_WORDS = {True: "on", False: "off", None: "auto"}
+_VALUES = {word: value for value, word in _WORDS.items()}
+_EXPECTED = (
+    "expected 'default' or comma-separated settings among ynn=on|off|auto, wgrad=N (output "
+    "channels per weight-gradient convolution, 0: all at once) and unroll=on|off|auto, such as "
+    "'ynn=off,wgrad=96'"
+)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Strategy:
+    """How one program is compiled; `None` means the program's own rule.
+
+    `ynn`: XLA's YNN fusions on the CPU (None: off for inference programs, where the radar
+    rollout ran 1.3x faster without them, and XLA's default, on, for the training step).
+    `wgrad_chunk`: output channels per weight-gradient convolution (`model.layers`; 0: one
+    convolution over all of them). `unroll`: unroll the time loops (None: inference unrolls,
+    the training step unrolls when its per-step states are small, `model.network`).
+    """
+
+    ynn: bool | None = None
+    wgrad_chunk: int = WGRAD_CHUNK
+    unroll: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.wgrad_chunk, int) or self.wgrad_chunk < 0:
+            raise ValueError(
+                f"Strategy.wgrad_chunk={self.wgrad_chunk!r}: must be an integer >= 0 "
+                "(0: one convolution over all outputs)"
+            )
+
+    @property
+    def name(self) -> str:
+        """`ynn=off,wgrad=96,unroll=auto`: what `parse_strategy` reads back."""
+        return f"ynn={_WORDS[self.ynn]},wgrad={self.wgrad_chunk},unroll={_WORDS[self.unroll]}"
+
+    def compiler_options(self, *, inference: bool) -> dict[str, str]:
+        """XLA options of a program compiled with this strategy (`inference`: no gradients)."""
+        ynn = (not inference) if self.ynn is None else self.ynn
+        return {} if ynn else {YNN_OPTION: ""}
+
+    def resolved(self, cfg: ModelConfig, batch: int, *, inference: bool) -> "Strategy":
+        """The same program with every rule decided for `cfg` at `batch`: strategies with
+        equal `resolved` values compile to the same program. Inference takes no weight
+        gradient; a chunk as wide as the widest convolution is no chunk."""
+        ynn = (not inference) if self.ynn is None else self.ynn
+        if inference:
+            chunk = 0
+        else:
+            chunk = 0 if self.wgrad_chunk >= max_conv_outputs(cfg) else self.wgrad_chunk
+        unroll = self.unroll
+        if unroll is None:
+            steps = cfg.total_length - 1
+            unroll = True if inference else unroll_training(cfg, batch, cfg.patch_shape, steps)
+        return Strategy(ynn=ynn, wgrad_chunk=chunk, unroll=unroll)
+
+
+DEFAULT = Strategy()
+
+
+def parse_strategy(text: str) -> Strategy:
+    """A strategy from its name (`Strategy.name`, any subset of its settings, or 'default')."""
+    words = text.strip()
+    if words == "default":
+        return DEFAULT
+    fields: dict[str, bool | int | None] = {}
+    for item in words.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or key in fields or (key == "wgrad" and "wgrad_chunk" in fields):
+            raise ValueError(f"strategy {text!r}: {_EXPECTED}")
+        if key in ("ynn", "unroll") and value in _VALUES:
+            fields[key] = _VALUES[value]
+        elif key == "wgrad" and value.isdigit():
+            fields["wgrad_chunk"] = int(value)
+        else:
+            raise ValueError(f"strategy {text!r}: {_EXPECTED}")
+    return Strategy(**fields)  # type: ignore[arg-type]
+
+
+def max_conv_outputs(cfg: ModelConfig) -> int:
+    """Output channels of the widest convolution with a chunked weight gradient (a cell's
+    gates: 4 x hidden fused, 7 x hidden with layer norm or actions)."""
+    fused = not cfg.layer_norm and not cfg.is_action
+    return (4 if fused else 7) * cfg.hidden
+
+
+# Training time loops whose per-step states total at most this many values are unrolled: XLA
+# then schedules and fuses across steps and stacks no per-step buffers (the seed configuration's
+# training step ran about 8 % faster). Larger ones stay a loop: the radar configuration's
+# unrolled training step took twice as long, its buffers no longer reused between steps.
+UNROLL_MAX_VALUES = 1 << 21
+
+
+def unroll_training(cfg: ModelConfig, batch: int, hw: tuple[int, int], steps: int) -> bool:
+    """The default rule of the training step's time loop over `steps` steps of `hw` patched
+    frames: unroll small ones."""
+    values = batch * hw[0] * hw[1] * cfg.hidden * cfg.num_layers * steps
+    return values <= UNROLL_MAX_VALUES
+
+
+Axis = tuple[str, tuple[bool | int | None, ...]]
+
+
+def axes(*, inference: bool, wgrad_chunks: tuple[int, ...] = WGRAD_CHUNKS) -> tuple[Axis, ...]:
+    """The settings a search varies and their values, in the order it tries them."""
+    ynn: tuple[bool | int | None, ...] = (None, False, True)
+    unroll: tuple[bool | int | None, ...] = (None, True, False)
+    if inference:  # no weight gradient to split
+        return (("ynn", ynn), ("unroll", unroll))
+    return (("ynn", ynn), ("wgrad_chunk", wgrad_chunks), ("unroll", unroll))
+
+
+def candidates(
+    cfg: ModelConfig,
+    batch: int,
+    *,
+    inference: bool,
+    wgrad_chunks: tuple[int, ...] = WGRAD_CHUNKS,
+) -> tuple[Strategy, ...]:
+    """Every distinct program that combinations of `axes` give for `cfg` at `batch`, one
+    strategy each, DEFAULT first."""
+    settings = axes(inference=inference, wgrad_chunks=wgrad_chunks)
+    names = [name for name, _ in settings]
+    combos = [DEFAULT] + [
+        Strategy(**dict(zip(names, combo, strict=True)))  # type: ignore[arg-type]
+        for combo in itertools.product(*(values for _, values in settings))
+    ]
+    seen: set[Strategy] = set()
+    out = []
+    for strategy in combos:
+        program = strategy.resolved(cfg, batch, inference=inference)
+        if program not in seen:
+            seen.add(program)
+            out.append(strategy)
+    return tuple(out)

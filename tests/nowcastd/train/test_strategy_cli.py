@@ -1,0 +1,76 @@
+"""`nowcastd train --strategy`: a real run times its training step's strategies and its CPU
+device counts, logs them and caches them; a second run reads them back; bad names are one line."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from model.config import ModelConfig
+from nowcastd.cli import app
+from nowcastd.strategy.cache import StrategyCache
+from nowcastd.strategy.machine import cpu_model
+from nowcastd.train.cpu_devices import candidates, choose_cpu_devices
+from tests.nowcastd.train.test_train_cli import MOVIE, SEED
+from tests.paths import REPO
+
+
+def _train(save_dir: Path, cache: Path, *flags: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {
+        "JAX_PLATFORMS": "cpu",
+        "NOWCASTD_STRATEGY_CACHE": str(cache),
+        "PYTHONPATH": str(REPO),
+    }
+    args = [*SEED, "--train_data_paths", str(MOVIE), "--save_dir", str(save_dir)]
+    args += ["--max_iterations", "2", "--test_interval", "1000", "--reverse_input", "0"]
+    cmd = [sys.executable, "-m", "nowcastd.cli", "train", *args, *flags]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_train_logs_the_strategy_it_measured_and_then_reads_it_from_the_cache(tmp_path) -> None:
+    cache = tmp_path / "cache"
+    line = (
+        "strategy for training step (2x5x64x64x1 float32 over 1 device, reverse_input 0) "
+        f"on {cpu_model()}: "
+    )
+    first = _train(tmp_path / "a", cache, "--strategy", "auto", "--cpu_devices", "1")
+    (logged,) = [x for x in first.splitlines() if line in x]
+    assert "timed in" in logged
+    second = _train(tmp_path / "b", cache, "--strategy", "auto", "--cpu_devices", "1")
+    (again,) = [x for x in second.splitlines() if line in x]
+    assert "from the cache" in again and again.split(": ")[1] == logged.split(": ")[1]
+
+
+def test_a_bad_strategy_name_is_a_one_line_error() -> None:
+    result = CliRunner().invoke(app, ["train", *SEED, "--strategy", "fastest"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: --strategy: expected auto, default or a strategy name such as "
+        "'ynn=off,wgrad=96,unroll=auto' (ynn=on|off|auto, wgrad=N output channels per "
+        "weight-gradient convolution with 0 for all, unroll=on|off|auto), got 'fastest'"
+    ]
+
+
+@pytest.mark.skipif(len(candidates(2)) < 2, reason="one usable core: one device count to try")
+def test_cpu_device_counts_are_timed_in_child_processes_and_cached(tmp_path, caplog) -> None:
+    model = ModelConfig(
+        num_hidden=(8,),
+        filter_size=3,
+        patch_size=4,
+        img_height=16,
+        img_width=16,
+        input_length=2,
+        total_length=3,
+    )
+    cache = StrategyCache(tmp_path)
+    count = choose_cpu_devices(model, 2, reverse_input=False, cache=cache)
+    assert count in candidates(2)
+    (path,) = tmp_path.glob("training-step-cpu-devices-*.json")
+    assert "counts timed in" in caplog.records[-1].getMessage()
+    assert choose_cpu_devices(model, 2, reverse_input=False, cache=cache) == count
+    assert "from the cache" in caplog.records[-1].getMessage()
