@@ -131,6 +131,7 @@ def train(values: dict[str, Any]) -> None:
             requested=values["cpu_devices"],
             measure=values["strategy"] == "auto" and cfg.is_training and not joined_hosts,
             reverse_input=cfg.reverse_input,
+            iterations=cfg.max_iterations,
         )
     except ValueError as e:
         raise build_error(e, Devices) from e

@@ -6,8 +6,10 @@ training step for a batch of zeros, and prints the median seconds per step as JS
 candidates are the divisors of the batch up to the usable cores: the automatic count
 (`sharding.cpu_devices_for`) first, then half of it, then no split (at most three). A child
 that finds no CPU backend (an accelerator) ends the search: the count does not matter there.
-The children spend at most `BUDGET_SECONDS` together; the choice is cached as the strategies
-are (`nowcastd.strategy`), so a second run starts no child.
+The children spend at most `BUDGET_SECONDS` together, and, once the first has timed a step,
+at most a tenth of the run's expected length (its iterations at that step time): a short run
+tries no other count, and then caches nothing, so a longer run measures them. The choice is
+cached as the strategies are (`nowcastd.strategy`), so a second run starts no child.
 """
 
 from __future__ import annotations
@@ -73,16 +75,18 @@ def cpu_devices_for_run(
     requested: int,
     measure: bool,
     reverse_input: bool,
+    iterations: int | None = None,
 ) -> int:
     """The host devices of a training run: `requested`, or with 0 the automatic count, or
-    with `measure` (`--strategy auto` on one host) the count timed fastest."""
+    with `measure` (`--strategy auto` on one host) the count timed fastest (`iterations`: the
+    run's length, which bounds the time spent measuring)."""
     if (
         requested
         or not measure
         or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
     ):
         return cpu_devices_for(batch, requested)
-    return choose_cpu_devices(model, batch, reverse_input=reverse_input)
+    return choose_cpu_devices(model, batch, reverse_input=reverse_input, iterations=iterations)
 
 
 def choose_cpu_devices(
@@ -92,8 +96,11 @@ def choose_cpu_devices(
     reverse_input: bool,
     cache: StrategyCache | None = None,
     budget_seconds: float = BUDGET_SECONDS,
+    iterations: int | None = None,
 ) -> int:
-    """The fastest count of host devices for training `model` on `batch` clips per process."""
+    """The fastest count of host devices for training `model` on `batch` clips per process;
+    with `iterations`, measuring takes at most a tenth of the run's expected length after
+    the first count is timed."""
     counts = candidates(batch)
     default = cpu_devices_for(batch)
     if len(counts) == 1:
@@ -118,8 +125,14 @@ def choose_cpu_devices(
     seconds: dict[str, float] = {}
     failed: dict[str, str] = {}
     skipped: list[str] = []
+    short_run = False
     for count in counts:
-        left = budget_seconds - (time.perf_counter() - start)
+        budget = budget_seconds
+        if seconds and iterations is not None:
+            run_seconds = next(iter(seconds.values())) * iterations
+            short_run = run_seconds / 10 < budget
+            budget = min(budget, run_seconds / 10)
+        left = budget - (time.perf_counter() - start)
         if seconds and left <= 0:
             skipped.append(str(count))
             continue
@@ -142,8 +155,12 @@ def choose_cpu_devices(
         if str(count) in seconds and seconds[str(count)] < seconds[str(best)] * (1 - MARGIN):
             best = count
     record = Record(strategy=str(best), seconds=seconds, failed=failed, skipped=tuple(skipped))
-    cache.store(key, record)
-    _log(best, record, f"{len(seconds)} counts timed in {time.perf_counter() - start:.1f} s")
+    how = f"{len(seconds)} counts timed in {time.perf_counter() - start:.1f} s"
+    if skipped and short_run:  # a longer run will measure what this one had no time for
+        how += f"; {', '.join(skipped)} left out: over a tenth of this run; not cached"
+    else:
+        cache.store(key, record)
+    _log(best, record, how)
     return best
 
 

@@ -1,6 +1,7 @@
 """`nowcastd train --strategy`: a real run times its training step's strategies and its CPU
 device counts, logs them and caches them; a second run reads them back; bad names are one line."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from nowcastd.cli import app
 from nowcastd.strategy.cache import StrategyCache
 from nowcastd.strategy.machine import cpu_model
 from nowcastd.train.cpu_devices import candidates, choose_cpu_devices
+from nowcastd.train.sharding import cpu_devices_for
 from tests.nowcastd.train.test_train_cli import MOVIE, SEED
 from tests.paths import REPO
 
@@ -67,6 +69,7 @@ def test_cpu_device_counts_are_timed_in_child_processes_and_cached(tmp_path, cap
         input_length=2,
         total_length=3,
     )
+    caplog.set_level(logging.INFO, logger="nowcastd.train.cpu_devices")
     cache = StrategyCache(tmp_path)
     count = choose_cpu_devices(model, 2, reverse_input=False, cache=cache)
     assert count in candidates(2)
@@ -74,3 +77,23 @@ def test_cpu_device_counts_are_timed_in_child_processes_and_cached(tmp_path, cap
     assert "counts timed in" in caplog.records[-1].getMessage()
     assert choose_cpu_devices(model, 2, reverse_input=False, cache=cache) == count
     assert "from the cache" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.skipif(len(candidates(2)) < 2, reason="one usable core: one device count to try")
+def test_a_short_run_times_one_device_count_and_caches_nothing(tmp_path, caplog) -> None:
+    model = ModelConfig(
+        num_hidden=(8,),
+        filter_size=3,
+        patch_size=4,
+        img_height=16,
+        img_width=16,
+        input_length=2,
+        total_length=3,
+    )
+    caplog.set_level(logging.INFO, logger="nowcastd.train.cpu_devices")
+    cache = StrategyCache(tmp_path)
+    count = choose_cpu_devices(model, 2, reverse_input=False, cache=cache, iterations=1)
+    assert count == cpu_devices_for(2)
+    message = caplog.records[-1].getMessage()
+    assert "1 counts timed in" in message and "over a tenth of this run; not cached" in message
+    assert not list(tmp_path.glob("*.json"))
