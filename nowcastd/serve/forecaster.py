@@ -17,9 +17,10 @@ ready) with `jax.jit(...).lower(...).compile()`; a call with any other shape is 
 a silent recompilation. Each of the three programs (the forecast from a pre-encoded state, the
 full rollout, the encode) runs under its own strategy (`model.strategy`): with `strategy="auto"`
 the candidates are compiled and timed there and then, within `strategy_budget_seconds` for the
-three together, unless `strategy_cache` holds this machine's choice (`nowcastd.strategy`). The rollouts end in `DataTransform.to_rates` on the device, and
-`forecast` hands the executable it picked to `nowcastd.nowcast.forecast_rates`, the forecast
-function evaluate uses too (clipping and no-data rule included).
+three together, unless `strategy_cache` holds this machine's choice (`nowcastd.strategy`).
+The rollouts end in `DataTransform.to_rates` on the device, and `forecast` hands the
+executable it picked to `nowcastd.nowcast.forecast_rates`, the forecast function evaluate uses
+too (clipping and no-data rule included).
 """
 
 from __future__ import annotations

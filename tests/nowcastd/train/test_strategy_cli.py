@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from model.config import ModelConfig
 from nowcastd.cli import app
 from nowcastd.strategy.cache import StrategyCache
 from nowcastd.strategy.machine import cpu_model
@@ -59,40 +58,24 @@ def test_a_bad_strategy_name_is_a_one_line_error() -> None:
 
 
 @pytest.mark.skipif(len(candidates(2)) < 2, reason="one usable core: one device count to try")
-def test_cpu_device_counts_are_timed_in_child_processes_and_cached(tmp_path, caplog) -> None:
-    model = ModelConfig(
-        num_hidden=(8,),
-        filter_size=3,
-        patch_size=4,
-        img_height=16,
-        img_width=16,
-        input_length=2,
-        total_length=3,
-    )
+def test_cpu_device_counts_are_timed_in_child_processes_and_cached(
+    tiny_cfg, tmp_path, caplog
+) -> None:
     caplog.set_level(logging.INFO, logger="nowcastd.train.cpu_devices")
     cache = StrategyCache(tmp_path)
-    count = choose_cpu_devices(model, 2, reverse_input=False, cache=cache)
+    count = choose_cpu_devices(tiny_cfg, 2, reverse_input=False, cache=cache)
     assert count in candidates(2)
     (path,) = tmp_path.glob("training-step-cpu-devices-*.json")
     assert "counts timed in" in caplog.records[-1].getMessage()
-    assert choose_cpu_devices(model, 2, reverse_input=False, cache=cache) == count
+    assert choose_cpu_devices(tiny_cfg, 2, reverse_input=False, cache=cache) == count
     assert "from the cache" in caplog.records[-1].getMessage()
 
 
 @pytest.mark.skipif(len(candidates(2)) < 2, reason="one usable core: one device count to try")
-def test_a_short_run_times_one_device_count_and_caches_nothing(tmp_path, caplog) -> None:
-    model = ModelConfig(
-        num_hidden=(8,),
-        filter_size=3,
-        patch_size=4,
-        img_height=16,
-        img_width=16,
-        input_length=2,
-        total_length=3,
-    )
+def test_a_short_run_times_one_device_count_and_caches_nothing(tiny_cfg, tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO, logger="nowcastd.train.cpu_devices")
     cache = StrategyCache(tmp_path)
-    count = choose_cpu_devices(model, 2, reverse_input=False, cache=cache, iterations=1)
+    count = choose_cpu_devices(tiny_cfg, 2, reverse_input=False, cache=cache, iterations=1)
     assert count == cpu_devices_for(2)
     message = caplog.records[-1].getMessage()
     assert "1 counts timed in" in message and "over a tenth of this run; not cached" in message
