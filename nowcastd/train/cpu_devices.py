@@ -28,6 +28,7 @@ from nowcastd.strategy.cache import Record, StrategyCache, cache_directory
 from nowcastd.strategy.machine import cpu_model, software
 from nowcastd.strategy.search import MARGIN
 from nowcastd.train.sharding import cpu_devices_for
+from nowcastd.train.step_strategy import BUDGET_SHARE
 
 logger = logging.getLogger(__name__)
 
@@ -129,9 +130,9 @@ def choose_cpu_devices(
     for count in counts:
         budget = budget_seconds
         if seconds and iterations is not None:
-            run_seconds = next(iter(seconds.values())) * iterations
-            short_run = run_seconds / 10 < budget
-            budget = min(budget, run_seconds / 10)
+            share = BUDGET_SHARE * next(iter(seconds.values())) * iterations
+            short_run = share < budget
+            budget = min(budget, share)
         left = budget - (time.perf_counter() - start)
         if seconds and left <= 0:
             skipped.append(str(count))
