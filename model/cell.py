@@ -104,8 +104,9 @@ class STLSTMCell(eqx.Module):
         x: Float[Array, "batch hr wr cin"],
         w: Float[Array, "k k cin cout"],
         wgrad_chunk: int,
+        bf16: bool,
     ) -> Float[Array, "batch hr wr cout"]:
-        y = conv2d(x, w, wgrad_chunk=wgrad_chunk)
+        y = conv2d(x, w, wgrad_chunk=wgrad_chunk, bf16=bf16)
         if self.biases is not None:
             y = y + self.biases[name]
         if self.norms is not None:
@@ -121,6 +122,7 @@ class STLSTMCell(eqx.Module):
         fused: FusedWeights | None = None,
         *,
         wgrad_chunk: int = WGRAD_CHUNK,
+        bf16: bool = False,
     ) -> tuple[
         CellState,
         Float[Array, "batch hr wr hidden"],
@@ -129,22 +131,25 @@ class STLSTMCell(eqx.Module):
     ]:
         """Returns the new (h, c), the new memory m and the increments (delta_c, delta_m).
 
-        `wgrad_chunk`: how the convolutions split their weight gradients (`model.layers`)."""
+        `wgrad_chunk`: how the convolutions split their weight gradients; `bf16`: whether the
+        k x k ones multiply in bfloat16 (`model.layers.conv2d`)."""
         n = self.num_hidden
         chunk = wgrad_chunk
         if fused is not None:
-            xh = conv2d(jnp.concatenate([x, state.h], axis=-1), fused.w_xh, wgrad_chunk=chunk)
-            xm = conv2d(jnp.concatenate([x, m], axis=-1), fused.w_xm, wgrad_chunk=chunk)
+            xh = conv2d(
+                jnp.concatenate([x, state.h], axis=-1), fused.w_xh, wgrad_chunk=chunk, bf16=bf16
+            )
+            xm = conv2d(jnp.concatenate([x, m], axis=-1), fused.w_xm, wgrad_chunk=chunk, bf16=bf16)
             i, f, g, o_xh = (xh[..., j * n : (j + 1) * n] for j in range(4))
             ip, fp, gp = (xm[..., j * n : (j + 1) * n] for j in range(3))
         else:
-            xc = self._conv("x", x, self.w_x, chunk)
-            hc = self._conv("h", state.h, self.w_h, chunk)
+            xc = self._conv("x", x, self.w_x, chunk, bf16)
+            hc = self._conv("h", state.h, self.w_h, chunk, bf16)
             if self.w_a is not None:
                 if action is None:
                     raise ValueError("an action-conditioned cell needs the encoded action")
-                hc = hc * self._conv("a", action, self.w_a, chunk)
-            mc = self._conv("m", m, self.w_m, chunk)
+                hc = hc * self._conv("a", action, self.w_a, chunk, bf16)
+            mc = self._conv("m", m, self.w_m, chunk, bf16)
             xs = [xc[..., j * n : (j + 1) * n] for j in range(7)]
             hs = [hc[..., j * n : (j + 1) * n] for j in range(4)]
             ms = [mc[..., j * n : (j + 1) * n] for j in range(3)]
@@ -156,7 +161,7 @@ class STLSTMCell(eqx.Module):
         delta_m = jax.nn.sigmoid(ip) * jnp.tanh(gp)
         m_new = jax.nn.sigmoid(fp + _FORGET_BIAS) * m + delta_m
         mem = jnp.concatenate([c_new, m_new], axis=-1)
-        o = jax.nn.sigmoid(o_xh + self._conv("o", mem, self.w_o, chunk))
+        o = jax.nn.sigmoid(o_xh + self._conv("o", mem, self.w_o, chunk, bf16))
         last = conv2d(mem, self.w_last)
         if self.biases is not None:
             last = last + self.biases["last"]

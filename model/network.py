@@ -212,7 +212,13 @@ class PredRNN(eqx.Module):
         decouple = jnp.zeros((), jnp.float32)
         for cell, state, fw in zip(self.cells, carry.cells, fused, strict=True):
             state, memory, delta_c, delta_m = cell(
-                net, state, memory, action, fw, wgrad_chunk=self.strategy.wgrad_chunk
+                net,
+                state,
+                memory,
+                action,
+                fw,
+                wgrad_chunk=self.strategy.wgrad_chunk,
+                bf16=self.strategy.bf16,
             )
             if with_decouple and self.adapter is not None:
                 decouple = decouple + self._decouple_term(delta_c, delta_m)

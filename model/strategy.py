@@ -1,9 +1,12 @@
 """`Strategy`: how a compiled program runs on its machine, as opposed to what it computes.
 
-Every field changes speed, not values (beyond float rounding): which of XLA's CPU fusions the
-compiler may use, how the convolutions' weight gradients are split, and whether time loops are
-unrolled. Which one is fastest depends on the CPU (and the shapes), so `nowcastd` measures the
-`candidates` on the machine itself; `DEFAULT` is the rule that holds when nothing was measured.
+Every field but one changes speed, not values (beyond float rounding): which of XLA's CPU
+fusions the compiler may use, how the convolutions' weight gradients are split, and whether time
+loops are unrolled. Which one is fastest depends on the CPU (and the shapes), so `nowcastd`
+measures the `candidates` on the machine itself; `DEFAULT` is the rule that holds when nothing
+was measured. The exception is `bf16`, which the user opts into: the convolutions multiply in
+bfloat16, which changes values by more than float32 rounding, so no search turns it on; a search
+started from it keeps it.
 
 A strategy is a static value: the network carries its trace-time part (`PredRNN.with_strategy`:
 the weight-gradient chunk and the unrolling), and the compiler takes `compiler_options` (the
@@ -27,8 +30,8 @@ _WORDS = {True: "on", False: "off", None: "auto"}
 _VALUES = {word: value for value, word in _WORDS.items()}
 _EXPECTED = (
     "expected 'default' or comma-separated settings among ynn=on|off|auto, wgrad=N (output "
-    "channels per weight-gradient convolution, 0: all at once) and unroll=on|off|auto, such as "
-    "'ynn=off,wgrad=96'"
+    "channels per weight-gradient convolution, 0: all at once), unroll=on|off|auto and "
+    "bf16=on|off (bfloat16 convolutions), such as 'ynn=off,wgrad=96'"
 )
 
 
@@ -36,16 +39,20 @@ _EXPECTED = (
 class Strategy:
     """How one program is compiled; `None` means the program's own rule.
 
-    `ynn`: XLA's YNN fusions on the CPU (None: off for inference programs, where the radar
-    rollout ran 1.3x faster without them, and XLA's default, on, for the training step).
+    `ynn`: XLA's YNN fusions on the CPU (None: off for float32 inference programs, where the
+    radar rollout ran 1.3x faster without them, and XLA's default, on, for the training step and
+    for bfloat16).
     `wgrad_chunk`: output channels per weight-gradient convolution (`model.layers`; 0: one
     convolution over all of them). `unroll`: unroll the time loops (None: inference unrolls,
     the training step unrolls when its per-step states are small, `model.network`).
+    `bf16`: the k x k convolutions multiply in bfloat16 with float32 sums (`model.layers`),
+    which changes values; off unless the user sets it.
     """
 
     ynn: bool | None = None
     wgrad_chunk: int = WGRAD_CHUNK
     unroll: bool | None = None
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.wgrad_chunk, int) or self.wgrad_chunk < 0:
@@ -56,20 +63,28 @@ class Strategy:
 
     @property
     def name(self) -> str:
-        """`ynn=off,wgrad=96,unroll=auto`: what `parse_strategy` reads back."""
-        return f"ynn={_WORDS[self.ynn]},wgrad={self.wgrad_chunk},unroll={_WORDS[self.unroll]}"
+        """`ynn=off,wgrad=96,unroll=auto` (`,bf16=on` when set): what `parse_strategy` reads."""
+        name = f"ynn={_WORDS[self.ynn]},wgrad={self.wgrad_chunk},unroll={_WORDS[self.unroll]}"
+        return name + (",bf16=on" if self.bf16 else "")
+
+    def ynn_on(self, *, inference: bool) -> bool:
+        """Whether XLA's YNN fusions are on: as set, else off for float32 inference only (the
+        bfloat16 matmuls reach the CPU's bfloat16 units through them: 2-6x slower without)."""
+        if self.ynn is not None:
+            return self.ynn
+        return self.bf16 or not inference
 
     def compiler_options(self, *, inference: bool) -> dict[str, str]:
         """XLA options of a program compiled with this strategy (`inference`: no gradients)."""
-        ynn = (not inference) if self.ynn is None else self.ynn
-        return {} if ynn else {YNN_OPTION: ""}
+        return {} if self.ynn_on(inference=inference) else {YNN_OPTION: ""}
 
     def resolved(self, cfg: ModelConfig, batch: int, *, inference: bool) -> "Strategy":
         """The same program with every rule decided for `cfg` at `batch`: strategies with
         equal `resolved` values compile to the same program. Inference takes no weight
-        gradient; a chunk as wide as the widest convolution is no chunk."""
-        ynn = (not inference) if self.ynn is None else self.ynn
-        if inference:
+        gradient, nor does bfloat16 split one; a chunk as wide as the widest convolution is no
+        chunk."""
+        ynn = self.ynn_on(inference=inference)
+        if inference or self.bf16:
             chunk = 0
         else:
             chunk = 0 if self.wgrad_chunk >= max_conv_outputs(cfg) else self.wgrad_chunk
@@ -77,7 +92,7 @@ class Strategy:
         if unroll is None:
             steps = cfg.total_length - 1
             unroll = True if inference else unroll_training(cfg, batch, cfg.patch_shape, steps)
-        return Strategy(ynn=ynn, wgrad_chunk=chunk, unroll=unroll)
+        return Strategy(ynn=ynn, wgrad_chunk=chunk, unroll=unroll, bf16=self.bf16)
 
 
 DEFAULT = Strategy()
@@ -93,7 +108,9 @@ def parse_strategy(text: str) -> Strategy:
         key, sep, value = (part.strip() for part in item.partition("="))
         if not sep or key in fields or (key == "wgrad" and "wgrad_chunk" in fields):
             raise ValueError(f"strategy {text!r}: {_EXPECTED}")
-        if key in ("ynn", "unroll") and value in _VALUES:
+        if key == "bf16" and value in ("on", "off"):
+            fields[key] = value == "on"
+        elif key in ("ynn", "unroll") and value in _VALUES:
             fields[key] = _VALUES[value]
         elif key == "wgrad" and value.isdigit():
             fields["wgrad_chunk"] = int(value)
@@ -141,13 +158,14 @@ def candidates(
     *,
     inference: bool,
     wgrad_chunks: tuple[int, ...] = WGRAD_CHUNKS,
+    base: Strategy = DEFAULT,
 ) -> tuple[Strategy, ...]:
     """Every distinct program that combinations of `axes` give for `cfg` at `batch`, one
-    strategy each, DEFAULT first."""
+    strategy each, `base` first (the others keep its `bf16`)."""
     settings = axes(inference=inference, wgrad_chunks=wgrad_chunks)
     names = [name for name, _ in settings]
-    combos = [DEFAULT] + [
-        Strategy(**dict(zip(names, combo, strict=True)))  # type: ignore[arg-type]
+    combos = [base] + [
+        dataclasses.replace(base, **dict(zip(names, combo, strict=True)))  # type: ignore[arg-type]
         for combo in itertools.product(*(values for _, values in settings))
     ]
     seen: set[Strategy] = set()

@@ -40,6 +40,35 @@ def test_conv2d_value_and_gradients_equal_xla_autodiff(batch, size, c_in, c_out,
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
+def _bf16(a):
+    return a.astype(jnp.bfloat16).astype(jnp.float32)
+
+
+@pytest.mark.parametrize(
+    ("batch", "rows", "cols", "c_in", "c_out", "k"),
+    [(1, 6, 7, 5, 7, 3), (3, 5, 9, 4, 24, 5), (2, 8, 8, 16, 12, 5), (1, 4, 3, 3, 2, 7)],
+)
+def test_bf16_conv2d_is_xla_convolution_of_the_rounded_operands(
+    batch, rows, cols, c_in, c_out, k
+) -> None:
+    """Rounding the operands to bfloat16 is the only change: the value and both gradients
+    equal XLA's float32 convolution (and its autodiff) of the rounded input, kernel and
+    cotangent, to float32 summation order."""
+    kx, kw, kg = jax.random.split(jax.random.key(1), 3)
+    x = jax.random.normal(kx, (batch, rows, cols, c_in))
+    w = jax.random.normal(kw, (k, k, c_in, c_out)) / np.sqrt(k * k * c_in)
+    g = jax.random.normal(kg, (batch, rows, cols, c_out))
+    ours, ours_vjp = jax.vjp(lambda x, w: layers.conv2d(x, w, bf16=True), x, w)
+    want, want_vjp = jax.vjp(xla_conv, _bf16(x), _bf16(w))
+    assert ours.dtype == jnp.float32
+    np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-5)
+    for got, expected in zip(ours_vjp(g), want_vjp(_bf16(g)), strict=True):
+        assert got.dtype == jnp.float32
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    # and not the float32 convolution itself: the rounding is real
+    assert not np.allclose(ours, xla_conv(x, w), rtol=1e-5, atol=1e-5)
+
+
 def test_unrolled_and_looped_training_forward_agree(tiny_cfg) -> None:
     """Small configurations unroll the time loop, large ones keep it (or a strategy says which):
     same loss and gradient."""
