@@ -62,6 +62,12 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="probability matching of the forecasts (an inference option): as the checkpoint "
         "says, off or on",
     )
+    parser.add_argument(
+        "--strategy",
+        default="default",
+        help="how the model's rollout runs (model.strategy): default, or a name such as "
+        "bf16=on (bfloat16 convolutions, which change values: judge them here)",
+    )
     return parser.parse_args(argv)
 
 
@@ -105,12 +111,18 @@ def verdict(report: dict, rival: str, scores: tuple[str, ...] = (MAE, CSI_1)) ->
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    from model.strategy import parse_strategy
     from nowcastd.io.model_checkpoint import load_model
     from nowcastd.verification.comparison import compare, format_comparison, write_json
     from nowcastd.verification.figures import save_lead_time_plot
     from nowcastd.verification.sequence import read_movie_sequence
 
+    try:
+        strategy = parse_strategy(args.strategy)
+    except ValueError as e:
+        raise SystemExit(f"bench_evaluate: --strategy: {e}") from None
     loaded = load_model(args.checkpoint)
+    loaded = dataclasses.replace(loaded, network=loaded.network.with_strategy(strategy))
     if args.match_intensity != "checkpoint":
         cfg = dataclasses.replace(loaded.cfg, match_intensity=args.match_intensity == "1")
         loaded = dataclasses.replace(loaded, network=loaded.network.with_inference_options(cfg))
@@ -118,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"checkpoint {loaded.path} ({cfg.model_name}, {cfg.input_length} inputs, "
         f"sha256 {loaded.digest[:12]}, lagrangian {int(cfg.lagrangian)}, match_intensity "
-        f"{int(cfg.match_intensity)}); data {args.data}"
+        f"{int(cfg.match_intensity)}); strategy {strategy.name}; data {args.data}"
     )
     names = list(RESOLUTIONS) if args.resolution == "all" else [args.resolution]
     for name in names:

@@ -35,7 +35,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from model.network import PredRNN
-from model.rollout import INFERENCE_COMPILER_OPTIONS, rollout
+from model.rollout import rollout
 from nowcastd.data.motion import MotionEstimator
 from nowcastd.io.transform import DataTransform
 
@@ -97,8 +97,23 @@ def rollout_rates(
     return transform.to_rates(rollout(network, context, num_leads, None, motion)[..., 0])
 
 
-#: `rollout_rates` compiled as every inference program is (`INFERENCE_COMPILER_OPTIONS`).
-rollout_rates_jit = eqx.filter_jit(rollout_rates, compiler_options=INFERENCE_COMPILER_OPTIONS)
+_COMPILED: dict[tuple[tuple[str, str], ...], Any] = {}
+
+
+def rollout_rates_jit(
+    network: PredRNN,
+    transform: DataTransform,
+    context: Float[Array, "batch inputs height width 1"],
+    num_leads: int,
+    motion: Float[Array, "batch height width 2"] | None = None,
+) -> Float[Array, "batch leads height width"]:
+    """`rollout_rates`, jitted with the XLA options of the network's strategy for inference
+    (model.rollout's `INFERENCE_COMPILER_OPTIONS` for the default)."""
+    options = network.strategy.compiler_options(inference=True)
+    key = tuple(sorted(options.items()))
+    if key not in _COMPILED:
+        _COMPILED[key] = eqx.filter_jit(rollout_rates, compiler_options=options)
+    return _COMPILED[key](network, transform, context, num_leads, motion)
 
 
 def forecast_rates(
