@@ -38,8 +38,9 @@ prints what each scenario ran and every candidate's seconds per call.
 Interleaved: our function is compiled once; then each of `rounds` rounds times `reps` of our
 calls and then one official subprocess (REPS=reps; its warm-up calls are untimed, so the official
 side re-warms each round). Our GFLOP/s use an analytic count of the official convs (train =
-3x forward) over our median, against the best float32 matmul rate this CPU reached beside each
-scenario (several sizes, the best of a few runs each), so that "%peak" stays under 100 %. The
+3x forward) over our median, against the best matmul rate this CPU reached beside each
+scenario (several sizes, the best of a few runs each; in bfloat16 for a `bf16=on` strategy, else
+float32), so that "%peak" stays under 100 %. The
 1-minute load average before and after each scenario tells a quiet run from a busy one.
 Nothing here asserts on time.
 """
@@ -219,15 +220,19 @@ def _stats(times: list[float]) -> dict:
     }
 
 
-def matmul_peak(sizes: tuple[int, ...] = (512, 1024, 2048, 3072), runs: int = 5) -> float:
-    """The best GFLOP/s of a float32 n^3 jnp.dot over `sizes`, the fastest of `runs` calls of
-    each (after two untimed ones): the most this CPU reaches on a matmul, the reference that
-    keeps "%peak" under 100 %."""
-    dot = jax.jit(jnp.dot)
+def matmul_peak(
+    sizes: tuple[int, ...] = (512, 1024, 2048, 3072), runs: int = 5, *, bf16: bool = False
+) -> float:
+    """The best GFLOP/s of an n^3 jnp.dot over `sizes`, the fastest of `runs` calls of each
+    (after two untimed ones): the most this CPU reaches on a matmul, the reference that keeps
+    "%peak" under 100 %. Float32, or with `bf16` bfloat16 operands summed in float32 (the
+    matmuls of a `bf16=on` strategy)."""
+    dtype = jnp.bfloat16 if bf16 else jnp.float32
+    dot = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
     best = 0.0
     for size in sizes:
-        a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-        b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+        a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+        b = jax.random.normal(jax.random.key(1), (size, size), dtype)
         for _ in range(2):
             jax.block_until_ready(dot(a, b))
         fastest = min(time_calls(lambda a=a, b=b: dot(a, b), runs))
@@ -301,9 +306,9 @@ def run_scenario(name: str, args: argparse.Namespace, official: Official | str) 
     rounds, reps = args.rounds or sc.rounds, args.reps or sc.reps
     spec = CONFIGS[sc.config]
     batch = spec["train_batch" if sc.kind == "train" else "infer_batch"]
-    peak = matmul_peak()
     load0 = os.getloadavg()[0]
     choice = chosen(sc.kind, spec["cfg"], batch, args.strategy, args.strategy_budget)
+    peak = matmul_peak(bf16=choice.strategy.bf16)
     compile_, call, flops = ours(sc.kind, spec["cfg"], batch, choice.strategy)
     t0 = time.perf_counter()
     compile_()
@@ -334,6 +339,7 @@ def run_scenario(name: str, args: argparse.Namespace, official: Official | str) 
         "target_ratio": sc.target,
         "analytic_gflop": flops / 1e9,
         "matmul_peak_gflops": peak,
+        "matmul_peak_dtype": "bfloat16" if choice.strategy.bf16 else "float32",
         "load_1m": [load0, os.getloadavg()[0]],
         "strategy": choice.strategy.name,
         "strategy_source": choice.source,
@@ -377,7 +383,7 @@ def print_table(results: list[dict]) -> None:
             f"{r['scenario']} (batch {r['batch']}, official {r['official_scenario']}): load "
             f"{r['load_1m'][0]:.2f} -> {r['load_1m'][1]:.2f}; our compile {o['compile_s']:.1f} s, "
             f"first call {o['first_call_s']:.2f} s; {r['analytic_gflop']:.1f} GFLOP per call; "
-            f"matmul peak {r['matmul_peak_gflops']:.0f} GFLOP/s"
+            f"{r['matmul_peak_dtype']} matmul peak {r['matmul_peak_gflops']:.0f} GFLOP/s"
         )
         times = "; ".join(f"{n} {t:.4g} s" for n, t in sorted(r["strategy_seconds"].items()))
         how = {"measured": "timed now", "cache": "from the cache", "set": "set"}

@@ -81,7 +81,7 @@ def main() -> None:
     for _ in range(3):
         bm.jax.block_until_ready(call())
     wall = bm.time_calls(call, args.calls)
-    peak = bm.matmul_peak()
+    peak = bm.matmul_peak(bf16=choice.strategy.bf16)
     with tempfile.TemporaryDirectory() as tmp:
         with bm.jax.profiler.trace(tmp, create_perfetto_trace=True):
             t0 = time.perf_counter()
@@ -100,7 +100,8 @@ def main() -> None:
         f"{args.scenario}: batch {batch} over {devices} CPU device(s); wall per call {median:.3f} s "
         f"(median of {args.calls}; {traced:.3f} s while traced); {flops / 1e9:.1f} GFLOP "
         f"analytic = {flops / median / 1e9:.0f} GFLOP/s, {100 * flops / median / 1e9 / peak:.0f} % "
-        f"of the {peak:.0f} GFLOP/s matmul peak; at that peak: {flops / peak / 1e9:.3f} s"
+        f"of the {peak:.0f} GFLOP/s {'bfloat16' if choice.strategy.bf16 else 'float32'} "
+        f"matmul peak; at that peak: {flops / peak / 1e9:.3f} s"
     )
     print(f"strategy {choice.strategy.name} ({choice.source})")
     print(
