@@ -28,7 +28,8 @@ HELP = {
     "retention_max_age_hours": "maximum age of forecast files (0: no limit)",
     "compile_cache_dir": "persistent JAX compile cache (also NOWCASTD_COMPILE_CACHE)",
     "strategy": "auto: time the candidate strategies of each program at the first start and "
-    "cache the fastest; default, or a name such as ynn=off,wgrad=96,unroll=auto",
+    "cache the fastest; default, or a name such as ynn=off,wgrad=96,unroll=auto (bf16=on: "
+    "bfloat16 convolutions, which change values)",
     "log_level": "DEBUG, INFO, WARNING or ERROR (--verbose: DEBUG)",
     "events_file": "append one JSON line per scan outcome to this file (for programs)",
     "read_timeout_seconds": "a scan read taking longer is abandoned (its reader process killed)",

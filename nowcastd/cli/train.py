@@ -75,7 +75,8 @@ class Devices:
     strategy: StrategySetting = setting(
         "auto",
         "auto: time the training step's candidate strategies (and CPU device counts) on the "
-        "first batch and cache the fastest; default, or a name such as ynn=on,wgrad=96,unroll=auto",
+        "first batch and cache the fastest; default, or a name such as ynn=on,wgrad=96,unroll=auto "
+        "(bf16=on: bfloat16 convolutions, which change values)",
         parse=parse_setting,
     )
 

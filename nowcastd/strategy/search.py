@@ -46,7 +46,7 @@ MARGIN = 0.03
 _EXPECTED = (
     "expected auto, default or a strategy name such as 'ynn=off,wgrad=96,unroll=auto' "
     "(ynn=on|off|auto, wgrad=N output channels per weight-gradient convolution with 0 for "
-    "all, unroll=on|off|auto)"
+    "all, unroll=on|off|auto, bf16=on|off)"
 )
 
 

@@ -53,7 +53,8 @@ def test_a_bad_strategy_name_is_a_one_line_error() -> None:
     assert result.output.strip().splitlines() == [
         "error: --strategy: expected auto, default or a strategy name such as "
         "'ynn=off,wgrad=96,unroll=auto' (ynn=on|off|auto, wgrad=N output channels per "
-        "weight-gradient convolution with 0 for all, unroll=on|off|auto), got 'fastest'"
+        "weight-gradient convolution with 0 for all, unroll=on|off|auto, bf16=on|off), got "
+        "'fastest'"
     ]
 
 
