@@ -4,9 +4,10 @@
 
 For the radar configuration's three gate convolutions (batch 1, 32x32 patched grid, 5x5, 128 in;
 256, 192 and 64 out) it prints the median and p99 of: XLA's convolution in float32 (what the
-model runs), the same convolution in bfloat16, and a bfloat16 matmul over the 25 shifted copies
-of the input (im2col, float32 accumulation), which is how bfloat16 reaches the matrix units; the
-ratio of each to float32, and each one's largest error relative to the float32 result's largest
+model runs), the same convolution in bfloat16, a bfloat16 matmul over the 25 shifted copies
+of the input (im2col, float32 accumulation), and the product's `bf16=on` convolution
+(model/layers.py: one bfloat16 matmul over the input's 5 row shifts, float32 sums; from float32
+operands, as the model calls it); the ratio of each to float32, and each one's largest error relative to the float32 result's largest
 value. "inference" is the float32 convolution compiled as the rollout is
 (model/rollout.py, INFERENCE_COMPILER_OPTIONS). A 2048^3 matmul in both types shows the peak each type reaches. Figures only.
 """
@@ -19,6 +20,7 @@ import numpy as np
 from jax import lax
 from timing import warm_ms
 
+from model.layers import conv2d as model_conv2d
 from model.rollout import INFERENCE_COMPILER_OPTIONS
 
 DIMS = ("NHWC", "HWIO", "NHWC")
@@ -64,6 +66,7 @@ def main() -> None:
             "conv float32 inference": (conv, x, w),
             "conv bfloat16": (conv, xb, wb),
             "im2col matmul bfloat16": (shifted_matmul, xb, wb),
+            "row shifts bf16=on": (lambda x, w: model_conv2d(x, w, bf16=True), x, w),
         }
         base = None
         for name, (fn, *operands) in runs.items():
