@@ -100,20 +100,14 @@ def rollout_rates(
 _COMPILED: dict[tuple[tuple[str, str], ...], Any] = {}
 
 
-def rollout_rates_jit(
-    network: PredRNN,
-    transform: DataTransform,
-    context: Float[Array, "batch inputs height width 1"],
-    num_leads: int,
-    motion: Float[Array, "batch height width 2"] | None = None,
-) -> Float[Array, "batch leads height width"]:
-    """`rollout_rates`, jitted with the XLA options of the network's strategy for inference
-    (model.rollout's `INFERENCE_COMPILER_OPTIONS` for the default)."""
+def rollout_rates_jit(network: PredRNN, *args: Any) -> Float[Array, "batch leads height width"]:
+    """`rollout_rates(network, *args)`, jitted with the XLA options of the network's strategy
+    for inference (model.rollout's `INFERENCE_COMPILER_OPTIONS` for the default)."""
     options = network.strategy.compiler_options(inference=True)
     key = tuple(sorted(options.items()))
     if key not in _COMPILED:
         _COMPILED[key] = eqx.filter_jit(rollout_rates, compiler_options=options)
-    return _COMPILED[key](network, transform, context, num_leads, motion)
+    return _COMPILED[key](network, *args)
 
 
 def forecast_rates(

@@ -7,8 +7,8 @@ import equinox as eqx
 import numpy as np
 
 from model.rollout import rollout
-from model.strategy import DEFAULT
-from nowcastd.nowcast import Window
+from model.strategy import DEFAULT, Strategy
+from nowcastd.nowcast import Window, rollout_rates_jit
 from nowcastd.serve.config import ServeConfig
 from nowcastd.serve.outcome import Written
 from nowcastd.serve.pipeline import Pipeline
@@ -43,6 +43,19 @@ def test_serve_and_evaluate_give_identical_fields_for_the_same_window(tmp_path):
 
     np.testing.assert_array_equal(served.forecast.precip, evaluated)
     assert np.isnan(evaluated[:, 10:, :3]).all() and not np.isnan(evaluated[:, :10]).any()
+
+
+def test_evaluation_rollout_runs_the_networks_strategy():
+    """`evaluate` and bench_evaluate score a model under its strategy: bf16=on is evaluated
+    as bfloat16, close to float32 but not equal."""
+    tiny = tiny_model().network
+    net = eqx.tree_at(lambda n: n.conv_last, tiny, tiny.conv_last * 10.0)  # rain, not ~0
+    rates = np.random.default_rng(1).gamma(0.6, 8.0, (1, 3, 16, 16)).astype(np.float32)
+    context = Window.from_rates(rates, DBZ).context
+    f32 = np.asarray(rollout_rates_jit(net, DBZ, context, 3))
+    bf16 = np.asarray(rollout_rates_jit(net.with_strategy(Strategy(bf16=True)), DBZ, context, 3))
+    assert f32.max() > 1.0 and not np.array_equal(f32, bf16)
+    np.testing.assert_allclose(bf16, f32, atol=0.02 * float(f32.max()))
 
 
 def test_forecast_rates_never_exceed_the_models_range_and_drizzle_is_no_rain():
