@@ -1,5 +1,7 @@
 """The spatiotemporal LSTM cell (v1, v2 and the action-conditioned variant)."""
 
+import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import equinox as eqx
@@ -103,10 +105,9 @@ class STLSTMCell(eqx.Module):
         name: str,
         x: Float[Array, "batch hr wr cin"],
         w: Float[Array, "k k cin cout"],
-        wgrad_chunk: int,
-        bf16: bool,
+        conv: Callable[[Array, Array], Array],
     ) -> Float[Array, "batch hr wr cout"]:
-        y = conv2d(x, w, wgrad_chunk=wgrad_chunk, bf16=bf16)
+        y = conv(x, w)
         if self.biases is not None:
             y = y + self.biases[name]
         if self.norms is not None:
@@ -134,22 +135,20 @@ class STLSTMCell(eqx.Module):
         `wgrad_chunk`: how the convolutions split their weight gradients; `bf16`: whether the
         k x k ones multiply in bfloat16 (`model.layers.conv2d`)."""
         n = self.num_hidden
-        chunk = wgrad_chunk
+        conv = functools.partial(conv2d, wgrad_chunk=wgrad_chunk, bf16=bf16)
         if fused is not None:
-            xh = conv2d(
-                jnp.concatenate([x, state.h], axis=-1), fused.w_xh, wgrad_chunk=chunk, bf16=bf16
-            )
-            xm = conv2d(jnp.concatenate([x, m], axis=-1), fused.w_xm, wgrad_chunk=chunk, bf16=bf16)
+            xh = conv(jnp.concatenate([x, state.h], axis=-1), fused.w_xh)
+            xm = conv(jnp.concatenate([x, m], axis=-1), fused.w_xm)
             i, f, g, o_xh = (xh[..., j * n : (j + 1) * n] for j in range(4))
             ip, fp, gp = (xm[..., j * n : (j + 1) * n] for j in range(3))
         else:
-            xc = self._conv("x", x, self.w_x, chunk, bf16)
-            hc = self._conv("h", state.h, self.w_h, chunk, bf16)
+            xc = self._conv("x", x, self.w_x, conv)
+            hc = self._conv("h", state.h, self.w_h, conv)
             if self.w_a is not None:
                 if action is None:
                     raise ValueError("an action-conditioned cell needs the encoded action")
-                hc = hc * self._conv("a", action, self.w_a, chunk, bf16)
-            mc = self._conv("m", m, self.w_m, chunk, bf16)
+                hc = hc * self._conv("a", action, self.w_a, conv)
+            mc = self._conv("m", m, self.w_m, conv)
             xs = [xc[..., j * n : (j + 1) * n] for j in range(7)]
             hs = [hc[..., j * n : (j + 1) * n] for j in range(4)]
             ms = [mc[..., j * n : (j + 1) * n] for j in range(3)]
@@ -161,7 +160,7 @@ class STLSTMCell(eqx.Module):
         delta_m = jax.nn.sigmoid(ip) * jnp.tanh(gp)
         m_new = jax.nn.sigmoid(fp + _FORGET_BIAS) * m + delta_m
         mem = jnp.concatenate([c_new, m_new], axis=-1)
-        o = jax.nn.sigmoid(o_xh + self._conv("o", mem, self.w_o, chunk, bf16))
+        o = jax.nn.sigmoid(o_xh + self._conv("o", mem, self.w_o, conv))
         last = conv2d(mem, self.w_last)
         if self.biases is not None:
             last = last + self.biases["last"]

@@ -170,8 +170,7 @@ def _conv_same_bf16_fwd(x: Array, w: Array) -> tuple[Array, tuple[Array, Array]]
 def _conv_same_bf16_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
     x, w = res
     k, _, cin, cout = w.shape
-    batch, rows, cols = x.shape[:3]
-    pad = k // 2
+    rows, pad = x.shape[1], k // 2
     gb = g.astype(jnp.bfloat16)
     dx = _matmul_bf16(gb, jnp.swapaxes(w[::-1, ::-1], 2, 3), loop=True)
     # The kernel's gradient: the input's row shifts, contracted over every padded pixel with

@@ -86,7 +86,8 @@ class PredRNN(eqx.Module):
 
     `conv_last` is the 1x1 frame decoder (absent in action models), `adapter` the
     1x1 decoupling adapter shared by every layer and step (v2 only). `strategy` says how its
-    programs are traced (`with_strategy`); it changes no value beyond float rounding.
+    programs are traced (`with_strategy`); it changes no value beyond float rounding unless it
+    sets `bf16`.
     """
 
     cells: tuple[STLSTMCell, ...]
@@ -124,7 +125,7 @@ class PredRNN(eqx.Module):
         self.strategy = DEFAULT
 
     def with_strategy(self, strategy: Strategy) -> "PredRNN":
-        """The same weights, traced under `strategy` (the weight-gradient chunk, unrolling)."""
+        """The same weights, traced under `strategy` (weight-gradient chunk, unrolling, bf16)."""
         if strategy == self.strategy:
             return self
         network = copy.copy(self)

@@ -5,16 +5,20 @@ fusions the compiler may use, how the convolutions' weight gradients are split, 
 loops are unrolled. Which one is fastest depends on the CPU (and the shapes), so `nowcastd`
 measures the `candidates` on the machine itself; `DEFAULT` is the rule that holds when nothing
 was measured. The exception is `bf16`, which the user opts into: the convolutions multiply in
-bfloat16, which changes values by more than float32 rounding, so no search turns it on; a search
-started from it keeps it.
+bfloat16, which changes values by more than float32 rounding, so no search turns it on.
 
 A strategy is a static value: the network carries its trace-time part (`PredRNN.with_strategy`:
-the weight-gradient chunk and the unrolling), and the compiler takes `compiler_options` (the
-YNN fusions). Each strategy therefore traces and compiles its own program.
+the weight-gradient chunk, the unrolling, bfloat16), and the compiler takes `compiler_options`
+(the YNN fusions). Each strategy therefore traces and compiles its own program.
 """
 
 import dataclasses
+import functools
 import itertools
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
 
 from model.config import ModelConfig
 from model.layers import WGRAD_CHUNK
@@ -44,7 +48,7 @@ class Strategy:
     for bfloat16).
     `wgrad_chunk`: output channels per weight-gradient convolution (`model.layers`; 0: one
     convolution over all of them). `unroll`: unroll the time loops (None: inference unrolls,
-    the training step unrolls when its per-step states are small, `model.network`).
+    the training step unrolls when its per-step states are small, `unroll_training`).
     `bf16`: the k x k convolutions multiply in bfloat16 with float32 sums (`model.layers`),
     which changes values; off unless the user sets it.
     """
@@ -96,6 +100,17 @@ class Strategy:
 
 
 DEFAULT = Strategy()
+
+
+@functools.cache
+def jitted(fn: Callable[..., Any], strategy: Strategy, *, inference: bool) -> Callable[..., Any]:
+    """`fn` under `eqx.filter_jit` with the XLA options of `strategy`, one per function,
+    strategy and kind of program (`inference`: no gradients). The network passed to it carries
+    the trace-time part (`PredRNN.with_strategy`)."""
+    options = strategy.compiler_options(inference=inference)
+    # filter_jit passes jax.jit's keywords on; its typed overloads do not list them
+    compiled: Callable[..., Any] = eqx.filter_jit(fn, compiler_options=options)  # type: ignore[call-overload]
+    return compiled
 
 
 def parse_strategy(text: str) -> Strategy:
@@ -158,14 +173,13 @@ def candidates(
     *,
     inference: bool,
     wgrad_chunks: tuple[int, ...] = WGRAD_CHUNKS,
-    base: Strategy = DEFAULT,
 ) -> tuple[Strategy, ...]:
     """Every distinct program that combinations of `axes` give for `cfg` at `batch`, one
-    strategy each, `base` first (the others keep its `bf16`)."""
+    strategy each, DEFAULT first."""
     settings = axes(inference=inference, wgrad_chunks=wgrad_chunks)
     names = [name for name, _ in settings]
-    combos = [base] + [
-        dataclasses.replace(base, **dict(zip(names, combo, strict=True)))  # type: ignore[arg-type]
+    combos = [DEFAULT] + [
+        Strategy(**dict(zip(names, combo, strict=True)))  # type: ignore[arg-type]
         for combo in itertools.product(*(values for _, values in settings))
     ]
     seen: set[Strategy] = set()

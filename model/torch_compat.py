@@ -1,6 +1,5 @@
 """Migration path from predrnn-pytorch: state_dict layouts and the official steps."""
 
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,7 +11,7 @@ import numpy as np
 from model.config import ModelConfig
 from model.loss import LossParts, predrnn_loss
 from model.network import PredRNN
-from model.strategy import DEFAULT, Strategy
+from model.strategy import DEFAULT, Strategy, jitted
 
 # layout -> (torch -> nowcastd, nowcastd -> torch)
 _LAYOUTS: dict[
@@ -126,22 +125,13 @@ def _forward_fn(network: PredRNN, frames: jax.Array, mask: jax.Array) -> jax.Arr
     return network(frames, mask, with_decouple=False)[0]
 
 
-@functools.cache
-def _compiled(fn: Callable[..., Any], strategy: Strategy) -> Callable[..., Any]:
-    """`fn` jitted with the XLA options of `strategy` (the official steps train)."""
-    options = strategy.compiler_options(inference=False)
-    # filter_jit passes jax.jit's keywords on; its typed overloads do not list them
-    jitted: Callable[..., Any] = eqx.filter_jit(fn, compiler_options=options)  # type: ignore[call-overload]
-    return jitted
-
-
 def _loss_and_grad(
     network: PredRNN, frames: jax.Array, mask: jax.Array, strategy: Strategy = DEFAULT
 ) -> tuple[tuple[jax.Array, LossParts], PredRNN]:
     """The loss, its parts and the gradient, compiled under `strategy`."""
-    out: tuple[tuple[jax.Array, LossParts], PredRNN] = _compiled(_loss_and_grad_fn, strategy)(
-        network.with_strategy(strategy), frames, mask
-    )
+    out: tuple[tuple[jax.Array, LossParts], PredRNN] = jitted(
+        _loss_and_grad_fn, strategy, inference=False
+    )(network.with_strategy(strategy), frames, mask)
     return out
 
 
@@ -176,7 +166,7 @@ def official_test(
     """What official `Model.test` returns: the T-1 predicted frames (no gradient tape)."""
     if network.cfg != cfg:
         raise ValueError(f"network was built for {network.cfg}, not {cfg}")
-    forward = _compiled(_forward_fn, strategy)
+    forward = jitted(_forward_fn, strategy, inference=False)
     return np.asarray(
         forward(network.with_strategy(strategy), jnp.asarray(frames), jnp.asarray(mask_true))
     )

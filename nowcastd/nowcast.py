@@ -29,13 +29,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import equinox as eqx
 import jax
 import numpy as np
 from jaxtyping import Array, Float
 
 from model.network import PredRNN
 from model.rollout import rollout
+from model.strategy import jitted
 from nowcastd.data.motion import MotionEstimator
 from nowcastd.io.transform import DataTransform
 
@@ -97,17 +97,11 @@ def rollout_rates(
     return transform.to_rates(rollout(network, context, num_leads, None, motion)[..., 0])
 
 
-_COMPILED: dict[tuple[tuple[str, str], ...], Any] = {}
-
-
 def rollout_rates_jit(network: PredRNN, *args: Any) -> Float[Array, "batch leads height width"]:
     """`rollout_rates(network, *args)`, jitted with the XLA options of the network's strategy
     for inference (model.rollout's `INFERENCE_COMPILER_OPTIONS` for the default)."""
-    options = network.strategy.compiler_options(inference=True)
-    key = tuple(sorted(options.items()))
-    if key not in _COMPILED:
-        _COMPILED[key] = eqx.filter_jit(rollout_rates, compiler_options=options)
-    return _COMPILED[key](network, *args)
+    out: Array = jitted(rollout_rates, network.strategy, inference=True)(network, *args)
+    return out
 
 
 def forecast_rates(

@@ -60,10 +60,6 @@ def parse_setting(text: str) -> StrategySetting:
         raise ValueError(_EXPECTED) from None
 
 
-def setting_name(setting: StrategySetting) -> str:
-    return setting if isinstance(setting, str) else setting.name
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Program:
     """One compiled program of the product, as the cache knows it: `name` ("training step",
