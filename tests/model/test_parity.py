@@ -178,7 +178,7 @@ def test_bf16_training_step_stays_close_to_official(name: str, grad_rel: float) 
     assert _rel_l2(next_frames, fx["next_frames"]) > 1e-5
 
 
-@pytest.mark.parametrize("name", ["mini_v2_ss", "mini_v2_rss_ln", "mini_v1"])
+@pytest.mark.parametrize("name", ["mini_v2_ss", "mini_v2_rss_ln"])
 def test_bf16_rollout_stays_close_to_official(name: str) -> None:
     fx = Fixture(PARITY / f"{name}.npz")
     cfg, i = fx.cfg, fx.cfg.input_length
