@@ -6,7 +6,10 @@ then flips, rotates by a multiple of 90° and, at random, reverses time. Movies 
 is a fraction of the target step are subsampled (2-min MRMS: every 2nd or 3rd frame). Crops
 that are nearly dry are redrawn a few times, since they teach nothing about motion. A share of
 the draws are synthetic (`nowcastd.data.advection`): a real frame carried along a random
-smooth flow.
+smooth flow. Its source must exceed the model grid by the farthest distance rain travels; where
+no movie is that large (a 64 × 64 archive for a 64 × 64 grid), the largest square a movie holds
+is padded with no data, so rain leaves the grid and what flows in is masked in the loss, as
+beyond a radar's range.
 
 Movies are read lazily (`load_movie` keeps the HDF5 dataset open): each draw reads its crop
 through h5py's chunk cache (`CACHE_BYTES` per movie), so memory does not grow with a movie's
@@ -204,6 +207,8 @@ class SequenceSampler:
         for movie, choices in zip(self.movies, self._choices, strict=True):
             usable = ", ".join(f"block {b} stride {s}: {len(n)} starts" for b, s, n in choices)
             logger.info("%s: %s", movie.name, usable or "too small, not used")
+        self._whole_sources = any(self._full_sources(m) for m in self.movies)
+        self._synthetic_source_warning()
 
     def _weight(self, movie: Movie, choice: tuple[int, int, np.ndarray]) -> float:
         """How often to draw from `movie` with `choice`: its start times times the square root
@@ -276,31 +281,68 @@ class SequenceSampler:
 
         return block_average(read(*self._wettest(draw_crop), cfg.total_length), block)
 
+    def _synthetic_source_warning(self) -> None:
+        """Warn once when no movie holds a whole synthetic source at any block factor."""
+        cfg = self.cfg
+        if cfg.synthetic_fraction == 0 or self._whole_sources:
+            return
+        side = self._source_side()
+        logger.warning(
+            "synthetic sequences: no movie holds the %d×%d source (at the model grid) that rain "
+            "moving up to %.1f pixels per step for %d steps needs; each is drawn from the largest "
+            "square its movie holds, padded with no data, which the loss masks like rain beyond "
+            "the radar's range (--synthetic_fraction 0 turns them off)",
+            side,
+            side,
+            cfg.motion.max_speed + cfg.motion.max_shear,
+            cfg.total_length,
+        )
+
+    def _source_side(self) -> int:
+        """The side of a synthetic source at the model grid: the grid plus the travel margin."""
+        cfg = self.cfg
+        return max(cfg.height, cfg.width) + 2 * cfg.motion.margin(cfg.total_length)
+
+    def _full_sources(self, movie: Movie) -> list[int]:
+        """The block factors at which `movie` holds a whole synthetic source."""
+        side = self._source_side()
+        return [b for b in self.cfg.blocks if side * b <= min(movie.precip.shape[1:])]
+
+    def _synthetic_movie(self) -> tuple[Movie, int, int]:
+        """A movie for a synthetic source, its block factor and the source's side at the model
+        grid: a movie that holds a whole source when one does, else (padded later with no data)
+        the largest square of a movie that holds the model grid."""
+        cfg, rng = self.cfg, self.rng
+        side = self._source_side()
+        for _ in range(cfg.max_redraws if self._whole_sources else 0):
+            movie = self.movies[int(rng.choice(len(self.movies), p=self._weights))]
+            if fits := self._full_sources(movie):
+                return movie, fits[int(rng.integers(len(fits)))], side
+        grid = max(cfg.height, cfg.width)
+        movie = self.movies[int(rng.choice(len(self.movies), p=self._weights))]
+        smallest = min(movie.precip.shape[1:])
+        fits = [b for b in cfg.blocks if grid * b <= smallest]  # a drawn movie holds the grid
+        block = fits[int(rng.integers(len(fits)))]
+        return movie, block, min(side, smallest // block)
+
     def _synthetic(self) -> tuple[np.ndarray, np.ndarray]:
         """One advected (T, h, w) sequence in mm/h from a random real frame, and its mask."""
         cfg, rng = self.cfg, self.rng
         margin = cfg.motion.margin(cfg.total_length)
-        side = max(cfg.height, cfg.width) + 2 * margin
-        for _ in range(cfg.max_redraws):
-            m = int(rng.choice(len(self.movies), p=self._weights))
-            movie = self.movies[m]
-            fits = [b for b in cfg.blocks if side * b <= min(movie.precip.shape[1:])]
-            if fits:
-                break
-        else:
-            raise DataError(
-                f"synthetic sequences need a {side}×{side} source at the model grid; no movie "
-                "is large enough (lower synthetic_fraction or the model size)"
-            )
-        block = fits[int(rng.integers(len(fits)))]
+        side = self._source_side()
+        movie, block, held = self._synthetic_movie()
         _, big_h, big_w = movie.precip.shape
-        n = side * block
+        n = held * block
+        before = (side - held) // 2  # no data around a source smaller than `side`
+        after = side - held - before
 
         def draw_source() -> tuple[np.ndarray, np.ndarray]:
             t0 = int(rng.integers(movie.precip.shape[0]))
             r0, c0 = int(rng.integers(big_h - n + 1)), int(rng.integers(big_w - n + 1))
             frame = np.asarray(movie.precip[t0 : t0 + 1, r0 : r0 + n, c0 : c0 + n], np.float32)
-            source = block_average(frame, block)[0][0]
+            source = np.pad(
+                block_average(frame, block)[0][0], (before, after), constant_values=np.nan
+            )
             return source, source[margin:-margin, margin:-margin]
 
         best = self._wettest(draw_source)

@@ -89,6 +89,25 @@ def test_synthetic_sequences_fill_the_grid(tmp_path):
     np.testing.assert_array_equal(valid, 1.0)
 
 
+def test_synthetic_sequences_from_a_movie_no_larger_than_the_grid_mask_the_inflow(tmp_path, caplog):
+    rain = np.random.default_rng(0).gamma(1.0, 2.0, (6, 16, 16)) + 0.5
+    path = _movie(tmp_path / "g.h5", rain)
+    cfg = SamplerConfig(total_length=6, height=16, width=16, blocks=(1, 2), synthetic_fraction=1.0)
+    with caplog.at_level("WARNING", logger="nowcastd.data.sequences"):
+        sampler = SequenceSampler([load_movie(path)], cfg, IDENTITY, 16, np.random.default_rng(0))
+    assert "no movie holds the 64×64 source" in caplog.text
+    assert "padded with no data" in caplog.text
+    clips, valid = next(sampler)
+    assert clips.shape == valid.shape == (16, 6, 16, 16, 1) and np.isfinite(clips).all()
+    wet = valid == 1.0
+    np.testing.assert_array_equal(clips[~wet], 0.0)  # what flowed in from nowhere: no data
+    assert clips[wet].min() > 0.0  # the source's rain, everywhere it is known
+    assert valid.min() == 0.0 and valid.mean() > 0.3  # rain moved off the grid, most is kept
+    # the source's own frame, first or (time reversed) last, has data everywhere
+    ends = valid[:, [0, -1]].min(axis=(2, 3, 4))
+    assert (ends.max(axis=1) == 1.0).all()
+
+
 def test_resume_reproduces_the_draws(tmp_path):
     path = _movie(tmp_path / "r.h5", np.random.default_rng(1).gamma(1.0, 2.0, (10, 64, 64)))
     cfg = SamplerConfig(total_length=4, height=16, width=16, synthetic_fraction=0.5)

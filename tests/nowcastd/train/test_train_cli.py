@@ -338,6 +338,31 @@ def test_lagrangian_flag_mistakes_are_one_line(tmp_path, flags, message):
     assert message in out and "Traceback" not in out
 
 
+def test_default_sequences_train_on_an_archive_no_larger_than_the_model_grid(tmp_path):
+    from tests.nowcastd.data.test_archive import CONFIG, SAMPLE
+
+    config = tmp_path / "archive.toml"
+    config.write_text(CONFIG)  # the sample's 256 km at 4 km: a 64 x 64 archive
+    archive = tmp_path / "archive.h5"
+    result = CliRunner().invoke(
+        app, ["dataset", "archive", str(SAMPLE[0].parent), "--out", str(archive),
+              "--config", str(config)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    save = tmp_path / "run"
+    code, out = run_train(
+        "--train_data_paths", str(archive), "--valid_data_paths", str(archive),
+        "--sequences", "1", "--save_dir", str(save), "--max_iterations", "2",
+        "--display_interval", "1", "--snapshot_interval", "2", "--test_interval", "2",
+    )  # fmt: skip
+    assert code == 0, out
+    assert "padded with no data" in out  # synthetic sequences say what they are drawn from
+    assert [r["iteration"] for r in records(save, "train")] == [1, 2]
+    assert all(np.isfinite(r["loss"]) for r in records(save, "train"))
+    meta = json.loads((checkpoint_dirs(save)[-1] / "meta.json").read_text())
+    assert meta["train_config"]["synthetic_fraction"] == 0.3  # the default, not turned off
+
+
 def test_random_sequences_need_a_validation_movie(tmp_path):
     a = _movie(tmp_path / "a.h5", 0)
     code, out = run_train("--train_data_paths", str(a), "--sequences", "1")
