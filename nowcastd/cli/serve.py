@@ -42,6 +42,12 @@ HELP = {
     "cadence_tolerance_seconds": "off-timestep tolerance; unset: a tenth of the timestep",
     "max_rain_rate_mm_h": "rain rates above this are implausible (clipped, or refused if many)",
     "max_implausible_fraction": "a scan with more implausible pixels than this is refused",
+    "max_saturated_fraction": "a scan with more pixels than this at or above the rate where "
+    "the model's input saturates (205 mm/h for the dbz transform) is refused (1: never)",
+    "extreme_rain_rate_mm_h": "a rain rate no rain reaches over a share of a composite",
+    "max_extreme_fraction": "a scan with more pixels than this above extreme_rain_rate_mm_h "
+    "is refused (1: never)",
+    "refuse_constant_field": "refuse a scan of one constant non-zero value throughout",
     "max_abs_gain": "a larger calibration gain is refused",
     "max_abs_offset": "a larger calibration offset is refused",
     "stall_seconds": "a worker without progress this long stops the systemd watchdog pings",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nowcastd.errors import ConfigError, ScanError
+from nowcastd.io.readers.guard import ScanRefused, printable
 from nowcastd.io.readers.scan import GridInfo, Scan
 from nowcastd.io.transform import DataTransform
 
@@ -183,11 +184,26 @@ class Domain:
         model = np.nan_to_num(transform.to_model(mean), nan=0.0)
         return model.astype(np.float32), valid
 
-    def crop_grid(self, grid: GridInfo) -> GridInfo:
-        """The GridInfo of the model grid (extent and pixel size moved with the crop/block)."""
+    def crop_grid(self, grid: GridInfo, *, name: str = "grid") -> GridInfo:
+        """The GridInfo of the model grid (extent and pixel size moved with the crop/block).
+
+        ScanError for another native shape; ScanRefused "bad_geometry" when the scan's
+        geometry does not survive the crop (a pixel size that the block makes infinite, an
+        extent that overflows): `name` (the scan's) is named in both."""
         if grid.shape != self.native_shape:
-            raise ScanError(f"grid: expected native shape {self.native_shape}, got {grid.shape}")
-        grid = self._described(grid)
+            raise ScanError(
+                f"{printable(name)}: expected native shape {self.native_shape}, got {grid.shape}"
+            )
+        try:
+            return self._cropped(self._described(grid))
+        except (ValueError, ArithmeticError) as e:
+            raise ScanRefused(
+                "bad_geometry",
+                f"{printable(name)}: expected a grid geometry that survives the crop to the "
+                f"domain {self.crop} block {self.block}, got {e}",
+            ) from e
+
+    def _cropped(self, grid: GridInfo) -> GridInfo:
         identity = self.model_shape == self.native_shape
         changes: dict[str, object] = {"shape": self.model_shape}
         if not identity:

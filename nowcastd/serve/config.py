@@ -44,8 +44,11 @@ class ServeConfig:
     (None or 0: any age), or off the cadence of the newest buffered scan by more than
     `cadence_tolerance_seconds` (None: a tenth of the timestep) is refused; so is a scan with
     more than `max_implausible_fraction` of its pixels outside 0..`max_rain_rate_mm_h` (fewer
-    are clipped), and a calibration beyond `max_abs_gain`/`max_abs_offset`. A worker that shows
-    no progress for `stall_seconds` stops the systemd watchdog pings.
+    are clipped), more than `max_saturated_fraction` at or above the rate where the model's
+    input saturates, more than `max_extreme_fraction` above `extreme_rain_rate_mm_h`, one
+    constant non-zero value throughout (unless `refuse_constant_field` is off; the field rules
+    are `serve.plausibility`), and a calibration beyond `max_abs_gain`/`max_abs_offset`. A
+    worker that shows no progress for `stall_seconds` stops the systemd watchdog pings.
 
     `events_file`: one JSON line per scan outcome is appended there (`serve.events`), for
     programs; the log stays for people.
@@ -83,6 +86,10 @@ class ServeConfig:
     cadence_tolerance_seconds: float | None = None
     max_rain_rate_mm_h: float = 1000.0
     max_implausible_fraction: float = 0.01
+    max_saturated_fraction: float = 0.01
+    extreme_rain_rate_mm_h: float = 150.0
+    max_extreme_fraction: float = 0.01
+    refuse_constant_field: bool = True
     max_abs_gain: float = 1000.0
     max_abs_offset: float = 10000.0
     stall_seconds: float = 600.0
@@ -109,6 +116,7 @@ class ServeConfig:
                 raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
         positive += ("read_timeout_seconds", "max_rain_rate_mm_h", "max_abs_gain")
         positive += ("max_abs_offset", "stall_seconds", "max_future_seconds")
+        positive += ("extreme_rain_rate_mm_h",)
         for name in positive[3:]:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -116,10 +124,10 @@ class ServeConfig:
         for name in ("read_memory_limit_bytes", "max_scan_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected an int >= 1, got {getattr(self, name)}")
-        if not 0 <= self.max_implausible_fraction <= 1:
-            raise ValueError(
-                f"max_implausible_fraction: expected 0..1, got {self.max_implausible_fraction}"
-            )
+        fractions = ("max_implausible_fraction", "max_saturated_fraction", "max_extreme_fraction")
+        for name in fractions:
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name}: expected 0..1, got {getattr(self, name)}")
         tolerance = self.cadence_tolerance_seconds
         if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0):
             raise ValueError(f"cadence_tolerance_seconds: expected a number >= 0, got {tolerance}")

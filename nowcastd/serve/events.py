@@ -8,9 +8,10 @@ With `events_file` set, `nowcastd serve` appends one line per outcome and flushe
      "write": 0.008}, "pre_encoded": true}
 
 and `"event": "buffered"` (`push`, `skipped`), `"rejected"` (`reason`, `detail`) or
-`"failed"` (`stage`, `detail`) for the others. journald and log shippers take such lines as
-they are; `nowcastd demo` and `bench/bench_serve.py` read them (`ForecastEvent`,
-`forecast_events`) instead of the human log line, which stays for people.
+`"failed"` (`stage`, `reason`: "error" or "internal", `detail`) for the others. journald
+and log shippers take such lines as they are; `nowcastd demo` and `bench/bench_serve.py` read
+them (`ForecastEvent`, `forecast_events`) instead of the human log line, which stays for
+people.
 """
 
 from __future__ import annotations
@@ -64,7 +65,13 @@ def event_record(outcome: Outcome, *, latency: float, queued: float) -> dict[str
     if isinstance(outcome, Rejected):
         return {"event": "rejected", **base, "reason": outcome.reason, "detail": outcome.detail}
     assert isinstance(outcome, Failed)
-    return {"event": "failed", **base, "stage": outcome.stage, "detail": outcome.detail}
+    return {
+        "event": "failed",
+        **base,
+        "stage": outcome.stage,
+        "reason": outcome.reason,
+        "detail": outcome.detail,
+    }
 
 
 class EventLog:

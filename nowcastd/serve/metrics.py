@@ -60,6 +60,11 @@ REJECT_REASONS: tuple[str, ...] = (
     "stale",
     "off_cadence",
     "implausible_rain",
+    # what its field is (`plausibility`) and whether its grid survives the crop (`domain`)
+    "saturated",
+    "extreme_rain",
+    "constant_field",
+    "bad_geometry",
 )
 #: Most metrics requests served at once; further connections are closed unanswered.
 MAX_HTTP_CONNECTIONS = 8

@@ -3,7 +3,10 @@
 - `Rejected`: refused by a rule (what the file is, what it says, the buffer's ordering);
   `reason` is one of `metrics.REJECT_REASONS`.
 - `Failed`: a stage could not be done (a read that timed out is `Rejected`; a forecast that
-  could not be written is `Failed` at stage "write"); `stage` is one of `FAILURE_STAGES`.
+  could not be written is `Failed` at stage "write"); `stage` is one of `FAILURE_STAGES`,
+  `reason` one of `FAILURE_REASONS`: "error" for an error the stage names (I/O, a file it
+  cannot write), "internal" for an exception no rule expected (a bug met by one file: it
+  is that file's outcome, logged with its traceback, and the daemon goes on).
 - `Buffered`: in the buffer, no forecast from it (the buffer is not full yet, or a newer scan
   of the same batch got the forecast: `skipped`).
 - `Written`: its forecast file is in place.
@@ -24,7 +27,10 @@ from nowcastd.io.readers import printable
 from nowcastd.serve.buffer import Push
 from nowcastd.serve.forecast import Forecast
 
-__all__ = ["Buffered", "Failed", "Outcome", "Rejected", "Written"]
+__all__ = ["FAILURE_REASONS", "Buffered", "Failed", "Outcome", "Rejected", "Written"]
+
+#: Why a stage failed: an error it names, or an exception nothing expected.
+FAILURE_REASONS: tuple[str, ...] = ("error", "internal")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +48,13 @@ class _Outcome:
 class Failed(_Outcome):
     stage: str
     detail: str
+    reason: str = "error"
+
+    def __post_init__(self) -> None:
+        if self.reason not in FAILURE_REASONS:
+            raise ValueError(
+                f"Failed.reason: expected one of {FAILURE_REASONS}, got {self.reason!r}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

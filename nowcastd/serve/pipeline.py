@@ -2,7 +2,8 @@
 file and returns one `Outcome` (`serve.outcome`).
 
 The stages, in order: read (in a killable worker process with `isolate_reads`; the read
-policy, the plausibility of the rain rates, the domain's crop and block mean, model units) →
+policy, the plausibility of the field (`serve.plausibility`), the domain's crop and block
+mean, model units) →
 admission (`future`, `stale` for the start-up refill, `off_cadence`) → the buffer's ordering
 rules (`duplicate`, `out_of_order`, a gap empties it) and the transfer to the device → the
 forecast (`nowcastd.nowcast.forecast_rates`, pre-encoded when possible) → the atomic write →
@@ -11,7 +12,9 @@ retention (`retention=True`) → the pre-encoding of the next window in the back
 `nowcastd serve` steps it once per batch of queued scans (`step_batch`: read all, buffer in
 valid-time order, forecast once from the newest), `refill` at start-up, `nowcastd predict`
 once. Every error of a stage is caught here, in `_attempt`, and becomes a `Rejected` or
-`Failed` outcome; anything else is a bug. Its state is the input buffer (with each buffered
+`Failed` outcome; any other exception a stage raises while it handles one scan is a bug met
+by that scan, and becomes its `Failed` outcome (reason "internal", logged with the
+traceback), so no file can stop the daemon. Its state is the input buffer (with each buffered
 `Frame`), the compiled forecaster (with its pre-encoded window) and one `ServeConfig`
 reference, which `reconfigure` replaces whole; each step reads it once.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -46,10 +50,12 @@ from nowcastd.serve.buffer import FrameBuffer, Push
 from nowcastd.serve.config import ServeConfig
 from nowcastd.serve.forecast import Forecast, Frame, timings
 from nowcastd.serve.forecaster import Forecaster
-from nowcastd.serve.metrics import ServiceMetrics
+from nowcastd.serve.metrics import REJECT_REASONS, ServiceMetrics
 from nowcastd.serve.outcome import Buffered, Failed, Outcome, Rejected, Written
+from nowcastd.serve.plausibility import FieldRules, admit_field
 from nowcastd.serve.read_worker import ReadWorker
-from nowcastd.strategy.cache import StrategyCache, cache_directory
+from nowcastd.settings import strategy_cache_dir
+from nowcastd.strategy.cache import StrategyCache
 
 __all__ = ["Pipeline", "PipelineStatus", "ScanRejected"]
 
@@ -118,29 +124,6 @@ def _read_scan(
         raise ScanRejected("too_large", f"{printable(path.name)}: too large to read") from e
 
 
-def _plausible_rain(scan: Scan, max_rate: float, max_fraction: float) -> Scan:
-    """The scan with rates outside 0..`max_rate` clipped; ScanRejected when more than
-    `max_fraction` of its pixels with data are outside."""
-    field = scan.field
-    outside = ~np.isnan(field) & ~((field >= 0) & (field <= max_rate))
-    count = int(np.count_nonzero(outside))
-    if not count:
-        return scan
-    with_data = max(int(np.count_nonzero(~np.isnan(field))), 1)
-    if count > max_fraction * with_data:
-        raise ScanRejected(
-            "implausible_rain",
-            f"{printable(scan.name)}: expected rain rates within 0..{max_rate:g} mm/h, got "
-            f"{count} of {with_data} pixels outside (range {np.nanmin(field):g}.."
-            f"{np.nanmax(field):g})",
-        )
-    clipped = np.where(outside, np.where(field < 0, 0.0, max_rate), field).astype(np.float32)
-    logger.warning(
-        "%s: %d pixels outside 0..%g mm/h clipped", printable(scan.name), count, max_rate
-    )
-    return dataclasses.replace(scan, field=clipped)
-
-
 class Pipeline:
     """The model, its domain, the device buffer and the compiled forecaster."""
 
@@ -171,7 +154,7 @@ class Pipeline:
             time_encode=time_encode,
             motion_method=model.motion_method,
             strategy=cfg.strategy,
-            strategy_cache=StrategyCache(cache_directory(cfg.compile_cache_dir)),
+            strategy_cache=StrategyCache(strategy_cache_dir(os.environ, cfg.compile_cache_dir)),
         )
         self._read_worker = (
             ReadWorker(
@@ -315,12 +298,19 @@ class Pipeline:
     def _attempt(
         self, stage: str, path: Path, func: Callable[..., _T], *args: object
     ) -> _T | _Failure:
+        """`func(*args)`, or what became of the scan at `path` when it raised: a refusal, a
+        stage's named error, or any other exception, which is the scan's `Failed` outcome
+        ("internal", logged with its traceback) and never the daemon's end."""
         try:
             return func(*args)
         except ScanRejected as e:
-            return _Failure(Rejected(path=path, reason=e.reason, detail=str(e)))
+            if e.reason in REJECT_REASONS:
+                return _Failure(Rejected(path=path, reason=e.reason, detail=str(e)))
+            return _internal(stage, path, e)
         except (NowcastdError, OSError) as e:
             return _Failure(Failed(path=path, stage=stage, detail=str(e)))
+        except Exception as e:
+            return _internal(stage, path, e)
 
     @contextlib.contextmanager
     def _stage(self, stage: str) -> Iterator[_Lap]:
@@ -356,10 +346,16 @@ class Pipeline:
         reader, policy, worker = cfg.reader, self.policy(), self._read_worker
         with self._stage("read") as lap:
             scan = _read_scan(Path(path), reader, policy, worker)
-            scan = _plausible_rain(scan, cfg.max_rain_rate_mm_h, cfg.max_implausible_fraction)
+            if scan.valid_time.tzinfo is None:
+                raise ScanRejected(
+                    "corrupt", f"{printable(scan.name)}: expected a UTC valid time, got a naive one"
+                )
+            scan = admit_field(scan, FieldRules.of(cfg, self.model.transform))
             try:
+                grid = self.domain.crop_grid(scan.grid, name=scan.name)
                 model, valid = self.domain.model_input(scan, self.model.transform)
-                grid = self.domain.crop_grid(scan.grid)
+            except ScanRejected:
+                raise
             except ScanError as e:
                 raise ScanRejected("wrong_grid", str(e)) from e
         return Frame(
@@ -473,16 +469,13 @@ class Pipeline:
             )
         infos = buf.infos
         newest = infos[-1].record
-        rates = None
-        if self.model.cfg.lagrangian:  # the motion stage reads the frames on the host
-            frames = [i.record for i in infos]
-            rates = np.stack(
-                [
-                    np.where(f.nan_mask, np.nan, self.model.transform.to_physical(f.model[..., 0]))
-                    for f in frames
-                ]
-            )[None]
-        window = Window(context=buf.frames, no_data=newest.nan_mask[None], rates=rates)
+        window = Window.from_model(  # the motion stage reads the frames on the host
+            np.stack([i.record.model[..., 0] for i in infos])[None],
+            np.stack([i.record.nan_mask for i in infos])[None],
+            self.model.transform,
+            context=buf.frames,
+            with_motion=self.model.cfg.lagrangian,
+        )
         seconds: dict[str, float] = {}
 
         @contextlib.contextmanager
@@ -529,6 +522,18 @@ class Pipeline:
             )
         except OSError as e:
             raise NowcastdError(f"retention in {out_dir}: {e}") from e
+
+
+def _internal(stage: str, path: Path, e: Exception) -> _Failure:
+    """An exception no rule expected while `stage` handled the file at `path` (a refusal
+    with a reason the metrics do not know is one too): that file's "internal" failure."""
+    name = printable(path.name)
+    what = type(e).__name__
+    if isinstance(e, ScanRejected):
+        what = f"refusal reason {e.reason!r} (not one of the metrics' reasons)"
+    logger.warning("%s: unexpected %s in stage %s", name, what, stage, exc_info=e)
+    detail = f"{name}: unexpected {what} in stage {stage}: {e}"
+    return _Failure(Failed(path=path, stage=stage, reason="internal", detail=detail))
 
 
 def _failures(result: object) -> tuple[Failed, ...]:

@@ -17,7 +17,10 @@ watched, and re-arms the watch when it was replaced. The one `ServeConfig` is th
 and SIGHUP replaces it whole.
 
 The pipeline turns a refused scan or a failed stage into an outcome, logged and counted here,
-and the loop goes on. Anything else is a bug and ends the process (systemd restarts it).
+and the loop goes on; so is any exception raised while a stage handles one scan (a failure
+with reason "internal"), at start-up's refill as later, so no file in the watch directory can
+stop a start. Only a failure of the daemon itself (its loop, its configuration, the model)
+ends the process (systemd restarts it).
 
 Signals: SIGTERM and SIGINT finish the current forecast, stop the watcher and exit 0.
 SIGHUP re-reads the config file (flags given at start still win) and applies what needs no
@@ -362,7 +365,13 @@ class Service:
         if scan:
             m.scans_received.inc()
         if isinstance(outcome, Failed):
-            logger.error("%s failed for %s: %s", outcome.stage, outcome.name, outcome.detail)
+            logger.error(
+                "%s failed for %s (%s): %s",
+                outcome.stage,
+                outcome.name,
+                outcome.reason,
+                outcome.detail,
+            )
             m.fail(outcome.stage)
         elif isinstance(outcome, Rejected):
             logger.warning("rejected (%s): %s", outcome.reason, outcome.detail)

@@ -80,7 +80,8 @@ def sparse_80gb_npy(stage: Path, i: int) -> bytes:
 
 
 def _odim(path: Path, i: int, **kwargs) -> None:
-    raw = kwargs.pop("raw", np.full((NATIVE, NATIVE), 10, np.uint8))
+    rain = np.add.outer(np.arange(NATIVE), np.arange(NATIVE)) % 40  # 0..3.9 mm/h, not constant
+    raw = kwargs.pop("raw", rain.astype(np.uint8))
     write_odim(
         path,
         raw=raw,

@@ -9,7 +9,7 @@ from hypothesis.extra import numpy as hnp
 
 from nowcastd.errors import ConfigError, ScanError
 from nowcastd.io.domain import Domain, block_average, parse_crop
-from nowcastd.io.readers import GridInfo, Scan, read_scan
+from nowcastd.io.readers import GridInfo, Scan, ScanRefused, read_scan
 from nowcastd.io.transform import DataTransform
 from tests.paths import FIXTURES
 
@@ -113,6 +113,21 @@ def test_full_domain_is_identity():
     np.testing.assert_array_equal(domain.apply(field), field)
     grid = GridInfo(shape=(3, 4), corners_lonlat=((0, 0), (0, 1), (1, 1), (1, 0)))
     assert domain.crop_grid(grid) == grid
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        {"xpixelsize": 1000.0, "ypixelsize": 1e308},
+        {"x1": -1e308, "x2": 1e308, "y1": 0.0, "y2": 8000.0},
+    ],
+)
+def test_a_geometry_the_crop_makes_infinite_is_refused_as_bad_geometry(geometry):
+    grid = GridInfo(shape=(8, 8), **geometry)
+    with pytest.raises(ScanRefused, match=r"yscale\.h5: expected a grid geometry") as refused:
+        Domain.full((8, 8), block=4).crop_grid(grid, name="yscale.h5")
+    assert refused.value.reason == "bad_geometry"
+    assert "got GridInfo" in str(refused.value)
 
 
 @pytest.mark.parametrize(

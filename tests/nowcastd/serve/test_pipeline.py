@@ -5,22 +5,26 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
 from model.rollout import rollout
 from model.strategy import DEFAULT
 from nowcastd.errors import ConfigError
+from nowcastd.io.domain import Domain
 from nowcastd.io.forecast_file import quantize, read_forecast
 from nowcastd.io.scan_settings import ReaderConfig
 from nowcastd.serve.buffer import Push
 from nowcastd.serve.config import ServeConfig
-from nowcastd.serve.outcome import Buffered, Rejected, Written
+from nowcastd.serve.outcome import Buffered, Failed, Rejected, Written
 from nowcastd.serve.pipeline import Pipeline, ScanRejected
+from tests.nowcastd.io.readers.odim_helper import write_odim
 from tests.nowcastd.serve.tiny import DBZ, tiny_model
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = T0 + timedelta(days=1)
+RAIN_64 = (np.add.outer(np.arange(64), np.arange(64)) % 40).astype(np.uint8)  # 0..3.9 mm/h
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +150,35 @@ def test_reconfigure_swaps_the_whole_config_and_refuses_fixed_keys(tmp_path):
     with pytest.raises(ConfigError, match="timestep_seconds"):
         pipe.reconfigure(dataclasses.replace(new, timestep_seconds=600.0))
     assert pipe.cfg is new
+
+
+def test_an_odim_scan_whose_yscale_the_block_makes_infinite_is_refused_by_name(tmp_path):
+    path = tmp_path / "yscale.h5"
+    write_odim(path, raw=RAIN_64, quantity="RATE", gain=0.1, nominal_time=T0, end_time=T0)
+    with h5py.File(path, "a") as h:
+        h["where"].attrs["yscale"] = 1e308
+    cfg = ServeConfig(output_dir=tmp_path, strategy=DEFAULT, domain=Domain.full((64, 64), block=4))
+    outcome = Pipeline(cfg, tiny_model()).step(path, NOW)
+    assert isinstance(outcome, Rejected) and outcome.reason == "bad_geometry"
+    assert outcome.detail.startswith("yscale.h5: ")
+
+
+def test_any_exception_a_stage_raises_is_that_scans_internal_failure(pipeline, tmp_path, caplog):
+    def broken() -> None:
+        raise KeyError("dataset1")
+
+    failed = pipeline._attempt("rollout", tmp_path / "odd.h5", broken)
+    assert isinstance(failed.outcome, Failed)
+    assert (failed.outcome.stage, failed.outcome.reason) == ("rollout", "internal")
+    assert failed.outcome.detail == "odd.h5: unexpected KeyError in stage rollout: 'dataset1'"
+    (record,) = [r for r in caplog.records if "odd.h5" in r.getMessage()]
+    assert record.levelname == "WARNING" and record.exc_info[0] is KeyError
+
+
+def test_a_refusal_reason_the_metrics_do_not_know_is_an_internal_failure(pipeline, tmp_path):
+    def refuse() -> None:
+        raise ScanRejected("no_such_reason", "odd.h5: refused")
+
+    failed = pipeline._attempt("read", tmp_path / "odd.h5", refuse)
+    assert isinstance(failed.outcome, Failed) and failed.outcome.reason == "internal"
+    assert "'no_such_reason'" in failed.outcome.detail

@@ -14,7 +14,8 @@ def test_refill_counts_its_scans_as_received(tmp_path) -> None:
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     for minute in (0, 5):
-        np.save(incoming / f"scan_20260101{minute:04d}.npy", np.ones((16, 16), np.float32))
+        field = np.random.default_rng(minute).gamma(0.6, 3.0, (16, 16)).astype(np.float32)
+        np.save(incoming / f"scan_20260101{minute:04d}.npy", field)
     (incoming / "notes.txt").write_text("not a scan")
     save_inference_checkpoint(tmp_path / "ckpt", tiny_network(), DBZ)
     config = tmp_path / "serve.toml"
