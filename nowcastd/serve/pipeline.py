@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -54,8 +53,7 @@ from nowcastd.serve.metrics import REJECT_REASONS, ServiceMetrics
 from nowcastd.serve.outcome import Buffered, Failed, Outcome, Rejected, Written
 from nowcastd.serve.plausibility import FieldRules, admit_field
 from nowcastd.serve.read_worker import ReadWorker
-from nowcastd.settings import strategy_cache_dir
-from nowcastd.strategy.cache import StrategyCache
+from nowcastd.strategy.cache import StrategyCache, cache_directory
 
 __all__ = ["Pipeline", "PipelineStatus", "ScanRejected"]
 
@@ -154,7 +152,7 @@ class Pipeline:
             time_encode=time_encode,
             motion_method=model.motion_method,
             strategy=cfg.strategy,
-            strategy_cache=StrategyCache(strategy_cache_dir(os.environ, cfg.compile_cache_dir)),
+            strategy_cache=StrategyCache(cache_directory(cfg.compile_cache_dir)),
         )
         self._read_worker = (
             ReadWorker(
@@ -469,13 +467,16 @@ class Pipeline:
             )
         infos = buf.infos
         newest = infos[-1].record
-        window = Window.from_model(  # the motion stage reads the frames on the host
-            np.stack([i.record.model[..., 0] for i in infos])[None],
-            np.stack([i.record.nan_mask for i in infos])[None],
-            self.model.transform,
-            context=buf.frames,
-            with_motion=self.model.cfg.lagrangian,
-        )
+        rates = None
+        if self.model.cfg.lagrangian:  # the motion stage reads the frames on the host
+            frames = [i.record for i in infos]
+            rates = np.stack(
+                [
+                    np.where(f.nan_mask, np.nan, self.model.transform.to_physical(f.model[..., 0]))
+                    for f in frames
+                ]
+            )[None]
+        window = Window(context=buf.frames, no_data=newest.nan_mask[None], rates=rates)
         seconds: dict[str, float] = {}
 
         @contextlib.contextmanager
