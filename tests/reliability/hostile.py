@@ -93,6 +93,11 @@ def _odim(path: Path, i: int, **kwargs) -> None:
     )
 
 
+def odim_scan(path: Path, i: int) -> None:
+    """A good ODIM_H5 composite of the native grid, valid at the `i`-th timestep."""
+    _odim(path, i)
+
+
 def external_link_fifo(stage: Path, i: int) -> bytes:
     os.mkfifo(stage / "pipe")
     _odim(stage / "fifo", i)

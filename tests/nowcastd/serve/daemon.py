@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.paths import REPO
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-NATIVE = 64  # native grid; the domain block-averages it 2 x 2 to the model's 32 x 32
+NATIVE = 64  # native grid; the domain block-averages it 2 x 2 to the model's 32 x 32 (or `block`)
 CONFIG = """\
 [serve]
 watch_dir = "{root}/incoming"
@@ -42,7 +42,7 @@ row0 = 0
 col0 = 0
 height = {n}
 width = {n}
-block = 2
+block = {block}
 """
 
 
@@ -68,7 +68,14 @@ def _scan_bytes(i: int, shape: tuple[int, int] = (NATIVE, NATIVE)) -> bytes:
 class Daemon:
     """Paths, the subprocess, and the sd_notify messages it sent."""
 
-    def __init__(self, root: Path, *, extra: str = "", env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        extra: str = "",
+        env: dict[str, str] | None = None,
+        block: int = 2,
+    ) -> None:
         self.root = root
         self.incoming = root / "incoming"
         self.out = root / "forecasts"
@@ -77,7 +84,9 @@ class Daemon:
             d.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
         self.config = root / "serve.toml"
-        self.config.write_text(CONFIG.format(root=root, port=self.port, n=NATIVE, extra=extra))
+        self.config.write_text(
+            CONFIG.format(root=root, port=self.port, n=NATIVE, extra=extra, block=block)
+        )
         self.env = dict(env or {})
         self.proc: subprocess.Popen | None = None
         self.messages: list[str] = []
