@@ -2,7 +2,10 @@
 
 The scans go through `Pipeline.step_batch` as a batch of queued scans does in `serve`, with the
 same rules (reader policy, plausibility, `future`, cadence, ordering); only the start-up
-refill's `stale` rule is not applied, so archived scans forecast. A refused scan is an error.
+refill's `stale` rule is not applied, so archived scans forecast. A refused scan, or one
+whose handling failed, is named on stderr with its reason and left out: the forecast is made
+from the others when they still hold `input_length` consecutive scans ending at the newest,
+and it is an error (exit 1) when they do not.
 """
 
 import dataclasses
@@ -59,16 +62,25 @@ def run_predict(scans: list[Path], *, config: Path | None, flags: dict) -> Path:
     pipe = Pipeline(cfg, load_model(cfg.checkpoint))
     pipe.compile(pre_encoding=False)
     outcomes = pipe.step_batch(list(scans), datetime.now(UTC))
-    for outcome in outcomes:
-        if isinstance(outcome, Rejected):
-            raise DataError(f"refused ({outcome.reason}): {outcome.detail}")
-        if isinstance(outcome, Failed):
-            raise DataError(f"{outcome.stage} failed for {outcome.name}: {outcome.detail}")
+    refused = [_refusal(o) for o in outcomes if isinstance(o, Rejected | Failed)]
+    for line in refused:
+        typer.echo(line, err=True)
     written = [outcome for outcome in outcomes if isinstance(outcome, Written)]
     if not written:
         status = pipe.status()
+        first = f"; first {refused[0]}" if refused else ""
         raise DataError(
             f"predict: expected {status.capacity} consecutive scans ending at the newest, "
-            f"got {status.frames}"
+            f"got {status.frames} ({len(refused)} of {len(scans)} refused){first}"
         )
     return written[0].file
+
+
+def _refusal(outcome: object) -> str:
+    """One line for a scan that did not enter the forecast, with its reason."""
+    from nowcastd.serve.outcome import Failed, Rejected
+
+    if isinstance(outcome, Rejected):
+        return f"refused ({outcome.reason}): {outcome.detail}"
+    assert isinstance(outcome, Failed)
+    return f"{outcome.stage} failed ({outcome.reason}) for {outcome.name}: {outcome.detail}"

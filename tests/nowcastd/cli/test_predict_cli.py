@@ -6,14 +6,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import h5py
 import numpy as np
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from nowcastd.cli import app
 from nowcastd.io.forecast_file import read_forecast
 from nowcastd.io.model_checkpoint import save_inference_checkpoint
+from tests.nowcastd.serve.daemon import NATIVE, T0
 from tests.nowcastd.serve.tiny import DBZ, tiny_network
+from tests.reliability.hostile import odim_scan
 
+RAMP = np.add.outer(np.arange(64), np.arange(64)) % 7 * 0.1  # rain that varies
 PROJ = "+proj=stere +lat_0=90 +lon_0=0 +lat_ts=60 +a=6378137 +b=6356752 +units=m"
 
 
@@ -33,7 +37,7 @@ def test_npy_scans_take_projection_and_extent_from_the_domain(tmp_path: Path) ->
     scans = []
     for i in range(3):
         name = f"scan_{start + timedelta(minutes=5 * i):%Y%m%d%H%M}.npy"
-        np.save(tmp_path / name, np.full((32, 40), 1.0 + i, np.float32))
+        np.save(tmp_path / name, (1.0 + i + RAMP[:32, :40]).astype(np.float32))
         scans.append(str(tmp_path / name))
     config = tmp_path / "npy.toml"
     config.write_text(
@@ -70,12 +74,78 @@ def test_predict_applies_the_admission_rules_of_serve(tmp_path: Path) -> None:
     scans = []
     for i in range(3):
         name = f"scan_{start + timedelta(minutes=5 * i):%Y%m%d%H%M}.npy"
-        np.save(tmp_path / name, np.full((16, 16), 1.0, np.float32))
+        np.save(tmp_path / name, (1.0 + RAMP[:16, :16]).astype(np.float32))
         scans.append(str(tmp_path / name))
     result = CliRunner().invoke(
         app, ["predict", *scans, "--checkpoint", str(ckpt), "--output-dir", str(tmp_path / "out")]
     )
     assert result.exit_code == 1
+    refused = _refusals(result)
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith("error: refused (future): scan_209909281500.npy: expected a valid")
+    assert len(refused) == 3
+    assert refused[0].startswith("refused (future): scan_209909281500.npy: expected a valid")
+    assert last.startswith(
+        "error: predict: expected 3 consecutive scans ending at the newest, got 0 (3 of 3 "
+        "refused); first refused (future): scan_209909281500.npy: expected a valid"
+    )
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def _predict(tmp_path: Path, scans: list[Path], ckpt: Path, *config: str) -> Result:
+    return CliRunner().invoke(
+        app,
+        ["predict", *map(str, scans), "--checkpoint", str(ckpt), *config]
+        + ["--output-dir", str(tmp_path / "out")],
+    )
+
+
+def _refusals(result: Result) -> list[str]:
+    """The lines of the scans left out, with their reasons."""
+    return [
+        line
+        for line in result.output.splitlines()
+        if line.startswith("refused (") or " failed (" in line
+    ]
+
+
+def test_a_scan_whose_geometry_the_crop_makes_infinite_is_refused_and_the_rest_forecast(
+    tmp_path: Path,
+) -> None:
+    ckpt = save_inference_checkpoint(tmp_path / "ckpt", tiny_network(size=16), DBZ)
+    scans = [tmp_path / f"good{i}.h5" for i in range(3)] + [tmp_path / "yscale.h5"]
+    for i, path in enumerate(scans):
+        odim_scan(path, i)
+    with h5py.File(scans[-1], "a") as h:  # the newest: valid 5 min after the good ones
+        h["where"].attrs["yscale"] = 1e308
+    config = tmp_path / "block4.toml"
+    config.write_text(
+        f"[domain]\nnative_shape = [{NATIVE}, {NATIVE}]\nrow0 = 0\ncol0 = 0\n"
+        f"height = {NATIVE}\nwidth = {NATIVE}\nblock = 4\n"
+    )
+    result = _predict(tmp_path, scans, ckpt, "--config", str(config))
+    assert result.exit_code == 0, result.output
+    (refused,) = _refusals(result)
+    assert refused.startswith("refused (bad_geometry): yscale.h5: ")
+    path = result.output.strip().splitlines()[-1]
+    assert read_forecast(path).issue_time == T0 + timedelta(minutes=10)
+
+
+def test_a_scan_of_500_mm_h_among_good_ones_is_refused_naming_the_saturation_rate(
+    tmp_path: Path,
+) -> None:
+    ckpt = save_inference_checkpoint(tmp_path / "ckpt", tiny_network(size=16), DBZ)
+    scans = []
+    for i in range(4):
+        path = tmp_path / f"scan_{T0 + timedelta(minutes=5 * i):%Y%m%d%H%M}.npy"
+        field = np.full((16, 16), 500.0) if i == 0 else 1.0 + i + RAMP[:16, :16]
+        np.save(path, field.astype(np.float32))
+        scans.append(path)
+    result = _predict(tmp_path, scans, ckpt)
+    assert result.exit_code == 0, result.output
+    (refused,) = _refusals(result)
+    path = result.output.strip().splitlines()[-1]
+    assert refused.startswith(
+        "refused (saturated): scan_202601010000.npy: expected at most 1% of the pixels at or "
+        "above 205.0 mm/h, where the model's input saturates"
+    )
+    assert read_forecast(path).issue_time == T0 + timedelta(minutes=15)
