@@ -174,7 +174,7 @@ class _Writer:
 
     def _create(self, frame: Frame) -> h5py.Dataset:
         h, w = frame.shape
-        grid = frame.grid if self.domain is None else self.domain.crop_grid(frame.grid)
+        grid = frame.grid
         precip = self.h.create_dataset(
             "precip", shape=(0, h, w), maxshape=(None, h, w), **precip_layout((h, w))
         )

@@ -1,7 +1,8 @@
 """The frames of an archive build: each scan file read as serve reads it and encoded into the
 archive's compressed tiles, in worker processes so that every core reads.
 
-A file is read by `ReaderConfig.read` and cut by `Domain.apply` (serve's code path), and its
+A file is read by `ReaderConfig.read` and cut by `Domain.apply` and `Domain.crop_grid` (serve's
+code path; whatever one file raises there makes it `Unreadable`, named with why), and its
 frame is encoded by h5py itself: `TileEncoder` writes it into a one-frame dataset of the
 archive's layout (`precip_layout`) in an in-memory HDF5 file and reads each chunk back as the
 stored bytes (LZF after byte shuffle), which the archive stores with `write_direct_chunk`. The
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -39,6 +41,8 @@ from nowcastd.errors import DataError, ScanError
 from nowcastd.io.domain import Domain
 from nowcastd.io.readers import GridInfo, printable
 from nowcastd.io.scan_settings import ReaderConfig
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "TILE",
@@ -72,8 +76,9 @@ def precip_layout(shape: tuple[int, int]) -> dict[str, object]:
 
 @dataclasses.dataclass(frozen=True)
 class Frame:
-    """A scan read and encoded: its file's name, valid time, native grid and the frame's
-    stored tiles `(row, col, filter_mask, bytes)`."""
+    """A scan read and encoded: its file's name, valid time, the grid of the frame (the
+    domain's, cropped by `Domain.crop_grid`, when there is one) and the frame's stored tiles
+    `(row, col, filter_mask, bytes)`."""
 
     name: str
     unix: int
@@ -157,16 +162,29 @@ class ReadJob:
     domain: Domain | None
 
     def __call__(self, path: Path, name: str, encoder: TileEncoder) -> Frame | Unreadable:
+        """The frame of the file at `path`, or why it is unreadable: whatever reading, cutting
+        or encoding this one file raises is its own refusal, never the build's end."""
         try:
-            scan = self.reader.read(path)
-            field = scan.field if self.domain is None else self.domain.apply(scan)
+            return self._frame(path, name, encoder)
         except ScanError as e:
             return Unreadable(name, str(e))
+        except Exception as e:
+            logger.debug("reading %s", printable(path.name), exc_info=True)
+            return Unreadable(
+                name, f"{printable(path.name)}: unexpected {type(e).__name__} reading it: {e}"
+            )
+
+    def _frame(self, path: Path, name: str, encoder: TileEncoder) -> Frame:
+        scan = self.reader.read(path)
+        field, grid = scan.field, scan.grid
+        if self.domain is not None:
+            grid = self.domain.crop_grid(scan.grid, name=path.name)
+            field = self.domain.apply(scan)
         return Frame(
             name=name,
             unix=int(scan.valid_time.timestamp()),
             shape=(int(field.shape[0]), int(field.shape[1])),
-            grid=scan.grid,
+            grid=grid,
             source_format=scan.source_format,
             tiles=encoder.tiles(field),
         )

@@ -16,7 +16,9 @@ from nowcastd.data.archive import ARCHIVE_FORMAT, build_archive
 from nowcastd.io.domain import Domain
 from nowcastd.io.scan_settings import ReaderConfig
 from nowcastd.io.transform import DBZ
+from tests.nowcastd.serve.daemon import NATIVE
 from tests.paths import REPO
+from tests.reliability.hostile import odim_scan
 
 SAMPLE = sorted((REPO / "nowcastd" / "sample" / "knmi").glob("RAD_NL25_*.h5"))
 # the sample's 256 km window at 4 km: small frames, serve's example [domain]
@@ -140,3 +142,30 @@ def test_cli_skips_a_damaged_scan_and_names_it(tmp_path) -> None:
     )
     assert "notes.txt:" in result.output
     assert len(_read(out)[1]) == 3
+
+
+def test_cli_skips_a_scan_whose_geometry_the_domain_makes_infinite(tmp_path) -> None:
+    root = tmp_path / "scans"
+    root.mkdir()
+    for i in range(3):
+        odim_scan(root / f"scan{i}.h5", i)
+    odim_scan(root / "a_yscale.h5", 3)  # the first in path order: it would found the archive
+    with h5py.File(root / "a_yscale.h5", "a") as h:
+        h["where"].attrs["yscale"] = 1e308
+    config = tmp_path / "block4.toml"
+    config.write_text(
+        f"[domain]\nnative_shape = [{NATIVE}, {NATIVE}]\nrow0 = 0\ncol0 = 0\n"
+        f"height = {NATIVE}\nwidth = {NATIVE}\nblock = 4\n"
+    )
+    out = tmp_path / "archive.h5"
+    result = CliRunner().invoke(
+        app,
+        ["dataset", "archive", str(root), "--out", str(out), "--config", str(config)]
+        + ["--workers", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "3 scans added" in result.output
+    assert "skipped 1 unreadable:\n    a_yscale.h5: " in result.output
+    with h5py.File(out, "r") as h:
+        assert h["precip"].shape == (3, NATIVE // 4, NATIVE // 4)
+        assert h.attrs["ypixelsize"] == 4000.0  # the good scans' 1 km pixels, 4 x 4 blocks
