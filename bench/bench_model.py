@@ -170,7 +170,8 @@ from model.rollout import rollout  # noqa: E402
 from model.sampling import SamplingConfig  # noqa: E402
 from model.strategy import DEFAULT, Strategy  # noqa: E402
 from model.train import adam, init_train_state, make_train_step  # noqa: E402
-from nowcastd.strategy.cache import StrategyCache, cache_directory  # noqa: E402
+from nowcastd.settings import strategy_cache_dir  # noqa: E402
+from nowcastd.strategy.cache import StrategyCache  # noqa: E402
 from nowcastd.strategy.machine import cpu_model  # noqa: E402
 from nowcastd.strategy.search import Choice, Program, choose, parse_setting  # noqa: E402, F401 (profile_model)
 from nowcastd.train.cpu_devices import cpu_devices_for_run  # noqa: E402
@@ -297,7 +298,7 @@ def chosen(kind: str, cfg: ModelConfig, batch: int, setting, budget: float) -> C
         compile_()
         return call
 
-    cache = StrategyCache(cache_directory())
+    cache = StrategyCache(strategy_cache_dir(os.environ))
     return choose(program(kind, cfg, batch), build, setting=setting, cache=cache, budget=budget)
 
 
@@ -412,6 +413,7 @@ def main(args: argparse.Namespace) -> None:
         requested=args.cpu_devices,
         measure=args.strategy == "auto" and bool(train),
         reverse_input=False,
+        cache=StrategyCache(strategy_cache_dir(os.environ)),
     )
     cpu_devices = split_cpu(count)
     official = (

@@ -37,6 +37,7 @@ __all__ = [
     "resolve",
     "setting",
     "specs",
+    "strategy_cache_dir",
 ]
 
 #: Every table a nowcastd config file may hold; one file can serve several commands.
@@ -315,6 +316,25 @@ def metavar(spec: Spec) -> str:
             + ",...>"
         )
     return {bool: "<0|1>", int: "<int>", float: "<float>", Path: "<path>"}.get(kind, "<text>")
+
+
+#: The environment variable naming the strategy cache's directory (`strategy_cache_dir`).
+STRATEGY_CACHE_ENV = "NOWCASTD_STRATEGY_CACHE"
+
+
+def strategy_cache_dir(environ: Mapping[str, str], compile_cache: Path | None = None) -> Path:
+    """Where measured strategies are cached (`nowcastd.strategy.cache`): `NOWCASTD_STRATEGY_CACHE`
+    if set; else `strategy/` in the JAX compilation cache directory (`compile_cache`, serve's
+    `compile_cache_dir`, else JAX's own `JAX_COMPILATION_CACHE_DIR`); else
+    `$XDG_CACHE_HOME/nowcastd/strategy` (`~/.cache/nowcastd/strategy`)."""
+    if environ.get(STRATEGY_CACHE_ENV):
+        return Path(environ[STRATEGY_CACHE_ENV])
+    jax_cache = compile_cache or environ.get("JAX_COMPILATION_CACHE_DIR")
+    if jax_cache:
+        return Path(jax_cache) / "strategy"
+    home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
+    base = environ.get("XDG_CACHE_HOME") or home / ".cache"
+    return Path(base) / "nowcastd" / "strategy"
 
 
 def _unwrap_optional(hint: Any) -> tuple[Any, bool]:

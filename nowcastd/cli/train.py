@@ -1,6 +1,7 @@
 """`nowcastd train`: run.py's training flags, resolved into typed configs, then the loop."""
 
 import dataclasses
+import os
 from typing import Any
 
 import typer
@@ -8,7 +9,8 @@ import typer
 from model.sampling import SamplingConfig
 from nowcastd.cli.model_flags import MODEL_FLAGS, ModelFlags
 from nowcastd.cli.options import build_error, env_prefix, settings_command
-from nowcastd.settings import missing_error, setting, specs
+from nowcastd.settings import missing_error, setting, specs, strategy_cache_dir
+from nowcastd.strategy.cache import StrategyCache
 from nowcastd.strategy.search import StrategySetting, parse_setting
 from nowcastd.train.config import TrainConfig
 
@@ -125,6 +127,7 @@ def train(values: dict[str, Any]) -> None:
         hosts.start(joined)
     else:
         per_process = cfg.batch_size
+    cache = StrategyCache(strategy_cache_dir(os.environ))
     try:
         count = cpu_devices_for_run(
             cfg.model,
@@ -132,6 +135,7 @@ def train(values: dict[str, Any]) -> None:
             requested=values["cpu_devices"],
             measure=values["strategy"] == "auto" and cfg.is_training and not joined_hosts,
             reverse_input=cfg.reverse_input,
+            cache=cache,
             iterations=cfg.max_iterations,
         )
     except ValueError as e:
@@ -139,7 +143,7 @@ def train(values: dict[str, Any]) -> None:
     split_cpu(count)
     from nowcastd.train import loop as training
 
-    training.run(cfg, values["strategy"])
+    training.run(cfg, values["strategy"], cache)
 
 
 def register(app: typer.Typer) -> None:

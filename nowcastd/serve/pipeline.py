@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -53,7 +54,8 @@ from nowcastd.serve.metrics import REJECT_REASONS, ServiceMetrics
 from nowcastd.serve.outcome import Buffered, Failed, Outcome, Rejected, Written
 from nowcastd.serve.plausibility import FieldRules, admit_field
 from nowcastd.serve.read_worker import ReadWorker
-from nowcastd.strategy.cache import StrategyCache, cache_directory
+from nowcastd.settings import strategy_cache_dir
+from nowcastd.strategy.cache import StrategyCache
 
 __all__ = ["Pipeline", "PipelineStatus", "ScanRejected"]
 
@@ -152,7 +154,7 @@ class Pipeline:
             time_encode=time_encode,
             motion_method=model.motion_method,
             strategy=cfg.strategy,
-            strategy_cache=StrategyCache(cache_directory(cfg.compile_cache_dir)),
+            strategy_cache=StrategyCache(strategy_cache_dir(os.environ, cfg.compile_cache_dir)),
         )
         self._read_worker = (
             ReadWorker(

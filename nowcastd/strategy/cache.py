@@ -5,9 +5,8 @@ the program, its shapes and the candidates) and what was measured. Its name is a
 the key, so a new CPU, jax, shape or candidate set measures afresh; a file that cannot be read
 or does not hold what it should is ignored with a warning, and measured again.
 
-Where: `NOWCASTD_STRATEGY_CACHE` if set; else `strategy/` in the JAX compilation cache
-directory (serve's `compile_cache_dir`, or JAX's own setting); else
-`$XDG_CACHE_HOME/nowcastd/strategy` (`~/.cache/nowcastd/strategy`).
+Where: the directory it is given, resolved with the other settings
+(`nowcastd.settings.strategy_cache_dir`).
 """
 
 from __future__ import annotations
@@ -16,31 +15,16 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jax
-
 from nowcastd.io.atomic import atomic_file
 
 logger = logging.getLogger(__name__)
 
-ENV = "NOWCASTD_STRATEGY_CACHE"
 FORMAT = 1
-
-
-def cache_directory(compile_cache: Path | None = None) -> Path:
-    """Where strategies are cached (see the module doc)."""
-    if os.environ.get(ENV):
-        return Path(os.environ[ENV])
-    jax_cache = compile_cache or jax.config.jax_compilation_cache_dir
-    if jax_cache:
-        return Path(jax_cache) / "strategy"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "nowcastd" / "strategy"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

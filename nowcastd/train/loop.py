@@ -31,6 +31,7 @@ from nowcastd.errors import CheckpointError, NowcastdError
 from nowcastd.io.model_checkpoint import checkpoint_dirs
 from nowcastd.io.run_checkpoints import restore_run_checkpoint, save_run_checkpoint, to_jsonable
 from nowcastd.io.transform import DBZ, DataTransform
+from nowcastd.strategy.cache import StrategyCache
 from nowcastd.strategy.search import StrategySetting
 from nowcastd.train import hosts
 from nowcastd.train.config import TrainConfig
@@ -196,12 +197,17 @@ def _training_batches(cfg: TrainConfig) -> TrainingData:
     )
 
 
-def run(cfg: TrainConfig, strategy: StrategySetting = DEFAULT) -> dict[str, Any]:
+def run(
+    cfg: TrainConfig,
+    strategy: StrategySetting = DEFAULT,
+    strategy_cache: StrategyCache | None = None,
+) -> dict[str, Any]:
     """Train (or, with is_training=False, evaluate once). Returns the last metrics.
 
     `strategy`: the training step's (`model.strategy`); "auto" times the candidates on the
-    first batch (`train.step_strategy`) unless the cache holds this machine's choice. With
-    several processes, whose searches would have to agree step by step, "auto" is the default.
+    first batch (`train.step_strategy`) unless `strategy_cache` holds this machine's choice.
+    With several processes, whose searches would have to agree step by step, "auto" is the
+    default.
     """
     save_dir = cfg.save_dir
     save_dir.mkdir(parents=True, exist_ok=True)
@@ -279,6 +285,7 @@ def run(cfg: TrainConfig, strategy: StrategySetting = DEFAULT) -> dict[str, Any]
             devices=parallel.size,
             reverse_input=cfg.reverse_input,
             iterations=cfg.max_iterations - start,
+            cache=strategy_cache,
         ).strategy
     else:
         chosen = DEFAULT

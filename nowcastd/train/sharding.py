@@ -72,6 +72,11 @@ def cpu_devices_for(batch_size: int, requested: int = 0) -> int:
     return max(n for n in range(1, cores + 1) if batch_size % n == 0)
 
 
+def cpu_devices_forced() -> bool:
+    """Whether XLA_FLAGS already sets the count of CPU devices (it then stays as it is)."""
+    return "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+
+
 def split_cpu(count: int) -> int:
     """Make the CPU `count` devices, one batch shard each, before JAX starts its backends.
 
@@ -82,7 +87,7 @@ def split_cpu(count: int) -> int:
     CPU devices in effect: once JAX has run, or when XLA_FLAGS already sets a count, those
     stay as they are.
     """
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    if cpu_devices_forced():
         return len(jax.devices("cpu"))
     try:
         jax.config.update("jax_num_cpu_devices", count)

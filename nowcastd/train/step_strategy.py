@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from model.config import ModelConfig
 from model.strategy import Strategy
 from model.train import TrainState
-from nowcastd.strategy.cache import StrategyCache, cache_directory
+from nowcastd.strategy.cache import StrategyCache
 from nowcastd.strategy.search import Choice, Program, StrategySetting, choose
 
 logger = logging.getLogger(__name__)
@@ -72,10 +72,11 @@ def choose_step_strategy(
     devices: int,
     reverse_input: bool,
     iterations: int,
-    cache: StrategyCache | None = None,
-) -> Choice:
+    cache: StrategyCache | None,
+) -> Choice[Strategy]:
     """The strategy of the step `make_step(strategy)` (e.g. a `make_train_step` partial)
-    called as `step(state, *args)`; `batch`: the clips each shard's network sees."""
+    called as `step(state, *args)`; `batch`: the clips each shard's network sees; `cache`:
+    where choices are kept (None: nowhere)."""
     clips, valid = args[0], args[1]
     motion = args[2] if len(args) > 2 else None
     program = step_program(
@@ -105,7 +106,7 @@ def choose_step_strategy(
         program,
         build,
         setting=setting,
-        cache=StrategyCache(cache_directory()) if cache is None else cache,
+        cache=cache,
         budget=MIN_BUDGET_SECONDS,
         budget_after_default=training_budget(iterations),
     )

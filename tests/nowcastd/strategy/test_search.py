@@ -1,5 +1,6 @@
 """Strategy by measurement: real compiled candidates, the cache and its failures, the setting."""
 
+import dataclasses
 import json
 import logging
 
@@ -12,9 +13,10 @@ from model.config import ModelConfig
 from model.network import PredRNN
 from model.rollout import rollout
 from model.strategy import DEFAULT, Strategy
+from nowcastd.settings import strategy_cache_dir
 from nowcastd.strategy.cache import StrategyCache
 from nowcastd.strategy.machine import cpu_model
-from nowcastd.strategy.search import Program, choose, parse_setting
+from nowcastd.strategy.search import Budget, Program, cache_key, choose, parse_setting, search
 
 
 def _program(cfg: ModelConfig) -> Program:
@@ -121,3 +123,82 @@ def test_the_setting_parses_auto_default_and_names() -> None:
     assert parse_setting("ynn=off,wgrad=0") == Strategy(ynn=False, wgrad_chunk=0)
     with pytest.raises(ValueError, match="^expected auto, default or a strategy name"):
         parse_setting("fastest")
+
+
+def test_the_cache_directory_is_resolved_from_the_settings_given(tmp_path) -> None:
+    home = {"HOME": str(tmp_path / "home")}
+    assert strategy_cache_dir(home) == tmp_path / "home" / ".cache" / "nowcastd" / "strategy"
+    xdg = home | {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    assert strategy_cache_dir(xdg) == tmp_path / "xdg" / "nowcastd" / "strategy"
+    jax_cache = xdg | {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax")}
+    assert strategy_cache_dir(jax_cache) == tmp_path / "jax" / "strategy"
+    assert strategy_cache_dir(jax_cache, tmp_path / "serve") == tmp_path / "serve" / "strategy"
+    named = jax_cache | {"NOWCASTD_STRATEGY_CACHE": str(tmp_path / "named")}
+    assert strategy_cache_dir(named, tmp_path / "serve") == tmp_path / "named"
+    # an empty name is no name (the daemon's tests use the compile cache's)
+    empty = jax_cache | {"NOWCASTD_STRATEGY_CACHE": ""}
+    assert strategy_cache_dir(empty) == tmp_path / "jax" / "strategy"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Counts:
+    """A space of one axis, integers, timed by a table: what `search` asks of any space."""
+
+    table: dict[int, float]
+    name: str = "counts"
+    label: str = "counts (a table)"
+    default: int = 4
+
+    def axes(self):
+        return (("count", (4, 2, 1)),)
+
+    def vary(self, base, axis, value):
+        return value
+
+    def program_of(self, candidate):
+        return candidate
+
+    def name_of(self, candidate):
+        return str(candidate)
+
+    def parse(self, name):
+        return int(name)
+
+    def key(self):
+        return cache_key(self, table=sorted(self.table.items()))
+
+
+def test_any_space_is_searched_by_its_axes_with_the_margin_and_cached(tmp_path) -> None:
+    timed: list[int] = []
+
+    def measure(count: int, budget: Budget) -> float:
+        timed.append(count)
+        if count == 1:
+            raise RuntimeError("no")
+        return space.table[count]
+
+    space = _Counts({4: 1.0, 2: 0.98, 1: 0.1})  # 2 is within the margin: 4 stays
+    cache = StrategyCache(tmp_path)
+    choice = search(space, measure, cache=cache, budget=60)
+    assert timed == [4, 2, 1] and choice.strategy == 4 and choice.source == "measured"
+    assert choice.seconds == {"4": 1.0, "2": 0.98} and list(choice.failed) == ["1"]
+    assert search(space, _never, cache=cache).strategy == 4  # read back, typed
+
+    faster = _Counts({4: 1.0, 2: 0.5, 1: 0.1})
+    assert search(faster, lambda c, b: faster.table[c], cache=cache, budget=60).strategy == 1
+
+
+def test_a_short_runs_budget_leaves_candidates_out_and_caches_nothing(tmp_path) -> None:
+    space = _Counts({4: 1.0, 2: 0.5, 1: 0.1})
+    cache = StrategyCache(tmp_path)
+
+    def short(seconds: float) -> Budget:
+        return Budget(0.0, short_run=True)
+
+    choice = search(
+        space, lambda c, b: space.table[c], cache=cache, budget=60, budget_after_default=short
+    )
+    assert choice.strategy == 4 and choice.skipped == ("2", "1") and choice.partial
+    assert "not cached" in choice.summary() and not list(tmp_path.iterdir())
+    full = search(space, lambda c, b: space.table[c], cache=cache, budget=0)  # not short
+    assert full.skipped and not full.partial and len(list(tmp_path.iterdir())) == 1

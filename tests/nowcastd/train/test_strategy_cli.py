@@ -1,6 +1,7 @@
 """`nowcastd train --strategy`: a real run times its training step's strategies and its CPU
 device counts, logs them and caches them; a second run reads them back; bad names are one line."""
 
+import json
 import logging
 import os
 import subprocess
@@ -12,8 +13,9 @@ from typer.testing import CliRunner
 
 from nowcastd.cli import app
 from nowcastd.strategy.cache import StrategyCache
+from nowcastd.strategy.devices import device_counts
 from nowcastd.strategy.machine import cpu_model
-from nowcastd.train.cpu_devices import candidates, choose_cpu_devices
+from nowcastd.train.cpu_devices import choose_cpu_devices
 from nowcastd.train.sharding import cpu_devices_for
 from tests.nowcastd.train.test_train_cli import MOVIE, SEED
 from tests.paths import REPO
@@ -58,26 +60,45 @@ def test_a_bad_strategy_name_is_a_one_line_error() -> None:
     ]
 
 
-@pytest.mark.skipif(len(candidates(2)) < 2, reason="one usable core: one device count to try")
+CORES = len(os.sched_getaffinity(0))
+COUNTS = device_counts(2, CORES)
+#: the search's one log line for the device counts of these tests' runs
+LINE = f"strategy for training step CPU devices (2 clips per process, reverse_input 0) on {cpu_model()}: "
+
+
+def test_the_device_counts_are_the_automatic_one_half_of_it_and_no_split() -> None:
+    assert device_counts(16, 8) == (8, 4, 1)
+    assert device_counts(6, 8) == (6, 3, 1)
+    assert device_counts(6, 4) == (3, 1)  # half of 3 is no count
+    assert device_counts(4, 2) == (2, 1)
+    assert device_counts(5, 2) == (1,)
+    assert device_counts(2, CORES)[0] == cpu_devices_for(2)
+
+
+@pytest.mark.skipif(len(COUNTS) < 2, reason="one usable core: one device count to try")
 def test_cpu_device_counts_are_timed_in_child_processes_and_cached(
     tiny_cfg, tmp_path, caplog
 ) -> None:
-    caplog.set_level(logging.INFO, logger="nowcastd.train.cpu_devices")
+    caplog.set_level(logging.INFO, logger="nowcastd.strategy")
     cache = StrategyCache(tmp_path)
     count = choose_cpu_devices(tiny_cfg, 2, reverse_input=False, cache=cache)
-    assert count in candidates(2)
+    assert count in COUNTS
     (path,) = tmp_path.glob("training-step-cpu-devices-*.json")
-    assert "counts timed in" in caplog.records[-1].getMessage()
+    assert json.loads(path.read_text())["strategy"] == str(count)
+    message = caplog.records[-1].getMessage()
+    assert message.startswith(LINE + f"{count} (") and "candidates timed in" in message
     assert choose_cpu_devices(tiny_cfg, 2, reverse_input=False, cache=cache) == count
+    assert caplog.records[-1].getMessage().startswith(LINE + f"{count} (")
     assert "from the cache" in caplog.records[-1].getMessage()
 
 
-@pytest.mark.skipif(len(candidates(2)) < 2, reason="one usable core: one device count to try")
+@pytest.mark.skipif(len(COUNTS) < 2, reason="one usable core: one device count to try")
 def test_a_short_run_times_one_device_count_and_caches_nothing(tiny_cfg, tmp_path, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="nowcastd.train.cpu_devices")
+    caplog.set_level(logging.INFO, logger="nowcastd.strategy")
     cache = StrategyCache(tmp_path)
     count = choose_cpu_devices(tiny_cfg, 2, reverse_input=False, cache=cache, iterations=1)
     assert count == cpu_devices_for(2)
     message = caplog.records[-1].getMessage()
-    assert "1 counts timed in" in message and "over a tenth of this run; not cached" in message
+    assert message.startswith(LINE) and "1 candidate timed in" in message
+    assert f"{len(COUNTS) - 1} left out" in message and "not cached" in message
     assert not list(tmp_path.glob("*.json"))
