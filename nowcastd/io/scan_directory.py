@@ -3,7 +3,9 @@
 `ScanDirectory(directory, reader).scans()` reads every regular file of the directory in name
 order with the `[reader]` settings (format detected from content unless they say otherwise),
 skipping hidden and temporary names (`atomic.is_ignored_name`) and the paths in `skip`. A file
-that is no radar scan, or a damaged one, is skipped (logged at INFO) and named in `skipped`.
+that is no radar scan, or a damaged one, is skipped (logged at INFO) and named in `skipped`;
+so is one whose reading raises anything else (logged at WARNING with the exception's type, and
+its traceback with DEBUG logging): no file can end the run.
 The scans come one at a time, so that a long archive need not fit in memory.
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from nowcastd.errors import DataError, ScanError
 from nowcastd.io.atomic import is_ignored_name
-from nowcastd.io.readers import Scan
+from nowcastd.io.readers import Scan, printable
 from nowcastd.io.scan_settings import ReaderConfig
 
 __all__ = ["ScanDirectory"]
@@ -50,7 +52,17 @@ class ScanDirectory:
             try:
                 scan = self.reader.read(path)
             except ScanError as e:
-                logger.info("skipping %s: %s", path.name, e)
+                logger.info("skipping %s: %s", printable(path.name), e)
+                self.skipped.append(path.name)
+                continue
+            except Exception as e:  # whatever one file provokes is that file's, not the run's
+                logger.warning(
+                    "skipping %s: unexpected %s reading it: %s",
+                    printable(path.name),
+                    type(e).__name__,
+                    e,
+                    exc_info=logger.isEnabledFor(logging.DEBUG),
+                )
                 self.skipped.append(path.name)
                 continue
             yield scan

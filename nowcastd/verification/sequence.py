@@ -35,7 +35,7 @@ from nowcastd.data.movie import (
     time_step,
     window_starts,
 )
-from nowcastd.errors import ConfigError, DataError
+from nowcastd.errors import ConfigError, DataError, ScanError
 from nowcastd.io.domain import Domain
 from nowcastd.io.scan_directory import ScanDirectory
 from nowcastd.io.scan_settings import ReaderConfig, scan_settings
@@ -185,7 +185,13 @@ def read_scan_sequence(
                 "skipping %s: a scan valid at %s was read already", scan.path.name, scan.valid_time
             )
             continue
-        fields[stamp] = (ScanFile(path=scan.path, valid_time=scan.valid_time), domain.apply(scan))
+        try:
+            field = domain.apply(scan)
+        except ScanError as e:  # another grid: this file's refusal, not the evaluation's end
+            logger.warning("skipping %s: %s", scan.path.name, e)
+            found.skipped.append(scan.path.name)
+            continue
+        fields[stamp] = (ScanFile(path=scan.path, valid_time=scan.valid_time), field)
     skipped = len(found.skipped)
     if len(fields) < 2 or domain is None:
         raise DataError(

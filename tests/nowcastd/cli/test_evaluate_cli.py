@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from nowcastd.io.transform import DataTransform
 from nowcastd.verification.baselines import LagrangianExtrapolation, SProg
 from nowcastd.verification.sequence import open_sequence
 from tests.paths import FIXTURES
+from tests.reliability.hostile import odim_scan
 
 MOVIE = FIXTURES / "radar" / "movie_small.h5"
 INPUT, TOTAL = 3, 5
@@ -218,3 +220,28 @@ def test_evaluate_scan_directory_with_the_serve_domain(checkpoint, tmp_path):
     assert 0 < covered < 64 * 64
     for scores in report["methods"].values():
         assert scores["n_pixels"] == [covered]
+
+
+def test_evaluate_scan_directory_skips_a_scan_of_another_grid_by_name(checkpoint, tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for path in sorted((FIXTURES / "knmi").glob("*.h5")):
+        shutil.copy(path, scans / path.name)
+    odim_scan(scans / "RAD_NL25_RAP_5min_201008260007.h5", 0)  # a 64 x 64 composite among them
+    config = tmp_path / "serve.toml"
+    config.write_text(
+        "[domain]\nnative_shape = [765, 700]\nrow0 = 126\ncol0 = 94\nheight = 256\n"
+        "width = 256\nblock = 4\n"
+    )
+    res = run(
+        "--checkpoint", checkpoint, "--data", scans, "--config", config, "--lead-frames", 1,
+        "--json", "--no-baselines",
+    )  # fmt: skip
+
+    assert res.exit_code == 0, res.output
+    assert (
+        "skipping RAD_NL25_RAP_5min_201008260007.h5: scan RAD_NL25_RAP_5min_201008260007.h5: "
+        "expected grid (765, 700), got (64, 64)" in res.output
+    )
+    report = json.loads(res.stdout)
+    assert report["n_starts"] == 1 and report["first_issue_time"] == "2010-08-26T00:10:00Z"
