@@ -2,7 +2,7 @@
 
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -104,27 +104,40 @@ def size_geometry(
 
 def _read_scans(
     directory: Path, skip: frozenset[Path], zr_a: float, zr_b: float
-) -> tuple[tuple[int, int], Iterator[tuple[Any, Any]]]:
-    """The field shape of the first scan of `directory` and an iterator of (valid_time, field)
-    over all of them (`ScanDirectory`: detected by content, the rest skipped)."""
+) -> tuple[tuple[int, int], list[tuple[Any, Any]]]:
+    """The field shape most scans of `directory` share and (valid_time, field) of each scan of
+    that shape (`ScanDirectory`: detected by content, the rest skipped). A scan of another
+    shape, or valid at the time of a scan before it (by name), is skipped and named: one file
+    does not end the build."""
+    from nowcastd.io.readers import printable
     from nowcastd.io.scan_directory import ScanDirectory
     from nowcastd.io.scan_settings import ReaderConfig
 
-    scans = ScanDirectory(
-        directory=directory, reader=ReaderConfig(zr_a=zr_a, zr_b=zr_b), skip=skip
-    ).scans()
-    first = next(scans, None)
-    if first is None:
+    scans = list(
+        ScanDirectory(
+            directory=directory, reader=ReaderConfig(zr_a=zr_a, zr_b=zr_b), skip=skip
+        ).scans()
+    )
+    if not scans:
         raise DataError(
             f"{directory}: no radar scans (KNMI HDF5, ODIM_H5 or single-frame .npy) found"
         )
-
-    def pairs() -> Iterator[tuple[Any, Any]]:
-        yield first.valid_time, first.field
-        for scan in scans:
-            yield scan.valid_time, scan.field
-
-    return tuple(first.field.shape), pairs()  # type: ignore[return-value]
+    shape = Counter(scan.field.shape for scan in scans).most_common(1)[0][0]
+    pairs, seen = [], set()
+    for scan in scans:
+        why = None
+        if scan.field.shape != shape:
+            why = f"expected the grid {shape} of the other scans, got {scan.field.shape}"
+        elif scan.valid_time in seen:
+            why = (
+                f"expected one scan per valid time, got {scan.valid_time:%Y-%m-%dT%H:%M:%SZ} again"
+            )
+        if why is not None:
+            logger.warning("skipping %s: %s", printable(scan.path.name), why)
+            continue
+        seen.add(scan.valid_time)
+        pairs.append((scan.valid_time, scan.field))
+    return shape, pairs
 
 
 def _movie_shape(path: Path) -> tuple[int, int]:

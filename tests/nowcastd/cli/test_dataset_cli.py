@@ -16,6 +16,7 @@ from nowcastd.cli.train import SETTINGS, train_config
 from nowcastd.data.loader import open_dataset
 from nowcastd.settings import resolve
 from tests.paths import FIXTURES
+from tests.reliability.hostile import odim_scan
 
 FIXTURES = FIXTURES
 KNMI = FIXTURES / "knmi"
@@ -135,3 +136,29 @@ def test_build_bad_source_exits_1(tmp_path):
 
     res = run(FIXTURES / "radar" / "README.md", "--out", tmp_path / "x.npy")
     assert res.exit_code == 1 and "HDF5 movie" in res.stderr
+
+
+def test_build_skips_a_scan_of_another_grid_and_a_second_scan_of_one_time_by_name(tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    knmi = sorted(KNMI.glob("*.h5"))
+    for p in knmi:
+        shutil.copy(p, scans / p.name)
+    odim_scan(scans / "composite.h5", 0)  # a 64 x 64 ODIM_H5 composite among 765 x 700 scans
+    shutil.copy(knmi[1], scans / f"{knmi[1].stem}_again.h5")  # the same valid time, later name
+    out = tmp_path / "clips" / "knmi.npy"
+
+    res = run(scans, "--out", out, "--total_length", 3, "--crop", "364,280,32,32", "--block", 2)
+
+    assert res.exit_code == 0, res.output
+    assert "2 clips" in res.stdout and "(2, 3, 16, 16, 1)" in res.stdout
+    assert (
+        "skipping composite.h5: expected the grid (765, 700) of the other scans, got (64, 64)"
+        in (res.output)
+    )
+    assert (
+        f"skipping {knmi[1].stem}_again.h5: expected one scan per valid time, got "
+        "2010-08-26T00:05:00Z again" in res.output
+    )
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["n_frames"] == 4
