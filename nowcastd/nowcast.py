@@ -2,8 +2,10 @@
 
 `forecast_rates(window, run)` is the single place where input windows become forecast fields:
 
-1. the window's frames are in model units with no data as 0 (`Window.from_rates`, or the
-   serve buffer, filled frame by frame with the same `DataTransform.to_model_input`);
+1. the window (`Window.from_rates`, the one window builder, from mm/h): its frames in model
+   units with no data as 0 (`DataTransform.to_model_input`; serve's buffer holds the same,
+   made frame by frame, and enters through `Window.from_model`) and the motion input, those
+   frames back in mm/h (`nowcastd.data.motion.motion_frames`, the rule training uses too);
 2. `run` is a compiled rollout whose output went through `rollout_rates` on the device: the
    network's frames clipped to its [0, 1] range and turned into mm/h (`DataTransform.to_rates`);
 3. the no-data rule: the forecast is NaN wherever the newest input frame had no data, and, for
@@ -11,7 +13,8 @@
 
 A Lagrangian network (`ModelConfig.lagrangian`) needs the motion of each window: the first
 stage, "motion", estimates it from the window's rain rates on the host with the checkpoint's
-optical flow (`nowcastd.data.motion`, as training did), and the rollout takes it.
+optical flow (`nowcastd.data.motion`) on the window's motion input, as training did, and the
+rollout takes it.
 
 `nowcastd serve` (`serve.forecaster`, with its ahead-of-time executables and pre-encoding) and
 `nowcastd evaluate` (`verification.comparison`, with `rollout_rates_jit`) both call it, so a
@@ -36,7 +39,7 @@ from jaxtyping import Array, Float
 from model.network import PredRNN
 from model.rollout import rollout
 from model.strategy import jitted
-from nowcastd.data.motion import MotionEstimator
+from nowcastd.data.motion import MotionEstimator, motion_frames
 from nowcastd.io.transform import DataTransform
 
 __all__ = [
@@ -63,12 +66,15 @@ def _untimed(stage: str) -> contextlib.AbstractContextManager[Any]:
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Window:
     """`n` input windows: `context` (n, I, H, W, 1) in model units, no data as 0 (a host or
-    device array), `no_data` (n, H, W), the newest frame's pixels without data, and `rates`
-    (n, I, H, W), the same frames in mm/h on the host, which the motion stage needs."""
+    device array), `no_data` (n, H, W), the newest frame's pixels without data, and `motion`
+    (n, I, H, W), the mm/h the optical flow reads (`nowcastd.data.motion.motion_frames`).
+
+    Build it with `from_rates` (mm/h, the one window builder) or, from frames that are already
+    model units made by the same rule (serve's buffer, training's clips), `from_model`."""
 
     context: jax.Array | np.ndarray
     no_data: np.ndarray
-    rates: np.ndarray | None = None
+    motion: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, _, h, w, _ = self.context.shape
@@ -79,10 +85,37 @@ class Window:
             )
 
     @classmethod
-    def from_rates(cls, rates: np.ndarray, transform: DataTransform) -> Window:
-        """Windows from `(n, I, H, W)` rain rates, NaN where there is no data."""
-        context = transform.to_model_input(rates).astype(np.float32)[..., None]
-        return cls(context=context, no_data=np.isnan(rates[:, -1]), rates=rates)
+    def from_rates(
+        cls, rates: np.ndarray, transform: DataTransform, *, context: jax.Array | None = None
+    ) -> Window:
+        """The one window builder: `(n, I, H, W)` rain rates in mm/h, NaN where there is no
+        data. The context is `transform.to_model_input` of them; `context`: the same, already
+        on the device."""
+        rates = np.asarray(rates, dtype=np.float32)
+        model = np.asarray(transform.to_model_input(rates), dtype=np.float32)
+        return cls.from_model(model, np.isnan(rates), transform, context=context)
+
+    @classmethod
+    def from_model(
+        cls,
+        frames: np.ndarray,
+        no_data: np.ndarray | None,
+        transform: DataTransform,
+        *,
+        context: jax.Array | None = None,
+        with_motion: bool = True,
+    ) -> Window:
+        """`(n, I, H, W)` frames in model units, no data as 0, made from mm/h by
+        `to_model_input` (serve's `Domain.model_input`, training's clips), and their no-data
+        pixels `(n, I, H, W)` (None: none); `context`: the same frames on the device;
+        `with_motion=False` leaves out the motion input (an Eulerian network's hot path)."""
+        frames = np.asarray(frames, dtype=np.float32)
+        newest = np.zeros_like(frames[:, -1], bool) if no_data is None else no_data[:, -1]
+        return cls(
+            context=frames[..., None] if context is None else context,
+            no_data=np.asarray(newest, bool),
+            motion=motion_frames(frames, transform, no_data) if with_motion else None,
+        )
 
 
 def rollout_rates(
@@ -110,17 +143,18 @@ def forecast_rates(
     *,
     timed: StageTimer = _untimed,
     motion: MotionEstimator | None = None,
+    flow: np.ndarray | None = None,
 ) -> np.ndarray:
     """`(n, K, H, W)` forecast rain rates in mm/h from `window`, NaN where the newest input
     had no data. `run` is a compiled rollout ending in `DataTransform.to_rates`; `timed`
     times each stage ("motion", "rollout"). `motion`: the optical flow of a Lagrangian
-    network, run on `window.rates`."""
-    flow = None
-    if motion is not None:
-        if window.rates is None:
-            raise ValueError("forecast_rates: the motion stage needs the window's rates")
+    network, run on `window.motion`; `flow`: that motion if already estimated (evaluate
+    shares it with the baselines)."""
+    if flow is None and motion is not None:
+        if window.motion is None:
+            raise ValueError("forecast_rates: the motion stage needs the window's motion input")
         with timed("motion"):
-            flow = motion.batch(window.rates)
+            flow = motion.batch(window.motion)
     with timed("rollout"):
         rates = np.array(run(window.context, flow), dtype=np.float32)
     rates[np.broadcast_to(window.no_data[:, None], rates.shape)] = np.nan

@@ -1,8 +1,11 @@
 """`nowcastd evaluate`: score a checkpoint next to persistence, pysteps' extrapolation and S-PROG.
 
-A radar movie (.h5) or a directory of scans is scored on every start time, four ways
-(`nowcastd.verification.comparison`); .npy clips and official .npz files get the clip scores
-(official MSE, PSNR, SSIM) next to persistence (`nowcastd.verification.evaluation`).
+Radar movies (.h5) or directories of scans are scored on every start time, four ways
+(`nowcastd.verification.comparison`): a table per movie with the verdicts against persistence
+and LK, and, for several, one pooled over them all. .npy clips and official .npz files get the
+clip scores (official MSE, PSNR, SSIM and the same scores in mm/h) next to persistence
+(`nowcastd.verification.evaluation`). Every forecast is the one forecast function's
+(`nowcastd.nowcast.forecast_rates`), scored by the one scorer (`verification.skill`).
 """
 
 import dataclasses
@@ -17,7 +20,7 @@ from nowcastd.errors import ConfigError
 from nowcastd.settings import setting, specs
 
 CLIP_ONLY = ("split", "valid_fraction", "visual", "num_save_samples")
-SEQUENCE_ONLY = ("crop", "block", "lead_frames", "out_json", "plot")
+SEQUENCE_ONLY = ("crop", "block", "lead_frames", "out_json", "plot", "pixel_km")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -25,10 +28,10 @@ class EvaluateSettings:
     checkpoint: Path | None = setting(
         None, "checkpoint directory, or a run's save_dir (its newest); default: the bundled model"
     )
-    data: Path | None = setting(
+    data: tuple[Path, ...] | None = setting(
         None,
-        "an HDF5 radar movie or a directory of scans (scored on every start time, four ways), "
-        "or .npy clips / an official .npz (clip scores)",
+        "HDF5 radar movies or directories of scans, comma-separated (each scored on every "
+        "start time, four ways, then pooled), or .npy clips / an official .npz (clip scores)",
     )
     batch_size: int = setting(8, "sequences per batch")
     baselines: bool = setting(
@@ -52,6 +55,10 @@ class EvaluateSettings:
     )
     out_json: Path | None = setting(None, "movie or scans: write the scores here")
     plot: Path | None = setting(None, "movie or scans: PNG of CSI at 1 mm/h and MAE by lead")
+    neighbourhood_km: float = setting(20.0, "width of the FSS neighbourhood in km")
+    pixel_km: float | None = setting(
+        None, "movie or scans: the model grid's pixel in km [default: as the data states]"
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -59,6 +66,11 @@ class EvaluateSettings:
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError(
                 f"valid_fraction: expected a number in [0, 1), got {self.valid_fraction}"
+            )
+        if not self.neighbourhood_km > 0 or (self.pixel_km is not None and not self.pixel_km > 0):
+            raise ValueError(
+                f"neighbourhood_km, pixel_km: expected numbers > 0, got {self.neighbourhood_km}, "
+                f"{self.pixel_km}"
             )
         if self.block < 1:
             raise ValueError(f"block: expected an integer >= 1, got {self.block}")
@@ -100,7 +112,14 @@ def evaluate(
 ) -> None:
     """Score a checkpoint against persistence, pysteps' extrapolation and S-PROG, per lead in
     mm/h."""
-    if is_sequence_source(s.data):
+    data = s.data or ()
+    sequences = [is_sequence_source(p) for p in data]
+    if any(sequences) and not all(sequences):
+        raise ConfigError(
+            "--data: expected movies and scan directories, or one clip file, not both: got "
+            + ", ".join(str(p) for p in data)
+        )
+    if all(sequences):
         wrong = s.changed(CLIP_ONLY) + (["out"] if out is not None else [])
         if wrong:
             raise ConfigError(
@@ -112,26 +131,30 @@ def evaluate(
     wrong = s.changed(SEQUENCE_ONLY)
     if wrong:
         raise ConfigError(f"--{wrong[0]} applies to a radar movie or a scan directory only")
-    _evaluate_clips(s, out, as_json)
+    if len(data) != 1:
+        raise ConfigError(f"--data: expected one clip file, got {len(data)}")
+    _evaluate_clips(s, data[0], out, as_json)
 
 
-def _evaluate_clips(s: EvaluateSettings, out: Path | None, as_json: bool) -> None:
+def _evaluate_clips(s: EvaluateSettings, data: Path, out: Path | None, as_json: bool) -> None:
     """Clip scores (official MSE, PSNR, SSIM and mm/h scores) next to persistence."""
     if s.visual and out is None:
         raise ConfigError("--visual: expected --out DIR for the figures with --visual 1, got none")
 
     from nowcastd.data.loader import open_dataset
+    from nowcastd.data.motion import MotionEstimator
     from nowcastd.io.atomic import atomic_file
     from nowcastd.io.model_checkpoint import load_model
     from nowcastd.verification.comparison import finite_or_none
     from nowcastd.verification.evaluation import evaluate as run_evaluation
     from nowcastd.verification.evaluation import persistence_scores
     from nowcastd.verification.scores import format_table
+    from nowcastd.verification.skill import Neighbourhood
 
     loaded = load_model(s.checkpoint)
     cfg = loaded.cfg
     clipset = open_dataset(
-        s.data,
+        data,
         total_length=cfg.total_length,
         img_height=cfg.img_height,
         img_width=cfg.img_width,
@@ -140,6 +163,7 @@ def _evaluate_clips(s: EvaluateSettings, out: Path | None, as_json: bool) -> Non
         valid_fraction=0.0 if s.split == "all" else s.valid_fraction,
         transform=loaded.transform,
     )
+    hood = Neighbourhood.from_km(s.neighbourhood_km, CLIP_PIXEL_KM)
     result = run_evaluation(
         loaded.network,
         clipset,
@@ -147,11 +171,13 @@ def _evaluate_clips(s: EvaluateSettings, out: Path | None, as_json: bool) -> Non
         transform=loaded.transform,
         figures_dir=out if s.visual else None,
         num_save_samples=s.num_save_samples if s.visual else 0,
+        motion=MotionEstimator(loaded.motion_method) if cfg.lagrangian else None,
+        neighbourhood=hood,
     )
     report: dict[str, Any] = {
         "checkpoint": str(loaded.path),
         "digest": loaded.digest,
-        "data": str(s.data),
+        "data": str(data),
         "split": s.split,
         "valid_fraction": None if s.split == "all" else s.valid_fraction,
         "timestep_seconds": clipset.timestep_seconds,
@@ -164,6 +190,7 @@ def _evaluate_clips(s: EvaluateSettings, out: Path | None, as_json: bool) -> Non
             img_channel=cfg.img_channel,
             batch_size=s.batch_size,
             transform=loaded.transform,
+            neighbourhood=hood,
         )
         report["mse_skill_vs_persistence"] = mse_skill(result, report["persistence"])
     strict = finite_or_none(report)
@@ -183,36 +210,51 @@ def _evaluate_clips(s: EvaluateSettings, out: Path | None, as_json: bool) -> Non
         typer.echo(f"\nMSE skill vs persistence per lead (1 - mse/mse_persistence): {skill}")
 
 
+#: Clips do not state their pixel size: the FSS neighbourhood takes the bundled model's 4 km.
+CLIP_PIXEL_KM = 4.0
+
+
 def _evaluate_sequence(s: EvaluateSettings, config: Path | None, as_json: bool) -> None:
-    """The four-way evaluation of a movie or scan directory (`verification.comparison`)."""
+    """The four-way evaluation of each movie or scan directory, then pooled
+    (`verification.comparison`)."""
     from nowcastd.io.model_checkpoint import load_model
-    from nowcastd.verification.comparison import compare, finite_or_none, format_comparison
+    from nowcastd.verification.comparison import compare, finite_or_none, format_comparison, pool
     from nowcastd.verification.comparison import write_json as write_report
     from nowcastd.verification.sequence import open_sequence
 
     loaded = load_model(s.checkpoint)
-    seq = open_sequence(s.data, crop=s.crop, block=s.block, config=config)
-    report = compare(
-        loaded,
-        seq,
-        lead_frames=s.lead_frames,
-        batch_size=s.batch_size,
-        baselines=s.baselines,
+    reports = []
+    for path in s.data or ():
+        seq = open_sequence(path, crop=s.crop, block=s.block, config=config)
+        reports.append(
+            compare(
+                loaded,
+                seq,
+                lead_frames=s.lead_frames,
+                batch_size=s.batch_size,
+                baselines=s.baselines,
+                neighbourhood_km=s.neighbourhood_km,
+                pixel_km=s.pixel_km,
+            )
+        )
+    shown = reports if len(reports) == 1 else [*reports, pool(reports)]
+    body: dict[str, Any] = (
+        shown[0].to_json() if len(shown) == 1 else {"events": [r.to_json() for r in shown]}
     )
     if s.out_json is not None:
-        write_report(s.out_json, report)
+        write_report(s.out_json, body)
     if s.plot is not None:
         from nowcastd.verification.figures import save_lead_time_plot
 
-        save_lead_time_plot(s.plot, report)
+        save_lead_time_plot(s.plot, shown[-1])
     if as_json:
-        typer.echo(json.dumps(finite_or_none(report), indent=1))
-        for method, reason in report["not_scored"].items():
+        typer.echo(json.dumps(finite_or_none(body), indent=1))
+        for method, reason in reports[0].not_scored.items():
             typer.echo(f"{method} not scored: {reason}", err=True)
         return
     cfg = loaded.cfg
     typer.echo(f"model {cfg.model_name} ({loaded.path.name}, sha256 {loaded.digest[:12]})")
-    typer.echo(format_comparison(report))
+    typer.echo("\n\n".join(format_comparison(r) for r in shown))
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,11 @@ to pysteps' dB units as in its own examples (R >= 0.1 mm/h -> 10·log10(R); drie
 no data -> -15 dB), then `pysteps.motion.get_method(method)` with its defaults: Lucas–Kanade
 (`LK`, the default), `darts`, `proesmans` or `vet`. The result is `(H, W, 2)` float32 in
 pixels per time step, x (columns) then y (rows), the layout `model.advection` takes.
+
+What the flow reads is one rule for every caller (`motion_frames`): the window's frames as the
+network sees them, in model units, back in mm/h, NaN where there is no data. Above the model's
+range (60 dBZ, about 205 mm/h) every rate is that range's top, in serve (whose buffer holds
+model units), training (clips in model units), predict and evaluate (`nowcast.Window`) alike.
 """
 
 from __future__ import annotations
@@ -18,11 +23,32 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["DB_THRESHOLD_MM_H", "DB_ZERO", "MOTION_METHODS", "MotionEstimator", "to_db"]
+from nowcastd.io.transform import DataTransform
+
+__all__ = [
+    "DB_THRESHOLD_MM_H",
+    "DB_ZERO",
+    "MOTION_METHODS",
+    "MotionEstimator",
+    "motion_frames",
+    "to_db",
+]
 
 MOTION_METHODS = ("LK", "darts", "proesmans", "vet")
 DB_THRESHOLD_MM_H = 0.1
 DB_ZERO = -15.0
+
+
+def motion_frames(
+    model_frames: np.ndarray, transform: DataTransform, no_data: np.ndarray | None = None
+) -> np.ndarray:
+    """(..., H, W) frames in model units (no data as 0) -> the mm/h the optical flow reads:
+    `transform.to_physical` of them, NaN where `no_data` (None: every pixel has data). The one
+    motion input of serve, training, predict and evaluate (module docstring)."""
+    rates = transform.to_physical(np.asarray(model_frames, dtype=np.float32))
+    if no_data is not None:
+        rates = np.where(no_data, np.float32(np.nan), rates)
+    return np.asarray(rates, dtype=np.float32)
 
 
 def to_db(rate: np.ndarray) -> np.ndarray:

@@ -1,9 +1,10 @@
 """Training batches with the motion field of each clip's context, prepared ahead of the step.
 
 A Lagrangian network (`ModelConfig.lagrangian`) trains on clips together with the motion that
-`serve` would estimate from the same context frames: the clip's first `input_length` frames go
-back to mm/h through the run's data transform (no data, stored as 0, is dry to the optical flow
-as NaN is) and through the same `MotionEstimator`. A background thread draws and estimates up to
+`serve` would estimate from the same context frames: the clip's first `input_length` frames are
+the motion input of `nowcastd.data.motion.motion_frames` (the one rule of serve, predict and
+evaluate too: back to mm/h through the run's data transform, NaN where the validity mask says
+no data) and go through the same `MotionEstimator`. A background thread draws and estimates up to
 `depth` batches ahead, so the training step does not wait for the optical flow.
 
 Resuming stays exact: `state_dict` is the wrapped iterator's state after the last batch handed
@@ -20,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from nowcastd.data.motion import MotionEstimator
+from nowcastd.data.motion import MotionEstimator, motion_frames
 from nowcastd.io.transform import DataTransform
 
 __all__ = ["MotionBatch", "MotionBatches"]
@@ -64,15 +65,17 @@ class MotionBatches(Iterator[MotionBatch]):
         self._stop = threading.Event()
         self._state = batches.state_dict()
 
-    def motion_of(self, clips: np.ndarray) -> np.ndarray:
-        context = self._transform.to_physical(clips[:, : self._input_length, ..., 0])
-        return self._estimator.batch(context)
+    def motion_of(self, clips: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """(B, H, W, 2) motion of the clips' contexts; `valid` (B, T, H, W, 1) or None."""
+        i = self._input_length
+        no_data = None if valid is None else valid[:, :i, ..., 0] == 0
+        return self._estimator.batch(motion_frames(clips[:, :i, ..., 0], self._transform, no_data))
 
     def _produce(self) -> None:
         try:
             while not self._stop.is_set():
                 clips, valid = next(self._batches)
-                item = MotionBatch(clips, valid, self.motion_of(clips))
+                item = MotionBatch(clips, valid, self.motion_of(clips, valid))
                 state = self._batches.state_dict()
                 while not self._stop.is_set():
                     try:

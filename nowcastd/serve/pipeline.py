@@ -469,16 +469,13 @@ class Pipeline:
             )
         infos = buf.infos
         newest = infos[-1].record
-        rates = None
-        if self.model.cfg.lagrangian:  # the motion stage reads the frames on the host
-            frames = [i.record for i in infos]
-            rates = np.stack(
-                [
-                    np.where(f.nan_mask, np.nan, self.model.transform.to_physical(f.model[..., 0]))
-                    for f in frames
-                ]
-            )[None]
-        window = Window(context=buf.frames, no_data=newest.nan_mask[None], rates=rates)
+        window = Window.from_model(  # the motion stage reads the frames on the host
+            np.stack([i.record.model[..., 0] for i in infos])[None],
+            np.stack([i.record.nan_mask for i in infos])[None],
+            self.model.transform,
+            context=buf.frames,
+            with_motion=self.model.cfg.lagrangian,
+        )
         seconds: dict[str, float] = {}
 
         @contextlib.contextmanager

@@ -27,6 +27,7 @@ from nowcastd.data.loader import BatchIterator, open_dataset
 from nowcastd.data.motion import MotionEstimator
 from nowcastd.data.motion_batches import MotionBatch, MotionBatches
 from nowcastd.data.sequences import SamplerConfig, SequenceSampler, load_movie
+from nowcastd.data.validation import movie_held_out_range
 from nowcastd.errors import CheckpointError, NowcastdError
 from nowcastd.io.model_checkpoint import checkpoint_dirs
 from nowcastd.io.run_checkpoints import restore_run_checkpoint, save_run_checkpoint, to_jsonable
@@ -174,8 +175,11 @@ def _training_batches(cfg: TrainConfig) -> TrainingData:
     if cfg.sequences:
         m = cfg.model
         held_out = cfg.valid_range_unix  # validation frames of the same file stay out
-        movies = [
-            load_movie(p, exclude=held_out if p in cfg.valid_data_paths else None)
+        movies = [  # and so do the validation sets' (nowcastd.data.validation)
+            load_movie(
+                p,
+                exclude=movie_held_out_range(p, held_out if p in cfg.valid_data_paths else None),
+            )
             for p in cfg.train_data_paths
         ]
         sampler_cfg = SamplerConfig(

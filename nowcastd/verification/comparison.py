@@ -2,9 +2,10 @@
 a sequence.
 
 For each start time with `input_length` frames of context and `lead_frames` observed frames
-after them (all one time step apart), every method forecasts from the same inputs, and those
-that need motion share one field, estimated once from the inputs (`nowcastd.data.motion`, with
-the method the checkpoint names):
+after them (all one time step apart), every method forecasts from the same window
+(`nowcast.Window.from_rates`, the one window builder), and those that need motion share one
+field, estimated once from the window's motion input (`nowcastd.data.motion`, with the method
+the checkpoint names):
 
 - ``model``: the checkpoint's forecast as `nowcastd serve` makes it (`nowcast.forecast_rates`:
   inputs in model units with no data as 0, the output clipped to [0, 1], turned into mm/h and
@@ -13,11 +14,12 @@ the method the checkpoint names):
 - ``pysteps_lk``: pysteps' semi-Lagrangian extrapolation of the last frame (`baselines`);
 - ``pysteps_sprog``: pysteps' S-PROG (`baselines`).
 
-A pixel counts at a lead only when the observation there and every input frame have data, and
-every method's forecast has data there (rain advected in from outside the grid is no data for
-the extrapolations and the Lagrangian model): the same pixels for every method. Scores are pooled over all start times per lead (`RateScores`): MAE, RMSE,
-bias, CSI/POD/FAR at 0.5, 1 and 5 mm/h, and the FSS at 1 mm/h over 5 × 5-pixel windows (the
-window is in model-grid pixels, so its size in km follows the block factor).
+Every method is scored by the one scorer (`skill.Scorer`) on the same pixels: where the
+observation and every method's forecast have data (`common_pixels`; rain advected in from
+outside the grid is no data for the extrapolations and the Lagrangian model). Scores are pooled
+over all start times per lead: MAE, RMSE, bias, CSI/POD/FAR, FSS and the frequency bias at 1
+and 5 mm/h, the FSS over a neighbourhood stated in km (20 km by default) and converted to
+pixels of the grid's pixel size. `pool` adds several sequences' sums into one table.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ import numpy as np
 
 from nowcastd.data.motion import MotionEstimator
 from nowcastd.errors import ConfigError, DataError
+from nowcastd.io.domain import Domain
 from nowcastd.io.model_checkpoint import LoadedModel
 from nowcastd.nowcast import Window, forecast_rates, rollout_rates_jit
 from nowcastd.verification.baselines import (
@@ -42,23 +47,126 @@ from nowcastd.verification.baselines import (
     baseline_unavailable,
     persistence,
 )
-from nowcastd.verification.scores import CSI_1, MAE, RateScores
 from nowcastd.verification.sequence import RadarSequence
+from nowcastd.verification.skill import FSS_NEIGHBOURHOOD_KM, Neighbourhood, Scorer, Scores
+from nowcastd.verification.tables import LABELS, format_scores
+from nowcastd.verification.verdict import Verdict, judge
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "compare", "finite_or_none", "format_comparison", "write_json"]
+__all__ = [
+    "METHODS",
+    "Comparison",
+    "common_pixels",
+    "compare",
+    "finite_or_none",
+    "format_comparison",
+    "model_forecast",
+    "pool",
+    "write_json",
+]
 
 METHODS = ("model", "persistence", "pysteps_lk", "pysteps_sprog")
-LABELS = {
-    "model": "model",
-    "persistence": "persistence",
-    "pysteps_lk": "pysteps LK",
-    "pysteps_sprog": "S-PROG",
-}
-THRESHOLDS_MM_H = (0.5, 1.0, 5.0)
-FSS_THRESHOLD_MM_H = 1.0
-FSS_SCALE_PX = 5
+#: The pixel size taken when the data does not state one (the bundled model's 4 km grid).
+ASSUMED_PIXEL_KM = 4.0
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Comparison:
+    """The scores of every method on one sequence (or several, `pool`ed), per lead."""
+
+    name: str
+    data: str
+    checkpoint: str
+    digest: str
+    model_name: str
+    domain: Domain | None
+    grid: tuple[int, int]
+    pixel_km: float
+    pixel_km_stated: bool
+    timestep_seconds: int
+    input_length: int
+    lead_minutes: tuple[float, ...]
+    n_starts: int
+    first_issue_time: str
+    last_issue_time: str
+    motion_method: str | None
+    not_scored: dict[str, str]
+    seconds: dict[str, float]
+    scorers: dict[str, Scorer] = field(repr=False)
+    left_out: tuple[str, ...] = ()
+
+    @property
+    def methods(self) -> dict[str, Scores]:
+        return {m: s.result() for m, s in self.scorers.items()}
+
+    def verdicts(self, baselines: Sequence[str] = ("persistence", "pysteps_lk")) -> list[Verdict]:
+        """The model against each of `baselines` that was scored (`verdict.judge`)."""
+        methods = self.methods
+        return [
+            judge(methods["model"], methods[b], self.lead_minutes, baseline=LABELS[b])
+            for b in baselines
+            if "model" in methods and b in methods
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        methods = self.methods
+        first = next(iter(methods.values()))
+        return {
+            "name": self.name,
+            "data": self.data,
+            "checkpoint": self.checkpoint,
+            "digest": self.digest,
+            "model_name": self.model_name,
+            "domain": None if self.domain is None else dataclasses.asdict(self.domain),
+            "grid": list(self.grid),
+            "pixel_km": self.pixel_km,
+            "pixel_km_stated": self.pixel_km_stated,
+            "timestep_seconds": self.timestep_seconds,
+            "input_length": self.input_length,
+            "lead_frames": len(self.lead_minutes),
+            "lead_minutes": list(self.lead_minutes),
+            "n_starts": self.n_starts,
+            "first_issue_time": self.first_issue_time,
+            "last_issue_time": self.last_issue_time,
+            "thresholds_mm_h": list(first.thresholds),
+            "fss": {
+                "neighbourhood_km": first.neighbourhood.km,
+                "window_px": first.neighbourhood.px,
+                "window_km": first.neighbourhood.actual_km,
+            },
+            "pixel_rule": "a pixel counts where the observation and every method's forecast "
+            "have data",
+            "motion_method": self.motion_method,
+            "methods": {m: s.to_json() for m, s in methods.items()},
+            "verdicts": {v.baseline: v.describe() for v in self.verdicts()},
+            "seconds": self.seconds,
+            "not_scored": self.not_scored,
+            "left_out": list(self.left_out),
+        }
+
+
+def common_pixels(observed: np.ndarray, forecasts: Sequence[np.ndarray]) -> np.ndarray:
+    """`observed` with NaN wherever any forecast has no data: the pixels every method is
+    scored on (the one scorer then counts where observation and forecast have data)."""
+    out = np.array(observed, dtype=np.float32, copy=True)
+    for f in forecasts:
+        out[~np.isfinite(f)] = np.nan
+    return out
+
+
+def _methods(n_in: int, baselines: bool) -> tuple[list[str], dict[str, str]]:
+    if not baselines:
+        return ["model"], dict.fromkeys(METHODS[1:], "--no-baselines")
+    not_scored = {m: r for m in METHODS[2:] if (r := baseline_unavailable(m, n_in))}
+    return [m for m in METHODS if m not in not_scored], not_scored
+
+
+def _neighbourhood(
+    seq: RadarSequence, km: float, pixel_km: float | None
+) -> tuple[Neighbourhood, bool]:
+    stated = pixel_km if pixel_km is not None else seq.pixel_km
+    return Neighbourhood.from_km(km, stated or ASSUMED_PIXEL_KM), stated is not None
 
 
 def compare(
@@ -68,8 +176,12 @@ def compare(
     lead_frames: int | None = None,
     batch_size: int = 8,
     baselines: bool = True,
-) -> dict[str, Any]:
-    """Score the methods on every start time of `seq`; a JSON-able report (module docstring)."""
+    neighbourhood_km: float = FSS_NEIGHBOURHOOD_KM,
+    pixel_km: float | None = None,
+    name: str | None = None,
+) -> Comparison:
+    """Score the methods on every start time of `seq` (module docstring). `pixel_km`: the
+    grid's pixel size (default: what the data states, else 4 km, said so in the table)."""
     cfg, transform = loaded.cfg, loaded.transform
     if not transform.is_physical:
         raise ConfigError(
@@ -89,36 +201,27 @@ def compare(
             f"{seq.source}: no {n_in + leads} consecutive frames {seq.timestep_seconds} s apart "
             f"({n_in} inputs + {leads} leads) among {seq.precip.shape[0]}"
         )
-    not_scored: dict[str, str] = {}
-    if baselines:
-        for method in METHODS[2:]:
-            reason = baseline_unavailable(method, n_in)
-            if reason:
-                not_scored[method] = reason
-    else:
-        not_scored = dict.fromkeys(METHODS[1:], "--no-baselines")
-    methods = [m for m in METHODS if m not in not_scored]
+    methods, not_scored = _methods(n_in, baselines)
     needs_motion = cfg.lagrangian or any(m in methods for m in METHODS[2:])
     estimator = MotionEstimator(loaded.motion_method) if needs_motion else None
-    extrapolate = LagrangianExtrapolation(estimator) if "pysteps_lk" in methods else None
-    sprog = SProg(estimator) if "pysteps_sprog" in methods else None
-    scores = {
-        m: RateScores(
-            thresholds_mm_h=THRESHOLDS_MM_H,
-            fss_threshold_mm_h=FSS_THRESHOLD_MM_H,
-            fss_scale=FSS_SCALE_PX,
-        )
-        for m in methods
+    rivals = {
+        "pysteps_lk": LagrangianExtrapolation(estimator) if "pysteps_lk" in methods else None,
+        "pysteps_sprog": SProg(estimator) if "pysteps_sprog" in methods else None,
     }
+    hood, stated = _neighbourhood(seq, neighbourhood_km, pixel_km)
+    scorers = {m: Scorer(hood) for m in methods}
     seconds = dict.fromkeys(["motion", *methods], 0.0)
     batch = min(batch_size, starts.size)
     offsets = np.arange(n_in + leads)
     for b0 in range(0, starts.size, batch):
         idx = starts[b0 : b0 + batch]
-        windows = seq.precip[idx[:, None] + offsets]  # (n, I + K, H, W) mm/h
-        inputs, observed = windows[:, :n_in], windows[:, n_in:]
+        frames = seq.precip[idx[:, None] + offsets]  # (n, I + K, H, W) mm/h
+        inputs, observed = frames[:, :n_in], frames[:, n_in:]
+        window = Window.from_rates(inputs, transform)
         t0 = time.perf_counter()
-        motion = None if estimator is None else estimator.batch(inputs)
+        motion = (
+            None if estimator is None or window.motion is None else estimator.batch(window.motion)
+        )
         seconds["motion"] += time.perf_counter() - t0
         forecasts = {}
         for method in methods:
@@ -129,43 +232,66 @@ def compare(
             elif method == "persistence":
                 forecasts[method] = persistence(inputs, leads)
             else:
-                assert motion is not None
-                fn = extrapolate if method == "pysteps_lk" else sprog
-                assert fn is not None
+                fn = rivals[method]
+                assert fn is not None and motion is not None
                 forecasts[method] = np.stack(
                     [fn(x, leads, v) for x, v in zip(inputs, motion, strict=True)]
                 )
             seconds[method] += time.perf_counter() - t0
-        valid = np.isfinite(observed) & np.isfinite(inputs).all(axis=1, keepdims=True)
-        for forecast in forecasts.values():
-            valid &= np.isfinite(forecast)
+        truth = common_pixels(observed, list(forecasts.values()))
         for method, forecast in forecasts.items():
-            scores[method].update(forecast, observed, valid)
+            scorers[method].update(forecast, truth)
         logger.debug("scored starts %d..%d of %d", b0, b0 + idx.size - 1, starts.size)
-    minutes = [(k + 1) * seq.timestep_seconds / 60 for k in range(leads)]
-    return {
-        "checkpoint": str(loaded.path),
-        "digest": loaded.digest,
-        "model_name": cfg.model_name,
-        "data": seq.source,
-        "domain": dataclasses.asdict(seq.domain),
-        "grid": list(seq.grid),
-        "timestep_seconds": seq.timestep_seconds,
-        "input_length": n_in,
-        "lead_frames": leads,
-        "lead_minutes": minutes,
-        "n_starts": int(starts.size),
-        "first_issue_time": seq.iso_time(int(starts[0]) + n_in - 1),
-        "last_issue_time": seq.iso_time(int(starts[-1]) + n_in - 1),
-        "thresholds_mm_h": list(THRESHOLDS_MM_H),
-        "fss": {"threshold_mm_h": FSS_THRESHOLD_MM_H, "window_px": FSS_SCALE_PX},
-        "pixel_rule": "a pixel counts where the observation, every input frame and every "
-        "method's forecast have data",
-        "motion_method": None if estimator is None else estimator.method,
-        "methods": {m: scores[m].result() for m in methods},
-        "seconds": seconds,
-        "not_scored": not_scored,
-    }
+    return Comparison(
+        name=name or Path(seq.source).name,
+        data=seq.source,
+        checkpoint=str(loaded.path),
+        digest=loaded.digest,
+        model_name=cfg.model_name,
+        domain=seq.domain,
+        grid=seq.grid,
+        pixel_km=hood.pixel_km,
+        pixel_km_stated=stated,
+        timestep_seconds=seq.timestep_seconds,
+        input_length=n_in,
+        lead_minutes=tuple((k + 1) * seq.timestep_seconds / 60 for k in range(leads)),
+        n_starts=int(starts.size),
+        first_issue_time=seq.iso_time(int(starts[0]) + n_in - 1),
+        last_issue_time=seq.iso_time(int(starts[-1]) + n_in - 1),
+        motion_method=None if estimator is None else estimator.method,
+        not_scored=not_scored,
+        seconds=seconds,
+        scorers=scorers,
+    )
+
+
+def pool(comparisons: Sequence[Comparison], name: str = "pooled") -> Comparison:
+    """One table from the sums of every comparison with the first one's lead times and
+    methods (the others are named in `left_out`): each lead pools all their forecasts."""
+    first = comparisons[0]
+    kept = [
+        c
+        for c in comparisons
+        if c.lead_minutes == first.lead_minutes and list(c.scorers) == list(first.scorers)
+    ]
+    scorers = {}
+    for method in first.scorers:
+        total = Scorer(first.scorers[method].neighbourhood)
+        for c in kept:
+            total.merge(c.scorers[method])
+        scorers[method] = total
+    return dataclasses.replace(
+        first,
+        name=name,
+        data=", ".join(c.name for c in kept),
+        domain=None,
+        n_starts=sum(c.n_starts for c in kept),
+        first_issue_time="",
+        last_issue_time="",
+        seconds={m: sum(c.seconds.get(m, 0.0) for c in kept) for m in first.seconds},
+        scorers=scorers,
+        left_out=tuple(c.name for c in comparisons if c not in kept),
+    )
 
 
 def model_forecast(
@@ -189,10 +315,9 @@ def model_forecast(
         estimator = MotionEstimator(loaded.motion_method)
 
     def run(context, flow):
-        flow = motion if flow is None else flow
         return rollout_rates_jit(loaded.network, loaded.transform, context, leads, flow)
 
-    return forecast_rates(window, run, motion=estimator)[:n]
+    return forecast_rates(window, run, motion=estimator, flow=motion)[:n]
 
 
 def finite_or_none(obj: Any) -> Any:
@@ -206,38 +331,38 @@ def finite_or_none(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | Path, report: dict[str, Any]) -> Path:
+def write_json(path: str | Path, report: Comparison | dict[str, Any]) -> Path:
     """The report as strict JSON, written atomically."""
     from nowcastd.io.atomic import atomic_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    body = report.to_json() if isinstance(report, Comparison) else report
     with atomic_file(path) as f:
-        f.write(json.dumps(finite_or_none(report), indent=1).encode())
+        f.write(json.dumps(finite_or_none(body), indent=1).encode())
     return path
 
 
-def format_comparison(report: dict[str, Any]) -> str:
-    """Per lead: minutes, then MAE (mm/h) and CSI at 1 mm/h for each method."""
-    methods = list(report["methods"])
-    cell = 22
-
-    def pair(method: str, k: int) -> str:
-        s = report["methods"][method]
-        mae, csi = s[MAE][k], s[CSI_1][k]
-        text = f"{mae:.3f} / {csi:.2f}" if math.isfinite(csi) else f"{mae:.3f} / nan"
-        return text.rjust(cell)
-
-    grid = report["grid"]
+def format_comparison(report: Comparison) -> str:
+    """What was scored, the verdict's table per lead and method, and the verdicts."""
+    grid = report.grid
+    where = (
+        f"{report.n_starts} forecasts ({report.first_issue_time} .. {report.last_issue_time})"
+        if report.first_issue_time
+        else f"{report.n_starts} forecasts pooled over {report.data}"
+    )
+    block = "" if report.domain is None else f" (block {report.domain.block})"
+    size = f"{report.pixel_km:.3g} km" + (
+        "" if report.pixel_km_stated else " (assumed: not stated)"
+    )
     lines = [
-        f"{report['n_starts']} forecasts ({report['first_issue_time']} .. "
-        f"{report['last_issue_time']}), "
-        f"{report['input_length']} inputs, grid {grid[0]}x{grid[1]} (block "
-        f"{report['domain']['block']}); MAE in mm/h / CSI at 1 mm/h",
-        "lead".ljust(9) + "".join(LABELS[m].rjust(cell) for m in methods),
+        f"{report.name}: {where}, {report.input_length} inputs, grid {grid[0]}x{grid[1]}"
+        f"{block}, pixel {size}, step {report.timestep_seconds / 60:g} min",
+        format_scores(report.methods, report.lead_minutes),
     ]
-    for k, minutes in enumerate(report["lead_minutes"]):
-        lines.append(f"+{minutes:g} min".ljust(9) + "".join(pair(m, k) for m in methods))
-    for method, reason in report["not_scored"].items():
+    lines += [v.describe() for v in report.verdicts()]
+    for method, reason in report.not_scored.items():
         lines.append(f"{LABELS[method]} not scored: {reason}")
+    if report.left_out:
+        lines.append("not pooled (other lead times or methods): " + ", ".join(report.left_out))
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""One evaluation pass: rollouts over the validation clips, scores, optional figures."""
+"""One evaluation pass over clips: the forecast function on each, scores, optional figures."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ import numpy as np
 
 from model.network import PredRNN
 from model.patch import reshape_patch
-from model.rollout import rollout_jit
 from nowcastd.data import ClipSet
 from nowcastd.data.loader import BatchIterator
 from nowcastd.data.motion import MotionEstimator
 from nowcastd.io.transform import DataTransform
+from nowcastd.nowcast import Window, forecast_rates, rollout_rates_jit
 from nowcastd.verification.baselines import persistence
 from nowcastd.verification.scores import Verifier
+from nowcastd.verification.skill import Neighbourhood, Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,31 @@ def _decoupling_cosines(network: PredRNN, context: jax.Array) -> jax.Array:
     return jnp.stack(out)
 
 
+def _forecasts(network: PredRNN, transform: DataTransform, motion: MotionEstimator | None):
+    """`(clips, valid) -> (n, K, H, W)` mm/h forecasts of their contexts, each through the one
+    forecast function (`nowcast.forecast_rates`), as serve makes them."""
+    cfg = network.cfg
+    i, k = cfg.input_length, cfg.total_length - cfg.input_length
+    if cfg.lagrangian and motion is None:
+        raise ValueError("evaluate: a Lagrangian network needs a motion estimator")
+
+    def run(context, flow):
+        return rollout_rates_jit(network, transform, jnp.asarray(context), k, flow)
+
+    def forecast(clips: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+        no_data = None if valid is None else valid[:, :i, ..., 0] == 0
+        window = Window.from_model(clips[:, :i, ..., 0], no_data, transform)
+        return forecast_rates(window, run, motion=motion if cfg.lagrangian else None)
+
+    return forecast
+
+
+def _observed(truth: np.ndarray, valid: np.ndarray | None, transform: DataTransform):
+    """(n, K, H, W, 1) model units -> mm/h, NaN where the clip had no data."""
+    rates = transform.to_physical(truth[..., 0])
+    return rates if valid is None else np.where(valid[..., 0] == 0, np.nan, rates)
+
+
 def evaluate(
     network: PredRNN,
     clipset: ClipSet,
@@ -50,42 +76,57 @@ def evaluate(
     figures_dir: Path | None = None,
     num_save_samples: int = 0,
     motion: MotionEstimator | None = None,
+    neighbourhood: Neighbourhood | None = None,
 ) -> dict[str, Any]:
     """Forecast every validation clip from its first I frames and score the T-I future frames.
 
-    The rollout is the official test-time computation (ground truth for the context, the
-    model's own output after it). Scores are in `transform`'s units (None: the clip set's own).
-    With `figures_dir`, PNGs of context | truth | forecast are written for the first
-    `num_save_samples` sequences, plus the decoupling histogram for v2. A Lagrangian network
-    needs `motion`; its forecasts' no-data pixels (rain from outside) are scored as 0 here.
+    Every forecast is `nowcast.forecast_rates`'s (the network's rollout, clipped to its range,
+    in mm/h, NaN where the newest input had no data or rain would come from outside the grid),
+    from the window `Window.from_model` builds of the clip's context; a Lagrangian network needs
+    `motion`. The official scores (MSE, PSNR, SSIM) are of that forecast back in model units
+    (no data as 0); with a physical transform the one scorer (`skill.Scorer`) adds the mm/h
+    scores, on the pixels where the clip and the forecast have data, with the FSS over
+    `neighbourhood` (default 5 px of unknown size). With `figures_dir`, PNGs of context |
+    truth | forecast for the first `num_save_samples` sequences, plus the decoupling histogram
+    for v2.
     """
     if transform is None:
         transform = clipset.transform
     cfg = network.cfg
-    i, k = cfg.input_length, cfg.total_length - cfg.input_length
+    i = cfg.input_length
     batch_size = min(batch_size, len(clipset))
     batches = BatchIterator(
-        clipset, batch_size, np.random.default_rng(0), shuffle=False, drop_last=False, repeat=False
+        clipset,
+        batch_size,
+        np.random.default_rng(0),
+        shuffle=False,
+        drop_last=False,
+        repeat=False,
+        with_mask=True,
     )
+    masked = clipset.valid_mask is not None
+    forecast = _forecasts(network, transform, motion)
     verifier = Verifier(transform)
+    scorer = Scorer(neighbourhood or UNKNOWN_PIXELS)
     saved = 0
     if figures_dir is not None:
         figures_dir.mkdir(parents=True, exist_ok=True)
-    for clips in batches:
+    for clips, valid in batches:
         n = clips.shape[0]
+        valid = valid if masked else None
         if n < batch_size:  # pad the last batch so the rollout keeps one compiled shape
             clips = np.concatenate([clips, np.repeat(clips[-1:], batch_size - n, 0)])
-        context = clips[:, :i]
-        flow = None
-        if cfg.lagrangian:
-            if motion is None:
-                raise ValueError("evaluate: a Lagrangian network needs a motion estimator")
-            flow = jnp.asarray(motion.batch(transform.to_physical(context[..., 0])))
-        pred = np.asarray(rollout_jit(network, jnp.asarray(context), k, None, flow))[:n]
-        pred = np.nan_to_num(pred, nan=0.0)
-        clips = clips[:n]
+            if valid is not None:
+                valid = np.concatenate([valid, np.repeat(valid[-1:], batch_size - n, 0)])
+        rates = forecast(clips, valid)[:n]
+        clips, valid = clips[:n], None if valid is None else valid[:n]
         truth = clips[:, i:, ..., : cfg.img_channel]
+        pred = np.asarray(transform.to_model_input(rates), np.float32)[..., None]
         verifier.update(pred, truth)
+        if transform.is_physical:
+            scorer.update(
+                rates, _observed(truth, None if valid is None else valid[:, i:], transform)
+            )
         if figures_dir is not None and saved < num_save_samples:
             from nowcastd.verification.figures import save_sample_figure
 
@@ -94,7 +135,7 @@ def evaluate(
                     figures_dir / f"sample_{saved:03d}.png",
                     clips[j, :i, ..., 0],
                     truth[j, ..., 0],
-                    np.clip(pred[j, ..., 0], 0.0, 1.0),
+                    pred[j, ..., 0],
                     transform,
                 )
                 saved += 1
@@ -104,12 +145,39 @@ def evaluate(
         first = np.asarray(batches.clipset.clips[: min(batch_size, len(clipset))], np.float32)
         cos = _decoupling_cosines(network, jnp.asarray(first[:, :i]))
         save_decoupling_histogram(figures_dir / "decoupling_cosine.png", np.asarray(cos).ravel())
-    return verifier.result()
+    return with_skill(verifier.result(), scorer if transform.is_physical else None)
 
 
-def persistence_scores(clipset, *, input_length: int, img_channel: int, batch_size: int, transform):
+#: The FSS neighbourhood of clips, whose pixel size nowcastd cannot know: 5 pixels, taken as
+#: 4 km each (the bundled model's grid).
+UNKNOWN_PIXELS = Neighbourhood.from_km(20.0, 4.0)
+
+
+def with_skill(result: dict[str, Any], scorer: Scorer | None) -> dict[str, Any]:
+    """The official scores' `result` with the one scorer's mm/h scores added per lead (and
+    their means), and the FSS neighbourhood named."""
+    if scorer is None:
+        return result
+    scores = scorer.result()
+    per_lead = {k: v for k, v in scores.to_json().items() if k != "n_pixels"}
+    result["per_lead"].update(per_lead)
+    with np.errstate(invalid="ignore"):
+        result["mean"].update({k: float(np.mean(v)) for k, v in per_lead.items()})
+    result["fss_neighbourhood"] = scores.neighbourhood.describe()
+    return result
+
+
+def persistence_scores(
+    clipset,
+    *,
+    input_length: int,
+    img_channel: int,
+    batch_size: int,
+    transform,
+    neighbourhood: Neighbourhood | None = None,
+):
     """Scores of persistence (the last context frame repeated for every lead) on `clipset`,
-    with the same `Verifier` and batches as `nowcastd.verification.evaluation.evaluate`."""
+    with the same scorers and batches as `nowcastd.verification.evaluation.evaluate`."""
     i = input_length
     batches = BatchIterator(
         clipset,
@@ -118,9 +186,19 @@ def persistence_scores(clipset, *, input_length: int, img_channel: int, batch_si
         shuffle=False,
         drop_last=False,
         repeat=False,
+        with_mask=True,
     )
+    masked = clipset.valid_mask is not None
     verifier = Verifier(transform)
-    for clips in batches:
+    scorer = Scorer(neighbourhood or UNKNOWN_PIXELS)
+    for clips, valid in batches:
         truth = clips[:, i:, ..., :img_channel]
-        verifier.update(persistence(clips[:, :i, ..., :img_channel], truth.shape[1]), truth)
-    return verifier.result()
+        pred = persistence(clips[:, :i, ..., :img_channel], truth.shape[1])
+        verifier.update(pred, truth)
+        if transform.is_physical:
+            no_data = valid[:, i - 1 : i] if masked else None
+            scorer.update(
+                _observed(pred, no_data, transform),
+                _observed(truth, valid[:, i:] if masked else None, transform),
+            )
+    return with_skill(verifier.result(), scorer if transform.is_physical else None)

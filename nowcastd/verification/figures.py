@@ -12,13 +12,15 @@ import io
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nowcastd.io.atomic import atomic_file
 from nowcastd.io.transform import DataTransform
-from nowcastd.verification.scores import CSI_1, MAE
+
+if TYPE_CHECKING:
+    from nowcastd.verification.comparison import Comparison
 
 #: Rain-rate colour levels (mm/h) for physical data; below the first is left white.
 RAIN_LEVELS_MM_H = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)
@@ -152,32 +154,32 @@ def save_decoupling_histogram(
     return _save(fig, path)
 
 
-def save_lead_time_plot(path: str | Path, report: dict[str, Any]) -> Path:
-    """A PNG of CSI at 1 mm/h and MAE against lead time, one line per method.
+def save_lead_time_plot(path: str | Path, report: Comparison) -> Path:
+    """A PNG of CSI at 1 and 5 mm/h, the frequency bias at 1 mm/h and MAE against lead time,
+    one line per method (`report`: `nowcastd.verification.comparison.compare`'s)."""
+    from nowcastd.verification.tables import LABELS
 
-    `report` is `nowcastd.verification.comparison.compare`'s result.
-    """
-    from nowcastd.verification.comparison import LABELS
-
-    minutes = report["lead_minutes"]
-    fig = _new_figure(9.0, 3.6)
-    csi_ax, mae_ax = fig.subplots(1, 2)
-    for method, scores in report["methods"].items():
+    minutes = report.lead_minutes
+    fig = _new_figure(12.0, 3.6)
+    axes = fig.subplots(1, 4)
+    for method, s in report.methods.items():
         style = {"marker": "o", "markersize": 3, "label": LABELS.get(method, method)}
-        csi_ax.plot(minutes, scores[CSI_1], **style)
-        mae_ax.plot(minutes, scores[MAE], **style)
-    csi_ax.set_ylabel("CSI at 1 mm/h")
-    csi_ax.set_ylim(0.0, 1.0)
-    mae_ax.set_ylabel("MAE (mm/h)")
-    mae_ax.set_ylim(bottom=0.0)
-    for ax in (csi_ax, mae_ax):
+        values = (s.at(1.0).csi, s.at(5.0).csi, s.at(1.0).frequency_bias, s.mae)
+        for ax, v in zip(axes, values, strict=True):
+            ax.plot(minutes, v, **style)
+    labels = ("CSI at 1 mm/h", "CSI at 5 mm/h", "frequency bias at 1 mm/h", "MAE (mm/h)")
+    for ax, label in zip(axes, labels, strict=True):
+        ax.set_ylabel(label)
         ax.set_xlabel("lead time (min)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    grid = report["grid"]
+        ax.set_ylim(bottom=0.0)
+    axes[0].set_ylim(0.0, 1.0)
+    axes[1].set_ylim(0.0, 1.0)
+    axes[0].legend(fontsize=8)
+    grid = report.grid
+    block = "" if report.domain is None else f" (block {report.domain.block})"
     fig.suptitle(
-        f"{Path(report['data']).name}: {report['n_starts']} forecasts, grid {grid[0]}x{grid[1]} "
-        f"(block {report['domain']['block']})",
+        f"{report.name}: {report.n_starts} forecasts, grid {grid[0]}x{grid[1]}{block}",
         fontsize=9,
     )
     return _save(fig, path)

@@ -20,19 +20,9 @@ Scores (per lead frame k, over all sequences seen):
   data_range=1.0)``. The official score (uint8 truncation, 7×7 uniform window, an argument
   removed from scikit-image) is neither reproducible on current scikit-image nor smooth.
   Frames smaller than 11×11 get NaN.
-* When the transform is physical (mm/h), in physical units after `to_physical`:
-  ``mae_mm_h``; ``csi_<t>_mm_h`` = hits / (hits + misses + false alarms) with events
-  ``value >= t`` for t in 0.5, 1 and 5 mm/h, counts pooled over all sequences; and
-  ``fss_<t>_mm_h_<s>px``, the fractions skill score at 1 mm/h over s × s = 5 × 5 pixel
-  neighbourhoods (zero outside the frame), pooled as pySTEPS `fss_accum`/`fss_compute` do.
-  Scores with an empty denominator are NaN.
 
-`RateScores` holds the physical scores (one copy, used by `Verifier` and by the three-way
-evaluation): rain rates in mm/h, (B, K, H, W), with a validity mask, so that pixels without data
-count for no method. Per lead: ``mae_mm_h``, ``rmse_mm_h``, ``bias_mm_h`` (mean forecast − mean
-observed), ``csi``/``pod``/``far`` at each threshold (events ``value >= t``) and the FSS, each
-from counts and sums pooled over every update (accumulate-then-compute, as pySTEPS'
-``det_cat_fct_accum``, ``det_cont_fct_accum`` and ``fss_accum``).
+The scores in mm/h (MAE, CSI, FSS, frequency bias, ...) are the one scorer's
+(`nowcastd.verification.skill`), which `evaluation` adds to this result.
 """
 
 from __future__ import annotations
@@ -49,39 +39,6 @@ logger = logging.getLogger(__name__)
 
 SSIM_WINDOW = 11
 _PSNR_PEAK = 20.0 * math.log10(255.0)
-
-
-#: The names of the physical scores, in one place: results are keyed by them, and every
-#: reader of a result (tables, figures, benchmarks) looks them up here.
-MAE = "mae_mm_h"
-RMSE = "rmse_mm_h"
-BIAS = "bias_mm_h"
-
-
-def category_score(kind: str, threshold_mm_h: float) -> str:
-    """The name of a categorical score at a threshold: `csi`, `pod` or `far`, e.g.
-    ``category_score("csi", 1.0) == "csi_1_mm_h"``."""
-    if kind not in ("csi", "pod", "far"):
-        raise ValueError(f"category score: expected csi, pod or far, got {kind!r}")
-    return f"{kind}_{threshold_mm_h:g}_mm_h"
-
-
-def fss_score(threshold_mm_h: float, scale_px: int) -> str:
-    """The name of the fractions skill score at a threshold over scale x scale pixels."""
-    return f"fss_{threshold_mm_h:g}_mm_h_{scale_px}px"
-
-
-#: The score the tables and figures show beside the MAE.
-CSI_1 = category_score("csi", 1.0)
-
-
-def _box_mean(events: np.ndarray, scale: int) -> np.ndarray:
-    """Mean of (N, H, W) over centred scale×scale windows, zero outside (uniform_filter)."""
-    pad = scale // 2
-    x = np.pad(events.astype(np.float64), ((0, 0), (pad + 1, pad), (pad + 1, pad)))
-    c = x.cumsum(1).cumsum(2)
-    s = scale
-    return (c[:, s:, s:] - c[:, :-s, s:] - c[:, s:, :-s] + c[:, :-s, :-s]) / (s * s)
 
 
 def ssim_per_image(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -133,139 +90,17 @@ class _Sums(dict[str, np.ndarray]):
             self[name] = per_lead.copy()
 
 
-class RateScores:
-    """Per-lead scores of rain-rate forecasts in mm/h on valid pixels, accumulate-then-compute.
-
-    Args:
-        thresholds_mm_h: event thresholds of CSI, POD and FAR (events are ``value >= t``).
-        fss_threshold_mm_h, fss_scale: the FSS event threshold and the odd window size in
-            pixels (a centred ``scale × scale`` box, zero outside the frame, as pySTEPS'
-            ``uniform_filter(mode="constant")``).
-    """
-
-    def __init__(
-        self,
-        *,
-        thresholds_mm_h: tuple[float, ...] = (0.5, 1.0, 5.0),
-        fss_threshold_mm_h: float = 1.0,
-        fss_scale: int = 5,
-    ):
-        if fss_scale < 1 or fss_scale % 2 == 0:
-            raise ValueError(f"fss_scale: got {fss_scale}, expected an odd number >= 1")
-        self.thresholds = tuple(float(t) for t in thresholds_mm_h)
-        self.fss_threshold = float(fss_threshold_mm_h)
-        self.fss_scale = int(fss_scale)
-        self._leads: int | None = None
-        self._sums = _Sums()
-
-    @property
-    def fss_name(self) -> str:
-        return fss_score(self.fss_threshold, self.fss_scale)
-
-    def update(self, forecast, observed, valid=None) -> None:
-        """Add (B, K, H, W) forecasts and observations in mm/h.
-
-        `valid` (broadcastable to that shape, bool) marks the pixels that count; None means
-        every pixel. Observations and forecasts must be finite wherever a pixel counts.
-        """
-        f, o = _one_shape(
-            "RateScores.update", ("forecast", "observed"), "(B, K, H, W)", forecast, observed
-        )
-        if self._leads is not None and f.shape[1] != self._leads:
-            raise ValueError(
-                f"RateScores.update: expected {self._leads} leads as before, got {f.shape[1]}"
-            )
-        self._leads = f.shape[1]
-        v = np.ones(f.shape, bool) if valid is None else np.broadcast_to(valid, f.shape)
-        bad = v & ~(np.isfinite(f) & np.isfinite(o))
-        if bad.any():
-            raise ValueError(
-                f"RateScores.update: {int(bad.sum())} valid pixels are not finite in the "
-                "forecast or the observation; mark them invalid"
-            )
-        f, o = np.where(v, f, 0.0), np.where(v, o, 0.0)
-        axes = (0, 2, 3)
-        err = f - o
-        self._sums.add("n", v.sum(axis=axes))
-        self._sums.add("sae", np.abs(err).sum(axis=axes))
-        self._sums.add("sse", (err**2).sum(axis=axes))
-        self._sums.add("sum_f", f.sum(axis=axes))
-        self._sums.add("sum_o", o.sum(axis=axes))
-        for t in self.thresholds:
-            fe, oe = (f >= t) & v, (o >= t) & v
-            self._sums.add(f"hits_{t}", (fe & oe).sum(axis=axes))
-            self._sums.add(f"misses_{t}", (~fe & oe).sum(axis=axes))
-            self._sums.add(f"false_{t}", (fe & ~oe).sum(axis=axes))
-        b, k, h, w = f.shape
-
-        def fractions(x: np.ndarray) -> np.ndarray:
-            events = ((x >= self.fss_threshold) & v).reshape(b * k, h, w)
-            return _box_mean(events, self.fss_scale).reshape(b, k, h, w)
-
-        sf, so = fractions(f), fractions(o)
-        self._sums.add("fss_ff", (sf**2).sum(axis=axes))
-        self._sums.add("fss_fo", (sf * so).sum(axis=axes))
-        self._sums.add("fss_oo", (so**2).sum(axis=axes))
-
-    def result(self) -> dict[str, list[float]]:
-        """Per-lead lists: n_pixels, mae/rmse/bias/mean_forecast/mean_observed_mm_h,
-        csi/pod/far_<t>_mm_h and the FSS; NaN where a denominator is empty."""
-        if self._leads is None:
-            raise ValueError("RateScores.result: nothing was added")
-        s = self._sums
-
-        def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return np.where(den > 0, num / den, np.nan)
-
-        n = s["n"]
-        per: dict[str, np.ndarray] = {
-            "n_pixels": n,
-            MAE: ratio(s["sae"], n),
-            RMSE: np.sqrt(ratio(s["sse"], n)),
-            BIAS: ratio(s["sum_f"] - s["sum_o"], n),
-            "mean_forecast_mm_h": ratio(s["sum_f"], n),
-            "mean_observed_mm_h": ratio(s["sum_o"], n),
-        }
-        for t in self.thresholds:
-            hits, misses, false = s[f"hits_{t}"], s[f"misses_{t}"], s[f"false_{t}"]
-            per[category_score("csi", t)] = ratio(hits, hits + misses + false)
-            per[category_score("pod", t)] = ratio(hits, hits + misses)
-            per[category_score("far", t)] = ratio(false, hits + false)
-        ff, fo, oo = s["fss_ff"], s["fss_fo"], s["fss_oo"]
-        per[self.fss_name] = 1.0 - ratio(ff - 2.0 * fo + oo, ff + oo)
-        return {name: [float(x) for x in values] for name, values in per.items()}
-
-
 class Verifier:
     """Accumulates per-lead sums over batches; `result` computes the scores.
 
     Args:
-        transform: model -> physical units; physical scores only when ``is_physical``.
-        thresholds_mm_h: CSI event thresholds (physical units).
-        fss_threshold_mm_h, fss_scale: the FSS event threshold and the odd window size (pixels).
+        transform: the data's transform (named in the result).
         ssim: compute SSIM (needs JAX and dm-pix; the costliest score).
     """
 
-    def __init__(
-        self,
-        transform: DataTransform | None = None,
-        *,
-        thresholds_mm_h: tuple[float, ...] = (0.5, 1.0, 5.0),
-        fss_threshold_mm_h: float = 1.0,
-        fss_scale: int = 5,
-        ssim: bool = True,
-    ):
+    def __init__(self, transform: DataTransform | None = None, *, ssim: bool = True):
         self.transform = transform or DataTransform(kind="identity")
-        self.thresholds = tuple(float(t) for t in thresholds_mm_h)
-        self.fss_threshold = float(fss_threshold_mm_h)
-        self.fss_scale = int(fss_scale)
         self.ssim = ssim
-        self._rates = RateScores(
-            thresholds_mm_h=self.thresholds,
-            fss_threshold_mm_h=self.fss_threshold,
-            fss_scale=self.fss_scale,
-        )
         self.n_seq = 0
         self._shape: tuple[int, ...] | None = None
         self._sums = _Sums()
@@ -290,17 +125,6 @@ class Verifier:
         if self.ssim and min(h, w) >= SSIM_WINDOW:
             s = ssim_per_image(gx.reshape(b * k, h, w, c), truth.reshape(b * k, h, w, c))
             self._sums.add("ssim", s.reshape(b, k).sum(axis=0))
-        if self.transform.is_physical:
-            self._update_physical(gx, truth)
-
-    def _update_physical(self, gx: np.ndarray, truth: np.ndarray) -> None:
-        def rates(x: np.ndarray, *, forecast: bool) -> np.ndarray:
-            """(B, K, H, W, C) -> (B*C, K, H, W) mm/h; forecasts by serve's rule (`to_rates`)."""
-            b, k, h, w, c = x.shape
-            phys = self.transform.to_rates(x) if forecast else self.transform.to_physical(x)
-            return np.moveaxis(phys, 4, 1).reshape(b * c, k, h, w)
-
-        self._rates.update(rates(gx, forecast=True), rates(truth, forecast=False))
 
     def result(self) -> dict[str, Any]:
         """Scores per lead (lists) and their means over the leads; see the module docstring."""
@@ -317,14 +141,6 @@ class Verifier:
             "psnr": s["psnr"] / n,
             "ssim": s["ssim"] / n if "ssim" in s else nan,
         }
-        if self.transform.is_physical:
-            rates = self._rates.result()
-            per[MAE] = np.asarray(rates[MAE])
-            for t in self.thresholds:
-                name = category_score("csi", t)
-                per[name] = np.asarray(rates[name])
-            name = self._rates.fss_name
-            per[name] = np.asarray(rates[name])
         with np.errstate(invalid="ignore"):
             means = {name: float(np.mean(v)) for name, v in per.items()}
         return {

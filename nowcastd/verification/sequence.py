@@ -20,6 +20,7 @@ time gap.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,7 +65,8 @@ class ScanFile:
 @dataclass(frozen=True, kw_only=True, eq=False)
 class RadarSequence:
     """T frames of rain rate (mm/h, NaN = no data) on the model grid, oldest first; `files`:
-    the scan file of each frame (none for a movie)."""
+    the scan file of each frame (none for a movie); `pixel_km`: the model grid's pixel size
+    (the geometric mean of its two sides; None when the data does not state it)."""
 
     precip: np.ndarray  # (T, H, W) float32
     time_unix: np.ndarray  # (T,) int64 seconds, increasing
@@ -72,6 +74,7 @@ class RadarSequence:
     source: str
     domain: Domain
     files: tuple[ScanFile, ...] = ()
+    pixel_km: float | None = None  # the model grid's pixel size, when the data states it
 
     def __post_init__(self) -> None:
         precip = np.asarray(self.precip, dtype=np.float32)
@@ -116,12 +119,35 @@ def _unix_from_iso(iso: tuple[str, ...], where: str) -> np.ndarray:
     )
 
 
+def _pixel_km(attrs, block: int) -> float | None:
+    """The model pixel in km from a movie's `xpixelsize`/`ypixelsize` (metres, or degrees with
+    `cartesian_unit` "degrees": km at the grid's middle latitude from `y1`, `y2`)."""
+    try:
+        dx, dy = float(attrs["xpixelsize"]), float(attrs["ypixelsize"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    unit = attrs.get("cartesian_unit", "m")
+    unit = unit.decode() if isinstance(unit, bytes) else str(unit)
+    if unit.startswith("deg"):
+        lat = 0.5 * (float(attrs.get("y1", 0.0)) + float(attrs.get("y2", 0.0)))
+        dx, dy = dx * 111.32 * math.cos(math.radians(lat)), dy * 110.57
+        return block * math.sqrt(dx * dy)
+    scale = 1.0 if unit == "km" else 1e-3
+    return block * math.sqrt(dx * dy) * scale
+
+
 def read_movie_sequence(
-    path: str | Path, *, crop: tuple[int, int, int, int] | None = None, block: int = 1
+    path: str | Path,
+    *,
+    crop: tuple[int, int, int, int] | None = None,
+    block: int = 1,
+    frames: slice | None = None,
 ) -> RadarSequence:
-    """An HDF5 radar movie in mm/h (see the module docstring) on the cropped, averaged grid."""
+    """An HDF5 radar movie in mm/h (see the module docstring) on the cropped, averaged grid;
+    `frames`: only these frames (every 2nd, the last 20, ...)."""
     path = Path(path)
     where = f"movie {path.name}"
+    chosen = frames or slice(None)
     with open_movie(path, where) as (h, ds, units):
         if units not in RATE_UNITS:
             raise DataError(
@@ -129,21 +155,31 @@ def read_movie_sequence(
             )
         unix, iso = read_times(h)
         step = h.attrs.get("timestep_seconds")
-        if ds.shape[0] == 0:
+        picked = range(len(ds))[chosen]
+        if len(picked) == 0:
             raise DataError(f"{where}: 'precip' holds no frames")
         domain = check_geometry(tuple(ds.shape[1:]), crop, block, where)
-        frames = np.stack([domain.apply(ds[t], name=f"{where} frame {t}") for t in range(len(ds))])
+        fields = np.stack([domain.apply(ds[t], name=f"{where} frame {t}") for t in picked])
+        pixel_km = _pixel_km(h.attrs, block)
     if unix is None and iso is not None:
         unix = _unix_from_iso(iso, where)
+    if frames is not None:
+        unix = None if unix is None else unix[chosen]
+        step = None if chosen.step not in (None, 1) else step
     if step is None and unix is not None and len(unix) > 1:
         step = time_step(unix)
     if step is None:
         raise DataError(f"{where}: expected a root attribute 'timestep_seconds' or frame times")
     step = int(step)
     if unix is None:
-        unix = np.arange(frames.shape[0], dtype=np.int64) * step
+        unix = np.arange(fields.shape[0], dtype=np.int64) * step
     return RadarSequence(
-        precip=frames, time_unix=unix, timestep_seconds=step, source=str(path), domain=domain
+        precip=fields,
+        time_unix=unix,
+        timestep_seconds=step,
+        source=str(path),
+        domain=domain,
+        pixel_km=pixel_km,
     )
 
 
@@ -172,6 +208,7 @@ def read_scan_sequence(
         raise ConfigError("give --crop/--block or a [domain] table, not both")
     found = ScanDirectory(directory=directory, reader=reader or ReaderConfig())
     fields: dict[int, tuple[ScanFile, np.ndarray]] = {}
+    pixel_km = None
     for scan in found.scans():
         if domain is None:
             shape = scan.field.shape
@@ -179,6 +216,8 @@ def read_scan_sequence(
                 domain = domain_for(shape)
             else:
                 domain = check_geometry(shape, crop, block, f"scan {scan.path.name}")
+        if pixel_km is None:
+            pixel_km = _grid_pixel_km(domain, scan.grid)
         stamp = int(scan.valid_time.timestamp())
         if stamp in fields:
             logger.warning(
@@ -208,7 +247,19 @@ def read_scan_sequence(
         source=str(directory),
         domain=domain,
         files=tuple(fields[int(t)][0] for t in times),
+        pixel_km=pixel_km,
     )
+
+
+def _grid_pixel_km(domain: Domain, grid) -> float | None:
+    """The model pixel in km from a scan's grid (metres), None if it does not say."""
+    try:
+        model = domain.crop_grid(grid)
+    except ScanError:  # a grid the domain cannot describe: the size stays unknown
+        return None
+    if model.xpixelsize is None or model.ypixelsize is None:
+        return None
+    return math.sqrt(model.xpixelsize * model.ypixelsize) / 1000.0
 
 
 def open_sequence(

@@ -4,6 +4,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import equinox as eqx
+import jax
 import numpy as np
 
 from model.rollout import rollout
@@ -79,3 +80,74 @@ def test_window_from_rates_fills_no_data_with_zero_and_masks_the_newest_frame():
     assert window.context.shape == (2, 3, 4, 4, 1)
     assert window.context[1, 0, 0, 0, 0] == 0.0 and window.context[1, 2, 3, 3, 0] == 0.0
     assert window.no_data.sum() == 1 and window.no_data[1, 3, 3]
+
+
+def _moving_storm() -> np.ndarray:
+    """(3, 32, 32) mm/h: showers and a core above the model's range (60 dBZ, ~205 mm/h) that
+    move two pixels a step, with no data in a corner of the newest frame."""
+    rng = np.random.default_rng(5)
+    base = rng.gamma(0.6, 4.0, (32, 48)).astype(np.float32)
+    base[12:14, 22:25] = 320.0  # heavy rain (6 pixels), clipped by the model units
+    frames = np.stack([base[:, 10 - 2 * t : 42 - 2 * t] for t in range(3)])
+    frames[2, 26:, :4] = np.nan
+    return frames
+
+
+def test_serve_predict_and_evaluate_forecast_the_same_heavy_rain_window_alike(tmp_path):
+    """One window, four ways in: serve's pipeline, `nowcastd predict`, evaluate on a movie
+    (motion shared with the baselines) and evaluate on clips (model units): identical fields
+    from a Lagrangian model, although the window rains 320 mm/h."""
+    from typer.testing import CliRunner
+
+    from model.config import ModelConfig
+    from model.network import PredRNN
+    from nowcastd.cli import app
+    from nowcastd.data.motion import MotionEstimator
+    from nowcastd.io.forecast_file import read_forecast
+    from nowcastd.io.model_checkpoint import load_model, save_inference_checkpoint
+    from nowcastd.verification.evaluation import _forecasts
+
+    rates = _moving_storm()
+    assert np.nanmax(rates) > DBZ.to_physical(np.float32(1.0)) > 200.0
+    cfg = ModelConfig(
+        model_name="predrnn_v2", num_hidden=(8, 8), filter_size=3, patch_size=4, img_height=32,
+        img_width=32, input_length=3, total_length=6, predict_delta=True, lagrangian=True,
+    )  # fmt: skip
+    ckpt = save_inference_checkpoint(
+        tmp_path / "ckpt", PredRNN(cfg, key=jax.random.key(7)), DBZ, motion_method="LK"
+    )
+    loaded = load_model(ckpt)
+    paths = []
+    for i, field in enumerate(rates):
+        paths.append(tmp_path / f"scan_{T0 + timedelta(minutes=5 * i):%Y%m%d%H%M}.npy")
+        np.save(paths[-1], field)
+    pipe = Pipeline(
+        ServeConfig(timestep_seconds=300.0, output_dir=tmp_path / "out", strategy=DEFAULT), loaded
+    )
+    pipe.compile(pre_encoding=False)
+    served = pipe.step_batch(paths, T0 + timedelta(hours=1))[-1]
+    assert isinstance(served, Written)
+    predicted = CliRunner().invoke(
+        app,
+        ["predict", *map(str, paths), "--checkpoint", str(ckpt)]
+        + ["--output-dir", str(tmp_path / "predicted")],
+    )
+    assert predicted.exit_code == 0, predicted.output
+    predict_file = read_forecast(predicted.output.strip().splitlines()[-1])
+
+    window = Window.from_rates(rates[None], DBZ)
+    motion = MotionEstimator("LK").batch(window.motion)  # as compare shares it
+    on_movie = model_forecast(loaded, rates[None], pipe.num_leads, 1, motion)[0]
+    alone = model_forecast(loaded, rates[None], pipe.num_leads, 1)[0]
+    clips = np.concatenate([window.context, np.zeros((1, 3, 32, 32, 1), np.float32)], axis=1)
+    valid = np.isfinite(np.concatenate([rates, rates]))[None, ..., None].astype(np.float32)
+    on_clips = _forecasts(loaded.network, DBZ, MotionEstimator("LK"))(clips, valid)[0]
+
+    for other in (on_movie, alone, on_clips):
+        np.testing.assert_array_equal(served.forecast.precip, other)
+    # predict writes the same file as serve (files store rates rounded to their precision)
+    np.testing.assert_array_equal(read_forecast(served.file).precip, predict_file.precip)
+    assert np.isnan(on_movie[:, 26:, :4]).all()
+    # the clipped motion input matters: raw mm/h move this window differently
+    raw = MotionEstimator("LK").batch(rates[None])
+    assert not np.array_equal(raw, motion)

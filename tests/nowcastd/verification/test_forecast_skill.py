@@ -48,27 +48,27 @@ def test_forecasts_are_scored_per_lead_against_later_scans_and_persistence(tmp_p
     observed = _observed(4)  # 2, 3, 4, 5 mm/h
     paths = [_forecast(tmp_path, 1, [4.0, 5.0]), _forecast(tmp_path, 2, [5.0, 9.0])]
     report = score_forecast_files(paths, observed)
-    assert report["lead_minutes"] == [5.0, 10.0]
-    assert report["n_forecasts"] == [2, 1]  # the 06:10 forecast's +10 min is not observed
-    model, persistence = report["methods"]["model"], report["methods"]["persistence"]
-    assert model["mae_mm_h"] == [0.0, 0.0]
-    assert persistence["mae_mm_h"] == [1.0, 2.0]
+    assert report.lead_minutes == (5.0, 10.0) and report.n_starts == 2
+    model, persistence = report.methods["model"], report.methods["persistence"]
+    assert model.n_pixels == (128, 64)  # the 06:10 forecast's +10 min is not observed
+    assert model.mae == (0.0, 0.0)
+    assert persistence.mae == (1.0, 2.0)
+    assert model.at(1.0).frequency_bias == (1.0, 1.0)
+    assert model.at(5.0).csi == (1.0, 1.0) and persistence.at(5.0).csi[0] == 0.0
     text = format_skill(report)
-    assert "persistence at 2 of 2 leads on MAE" in text
-    assert "+5 min         2" in text
+    assert "model vs persistence: PASS" in text
+    assert "+5 min model" in text and "FBI5" in text and "FSS over 5 x 5 px" in text
 
 
 def test_the_extrapolation_column_starts_from_the_same_scans(tmp_path):
     observed = _observed(5)  # uniform fields: no motion, the extrapolation is persistence
     paths = [_forecast(tmp_path, 2, [5.0, 6.0], inputs=2), _forecast(tmp_path, 3, [6.0, 7.0], 2)]
     report = score_forecast_files(paths, observed, LagrangianExtrapolation())
-    lk, persistence = report["methods"]["pysteps_lk"], report["methods"]["persistence"]
-    np.testing.assert_allclose(lk["mae_mm_h"], persistence["mae_mm_h"], atol=1e-5)
-    assert report["methods"]["model"]["mae_mm_h"] == [0.0, 0.0]
+    lk, persistence = report.methods["pysteps_lk"], report.methods["persistence"]
+    np.testing.assert_allclose(lk.mae, persistence.mae, atol=1e-5)
+    assert report.methods["model"].mae == (0.0, 0.0)
     text = format_skill(report)
-    assert "model / persist / LK" in text
-    assert "pysteps' extrapolation (LK) at 2 of 2 leads on MAE" in text
-    assert report["n_forecasts"] == [2, 1]
+    assert "         LK " in text and "model vs LK: PASS" in text
 
 
 def test_strip_is_a_png_and_refuses_mismatched_frames(tmp_path):
