@@ -6,7 +6,10 @@ class NowcastdError(Exception):
 
 
 class ScanError(NowcastdError):
-    """A radar scan could not be read or does not fit the configured grid."""
+    """A radar scan could not be read or does not fit the configured grid; `reason` labels
+    the refusal (`nowcastd.io.readers.guard.ScanRefused` sets its own)."""
+
+    reason = "corrupt"
 
 
 class DataError(NowcastdError):
@@ -23,3 +26,5 @@ class ConfigError(NowcastdError):
 
 class UnknownFormatError(ScanError):
     """A file whose content is no radar format nowcastd reads (as opposed to a damaged one)."""
+
+    reason = "unknown_format"

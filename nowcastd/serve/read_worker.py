@@ -4,9 +4,12 @@ h5py holds one process-wide lock and cannot be interrupted, so a read that block
 file whose data lies in a FIFO) or allocates without bound would block or kill the whole
 daemon. `ReadWorker.read` sends the path to a long-lived child (`python -m
 nowcastd.serve.read_worker`), which reads it with `nowcastd.io.readers.read_scan` under an
-address-space limit (`RLIMIT_AS`). A read that takes longer than the time limit gets the child
-killed and `ScanRefused("timeout")`; a child that dies (a crash in a C library, the memory
-limit) gives `ScanRefused("reader_crashed")`. Either way the next read starts a new child.
+address-space limit (`RLIMIT_AS`). Whatever Python raises in the child while it reads one file
+is that file's refusal, answered like any other (`corrupt` if the reader did not name a
+reason); the child goes on. Only a death outside Python restarts it: a read that takes longer
+than the time limit gets the child killed and `ScanRefused("timeout")`; a child that dies (a
+crash in a C library, the memory limit) gives `ScanRefused("reader_crashed")`. Either way the
+next read starts a new child.
 
 Protocol, no pickle: one JSON line per request; per answer a 4-byte big-endian length, a JSON
 header of that length and, for a scan, the field's raw float32 bytes (C order).
@@ -54,7 +57,9 @@ class ReadWorker:
 
     def start(self) -> None:
         """Start the child now (else the first read does)."""
-        if self._proc is None or self._proc.poll() is not None:
+        if self._proc is not None and self._proc.poll() is not None:
+            self.close()  # died between reads: its pipes are closed before a new one starts
+        if self._proc is None:
             cmd = [sys.executable, "-m", "nowcastd.serve.read_worker", str(self.memory_limit_bytes)]
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             self.started += 1
@@ -119,11 +124,9 @@ class ReadWorker:
 
 
 def _error(header: dict[str, Any]) -> ScanError:
-    if header["reason"] is not None:
-        return ScanRefused(header["reason"], header["message"])
     if header["unknown_format"]:
         return UnknownFormatError(header["message"])
-    return ScanError(header["message"])
+    return ScanRefused(header["reason"] or ScanError.reason, header["message"])
 
 
 def _read_exact(stream: Any, size: int, deadline: float) -> bytes:
@@ -165,6 +168,13 @@ def _answer(request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
             "unknown_format": False,
             "message": message,
         }, b""
+    except Exception as e:  # a Python error is this file's refusal, never this process's death
+        logger.exception("reading %s", printable(_path(request["path"]).name))
+        message = (
+            f"{printable(_path(request['path']).name)}: expected a readable scan, got "
+            f"{type(e).__name__}: {printable(str(e))}"
+        )
+        return {"ok": False, "reason": "corrupt", "unknown_format": False, "message": message}, b""
     field = np.ascontiguousarray(scan.field, dtype=np.float32)
     grid = dataclasses.asdict(scan.grid)
     header = {

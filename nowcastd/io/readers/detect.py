@@ -18,8 +18,15 @@ from pathlib import Path
 
 import h5py
 
-from nowcastd.errors import ScanError, UnknownFormatError
-from nowcastd.io.readers.guard import DEFAULT_POLICY, ReadPolicy, open_hdf5, open_scan, printable
+from nowcastd.errors import UnknownFormatError
+from nowcastd.io.readers.guard import (
+    DEFAULT_POLICY,
+    ReadPolicy,
+    open_hdf5,
+    open_scan,
+    printable,
+    refusing,
+)
 from nowcastd.io.readers.scan import as_text
 
 __all__ = ["detect_format", "detected", "sniff"]
@@ -69,29 +76,25 @@ def detected(
 ) -> Iterator[tuple[str, h5py.File | None]]:
     """`detect_format`'s format of `path` and, for an HDF5 format, the file as `open_hdf5`
     opened it under `policy` (checked), open for reading in the block: a scan is opened once
-    for detecting and reading. ScanError as `detect_format`."""
+    for detecting and reading. ScanError (ScanRefused) as `detect_format`, for anything
+    raised while detecting or in the block."""
     path = Path(path)
     with ExitStack() as stack:
-        try:
-            container = sniff(path, policy)
-            if container == "npy":
-                found: tuple[str, h5py.File | None] = ("npy", None)
-            elif container == "hdf5":
-                h = stack.enter_context(open_hdf5(path, policy))
-                found = (_hdf5_kind(path, h), h)
-            else:
-                with open_scan(path, policy) as f:
-                    head = f.read(8)
-                raise UnknownFormatError(
-                    f"{printable(path.name)}: expected an HDF5 (ODIM_H5 or KNMI) or .npy file, "
-                    f"got content starting with {head!r}"
-                )
-        except ScanError:
-            raise
-        except (OSError, KeyError, ValueError, TypeError) as e:
-            raise ScanError(
-                f"{printable(path.name)}: unreadable (damaged or truncated?): {e}"
-            ) from e
+        # the boundary of detecting and of reading in the block, closing the file included
+        stack.enter_context(refusing(path, "an HDF5 (ODIM_H5 or KNMI) or .npy scan"))
+        container = sniff(path, policy)
+        if container == "npy":
+            found: tuple[str, h5py.File | None] = ("npy", None)
+        elif container == "hdf5":
+            h = stack.enter_context(open_hdf5(path, policy))
+            found = (_hdf5_kind(path, h), h)
+        else:
+            with open_scan(path, policy) as f:
+                head = f.read(8)
+            raise UnknownFormatError(
+                f"{printable(path.name)}: expected an HDF5 (ODIM_H5 or KNMI) or .npy file, "
+                f"got content starting with {head!r}"
+            )
         yield found
 
 

@@ -10,7 +10,13 @@ A watched directory is written by others, so every reader goes through these gat
   stored outside the file (external raw storage, virtual datasets) are refused unless
   `allow_external` is set, since each of them opens another file, perhaps a FIFO.
 - `check_array`: a dataset's declared shape, dtype and chunking are checked against the
-  configured grid before its data is read, so a small file declaring a huge array costs nothing.
+  configured grid (or `max_pixels`) before its data is read, so a small file declaring a huge
+  array costs nothing; `chunks.check_inflation` bounds what its compressed chunks inflate to.
+- `refusing`: the one boundary of each reader. Whatever a file's bytes provoke in h5py, numpy
+  or zlib while it is read (a damaged object header, a symbol table that cannot be iterated, a
+  named type where a dataset should be, `int(inf)`) becomes that file's
+  `ScanRefused("corrupt")` naming what was expected and what went wrong; a `MemoryError`
+  becomes `too_large`. Errors of nowcastd's own code (a NameError, say) are not caught.
 
 Each refusal is a `ScanRefused` whose `reason` is a label for `nowcastd_scans_rejected_total`.
 `printable` is the one spelling of a file name in logs and files: bytes that are not UTF-8 and
@@ -22,6 +28,8 @@ from __future__ import annotations
 import math
 import os
 import stat
+import tokenize
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +50,7 @@ __all__ = [
     "open_hdf5",
     "open_scan",
     "printable",
+    "refusing",
 ]
 
 #: Largest chunk (elements) of a dataset; a declared chunk is decompressed whole.
@@ -63,7 +72,8 @@ class ReadPolicy:
     `expected_shape`: the native grid (H, W); None accepts any. `symlinks_within`: follow a
     symlink only when its target is inside this directory; None refuses symlinks.
     `allow_external`: follow HDF5 external links, external storage and virtual datasets.
-    `max_abs_gain`, `max_abs_offset`: bounds of a plausible calibration.
+    `max_abs_gain`, `max_abs_offset`: bounds of a plausible calibration. `max_pixels`: the
+    largest grid read when `expected_shape` is None.
     """
 
     expected_shape: tuple[int, int] | None = None
@@ -72,14 +82,16 @@ class ReadPolicy:
     max_file_bytes: int = 1 << 30
     max_abs_gain: float = 1000.0
     max_abs_offset: float = 10000.0
+    max_pixels: int = 1 << 24
 
     def __post_init__(self) -> None:
         if self.expected_shape is not None:
             object.__setattr__(self, "expected_shape", tuple(int(n) for n in self.expected_shape))
         if self.symlinks_within is not None:
             object.__setattr__(self, "symlinks_within", Path(self.symlinks_within))
-        if self.max_file_bytes < 1:
-            raise ValueError(f"max_file_bytes: expected an int >= 1, got {self.max_file_bytes}")
+        for name in ("max_file_bytes", "max_pixels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {getattr(self, name)}")
         for name in ("max_abs_gain", "max_abs_offset"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -145,11 +157,21 @@ def open_scan(path: Path, policy: ReadPolicy) -> IO[bytes]:
         raise
 
 
-def _refuse_external(h: h5py.File, name: str) -> None:
-    """ScanRefused if any link leaves the file or any dataset's data lies outside it."""
-    problems: list[str] = []
+#: Most links a scan file may hold; a radar product has a few dozen.
+MAX_LINKS = 10_000
 
-    def visit(link: bytes, info: h5l.LinkInfo) -> None:
+
+def _refuse_external(h: h5py.File, name: str) -> None:
+    """ScanRefused if any link leaves the file or any dataset's data lies outside it, or if
+    the file holds more than `MAX_LINKS` links."""
+    problems: list[str] = []
+    seen = 0
+
+    def visit(link: bytes, info: h5l.LinkInfo) -> bool | None:
+        nonlocal seen
+        seen += 1
+        if seen > MAX_LINKS:
+            return True  # stops the visit
         text = link.decode("utf-8", "backslashreplace")
         if info.type == h5l.TYPE_EXTERNAL:
             problems.append(f"external link {text}")
@@ -166,6 +188,8 @@ def _refuse_external(h: h5py.File, name: str) -> None:
         return None
 
     h.id.links.visit(visit, info=True)
+    if seen > MAX_LINKS:
+        raise ScanRefused("too_large", f"{name}: expected at most {MAX_LINKS} HDF5 links, got more")
     if problems:
         shown = ", ".join(printable(p) for p in problems[:3])
         raise ScanRefused(
@@ -207,20 +231,12 @@ def check_array(
     expected = policy.expected_shape
     if expected is not None and tuple(shape) != expected:
         raise ScanRefused("wrong_grid", f"{name}: expected grid {expected}, got {tuple(shape)}")
+    if math.prod(shape) > policy.max_pixels:
+        raise ScanRefused(
+            "too_large", f"{name}: expected at most {policy.max_pixels} pixels, got {tuple(shape)}"
+        )
     if chunks is not None and math.prod(chunks) > max(_MAX_CHUNK_ELEMENTS, math.prod(shape)):
         raise ScanRefused("too_large", f"{name}: expected chunks within the grid, got {chunks}")
-
-
-def checked_dataset(
-    path: Path, dataset: h5py.Dataset, allowed: str, policy: ReadPolicy
-) -> h5py.Dataset:
-    """An HDF5 image `dataset` of the file at `path`, refused (`check_array`) before any of its
-    data is read unless it is a 2-D grid of an `allowed` type in bounded chunks."""
-    check_array(
-        path.name, dataset.name, dataset.shape, dataset.dtype, allowed, policy,
-        dataset.chunks,
-    )  # fmt: skip
-    return dataset
 
 
 def check_calibration(name: str, gain: float, offset: float, policy: ReadPolicy) -> None:
@@ -236,6 +252,36 @@ def check_calibration(name: str, gain: float, offset: float, policy: ReadPolicy)
             f"{printable(name)}: expected 0 < |gain| <= {policy.max_abs_gain:g} and "
             f"|offset| <= {policy.max_abs_offset:g}, got gain {gain!r}, offset {offset!r}",
         )
+
+
+#: What h5py, numpy and zlib raise on damaged bytes (`refusing`); numpy parses a .npy header
+#: as a Python literal, which can raise SyntaxError and tokenize.TokenError.
+_DAMAGE = (
+    SyntaxError,
+    tokenize.TokenError,
+    OSError, EOFError, LookupError, ValueError, TypeError, ArithmeticError, RuntimeError,
+    AttributeError, zlib.error,
+)  # fmt: skip
+
+
+@contextmanager
+def refusing(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """The boundary of a reader: inside it, any error that a file's bytes can provoke becomes
+    `ScanRefused` naming the file, `what` it should have been and what went wrong."""
+    name = printable(Path(path).name)
+    try:
+        yield
+    except ScanError:
+        raise
+    except MemoryError as e:
+        raise ScanRefused(
+            "too_large", f"{name}: expected {what} that fits the reader's memory, got more"
+        ) from e
+    except _DAMAGE as e:
+        raise ScanRefused(
+            "corrupt", f"{name}: expected {what}, got one that cannot be read: "
+            f"{type(e).__name__}: {printable(str(e))}"
+        ) from e  # fmt: skip
 
 
 #: The default: no symlinks, nothing outside the file, any grid.

@@ -21,6 +21,7 @@ Layout used (checked on RAD_NL25_RAP_5min_201008260000.h5):
 from __future__ import annotations
 
 import logging
+import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +30,9 @@ import h5py
 import numpy as np
 
 from nowcastd.errors import ScanError
-from nowcastd.io.readers.guard import (
-    ReadPolicy,
-    check_calibration,
-    checked_dataset,
-)
+from nowcastd.io.readers import geometry
+from nowcastd.io.readers.chunks import checked_dataset
+from nowcastd.io.readers.guard import ReadPolicy, ScanRefused, check_calibration, printable
 from nowcastd.io.readers.scan import GridInfo, as_text, hdf5_reader, rain_rate_from_dbz
 
 __all__ = ["read_knmi", "proj4_km_to_m"]
@@ -77,7 +76,10 @@ def proj4_km_to_m(proj4: str) -> str:
     for token in proj4.split():
         key, sep, value = token.lstrip("+").partition("=")
         if sep and key in _LENGTH_PARAMS:
-            token = f"+{key}={float(value) * 1000.0:.10g}"
+            metres = float(value) * 1000.0
+            if not math.isfinite(metres):
+                raise ValueError(f"proj4 +{key}: expected a finite length in km, got {value!r}")
+            token = f"+{key}={metres:.10g}"
         elif sep and key == "units":
             continue
         out.append(token)
@@ -86,6 +88,18 @@ def proj4_km_to_m(proj4: str) -> str:
 
 def _scalar(attrs: h5py.AttributeManager, name: str) -> float:
     return float(np.asarray(attrs[name]).reshape(-1)[0])
+
+
+def _raw_values(path: Path, key: str, value: object) -> list[int]:
+    """The raw values (integers of 0..65535) that the calibration attribute `key` names."""
+    values = np.asarray(value).reshape(-1)
+    if values.size > 16 or values.dtype.kind not in "iuf" or not np.all(np.isfinite(values)):
+        raise ScanRefused(
+            "corrupt",
+            f"{printable(path.name)}: expected {key} as at most 16 raw values, "
+            f"got {values.size} of type {values.dtype}",
+        )
+    return [int(v) for v in values]
 
 
 def _calibrated(dtype: np.dtype, gain: float, offset: float, missing: set[int]) -> np.ndarray:
@@ -97,21 +111,40 @@ def _calibrated(dtype: np.dtype, gain: float, offset: float, missing: set[int]) 
     return table
 
 
-def _grid(h: h5py.File, shape: tuple[int, int]) -> GridInfo:
+def _grid(path: Path, h: h5py.File, shape: tuple[int, int]) -> GridInfo:
+    """The grid of `geographic`, each number checked where it is read (`geometry`)."""
     if "geographic" not in h:
         return GridInfo(shape=shape)
     geo = h["geographic"].attrs
+    name = path.name
     units = as_text(geo["geo_dim_pixel"]).upper() if "geo_dim_pixel" in geo else "KM,KM"
     factor = 1000.0 if units.startswith("KM") else 1.0
-    size_x = _scalar(geo, "geo_pixel_size_x") * factor
-    size_y = _scalar(geo, "geo_pixel_size_y") * factor
-    x1 = _scalar(geo, "geo_column_offset") * abs(size_x)
-    y2 = _scalar(geo, "geo_row_offset") * -abs(size_y)
+    size_x = geometry.pixel_size(name, "geo_pixel_size_x", geo["geo_pixel_size_x"], factor)
+    size_y = geometry.pixel_size(name, "geo_pixel_size_y", geo["geo_pixel_size_y"], factor)
+    bound = (-geometry.EXTENT_METRES, geometry.EXTENT_METRES)
+    x1 = (
+        geometry.number(name, "geo_column_offset", geo["geo_column_offset"], bound, "pixels")
+        * size_x
+    )
+    y2 = geometry.number(name, "geo_row_offset", geo["geo_row_offset"], bound, "pixels") * -size_y
+    edges = (x1, y2 - shape[0] * size_y, x1 + shape[1] * size_x, y2)
+    geometry.check_extent(name, edges)
     corners = None
     if "geo_product_corners" in geo:
+        c = np.asarray(geo["geo_product_corners"])
+        if c.size != 8:
+            raise ScanRefused(
+                "bad_geometry",
+                f"{printable(name)}: expected geo_product_corners as 8 numbers, got {c.shape}",
+            )
         # float32 in the file: keep the shortest decimal that round-trips (55.974, not 55.97399)
-        c = np.asarray(geo["geo_product_corners"]).reshape(4, 2)
-        corners = tuple((float(str(lon)), float(str(lat))) for lon, lat in c)
+        corners = tuple(
+            (
+                geometry.corner(name, "geo_product_corners", float(str(lon)), latitude=False),
+                geometry.corner(name, "geo_product_corners", float(str(lat)), latitude=True),
+            )
+            for lon, lat in c.reshape(4, 2)
+        )
     projection = None
     if "map_projection" in h["geographic"]:
         mp = h["geographic/map_projection"].attrs
@@ -122,12 +155,12 @@ def _grid(h: h5py.File, shape: tuple[int, int]) -> GridInfo:
     return GridInfo(
         shape=shape,
         projection=projection,
-        xpixelsize=abs(size_x),
-        ypixelsize=abs(size_y),
-        x1=x1,
-        x2=x1 + shape[1] * abs(size_x),
-        y1=y2 - shape[0] * abs(size_y),
-        y2=y2,
+        xpixelsize=size_x,
+        ypixelsize=size_y,
+        x1=edges[0],
+        x2=edges[2],
+        y1=edges[1],
+        y2=edges[3],
         yorigin="upper",
         corners_lonlat=corners,
     )
@@ -144,7 +177,7 @@ def _decode(
     missing = {_MISSING}
     for name in ("calibration_missing_data", "calibration_out_of_image"):
         if name in cal:
-            missing.update(int(v) for v in np.asarray(cal[name]).reshape(-1))
+            missing.update(_raw_values(path, name, cal[name]))
     parameter = as_text(h["image1"].attrs.get("image_geo_parameter", b"")).upper()
     overview = h["overview"].attrs
     end = parse_knmi_time(as_text(overview["product_datetime_end"]))
@@ -153,18 +186,20 @@ def _decode(
         minutes = (end - start).total_seconds() / 60.0
     else:
         minutes = _DEFAULT_ACCUMULATION_MINUTES
-    grid = _grid(h, raw.shape)
+    grid = _grid(path, h, raw.shape)
 
     table = _calibrated(raw.dtype, gain, offset, missing)
     if "REFLECTIVITY" in parameter:
         rate = rain_rate_from_dbz(np.take(table, raw), zr_a=zr_a, zr_b=zr_b)
     elif parameter == "" or "PRECIPITATION" in parameter:
         if minutes <= 0:
-            raise ScanError(f"{path.name}: expected product end after start, got {minutes} min")
+            raise ScanError(
+                f"{printable(path.name)}: expected product end after start, got {minutes} min"
+            )
         rate = np.take((table * (60.0 / minutes)).astype(np.float32), raw)
     else:
         raise ScanError(
-            f"{path.name}: expected image_geo_parameter ACCUMULATED_PRECIPITATION or "
+            f"{printable(path.name)}: expected image_geo_parameter ACCUMULATED_PRECIPITATION or "
             f"REFLECTIVITY, got {parameter!r}"
         )
     logger.debug("read KNMI %s valid %s", path.name, end.isoformat())

@@ -16,8 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nowcastd.errors import ScanError
-from nowcastd.io.readers.guard import DEFAULT_POLICY, ReadPolicy, check_array, open_scan, printable
+from nowcastd.io.readers.guard import (
+    DEFAULT_POLICY,
+    ReadPolicy,
+    ScanRefused,
+    check_array,
+    open_scan,
+    printable,
+    refusing,
+)
 from nowcastd.io.readers.scan import GridInfo, Scan
 
 __all__ = ["read_npy", "time_from_name"]
@@ -79,16 +86,15 @@ def read_npy(
 ) -> Scan:
     """Read a float (H, W) mm/h `.npy` frame; the valid time comes from the file name."""
     path = Path(path)
-    try:
+    with refusing(path, "a readable .npy scan"):
         valid_time = time_from_name(path.name, time_pattern=time_pattern, time_format=time_format)
         array = _load(path, policy)
-    except (OSError, ValueError, EOFError) as e:
-        raise ScanError(f"{printable(path.name)}: not a readable .npy scan: {e}") from e
     if not isinstance(array, np.ndarray) or array.ndim != 2 or array.dtype.kind != "f":
-        raise ScanError(
+        raise ScanRefused(
+            "unsupported_dtype",
             f"{printable(path.name)}: expected a floating (H, W) array in mm/h, "
             f"got {getattr(array, 'dtype', type(array).__name__)} "
-            f"with shape {getattr(array, 'shape', None)}"
+            f"with shape {getattr(array, 'shape', None)}",
         )
     field = np.ascontiguousarray(array, dtype=np.float32)
     logger.debug("read npy %s valid %s", printable(path.name), valid_time.isoformat())

@@ -29,11 +29,9 @@ import h5py
 import numpy as np
 
 from nowcastd.errors import ScanError
-from nowcastd.io.readers.guard import (
-    ReadPolicy,
-    check_calibration,
-    checked_dataset,
-)
+from nowcastd.io.readers import geometry
+from nowcastd.io.readers.chunks import checked_dataset
+from nowcastd.io.readers.guard import ReadPolicy, check_calibration, printable
 from nowcastd.io.readers.scan import GridInfo, as_text, hdf5_reader, rain_rate_from_dbz
 
 __all__ = ["read_odim", "QUANTITIES"]
@@ -97,29 +95,35 @@ def _pick_data(path: Path, h: h5py.File) -> tuple[h5py.Group, str]:
             return group, quantity
         found.append(quantity)
     raise ScanError(
-        f"{path.name}: expected a dataset1/dataN with quantity in {QUANTITIES}, "
+        f"{printable(path.name)}: expected a dataset1/dataN with quantity in {QUANTITIES}, "
         f"got quantities {found}"
     )
 
 
-def _grid(h: h5py.File, shape: tuple[int, int]) -> GridInfo:
+def _grid(path: Path, h: h5py.File, shape: tuple[int, int]) -> GridInfo:
+    """The grid of `/where`, each number checked where it is read (`geometry`)."""
     if "where" not in h:
         return GridInfo(shape=shape)
     where = h["where"].attrs
+    name = path.name
     projection = as_text(where["projdef"]) if "projdef" in where else None
     for key, n in (("ysize", shape[0]), ("xsize", shape[1])):
-        if key in where and int(_number(where[key], None)) != n:
-            raise ValueError(f"where/{key} = {int(_number(where[key], None))} but data has {n}")
+        if key in where:
+            geometry.number(name, f"where/{key}", where[key], (n, n), "pixels, as the data")
     corners = None
     keys = [f"{c}_{ll}" for c in ("LL", "UL", "UR", "LR") for ll in ("lon", "lat")]
     if all(k in where for k in keys):
-        values = [_number(where[k], None) for k in keys]
+        values = [geometry.corner(name, f"where/{k}", where[k], k.endswith("lat")) for k in keys]
         corners = tuple(zip(values[0::2], values[1::2], strict=True))
+    sizes = [
+        geometry.pixel_size(name, f"where/{key}", where[key]) if key in where else None
+        for key in ("xscale", "yscale")
+    ]
     return GridInfo(
         shape=shape,
         projection=projection,
-        xpixelsize=_number(where.get("xscale"), None),
-        ypixelsize=_number(where.get("yscale"), None),
+        xpixelsize=sizes[0],
+        ypixelsize=sizes[1],
         yorigin="upper",
         corners_lonlat=corners,
     )
@@ -130,10 +134,12 @@ def _decode(
 ) -> tuple[np.ndarray, datetime, GridInfo]:
     conventions = as_text(h.attrs.get("Conventions", b""))
     if not conventions.startswith("ODIM_H5"):
-        raise ScanError(f"{path.name}: expected Conventions 'ODIM_H5/...', got {conventions!r}")
+        raise ScanError(
+            f"{printable(path.name)}: expected Conventions 'ODIM_H5/...', got {conventions!r}"
+        )
     obj = as_text(h["what"].attrs["object"]).upper()
     if obj not in _OBJECTS:
-        raise ScanError(f"{path.name}: expected ODIM object in {_OBJECTS}, got {obj!r}")
+        raise ScanError(f"{printable(path.name)}: expected ODIM object in {_OBJECTS}, got {obj!r}")
     group, quantity = _pick_data(path, h)
     local, chain = _what_chain(h, group)
     dataset = checked_dataset(path, group["data"], DTYPES, policy)
@@ -157,10 +163,10 @@ def _decode(
             hours = _number(_lookup(local, "prodpar"), None)
         if hours is None or not hours > 0:
             raise ScanError(
-                f"{path.name}: ACRR needs a positive accumulation length from "
+                f"{printable(path.name)}: ACRR needs a positive accumulation length from "
                 f"startdate/starttime..enddate/endtime or prodpar (hours), got {hours}"
             )
-    grid = _grid(h, raw.shape)
+    grid = _grid(path, h, raw.shape)
 
     value = raw.astype(np.float64) * gain + offset
     if nodata is not None:

@@ -20,8 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from nowcastd.errors import ScanError
-from nowcastd.io.readers.guard import DEFAULT_POLICY, ReadPolicy, open_hdf5, printable
+from nowcastd.io.readers.guard import DEFAULT_POLICY, ReadPolicy, open_hdf5, refusing
 
 __all__ = ["GridInfo", "Scan", "as_text", "rain_rate_from_dbz"]
 
@@ -146,10 +145,10 @@ def read_hdf5_scan(
 ) -> Scan:
     """The `Scan` of an HDF5 reader's `decode(path, h5file, **kwargs)` -> (rain rate, valid time,
     grid), the file opened under `policy` (or `opened`, the file already opened by
-    `open_hdf5` under that policy); any low-level failure becomes one ScanError naming the
-    file and what it should have been."""
+    `open_hdf5` under that policy); any failure that the file's bytes provoke becomes one
+    ScanRefused naming the file and what it should have been (`guard.refusing`)."""
     path = Path(path)
-    try:
+    with refusing(path, f"a readable {what}"):
         if opened is not None:
             field, valid_time, grid = decode(path, opened, policy=policy, **kwargs)
         else:
@@ -162,10 +161,6 @@ def read_hdf5_scan(
             path=path,
             source_format=source_format,
         )
-    except ScanError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
-        raise ScanError(f"{printable(path.name)}: not a readable {what}: {e}") from e
 
 
 def hdf5_reader(

@@ -1,0 +1,128 @@
+"""Bounded decompression: what a chunked HDF5 dataset may inflate to, checked before HDF5
+decompresses any of it.
+
+HDF5's deflate filter inflates a stored chunk until its stream ends, however far past the
+declared chunk that is: a 1 MB chunk can hold a stream of 1 GiB of zeros. So before a scan's
+dataset is read, `check_inflation` refuses it (`ScanRefused("too_large")`) unless
+
+- its filter pipeline is made of filters whose output this module bounds: shuffle, deflate
+  (gzip) and fletcher32, in the order h5py writes them (any other filter, whose output
+  nothing here bounds, or another order is refused as `too_large` too);
+- its declared chunks, all of them inflated, hold at most `MAX_INFLATION` times the frame's
+  bytes (plus `_SLACK_BYTES`), in at most `MAX_CHUNKS` chunks;
+- every stored chunk is no larger than a deflate stream of the chunk can be, and its deflate
+  stream, inflated here with a budget of the chunk's bytes (`zlib`'s `max_length`), ends
+  within that budget.
+
+The work per dataset is thus a bounded multiple of the frame's bytes, whatever the file holds.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from pathlib import Path
+
+import h5py
+from h5py import h5d, h5z
+
+from nowcastd.io.readers.guard import ReadPolicy, ScanRefused, check_array, printable
+
+__all__ = ["MAX_CHUNKS", "MAX_INFLATION", "check_inflation", "checked_dataset"]
+
+#: Most chunks a dataset may have: each costs HDF5 an index lookup and a filter call.
+MAX_CHUNKS = 4096
+#: Most bytes all declared chunks may hold, in frames (edge chunks overhang the grid).
+MAX_INFLATION = 4
+_SLACK_BYTES = 1 << 20
+#: Filter pipelines whose output is bounded by the chunk, as h5py writes them.
+_ORDER = (h5z.FILTER_SHUFFLE, h5z.FILTER_DEFLATE, h5z.FILTER_FLETCHER32)
+
+
+def _filters(name: str, plist: h5py.h5p.PropDCID) -> list[int]:
+    pipeline = [plist.get_filter(i) for i in range(plist.get_nfilters())]
+    found = [int(f[0]) for f in pipeline]
+    allowed = [f for f in _ORDER if f in found]
+    if found != allowed:
+        shown = [printable(f[3]) or f"filter {f[0]}" for f in pipeline]
+        raise ScanRefused(
+            "too_large",
+            f"{name}: expected compression of bounded output, by shuffle, gzip and fletcher32 "
+            f"(in that order), got {shown}",
+        )
+    return found
+
+
+def _inflated(name: str, stored: bytes, budget: int, where: tuple[int, ...]) -> int:
+    """The bytes the deflate stream `stored` inflates to, at most `budget` + 1."""
+    inflater = zlib.decompressobj()
+    try:
+        size = len(inflater.decompress(stored, budget + 1))
+    except zlib.error as e:
+        raise ScanRefused(
+            "corrupt", f"{name}: expected a gzip stream in the chunk at {where}, got {e}"
+        ) from e
+    if size > budget:
+        raise ScanRefused(
+            "too_large",
+            f"{name}: expected the chunk at {where} to inflate to {budget} bytes, got more",
+        )
+    return size
+
+
+def check_inflation(name: str, dataset: h5py.Dataset) -> None:
+    """Refuse `dataset` (of the file `name`) before any of its data is decompressed unless
+    what it inflates to is bounded (module docstring)."""
+    name = printable(name)
+    plist = dataset.id.get_create_plist()
+    if plist.get_layout() != h5d.CHUNKED:
+        return  # contiguous or compact: stored as declared, never filtered
+    filters = _filters(name, plist)
+    chunks, shape = dataset.chunks, dataset.shape
+    chunk_bytes = math.prod(chunks) * dataset.dtype.itemsize
+    count = math.prod(math.ceil(n / c) for n, c in zip(shape, chunks, strict=True))
+    frame = math.prod(shape) * dataset.dtype.itemsize
+    if count > MAX_CHUNKS or count * chunk_bytes > MAX_INFLATION * frame + _SLACK_BYTES:
+        raise ScanRefused(
+            "too_large",
+            f"{name}: expected at most {MAX_CHUNKS} chunks holding at most {MAX_INFLATION} "
+            f"frames of {frame} bytes, got {count} chunks of {chunks}",
+        )
+    if h5z.FILTER_DEFLATE not in filters:
+        return
+    deflate_bit = 1 << filters.index(h5z.FILTER_DEFLATE)
+    fletcher = h5z.FILTER_FLETCHER32
+    fletcher_bit = 1 << filters.index(fletcher) if fletcher in filters else 0
+    largest = chunk_bytes + (chunk_bytes >> 10) + 68  # a deflate stream of a chunk, checksummed
+    stored_chunks = dataset.id.get_num_chunks()
+    if stored_chunks > count:
+        raise ScanRefused(
+            "corrupt", f"{name}: expected at most {count} stored chunks, got {stored_chunks}"
+        )
+    for i in range(stored_chunks):
+        info = dataset.id.get_chunk_info(i)
+        if info.size > largest:
+            raise ScanRefused(
+                "too_large",
+                f"{name}: expected stored chunks of at most {largest} bytes, got {info.size}",
+            )
+        if info.filter_mask & deflate_bit:
+            continue  # this chunk is stored uncompressed
+        _mask, stored = dataset.id.read_direct_chunk(info.chunk_offset)
+        checksum = 4 if fletcher_bit and not info.filter_mask & fletcher_bit else 0
+        _inflated(name, stored[: len(stored) - checksum], chunk_bytes, info.chunk_offset)
+
+
+def checked_dataset(path: Path, dataset: object, allowed: str, policy: ReadPolicy) -> h5py.Dataset:
+    """An HDF5 image `dataset` of the file at `path`, refused before any of its data is read
+    unless it is a dataset (not a group or named type), a 2-D grid of an `allowed` type in
+    bounded chunks (`check_array`) that inflates to a bounded size (`check_inflation`)."""
+    if not isinstance(dataset, h5py.Dataset):
+        kind = "a group" if isinstance(dataset, h5py.Group) else type(dataset).__name__
+        raise ScanRefused("corrupt", f"{printable(path.name)}: expected a dataset, got {kind}")
+    check_array(
+        path.name, dataset.name, dataset.shape, dataset.dtype, allowed, policy,
+        dataset.chunks,
+    )  # fmt: skip
+    check_inflation(path.name, dataset)
+    return dataset
