@@ -123,6 +123,8 @@ def test_file_size_limit_fails_writes_cleanly_and_recovers(tmp_path, checkpoint)
         )
         assert not (d.out / "forecast_20260101T001500Z.h5").exists()
         assert not [n for n in os.listdir(d.out) if n.endswith(".tmp")]
+        failed = [(e["stage"], e["reason"]) for e in d.events() if e["event"] == "failed"]
+        assert failed == [("write", "error")]  # an error the stage names, not an internal one
         resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (soft, hard))  # space returns
         d.write_then_rename(4)
         d.wait_forecast(4)

@@ -17,6 +17,7 @@ from nowcastd.io.forecast_file import quantize, read_forecast
 from nowcastd.io.scan_settings import ReaderConfig
 from nowcastd.serve.buffer import Push
 from nowcastd.serve.config import ServeConfig
+from nowcastd.serve.events import event_record
 from nowcastd.serve.outcome import Buffered, Failed, Rejected, Written
 from nowcastd.serve.pipeline import Pipeline, ScanRejected
 from tests.nowcastd.io.readers.odim_helper import write_odim
@@ -173,6 +174,8 @@ def test_any_exception_a_stage_raises_is_that_scans_internal_failure(pipeline, t
     assert failed.outcome.detail == "odd.h5: unexpected KeyError in stage rollout: 'dataset1'"
     (record,) = [r for r in caplog.records if "odd.h5" in r.getMessage()]
     assert record.levelname == "WARNING" and record.exc_info[0] is KeyError
+    event = event_record(failed.outcome, latency=0.0, queued=0.0)
+    assert (event["event"], event["stage"], event["reason"]) == ("failed", "rollout", "internal")
 
 
 def test_a_refusal_reason_the_metrics_do_not_know_is_an_internal_failure(pipeline, tmp_path):
