@@ -2,7 +2,8 @@
 
 import dataclasses
 import os
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 
@@ -13,6 +14,7 @@ from nowcastd.settings import missing_error, setting, specs, strategy_cache_dir
 from nowcastd.strategy.cache import StrategyCache
 from nowcastd.strategy.search import StrategySetting, parse_setting
 from nowcastd.train.config import TrainConfig
+from nowcastd.train.hosts import Hosts, per_process_batch
 
 HELP = {
     "is_training": "1: train; 0: evaluate --pretrained_model once",
@@ -65,6 +67,16 @@ class MultiHost:
     num_processes: int = setting(0, "multi-host: number of processes")
     process_id: int = setting(-1, "multi-host: this process's index")
 
+    def hosts(self) -> Hosts | None:
+        """The processes to join (None: one host); ValueError naming a bad setting."""
+        if not self.coordinator_address:
+            return None
+        return Hosts(
+            coordinator_address=self.coordinator_address,
+            num_processes=self.num_processes,
+            process_id=self.process_id,
+        )
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Devices:
@@ -106,34 +118,62 @@ def train_config(values: dict[str, Any]) -> TrainConfig:
         raise build_error(e, TrainConfig, SamplingConfig) from e
 
 
-def train(values: dict[str, Any]) -> None:
-    """Train PredRNN on radar data with run.py's flags (see README: `nowcastd train`)."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainCommand:
+    """What `nowcastd train` runs: the run, the processes it joins (None: one host), how it
+    uses the devices, and where measured strategies are cached."""
+
+    config: TrainConfig
+    hosts: Hosts | None
+    devices: Devices
+    strategy_cache: Path
+
+    @property
+    def batch_per_process(self) -> int:
+        return self.config.batch_size // (1 if self.hosts is None else self.hosts.num_processes)
+
+
+T = TypeVar("T")
+
+
+def _of(cls: type[T], values: dict[str, Any]) -> T:
+    """The dataclass `cls` built from its fields' resolved values."""
+    return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+
+
+def train_command(values: dict[str, Any]) -> TrainCommand:
+    """The train command's typed values from resolved settings; ConfigError naming the key."""
     cfg = train_config(values)
+    try:
+        joined = _of(MultiHost, values).hosts()
+        if joined is not None:
+            per_process_batch(cfg.batch_size, joined.num_processes)
+    except ValueError as e:
+        raise build_error(e, MultiHost, TrainConfig) from e
+    return TrainCommand(
+        config=cfg,
+        hosts=joined,
+        devices=_of(Devices, values),
+        strategy_cache=strategy_cache_dir(os.environ),
+    )
+
+
+def train(command: TrainCommand) -> None:
+    """Train PredRNN on radar data with run.py's flags (see README: `nowcastd train`)."""
     from nowcastd.train import hosts
     from nowcastd.train.cpu_devices import cpu_devices_for_run
     from nowcastd.train.sharding import split_cpu
 
-    joined_hosts = bool(values["coordinator_address"])
-    if joined_hosts:  # first: before anything starts a JAX backend
-        try:
-            joined = hosts.Hosts(
-                coordinator_address=values["coordinator_address"],
-                num_processes=values["num_processes"],
-                process_id=values["process_id"],
-            )
-            per_process = hosts.per_process_batch(cfg.batch_size, joined.num_processes)
-        except ValueError as e:
-            raise build_error(e, MultiHost, TrainConfig) from e
-        hosts.start(joined)
-    else:
-        per_process = cfg.batch_size
-    cache = StrategyCache(strategy_cache_dir(os.environ))
+    cfg, devices = command.config, command.devices
+    if command.hosts is not None:  # first: before anything starts a JAX backend
+        hosts.start(command.hosts)
+    cache = StrategyCache(command.strategy_cache)
     try:
         count = cpu_devices_for_run(
             cfg.model,
-            per_process,
-            requested=values["cpu_devices"],
-            measure=values["strategy"] == "auto" and cfg.is_training and not joined_hosts,
+            command.batch_per_process,
+            requested=devices.cpu_devices,
+            measure=devices.strategy == "auto" and cfg.is_training and command.hosts is None,
             reverse_input=cfg.reverse_input,
             cache=cache,
             iterations=cfg.max_iterations,
@@ -143,8 +183,8 @@ def train(values: dict[str, Any]) -> None:
     split_cpu(count)
     from nowcastd.train import loop as training
 
-    training.run(cfg, values["strategy"], cache)
+    training.run(cfg, devices.strategy, cache)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(settings_command(train, SETTINGS, table="train"))
+    app.command("train")(settings_command(train, SETTINGS, table="train", build=train_command))

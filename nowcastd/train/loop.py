@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +85,14 @@ def open_split(cfg: TrainConfig, split: str) -> ClipSet:
 
 
 class JsonLog:
-    """Append-only JSON-lines metrics log in save_dir, written by process 0 alone."""
+    """Append-only JSON-lines metrics log in save_dir, written by process 0 alone (`main`)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, main: bool = True) -> None:
         self.path = path
+        self.main = main
 
     def write(self, **record: Any) -> None:
-        if not hosts.is_main():
+        if not self.main:
             return
         record = {"time": time.time(), **record}
         with open(self.path, "a") as f:
@@ -168,10 +171,10 @@ class TrainingData:
             self.batches.close()
 
 
-def _training_batches(cfg: TrainConfig) -> TrainingData:
+def _training_batches(cfg: TrainConfig, processes: hosts.Processes) -> TrainingData:
     """This process's training batches (its own generator and share of the batch)."""
-    rng = hosts.process_rng(cfg.seed)
-    batch_size = hosts.local_batch_size(cfg.batch_size)
+    rng = processes.rng(cfg.seed)
+    batch_size = processes.local_batch_size(cfg.batch_size)
     if cfg.sequences:
         m = cfg.model
         held_out = cfg.valid_range_unix  # validation frames of the same file stay out
@@ -213,150 +216,219 @@ def run(
     With several processes, whose searches would have to agree step by step, "auto" is the
     default.
     """
-    save_dir = cfg.save_dir
-    save_dir.mkdir(parents=True, exist_ok=True)
-    log = JsonLog(save_dir / "metrics.jsonl")
-    optimizer = adam(cfg.lr)
+    cfg.save_dir.mkdir(parents=True, exist_ok=True)
+    processes = hosts.Processes.current()
+    log = JsonLog(cfg.save_dir / "metrics.jsonl", main=processes.main)
+    valid_set = _validation_set(cfg)
+    if not cfg.is_training:
+        return _evaluate_pretrained(cfg, valid_set, log)
+    training = _set_up(cfg, processes)
+    with contextlib.ExitStack() as stack:
+        stack.callback(training.data.close)
+        if isinstance(training.batches, MotionBatches):  # stopped first: it draws from `data`
+            stack.callback(training.batches.close)
+        if int(training.state.step) >= cfg.max_iterations:
+            return {}
+        batches = map(training.step_args, training.batches)
+        first = next(batches)  # the strategy is timed on it, and it is the first step's
+        setting = processes.step_strategy(strategy)
+        step = _compile_step(training, first, setting, strategy_cache)
+        return _train(training, step, itertools.chain([first], batches), valid_set, log)
+
+
+def _validation_set(cfg: TrainConfig) -> ClipSet | None:
+    """The clips validation scores, if any are held out."""
     valid_paths = cfg.valid_data_paths or cfg.train_data_paths
     held_out = not cfg.shared_split or cfg.valid_fraction > 0
-    valid_set = _open(cfg, valid_paths, "valid") if valid_paths and held_out else None
+    return _open(cfg, valid_paths, "valid") if valid_paths and held_out else None
 
-    if not cfg.is_training:
-        if cfg.pretrained_model is None:
-            raise NowcastdError("--is_training 0 needs --pretrained_model")
-        network = _pretrained(cfg)
-        motion = MotionEstimator(cfg.motion_method) if network.cfg.lagrangian else None
-        return _evaluate(cfg, network, valid_set, step=0, log=log, motion=motion)
 
+def _evaluate_pretrained(
+    cfg: TrainConfig, valid_set: ClipSet | None, log: JsonLog
+) -> dict[str, Any]:
+    """`--is_training 0`: score `--pretrained_model` on the validation set once."""
+    if cfg.pretrained_model is None:
+        raise NowcastdError("--is_training 0 needs --pretrained_model")
+    network = _pretrained(cfg)
+    motion = MotionEstimator(cfg.motion_method) if network.cfg.lagrangian else None
+    return _evaluate(cfg, network, valid_set, step=0, log=log, motion=motion)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """A training run, set up: its processes and devices, this process's batches (with their
+    motion for a Lagrangian model), the optimizer and the state it starts from (restored or
+    new, on the devices), and what every checkpoint records beside the state (`extra`)."""
+
+    cfg: TrainConfig
+    processes: hosts.Processes
+    parallel: DataParallel
+    data: TrainingData
+    batches: SequenceSampler | BatchIterator | MotionBatches
+    estimator: MotionEstimator | None
+    optimizer: optax.GradientTransformation
+    state: TrainState
+    extra: dict[str, Any]
+
+    def step_args(self, batch: MotionBatch | tuple[np.ndarray, np.ndarray]) -> StepArgs:
+        """(clips, valid, motion) of one batch, sharded over the devices."""
+        if isinstance(batch, MotionBatch):
+            clips, valid, motion = batch.clips, batch.valid, self.parallel.shard(batch.motion)
+        else:
+            (clips, valid), motion = batch, None
+        shard_valid = self.parallel.shard(valid[..., :1]) if self.data.masked else None
+        return self.parallel.shard(clips), shard_valid, motion
+
+
+#: The training step's arguments after the state: clips, valid mask and motion (sharded).
+StepArgs = tuple[jax.Array, jax.Array | None, jax.Array | None]
+
+
+def _set_up(cfg: TrainConfig, processes: hosts.Processes) -> _Run:
+    """The data, the devices and the state a run starts from (restored with `--resume`)."""
     parallel = DataParallel.create()
-    data = _training_batches(cfg)
-    transform = data.transform
+    data = _training_batches(cfg, processes)
     batches: SequenceSampler | BatchIterator | MotionBatches = data.batches
     estimator = MotionEstimator(cfg.motion_method) if cfg.model.lagrangian else None
     if estimator is not None:
-        batches = MotionBatches(data.batches, transform, cfg.model.input_length, estimator)
-    existing = checkpoint_dirs(save_dir)
+        batches = MotionBatches(data.batches, data.transform, cfg.model.input_length, estimator)
+    optimizer = adam(cfg.lr)
+    existing = checkpoint_dirs(cfg.save_dir)
     if cfg.resume and existing:
         state, meta = restore_run_checkpoint(existing[-1], optimizer)
         state = _with_model_flags(state, cfg.model, optimizer, existing[-1])
-        batches.load_state_dict(hosts.local_data_state(meta["data_state"]))
+        saved = hosts.data_state_from_json(meta["data_state"])
+        batches.load_state_dict(processes.local_data_state(saved))
         logger.info("resumed from %s at iteration %d", existing[-1], int(state.step))
     else:
-        if existing and not cfg.resume:
-            logger.warning("%s already holds checkpoints; new ones are added beside them", save_dir)
-        key = jax.random.key(cfg.seed)
-        k_init, k_run = jax.random.split(key)
-        # one compiled program for all the initialisers, not one per weight shape
-        network = (
-            _pretrained(cfg)
-            if cfg.pretrained_model
-            else eqx.filter_jit(PredRNN)(cfg.model, key=k_init)
-        )
-        state = init_train_state(network, optimizer, k_run)
-    state = parallel.replicate(state)
-    make_step = functools.partial(
-        make_train_step,
-        optimizer,
-        cfg.sampling,
-        reverse_input=cfg.reverse_input,
-        loss=objective(cfg.loss, transform),
-        mesh=parallel.mesh,
-    )
-
-    def step_args(batch: MotionBatch | tuple[np.ndarray, np.ndarray]) -> tuple[Any, Any, Any]:
-        """(clips, valid, motion) of one batch, sharded over the devices."""
-        if isinstance(batch, MotionBatch):
-            clips, valid, motion = batch.clips, batch.valid, parallel.shard(batch.motion)
-        else:
-            (clips, valid), motion = batch, None
-        shard_valid = parallel.shard(valid[..., :1]) if data.masked else None
-        return parallel.shard(clips), shard_valid, motion
-
-    start = int(state.step)
-    first = None
-    if start < cfg.max_iterations:  # the strategy, timed on the first batch
-        first = step_args(next(batches))
-        if strategy == "auto" and jax.process_count() > 1:
-            logger.info("several processes: the training step runs the default strategy")
-            strategy = DEFAULT
-        sharded = parallel.size > 1 and first[1] is None and first[2] is None
-        chosen = choose_step_strategy(
-            lambda s: make_step(strategy=s),
-            state,
-            first,
-            setting=strategy,
-            batch=first[0].shape[0] // (parallel.size if sharded else 1),
-            devices=parallel.size,
-            reverse_input=cfg.reverse_input,
-            iterations=cfg.max_iterations - start,
-            cache=strategy_cache,
-        ).strategy
-    else:
-        chosen = DEFAULT
-    step_fn = make_step(strategy=chosen)
+        if existing:
+            logger.warning(
+                "%s already holds checkpoints; new ones are added beside them", cfg.save_dir
+            )
+        state = _new_state(cfg, optimizer)
     extra = {"train_config": to_jsonable(cfg), "data_source": data.source}
     if estimator is not None:
         extra["motion_method"] = estimator.method
+    return _Run(
+        cfg=cfg,
+        processes=processes,
+        parallel=parallel,
+        data=data,
+        batches=batches,
+        estimator=estimator,
+        optimizer=optimizer,
+        state=parallel.replicate(state),
+        extra=extra,
+    )
 
-    def snapshot(state: TrainState, itr: int) -> None:
-        # every process takes part (the gathers); process 0 alone writes
-        data_state = hosts.checkpoint_data_state(batches.state_dict())
-        if jax.process_count() > 1:
-            digests = hosts.check_same_parameters(state.network, itr)
-            log.write(kind="hosts", iteration=itr, param_digests=digests)
-        if hosts.is_main():
-            save_run_checkpoint(
-                save_dir,
-                state,
-                transform=transform,
-                keep=cfg.keep_checkpoints,
-                extra={**extra, "data_state": data_state},
-            )
 
-    progress = Progress(total=cfg.max_iterations, start=start)
+def _new_state(cfg: TrainConfig, optimizer: optax.GradientTransformation) -> TrainState:
+    """A fresh run's state: `--pretrained_model`'s network, or new weights from the seed."""
+    k_init, k_run = jax.random.split(jax.random.key(cfg.seed))
+    # one compiled program for all the initialisers, not one per weight shape
+    network = (
+        _pretrained(cfg) if cfg.pretrained_model else eqx.filter_jit(PredRNN)(cfg.model, key=k_init)
+    )
+    return init_train_state(network, optimizer, k_run)
+
+
+def _compile_step(
+    run: _Run, first: StepArgs, setting: StrategySetting, cache: StrategyCache | None
+) -> Callable[..., tuple[TrainState, Any]]:
+    """The training step under its strategy: `setting`, or with "auto" timed on `first`."""
+    cfg, parallel = run.cfg, run.parallel
+    make_step = functools.partial(
+        make_train_step,
+        run.optimizer,
+        cfg.sampling,
+        reverse_input=cfg.reverse_input,
+        loss=objective(cfg.loss, run.data.transform),
+        mesh=parallel.mesh,
+    )
+    sharded = parallel.size > 1 and first[1] is None and first[2] is None
+    chosen = choose_step_strategy(
+        lambda s: make_step(strategy=s),
+        run.state,
+        first,
+        setting=setting,
+        batch=first[0].shape[0] // (parallel.size if sharded else 1),
+        devices=parallel.size,
+        reverse_input=cfg.reverse_input,
+        iterations=cfg.max_iterations - int(run.state.step),
+        cache=cache,
+    )
+    return make_step(strategy=chosen.strategy)
+
+
+def _train(
+    run: _Run,
+    step: Callable[..., tuple[TrainState, Any]],
+    batches: Iterator[StepArgs],
+    valid_set: ClipSet | None,
+    log: JsonLog,
+) -> dict[str, Any]:
+    """Step from the run's state to `--max_iterations` on `batches`; log, checkpoint and
+    evaluate at their intervals. Returns the last metrics logged."""
+    cfg, state = run.cfg, run.state
+    start = int(state.step)
     last: dict[str, Any] = {}
     t0 = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(progress)
-        stack.callback(data.close)
-        if isinstance(batches, MotionBatches):  # stopped first: it draws from `data`
-            stack.callback(batches.close)
-        for itr in range(start + 1, cfg.max_iterations + 1):
-            args, first = first or step_args(next(batches)), None
-            state, metrics = step_fn(state, *args)
+    with Progress(total=cfg.max_iterations, start=start) as progress:
+        # the iterations end first: no batch is drawn past the last one
+        steps = zip(range(start + 1, cfg.max_iterations + 1), batches, strict=False)
+        for itr, args in steps:
+            state, metrics = step(state, *args)
             progress.advance(itr)
             save = itr % cfg.snapshot_interval == 0 or itr == cfg.max_iterations
             if save or itr % cfg.display_interval == 0:
-                # the one host sync per display interval, and the finite-loss check that every
-                # checkpoint passes before it is written (the newest one is the one serve loads)
-                loss = float(metrics.loss)
-                if not math.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"iteration {itr}: loss is {loss}; stopped, the last good checkpoint "
-                        f"in {save_dir} is kept"
-                    )
-                elapsed = time.perf_counter() - t0
-                last = {
-                    "iteration": itr,
-                    "loss": loss,
-                    "mse": float(metrics.mse),
-                    "decouple": float(metrics.decouple),
-                    "elapsed_s": elapsed,
-                }
+                last = _report(cfg, itr, metrics, time.perf_counter() - t0)
                 log.write(kind="train", **last)
-                progress.show(itr, loss)
+                progress.show(itr, last["loss"])
             if save:
-                snapshot(state, itr)
-            if (
-                valid_set is not None
-                and hosts.is_main()
-                and (itr % cfg.test_interval == 0 or itr == cfg.max_iterations)
-            ):
-                network = hosts.local_copy(state.network)
+                _save_checkpoint(run, state, itr, log)
+            evaluate_now = itr % cfg.test_interval == 0 or itr == cfg.max_iterations
+            if valid_set is not None and run.processes.main and evaluate_now:
+                network = run.processes.local_copy(state.network)
                 last["eval"] = _evaluate(
-                    cfg, network, valid_set, step=itr, log=log, motion=estimator
+                    cfg, network, valid_set, step=itr, log=log, motion=run.estimator
                 )
     return last
+
+
+def _report(cfg: TrainConfig, itr: int, metrics: Any, elapsed: float) -> dict[str, Any]:
+    """The metrics of iteration `itr`: the one host sync per display interval, and the
+    finite-loss check that every checkpoint passes before it is written (the newest one is
+    the one serve loads)."""
+    loss = float(metrics.loss)
+    if not math.isfinite(loss):
+        raise TrainingDiverged(
+            f"iteration {itr}: loss is {loss}; stopped, the last good checkpoint "
+            f"in {cfg.save_dir} is kept"
+        )
+    return {
+        "iteration": itr,
+        "loss": loss,
+        "mse": float(metrics.mse),
+        "decouple": float(metrics.decouple),
+        "elapsed_s": elapsed,
+    }
+
+
+def _save_checkpoint(run: _Run, state: TrainState, itr: int, log: JsonLog) -> None:
+    """Checkpoint `state`: every process takes part (the gathers), process 0 alone writes."""
+    processes = run.processes
+    data_state = processes.checkpoint_data_state(run.batches.state_dict())
+    digests = processes.check_parameters(state.network, itr)
+    if digests is not None:
+        log.write(kind="hosts", iteration=itr, param_digests=digests)
+    if processes.main:
+        save_run_checkpoint(
+            run.cfg.save_dir,
+            state,
+            transform=run.data.transform,
+            keep=run.cfg.keep_checkpoints,
+            extra={**run.extra, "data_state": hosts.data_state_to_json(data_state)},
+        )
 
 
 def _evaluate(

@@ -8,13 +8,16 @@ dataset is read, `check_inflation` refuses it (`ScanRefused("too_large")`) unles
 - its filter pipeline is made of filters whose output this module bounds: shuffle, deflate
   (gzip) and fletcher32, in the order h5py writes them (any other filter, whose output
   nothing here bounds, or another order is refused as `too_large` too);
-- its declared chunks, all of them inflated, hold at most `MAX_INFLATION` times the frame's
-  bytes (plus `_SLACK_BYTES`), in at most `MAX_CHUNKS` chunks;
+- each declared chunk lies within the grid, and all of them inflated hold at most
+  `MAX_INFLATION` times the frame's bytes (plus `_SLACK_BYTES`), in at most `MAX_CHUNKS`
+  chunks;
 - every stored chunk is no larger than a deflate stream of the chunk can be, and its deflate
   stream, inflated here with a budget of the chunk's bytes (`zlib`'s `max_length`), ends
   within that budget.
 
-The work per dataset is thus a bounded multiple of the frame's bytes, whatever the file holds.
+The work per dataset is thus a bounded multiple of the frame's bytes, whatever the file holds:
+one chunk at most is inflated here at a time (at most one frame's bytes), then HDF5 inflates
+the same streams once more as it reads them.
 """
 
 from __future__ import annotations
@@ -82,6 +85,10 @@ def check_inflation(name: str, dataset: h5py.Dataset) -> None:
     chunk_bytes = math.prod(chunks) * dataset.dtype.itemsize
     count = math.prod(math.ceil(n / c) for n, c in zip(shape, chunks, strict=True))
     frame = math.prod(shape) * dataset.dtype.itemsize
+    if any(c > n for c, n in zip(chunks, shape, strict=True)):
+        raise ScanRefused(
+            "too_large", f"{name}: expected chunks within the grid {shape}, got {chunks}"
+        )
     if count > MAX_CHUNKS or count * chunk_bytes > MAX_INFLATION * frame + _SLACK_BYTES:
         raise ScanRefused(
             "too_large",

@@ -95,6 +95,15 @@ def test_filters_and_chunkings_whose_cost_is_unbounded_are_too_large(tmp_path, k
     _refused(path, "too_large", match)
 
 
+def test_a_chunk_larger_than_the_grid_is_too_large(tmp_path):
+    path = _odim(tmp_path)  # a resizable dataset may declare chunks beyond its grid
+    _replace_image(
+        path, "dataset1/data1/data", shape=SHAPE, maxshape=(None, None), chunks=(128, 128),
+        dtype=np.uint8, compression="gzip",
+    )  # fmt: skip
+    _refused(path, "too_large", r"expected chunks within the grid \(64, 64\), got \(128, 128\)")
+
+
 def test_a_grid_larger_than_max_pixels_is_too_large_before_reading(tmp_path):
     path = _odim(tmp_path)
     _refused(path, "too_large", r"expected at most 1000 pixels, got \(64, 64\)",
