@@ -148,7 +148,7 @@ def _evaluate_clips(s: EvaluateSettings, data: Path, out: Path | None, as_json: 
     from nowcastd.verification.comparison import finite_or_none
     from nowcastd.verification.evaluation import evaluate as run_evaluation
     from nowcastd.verification.evaluation import persistence_scores
-    from nowcastd.verification.scores import format_table
+    from nowcastd.verification.scores import OFFICIAL, format_table
     from nowcastd.verification.skill import Neighbourhood
 
     loaded = load_model(s.checkpoint)
@@ -201,13 +201,36 @@ def _evaluate_clips(s: EvaluateSettings, data: Path, out: Path | None, as_json: 
     if as_json:
         typer.echo(json.dumps(strict, indent=1))
         return
+    step = clipset.timestep_seconds
     typer.echo(f"model {cfg.model_name} ({loaded.path.name}, sha256 {loaded.digest[:12]})")
-    typer.echo(format_table(result, timestep_seconds=clipset.timestep_seconds))
+    typer.echo(format_table(result, timestep_seconds=step, names=OFFICIAL))
     if s.baselines:
         typer.echo("\npersistence (last context frame repeated)")
-        typer.echo(format_table(report["persistence"], timestep_seconds=clipset.timestep_seconds))
+        typer.echo(format_table(report["persistence"], timestep_seconds=step, names=OFFICIAL))
         skill = ", ".join(f"{x:.3f}" for x in report["mse_skill_vs_persistence"])
         typer.echo(f"\nMSE skill vs persistence per lead (1 - mse/mse_persistence): {skill}")
+    if loaded.transform.is_physical:
+        typer.echo("\n" + _clip_skill(report, hood, step))
+
+
+def _clip_skill(report: dict[str, Any], hood: Any, step: int | None) -> str:
+    """The verdict's table of the clips (model, persistence) and the verdict."""
+    from nowcastd.verification.skill import scores_from_json
+    from nowcastd.verification.tables import format_scores
+    from nowcastd.verification.verdict import judge
+
+    methods = {
+        m: scores_from_json(report[m]["per_lead"], hood)
+        for m in ("model", "persistence")
+        if m in report
+    }
+    leads = report["model"]["leads"]
+    minutes = [(k + 1) * (step or 300) / 60 for k in range(leads)]
+    lines = [format_scores(methods, minutes)]
+    if "persistence" in methods:
+        verdict = judge(methods["model"], methods["persistence"], minutes, baseline="persistence")
+        lines.append(verdict.describe())
+    return "\n".join(lines)
 
 
 #: Clips do not state their pixel size: the FSS neighbourhood takes the bundled model's 4 km.

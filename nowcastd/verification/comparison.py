@@ -357,7 +357,8 @@ def format_comparison(report: Comparison) -> str:
     )
     lines = [
         f"{report.name}: {where}, {report.input_length} inputs, grid {grid[0]}x{grid[1]}"
-        f"{block}, pixel {size}, step {report.timestep_seconds / 60:g} min",
+        f"{block}, pixel {size}, step {report.timestep_seconds / 60:g} min; every method "
+        "scored on the same pixels",
         format_scores(report.methods, report.lead_minutes),
     ]
     lines += [v.describe() for v in report.verdicts()]

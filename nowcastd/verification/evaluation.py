@@ -159,7 +159,7 @@ def with_skill(result: dict[str, Any], scorer: Scorer | None) -> dict[str, Any]:
     if scorer is None:
         return result
     scores = scorer.result()
-    per_lead = {k: v for k, v in scores.to_json().items() if k != "n_pixels"}
+    per_lead = scores.to_json()
     result["per_lead"].update(per_lead)
     with np.errstate(invalid="ignore"):
         result["mean"].update({k: float(np.mean(v)) for k, v in per_lead.items()})

@@ -155,9 +155,21 @@ class Verifier:
         }
 
 
-def format_table(result: dict[str, Any], *, timestep_seconds: int | None = None) -> str:
-    """A plain-text table: one row per lead (``+k`` frames or ``+m min``), then the means."""
-    names = list(result["per_lead"])
+#: The scores `Verifier` computes (the rest of an evaluation's result is the one scorer's).
+OFFICIAL = ("mse", "mse_pixel", "mae_pixel", "psnr", "ssim")
+
+
+def format_table(
+    result: dict[str, Any],
+    *,
+    timestep_seconds: int | None = None,
+    names: tuple[str, ...] | None = None,
+) -> str:
+    """A plain-text table: one row per lead (``+k`` frames or ``+m min``), then the means;
+    `names`: only these scores (default: all)."""
+    names = (
+        list(result["per_lead"]) if names is None else [n for n in names if n in result["per_lead"]]
+    )
     width = max(9, *(len(n) for n in names))
 
     def cell(v: float) -> str:

@@ -38,6 +38,7 @@ __all__ = [
     "Neighbourhood",
     "Scorer",
     "Scores",
+    "scores_from_json",
 ]
 
 #: The event thresholds of the categorical scores and the FSS, mm/h.
@@ -140,6 +141,30 @@ class Scores:
             for f in fields(EventScores)[1:]:
                 out[f"{f.name}_{e.threshold_mm_h:g}_mm_h"] = list(getattr(e, f.name))
         return out
+
+
+def scores_from_json(per_lead: dict[str, list[float]], neighbourhood: Neighbourhood) -> Scores:
+    """`Scores.to_json()`'s lists back as `Scores` (an evaluation result's per-lead scores)."""
+    thresholds = sorted(
+        {float(k[len("csi_") : -len("_mm_h")]) for k in per_lead if k.startswith("csi_")}
+    )
+    events = tuple(
+        EventScores(
+            threshold_mm_h=t,
+            **{f.name: tuple(per_lead[f"{f.name}_{t:g}_mm_h"]) for f in fields(EventScores)[1:]},
+        )
+        for t in thresholds
+    )
+    return Scores(
+        n_pixels=tuple(int(n) for n in per_lead["n_pixels"]),
+        mae=tuple(per_lead["mae_mm_h"]),
+        rmse=tuple(per_lead["rmse_mm_h"]),
+        bias=tuple(per_lead["bias_mm_h"]),
+        mean_forecast=tuple(per_lead["mean_forecast_mm_h"]),
+        mean_observed=tuple(per_lead["mean_observed_mm_h"]),
+        events=events,
+        neighbourhood=neighbourhood,
+    )
 
 
 class Scorer:

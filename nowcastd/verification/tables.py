@@ -32,8 +32,8 @@ def legend(scores: Scores) -> str:
     return (
         "MAE in mm/h; CSI, POD, FAR, FSS and FBI (frequency bias, forecast / observed events) "
         f"for events >= {' and '.join(f'{t:g}' for t in scores.thresholds)} mm/h; FSS over "
-        f"{scores.neighbourhood.describe()}; a pixel counts where the observation and every "
-        "method's forecast have data"
+        f"{scores.neighbourhood.describe()}; a pixel counts where the observation and the "
+        "forecast have data"
     )
 
 
