@@ -8,9 +8,8 @@ dataset is read, `check_inflation` refuses it (`ScanRefused("too_large")`) unles
 - its filter pipeline is made of filters whose output this module bounds: shuffle, deflate
   (gzip) and fletcher32, in the order h5py writes them (any other filter, whose output
   nothing here bounds, or another order is refused as `too_large` too);
-- each declared chunk lies within the grid, and all of them inflated hold at most
-  `MAX_INFLATION` times the frame's bytes (plus `_SLACK_BYTES`), in at most `MAX_CHUNKS`
-  chunks;
+- each declared chunk lies within the grid (so all of them, inflated, hold less than 4 frames:
+  an edge chunk overhangs by less than a chunk), and there are at most `MAX_CHUNKS` of them;
 - every stored chunk is no larger than a deflate stream of the chunk can be, and its deflate
   stream, inflated here with a budget of the chunk's bytes (`zlib`'s `max_length`), ends
   within that budget.
@@ -31,13 +30,10 @@ from h5py import h5d, h5z
 
 from nowcastd.io.readers.guard import ReadPolicy, ScanRefused, check_array, printable
 
-__all__ = ["MAX_CHUNKS", "MAX_INFLATION", "check_inflation", "checked_dataset"]
+__all__ = ["MAX_CHUNKS", "check_inflation", "checked_dataset"]
 
 #: Most chunks a dataset may have: each costs HDF5 an index lookup and a filter call.
 MAX_CHUNKS = 4096
-#: Most bytes all declared chunks may hold, in frames (edge chunks overhang the grid).
-MAX_INFLATION = 4
-_SLACK_BYTES = 1 << 20
 #: Filter pipelines whose output is bounded by the chunk, as h5py writes them.
 _ORDER = (h5z.FILTER_SHUFFLE, h5z.FILTER_DEFLATE, h5z.FILTER_FLETCHER32)
 
@@ -56,8 +52,9 @@ def _filters(name: str, plist: h5py.h5p.PropDCID) -> list[int]:
     return found
 
 
-def _inflated(name: str, stored: bytes, budget: int, where: tuple[int, ...]) -> int:
-    """The bytes the deflate stream `stored` inflates to, at most `budget` + 1."""
+def _check_stream(name: str, stored: bytes, budget: int, where: tuple[int, ...]) -> None:
+    """Refuse the deflate stream `stored` unless it inflates to at most `budget` bytes
+    (inflating at most `budget` + 1 of them)."""
     inflater = zlib.decompressobj()
     try:
         size = len(inflater.decompress(stored, budget + 1))
@@ -70,7 +67,6 @@ def _inflated(name: str, stored: bytes, budget: int, where: tuple[int, ...]) -> 
             "too_large",
             f"{name}: expected the chunk at {where} to inflate to {budget} bytes, got more",
         )
-    return size
 
 
 def check_inflation(name: str, dataset: h5py.Dataset) -> None:
@@ -84,16 +80,13 @@ def check_inflation(name: str, dataset: h5py.Dataset) -> None:
     chunks, shape = dataset.chunks, dataset.shape
     chunk_bytes = math.prod(chunks) * dataset.dtype.itemsize
     count = math.prod(math.ceil(n / c) for n, c in zip(shape, chunks, strict=True))
-    frame = math.prod(shape) * dataset.dtype.itemsize
     if any(c > n for c, n in zip(chunks, shape, strict=True)):
         raise ScanRefused(
             "too_large", f"{name}: expected chunks within the grid {shape}, got {chunks}"
         )
-    if count > MAX_CHUNKS or count * chunk_bytes > MAX_INFLATION * frame + _SLACK_BYTES:
+    if count > MAX_CHUNKS:
         raise ScanRefused(
-            "too_large",
-            f"{name}: expected at most {MAX_CHUNKS} chunks holding at most {MAX_INFLATION} "
-            f"frames of {frame} bytes, got {count} chunks of {chunks}",
+            "too_large", f"{name}: expected at most {MAX_CHUNKS} chunks, got {count} of {chunks}"
         )
     if h5z.FILTER_DEFLATE not in filters:
         return
@@ -117,7 +110,7 @@ def check_inflation(name: str, dataset: h5py.Dataset) -> None:
             continue  # this chunk is stored uncompressed
         _mask, stored = dataset.id.read_direct_chunk(info.chunk_offset)
         checksum = 4 if fletcher_bit and not info.filter_mask & fletcher_bit else 0
-        _inflated(name, stored[: len(stored) - checksum], chunk_bytes, info.chunk_offset)
+        _check_stream(name, stored[: len(stored) - checksum], chunk_bytes, info.chunk_offset)
 
 
 def checked_dataset(path: Path, dataset: object, allowed: str, policy: ReadPolicy) -> h5py.Dataset:
