@@ -284,5 +284,5 @@ def refusing(path: str | os.PathLike, what: str) -> Iterator[None]:
         ) from e  # fmt: skip
 
 
-#: The default: no symlinks, nothing outside the file, any grid.
+#: The default: no symlinks, nothing outside the file, any grid up to `max_pixels`.
 DEFAULT_POLICY = ReadPolicy()

@@ -173,6 +173,7 @@ def _decode(
     cal = h["image1/calibration"].attrs
     gain, offset = parse_calibration(as_text(cal["calibration_formulas"]))
     check_calibration(path.name, gain, offset, policy)
+    grid = _grid(path, h, dataset.shape)  # refused before any data is read
     raw = dataset[...]
     missing = {_MISSING}
     for name in ("calibration_missing_data", "calibration_out_of_image"):
@@ -186,7 +187,6 @@ def _decode(
         minutes = (end - start).total_seconds() / 60.0
     else:
         minutes = _DEFAULT_ACCUMULATION_MINUTES
-    grid = _grid(path, h, raw.shape)
 
     table = _calibrated(raw.dtype, gain, offset, missing)
     if "REFLECTIVITY" in parameter:

@@ -146,6 +146,7 @@ def _decode(
     gain = _number(_lookup(chain, "gain"), 1.0)
     offset = _number(_lookup(chain, "offset"), 0.0)
     check_calibration(path.name, gain, offset, policy)
+    grid = _grid(path, h, dataset.shape)  # refused before any data is read
     raw = dataset[...]
     nodata = _number(_lookup(chain, "nodata"), None)
     undetect = _number(_lookup(chain, "undetect"), None)
@@ -166,7 +167,6 @@ def _decode(
                 f"{printable(path.name)}: ACRR needs a positive accumulation length from "
                 f"startdate/starttime..enddate/endtime or prodpar (hours), got {hours}"
             )
-    grid = _grid(path, h, raw.shape)
 
     value = raw.astype(np.float64) * gain + offset
     if nodata is not None:
