@@ -95,6 +95,7 @@ class Comparison:
     seconds: dict[str, float]
     scorers: dict[str, Scorer] = field(repr=False)
     left_out: tuple[str, ...] = ()
+    forecasts_per_lead: tuple[int, ...] | None = None  # when leads pool unequal numbers
 
     @property
     def methods(self) -> dict[str, Scores]:
@@ -359,7 +360,7 @@ def format_comparison(report: Comparison) -> str:
         f"{report.name}: {where}, {report.input_length} inputs, grid {grid[0]}x{grid[1]}"
         f"{block}, pixel {size}, step {report.timestep_seconds / 60:g} min; every method "
         "scored on the same pixels",
-        format_scores(report.methods, report.lead_minutes),
+        format_scores(report.methods, report.lead_minutes, forecasts=report.forecasts_per_lead),
     ]
     lines += [v.describe() for v in report.verdicts()]
     for method, reason in report.not_scored.items():

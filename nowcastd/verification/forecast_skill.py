@@ -54,7 +54,7 @@ def score_forecast_files(
     hood = Neighbourhood.from_km(FSS_NEIGHBOURHOOD_KM, observed.pixel_km or ASSUMED_PIXEL_KM)
     scorers = {m: Scorer(hood) for m in names}
     lead_seconds: list[int] | None = None
-    issues, inputs = [], 0
+    issues, inputs, per_lead = [], 0, []
     for path in sorted(paths):
         f = read_forecast(path)
         issue = index.get(int(f.issue_time.timestamp()))
@@ -78,6 +78,7 @@ def score_forecast_files(
                 else np.full(f.precip.shape, np.nan, np.float32)
             )
         truth = common_pixels(_observed_leads(f, index, observed), forecasts)
+        per_lead.append(np.isfinite(truth).any(axis=(1, 2)))
         for name, forecast in zip(names, forecasts, strict=True):
             scorers[name].update(forecast[None], truth[None])
         issues.append(f.issue_time)
@@ -103,6 +104,7 @@ def score_forecast_files(
         not_scored={},
         seconds={},
         scorers=scorers,
+        forecasts_per_lead=tuple(int(n) for n in np.sum(per_lead, axis=0)),
     )
 
 

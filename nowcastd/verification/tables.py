@@ -43,22 +43,24 @@ def format_scores(
     *,
     forecasts: Sequence[int] | None = None,
 ) -> str:
-    """The table (module docstring); `forecasts`: how many forecasts each lead pools."""
+    """The table (module docstring); `forecasts`: how many forecasts each lead pools (shown in
+    brackets after the lead)."""
     first = next(iter(methods.values()))
     cols = ["MAE"]
     for t in first.thresholds:
         cols += [f"{name}{t:g}" for name in ("CSI", "POD", "FAR", "FSS", "FBI")]
-    head = f"{'lead':>8} {'method':<12}" + "".join(c.rjust(7) for c in cols) + "   pixels"
+    width = 8 if forecasts is None else 14
+    head = f"{'lead':>{width}} {'method':<12}" + "".join(c.rjust(7) for c in cols) + "   pixels"
     lines = [legend(first), head]
     for k, minutes in enumerate(lead_minutes):
         for j, (method, s) in enumerate(methods.items()):
-            lead = f"+{minutes:g} min" if j == 0 else ""
-            if j == 0 and forecasts is not None:
-                lead = f"+{minutes:g}m ({forecasts[k]})"
+            lead = ""
+            if j == 0:
+                lead = f"+{minutes:g} min" + ("" if forecasts is None else f" ({forecasts[k]})")
             row = [_cell(s.mae[k], 3, 7)]
             for t in s.thresholds:
                 e = s.at(t)
                 row += [_cell(v[k], 2, 7) for v in (e.csi, e.pod, e.far, e.fss, e.frequency_bias)]
             label = LABELS.get(method, method)
-            lines.append(f"{lead:>8} {label:<12}" + "".join(row) + f" {s.n_pixels[k]:>8}")
+            lines.append(f"{lead:>{width}} {label:<12}" + "".join(row) + f" {s.n_pixels[k]:>8}")
     return "\n".join(lines)

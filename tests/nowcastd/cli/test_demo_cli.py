@@ -61,8 +61,10 @@ def test_demo_serves_scans_with_a_checkpoint_and_reports(tmp_path: Path) -> None
     assert "scans received 8 (rejected: none; skipped 0), forecasts written 6" in out
     assert "0 after ready" in out and "exited 0 (6 forecasts)" in out
     # the skill table: 3 leads, 5 forecasts scored at +5 min, 3 at +15 min
-    assert re.search(r"^\s+\+5 min\s+5\s+\d\.\d{3} / \d\.\d{3}", out, re.M), out
-    assert re.search(r"^\s+\+15 min\s+3\s", out, re.M), out
+    assert re.search(r"^\s+\+5 min \(5\) model\s+\d\.\d{3}(\s+(\d\.\d\d|—)){10}", out, re.M), out
+    assert re.search(r"^\s+\+15 min \(3\) model\s", out, re.M), out
+    assert re.search(r"^\s+LK\s+\d\.\d{3}", out, re.M) and "FBI5" in out
+    assert "model vs LK: " in out and "model vs persistence: " in out
     figure = Path(out.strip().splitlines()[-2].removeprefix("figure: "))
     assert figure.parent == tmp_path / "figures" and figure.read_bytes()[:4] == b"\x89PNG"
     assert stat.S_IMODE(figure.stat().st_mode) == 0o666 & ~_umask()
