@@ -57,7 +57,8 @@ def test_forecasts_are_scored_per_lead_against_later_scans_and_persistence(tmp_p
     assert model.at(5.0).csi == (1.0, 1.0) and persistence.at(5.0).csi[0] == 0.0
     text = format_skill(report)
     assert "model vs persistence: PASS" in text
-    assert "+5 min model" in text and "FBI5" in text and "FSS over 5 x 5 px" in text
+    assert "+5 min (2) model" in text and "+10 min (1) model" in text
+    assert "FBI5" in text and "FSS over 5 x 5 px" in text
 
 
 def test_the_extrapolation_column_starts_from_the_same_scans(tmp_path):
