@@ -279,7 +279,7 @@ def refusing(path: str | os.PathLike, what: str) -> Iterator[None]:
         ) from e
     except _DAMAGE as e:
         raise ScanRefused(
-            "corrupt", f"{name}: expected {what}, got one that cannot be read: "
+            "corrupt", f"{name}: unreadable (damaged or truncated?): expected {what}, got "
             f"{type(e).__name__}: {printable(str(e))}"
         ) from e  # fmt: skip
 
