@@ -23,7 +23,9 @@ least the baseline's − 0.01; the frequency bias inside 0.8-1.25 at 1 mm/h and 
 60 min, naming each score and lead that fails (`nowcastd.verification.verdict`); then the
 stretch: S-PROG on MAE, LK on CSI at 5 mm/h. Then one table per resolution pooled over the sets
 with a 5-minute step, and a summary of every verdict. With ``--out-dir`` it writes each JSON
-(and plot). Nothing here asserts: the script exits 0 once it has scored.
+(and plot); ``--against DIR`` (an earlier run's ``--out-dir``, say the bundled model's) judges
+the model against that run's model by the same verdict, set by set. Nothing here asserts: the
+script exits 0 once it has scored.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resolution", choices=(*RESOLUTIONS, "all"), default="all")
     parser.add_argument("--out-dir", type=Path, help="write <set>_<resolution>.json and .png here")
     parser.add_argument(
+        "--against",
+        type=Path,
+        help="an earlier run's --out-dir: also judge the model against that run's model",
+    )
+    parser.add_argument(
         "--match-intensity",
         choices=("checkpoint", "0", "1"),
         default="checkpoint",
@@ -95,6 +102,28 @@ def _stretch(report) -> list[str]:
         verdict = "yes" if not lost else f"NO at {', '.join(lost)} min"
         lines.append(f"stretch, {label}: {verdict}")
     return lines
+
+
+def _against(report, path: Path) -> str:
+    """The verdict of `report`'s model against the model of an earlier run's JSON at `path`."""
+    import json
+
+    from nowcastd.verification.skill import scores_from_json
+    from nowcastd.verification.verdict import judge
+
+    if not path.is_file():
+        return f"{report.name}: vs the earlier model: no {path.name} in {path.parent}"
+    earlier = json.loads(path.read_text())
+    if tuple(earlier["lead_minutes"]) != report.lead_minutes:
+        return f"{report.name}: vs the earlier model: other lead times in {path.name}"
+    model = report.methods["model"]
+    nan = {
+        k: [float("nan") if v is None else v for v in vs]
+        for k, vs in earlier["methods"]["model"].items()
+    }
+    before = scores_from_json(nan, model.neighbourhood)
+    verdict = judge(model, before, report.lead_minutes, baseline="the earlier model")
+    return f"{report.name}: {verdict.describe()}"
 
 
 def _load(args: argparse.Namespace):
@@ -167,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             timing = ", ".join(f"{m} {s:.1f} s" for m, s in report.seconds.items())
             print(f"time per method (model includes compilation): {timing}")
             summary += [f"{report.name}: {v.describe()}" for v in report.verdicts()]
+            if args.against is not None:
+                summary.append(_against(report, args.against / f"{name}_{res}.json"))
             reports.append(report)
             if args.out_dir is not None:
                 write_json(args.out_dir / f"{name}_{res}.json", report)
@@ -176,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n== pooled at {res}")
             print(format_comparison(pooled))
             summary += [f"{pooled.name}: {v.describe()}" for v in pooled.verdicts()]
+            if args.against is not None:
+                summary.append(_against(pooled, args.against / f"pooled_{res}.json"))
             if args.out_dir is not None:
                 write_json(args.out_dir / f"pooled_{res}.json", pooled)
     print("\n== verdicts")
