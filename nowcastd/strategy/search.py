@@ -50,21 +50,18 @@ MARGIN = 0.03
 #: One setting a search varies, and its values in the order they are tried.
 Axis = tuple[str, tuple[Any, ...]]
 
-_EXPECTED = (
-    "expected auto, default or a strategy name such as 'ynn=off,wgrad=96,unroll=auto' "
-    "(ynn=on|off|auto, wgrad=N output channels per weight-gradient convolution with 0 for "
-    "all, unroll=on|off|auto, bf16=on|off)"
-)
+_EXPECTED = "expected auto, default or a strategy name"
 
 
 def parse_setting(text: str) -> StrategySetting:
-    """`--strategy`: 'auto', 'default' or a strategy NAME (`model.strategy.parse_strategy`)."""
+    """`--strategy`: 'auto', 'default' or a strategy NAME (`model.strategy.parse_strategy`,
+    whose error spells out the names)."""
     if text.strip() == "auto":
         return "auto"
     try:
         return parse_strategy(text)
-    except ValueError:
-        raise ValueError(_EXPECTED) from None
+    except ValueError as e:
+        raise ValueError(f"{_EXPECTED} ({e})") from None
 
 
 C = TypeVar("C", bound=Hashable)

@@ -258,7 +258,7 @@ def _evaluate_pretrained(
 class _Run:
     """A training run, set up: its processes and devices, this process's batches (with their
     motion for a Lagrangian model), the optimizer and the state it starts from (restored or
-    new, on the devices), and what every checkpoint records beside the state (`extra`)."""
+    new, on the devices)."""
 
     cfg: TrainConfig
     processes: hosts.Processes
@@ -268,7 +268,14 @@ class _Run:
     estimator: MotionEstimator | None
     optimizer: optax.GradientTransformation
     state: TrainState
-    extra: dict[str, Any]
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """What every checkpoint records beside the state and the data position."""
+        extra = {"train_config": to_jsonable(self.cfg), "data_source": self.data.source}
+        if self.estimator is not None:
+            extra["motion_method"] = self.estimator.method
+        return extra
 
     def step_args(self, batch: MotionBatch | tuple[np.ndarray, np.ndarray]) -> StepArgs:
         """(clips, valid, motion) of one batch, sharded over the devices."""
@@ -295,31 +302,32 @@ def _set_up(cfg: TrainConfig, processes: hosts.Processes) -> _Run:
     optimizer = adam(cfg.lr)
     existing = checkpoint_dirs(cfg.save_dir)
     if cfg.resume and existing:
-        state, meta = restore_run_checkpoint(existing[-1], optimizer)
-        state = _with_model_flags(state, cfg.model, optimizer, existing[-1])
-        saved = hosts.data_state_from_json(meta["data_state"])
-        batches.load_state_dict(processes.local_data_state(saved))
-        logger.info("resumed from %s at iteration %d", existing[-1], int(state.step))
+        state = _resumed_state(cfg, existing[-1], optimizer, batches, processes)
     else:
         if existing:
             logger.warning(
                 "%s already holds checkpoints; new ones are added beside them", cfg.save_dir
             )
         state = _new_state(cfg, optimizer)
-    extra = {"train_config": to_jsonable(cfg), "data_source": data.source}
-    if estimator is not None:
-        extra["motion_method"] = estimator.method
-    return _Run(
-        cfg=cfg,
-        processes=processes,
-        parallel=parallel,
-        data=data,
-        batches=batches,
-        estimator=estimator,
-        optimizer=optimizer,
-        state=parallel.replicate(state),
-        extra=extra,
-    )
+    state = parallel.replicate(state)
+    return _Run(cfg, processes, parallel, data, batches, estimator, optimizer, state)
+
+
+def _resumed_state(
+    cfg: TrainConfig,
+    checkpoint: Path,
+    optimizer: optax.GradientTransformation,
+    batches: SequenceSampler | BatchIterator | MotionBatches,
+    processes: hosts.Processes,
+) -> TrainState:
+    """The state of `checkpoint`, under the run's model flags; `batches` continue from its
+    data position."""
+    state, meta = restore_run_checkpoint(checkpoint, optimizer)
+    state = _with_model_flags(state, cfg.model, optimizer, checkpoint)
+    saved = hosts.data_state_from_json(meta["data_state"])
+    batches.load_state_dict(processes.local_data_state(saved))
+    logger.info("resumed from %s at iteration %d", checkpoint, int(state.step))
+    return state
 
 
 def _new_state(cfg: TrainConfig, optimizer: optax.GradientTransformation) -> TrainState:

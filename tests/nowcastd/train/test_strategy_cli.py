@@ -52,12 +52,10 @@ def test_train_logs_the_strategy_it_measured_and_then_reads_it_from_the_cache(tm
 def test_a_bad_strategy_name_is_a_one_line_error() -> None:
     result = CliRunner().invoke(app, ["train", *SEED, "--strategy", "fastest"])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [
-        "error: --strategy: expected auto, default or a strategy name such as "
-        "'ynn=off,wgrad=96,unroll=auto' (ynn=on|off|auto, wgrad=N output channels per "
-        "weight-gradient convolution with 0 for all, unroll=on|off|auto, bf16=on|off), got "
-        "'fastest'"
-    ]
+    (line,) = result.output.strip().splitlines()
+    # what was expected (the names' grammar, as model.strategy spells it) and what arrived
+    assert line.startswith("error: --strategy: expected auto, default or a strategy name (")
+    assert "ynn=on|off|auto" in line and "wgrad=N" in line and line.endswith(", got 'fastest'")
 
 
 CORES = len(os.sched_getaffinity(0))
