@@ -54,6 +54,12 @@ class ModelConfig:
     to the newest one's time along a motion field given with them, the network forecasts the
     change from there, and each lead is advected forward again. With a zero frame decoder the
     forecast is the semi-Lagrangian extrapolation of the newest frame.
+    `match_extrapolation` (off by default; it needs `lagrangian`, and replaces
+    `match_intensity`) gives each lead the value distribution of that extrapolation at the same
+    lead, the newest frame advected to its time (rank matching, as pysteps' S-PROG and STEPS
+    match each lead), inside the jitted rollout: the network decides where rain is, the
+    advected observation how much and how strong. Training scores the matched leads (the
+    gradient passed straight through the sort), so it is not an inference-only option.
     """
 
     model_name: str = checked(
@@ -87,6 +93,7 @@ class ModelConfig:
     predict_delta: bool = False
     match_intensity: bool = False
     lagrangian: bool = False
+    match_extrapolation: bool = False
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -107,6 +114,16 @@ class ModelConfig:
                 self,
                 "lagrangian",
                 "needs predict_delta=True (the network corrects an extrapolation)",
+            )
+        if self.match_extrapolation and not self.lagrangian:
+            raise invalid(
+                self, "match_extrapolation", "needs lagrangian=True (it matches the advection)"
+            )
+        if self.match_extrapolation and self.match_intensity:
+            raise invalid(
+                self,
+                "match_extrapolation",
+                "replaces match_intensity (both set the forecast's distribution): set one",
             )
         if self.predict_delta and self.is_action:
             raise invalid(self, "predict_delta", "is for models without actions")

@@ -42,6 +42,17 @@ def to_eulerian(
     return shift_in_time(frames, motion, offsets)
 
 
+def extrapolation(
+    newest: Float[Array, "batch height width channels"],
+    motion: Float[Array, "batch height width 2"],
+    leads: int,
+) -> Float[Array, "batch leads height width channels"]:
+    """The newest frame advected 1..`leads` steps ahead (pysteps' extrapolation), NaN where
+    its trajectory starts outside the grid: the reference of `match_extrapolation`."""
+    frames = jnp.broadcast_to(newest[:, None], (newest.shape[0], leads, *newest.shape[1:]))
+    return with_no_data(*to_eulerian(frames, motion, 1))
+
+
 def with_no_data(
     values: Float[Array, "*shape"], inside: Float[Array, "*shape"]
 ) -> Float[Array, "*shape"]:

@@ -16,9 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from model.lagrangian import to_eulerian, to_lagrangian, with_no_data
+from model.lagrangian import extrapolation, to_eulerian, to_lagrangian, with_no_data
 from model.network import Carry, PredRNN
 from model.patch import reshape_patch, reshape_patch_back
+from model.rank_matching import match_quantiles
 from model.strategy import DEFAULT
 
 
@@ -101,23 +102,14 @@ def match_distribution(
     forecast: Float[Array, "batch leads height width channels"],
     reference: Float[Array, "batch height width channels"],
 ) -> Float[Array, "batch leads height width channels"]:
-    """Give every forecast frame the value distribution of `reference` (probability matching):
-    the pixel of rank r in a frame takes the reference's r-th smallest value. The forecast
-    keeps where rain is; the newest observation decides how much and how strong.
+    """Give every forecast frame the value distribution of `reference` (probability matching,
+    `model.rank_matching`): the pixel of rank r in a frame takes the reference's r-th smallest
+    value. The forecast keeps where rain is; the newest observation decides how much and how
+    strong.
 
     NaN (no data) stays NaN; the n pixels with data take the reference's quantiles at
     (r + 1/2) / n, which with no NaN is the reference's own r-th value."""
-    b, k = forecast.shape[:2]
-    flat = forecast.reshape(b, k, -1)
-    finite = jnp.isfinite(flat)
-    ranks = jnp.argsort(jnp.argsort(jnp.where(finite, flat, jnp.inf), axis=-1), axis=-1)
-    count = jnp.maximum(jnp.sum(finite, axis=-1, keepdims=True), 1)
-    size = flat.shape[-1]
-    index = jnp.floor((ranks + 0.5) * (size / count)).astype(jnp.int32)
-    index = jnp.minimum(index, size - 1)
-    ordered = jnp.sort(reference.reshape(b, 1, -1), axis=-1)
-    matched = jnp.take_along_axis(jnp.broadcast_to(ordered, flat.shape), index, axis=-1)
-    return jnp.where(finite, matched, jnp.nan).reshape(forecast.shape)
+    return match_quantiles(forecast, reference[:, None])
 
 
 def rollout(
@@ -131,7 +123,8 @@ def rollout(
 
     Takes NumPy or JAX arrays, so it can be called eagerly on frames as they are read.
     A Lagrangian network needs the context's `motion` (pixels per step, x then y) and
-    forecasts NaN where rain would come from outside the grid.
+    forecasts NaN where rain would come from outside the grid; with `match_extrapolation`
+    each lead takes the value distribution of the newest frame advected to its time.
     """
     context = jnp.asarray(context)
     cfg = network.cfg
@@ -143,6 +136,8 @@ def rollout(
         moved, _ = to_lagrangian(context, motion, context.shape[1] - 1)
         forecast, inside = to_eulerian(_rollout(network, moved, num_leads, None), motion, 1)
         forecast = with_no_data(forecast, inside)
+        if cfg.match_extrapolation:
+            return match_quantiles(forecast, extrapolation(newest, motion, num_leads))
         return match_distribution(forecast, newest) if cfg.match_intensity else forecast
     actions = None if future_actions is None else jnp.asarray(future_actions)
     return _rollout(network, context, num_leads, actions)

@@ -16,7 +16,7 @@ class ModelFlags:
     """The 17 flags of run.py that shape the network, typed, with run.py's defaults (its
     layer_norm default is 1; its shipped scripts pass 0), plus --num_layers (checked against
     --num_hidden), --img_height (0: square, as run.py) and nowcastd's --predict_delta,
-    --match_intensity and --lagrangian."""
+    --match_intensity, --lagrangian and --match_extrapolation."""
 
     model_name: ModelName = setting("predrnn", "the network")
     num_hidden: tuple[int, ...] = setting(
@@ -57,6 +57,11 @@ class ModelFlags:
         False,
         "1: the network corrects an optical-flow extrapolation in the frame moving with the "
         "rain (needs --predict_delta 1; a departure from the official code)",
+    )
+    match_extrapolation: bool = setting(
+        False,
+        "1: with --lagrangian 1, each lead takes the value distribution of the newest frame "
+        "advected to its time (rank matching, as S-PROG; training scores the matched leads)",
     )
 
     def model_config(self) -> ModelConfig:
