@@ -46,6 +46,13 @@ HELP = {
     "advected by a random smooth flow, with growth and decay)",
     "block_choices": "with --sequences 1: block-average factors to draw from, comma-separated",
     "loss": "mse (the official loss) or weighted (HKO-7 rain-weighted MSE + MAE)",
+    "fourier_amplitude_weight": "weight of a term beside --loss that compares the Fourier "
+    "amplitudes of forecast and observed frames, which blur loses and a displacement keeps "
+    "(FACL, Yan et al. 2024); 0: off",
+    "fourier_correlation_weight": "weight of FACL's Fourier correlation term beside --loss "
+    "(1 - the correlation of forecast and observed frames); 0: off",
+    "intensity_l1_weight": "weight of NowcastNet's intensity-weighted L1 beside --loss "
+    "(|error| weighted min(24, 1 + R) by the observed rain rate R in mm/h); 0: off",
     "motion_method": "with --lagrangian 1: pysteps' optical flow for each clip's motion "
     "(LK, darts, proesmans or vet; serve and evaluate take it from the checkpoint)",
     "valid_time_range": "FIRST,LAST ISO 8601 UTC times: validate on the frames of the "

@@ -12,7 +12,11 @@ from model.sampling import SamplingConfig
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """The training run. Defaults are run.py's, except `save_dir` (`checkpoints`, not run.py's
-    `checkpoints/mnist_predrnn`): the one default of `nowcastd train`."""
+    `checkpoints/mnist_predrnn`): the one default of `nowcastd train`.
+
+    `fourier_amplitude_weight`, `fourier_correlation_weight` and `intensity_l1_weight` add the
+    loss terms of `model.objectives` beside `loss` (0: off, the official objective), as
+    `nowcastd.train.departures` builds them."""
 
     model: ModelConfig
     sampling: SamplingConfig = SamplingConfig()
@@ -41,6 +45,9 @@ class TrainConfig:
     synthetic_fraction: float = 0.3
     block_choices: tuple[int, ...] = (1, 2, 4)
     loss: Literal["mse", "weighted"] = "mse"
+    fourier_amplitude_weight: float = 0.0
+    fourier_correlation_weight: float = 0.0
+    intensity_l1_weight: float = 0.0
     motion_method: Literal["LK", "darts", "proesmans", "vet"] = "LK"
     valid_time_range: tuple[str, str] | None = None
 
@@ -73,6 +80,14 @@ class TrainConfig:
             raise ValueError(
                 f"synthetic_fraction: expected a number in [0, 1], got {self.synthetic_fraction!r}"
             )
+        for name in (
+            "fourier_amplitude_weight",
+            "fourier_correlation_weight",
+            "intensity_l1_weight",
+        ):
+            value = getattr(self, name)
+            if not 0 <= value < float("inf"):
+                raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
         if not self.block_choices or min(self.block_choices) < 1:
             raise ValueError(f"block_choices: expected integers >= 1, got {self.block_choices!r}")
         if self.sequences and self.is_training and not self.valid_data_paths:

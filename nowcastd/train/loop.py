@@ -38,6 +38,7 @@ from nowcastd.strategy.cache import StrategyCache
 from nowcastd.strategy.search import StrategySetting
 from nowcastd.train import hosts
 from nowcastd.train.config import TrainConfig
+from nowcastd.train.departures import with_departures
 from nowcastd.train.progress import Progress
 from nowcastd.train.sharding import DataParallel
 from nowcastd.train.step_strategy import choose_step_strategy
@@ -350,7 +351,7 @@ def _compile_step(
         run.optimizer,
         cfg.sampling,
         reverse_input=cfg.reverse_input,
-        loss=objective(cfg.loss, run.data.transform),
+        loss=with_departures(objective(cfg.loss, run.data.transform), cfg, run.data.transform),
         mesh=parallel.mesh,
     )
     sharded = parallel.size > 1 and first[1] is None and first[2] is None

@@ -321,6 +321,49 @@ def test_lagrangian_training_records_its_motion_and_serves_through_load_model(tm
     assert records(save, "eval")[-1]["n_sequences"] > 0
 
 
+def test_blur_free_losses_and_rank_matching_are_recorded_and_honoured_by_the_forecast(tmp_path):
+    import jax.numpy as jnp
+
+    from model.lagrangian import extrapolation
+    from nowcastd.data.motion import MotionEstimator
+    from nowcastd.io.model_checkpoint import load_model
+    from nowcastd.nowcast import Window, forecast_rates, rollout_rates_jit
+
+    a, valid = _movie(tmp_path / "a.h5", 0), _movie(tmp_path / "v.h5", 2)
+    save = tmp_path / "run"
+    code, out = run_train(
+        "--train_data_paths", str(a), "--valid_data_paths", str(valid), "--sequences", "1",
+        "--block_choices", "1", "--predict_delta", "1", "--lagrangian", "1",
+        "--match_extrapolation", "1", "--fourier_amplitude_weight", "0.5",
+        "--fourier_correlation_weight", "0.1", "--intensity_l1_weight", "1",
+        "--img_width", "16", "--data_crop", "0,0,32,32", "--data_block", "2",
+        "--save_dir", str(save), "--max_iterations", "2", "--display_interval", "1",
+        "--snapshot_interval", "2", "--test_interval", "100", "--reverse_input", "0",
+    )  # fmt: skip
+    assert code == 0, out
+    assert all(np.isfinite(r["loss"]) for r in records(save, "train"))
+    meta = json.loads((checkpoint_dirs(save)[-1] / "meta.json").read_text())
+    run = meta["train_config"]
+    assert (run["fourier_amplitude_weight"], run["fourier_correlation_weight"]) == (0.5, 0.1)
+    assert run["intensity_l1_weight"] == 1.0
+    loaded = load_model(save)  # what serve and evaluate load
+    assert loaded.cfg.match_extrapolation
+    rates = np.random.default_rng(5).gamma(0.6, 3.0, (1, 4, 16, 16)).astype(np.float32)
+    window = Window.from_rates(rates, loaded.transform)
+    motion = MotionEstimator(loaded.motion_method)
+
+    def rollout(context, flow):
+        return rollout_rates_jit(loaded.network, loaded.transform, context, 1, flow)
+
+    forecast = forecast_rates(window, rollout, motion=motion)[0, 0]
+    flow = jnp.asarray(motion.batch(rates))
+    advected = extrapolation(jnp.asarray(window.context[:, -1]), flow, 1)
+    expected = loaded.transform.to_rates(np.asarray(advected)[0, 0, ..., 0])
+    np.testing.assert_array_equal(np.isnan(forecast), np.isnan(expected))
+    kept = ~np.isnan(forecast)
+    np.testing.assert_allclose(np.sort(forecast[kept]), np.sort(expected[kept]), rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
