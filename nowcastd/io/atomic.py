@@ -13,7 +13,7 @@ import fnmatch
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -44,7 +44,7 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _temporary(final: Path, suffix: str, create) -> Path:
+def _temporary(final: Path, suffix: str, create: Callable[[Path], object]) -> Path:
     """A new `.<name>.<random><suffix>` beside `final`, made by `create(path)` (umask applies)."""
     while True:
         path = final.parent / f".{final.name}.{secrets.token_hex(4)}{suffix}"

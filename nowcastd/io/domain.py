@@ -42,7 +42,7 @@ def parse_crop(text: str, *, key: str) -> tuple[int, int, int, int] | None:
         raise ConfigError(f"{key}: expected 4 integers row0,col0,height,width, got {text!r}") from e
     if len(crop) != 4:
         raise ConfigError(f"{key}: expected 4 integers row0,col0,height,width, got {text!r}")
-    return crop  # type: ignore[return-value]
+    return crop
 
 
 def block_average(fields: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +128,7 @@ class Domain:
             return cls.full(shape, block=block)
         row0, col0, height, width = crop
         return cls(
-            native_shape=tuple(shape),
+            native_shape=shape,
             row0=row0,
             col0=col0,
             height=height,
@@ -140,7 +140,7 @@ class Domain:
     def full(cls, shape: tuple[int, int], *, block: int = 1) -> Domain:
         """The whole native grid (block-averaged if `block` > 1)."""
         return cls(
-            native_shape=tuple(shape), row0=0, col0=0, height=shape[0], width=shape[1], block=block
+            native_shape=shape, row0=0, col0=0, height=shape[0], width=shape[1], block=block
         )
 
     @property

@@ -39,7 +39,7 @@ import math
 import os
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -110,7 +110,11 @@ def forecast_name(issue_time: datetime) -> str:
     return f"forecast_{_utc(issue_time, 'issue_time').strftime(_NAME_TIME)}.h5"
 
 
-def _axes(grid: GridInfo | None, shape: tuple[int, int]) -> dict[str, tuple[np.ndarray, dict]]:
+# A dimension scale: its values and its attributes.
+_Scale = tuple[np.ndarray, dict[str, str]]
+
+
+def _axes(grid: GridInfo | None, shape: tuple[int, int]) -> dict[str, _Scale]:
     h, w = shape
     if grid is not None and grid.has_extent:
         dx, dy = (grid.x2 - grid.x1) / w, (grid.y2 - grid.y1) / h
@@ -144,7 +148,12 @@ def _attr_for_hdf5(key: object, value: object) -> object:
 
 
 def _root_attrs(
-    *, issue_time, input_names, input_times, model_name, checkpoint_digest
+    *,
+    issue_time: datetime,
+    input_names: Sequence[str],
+    input_times: Sequence[datetime],
+    model_name: str,
+    checkpoint_digest: str,
 ) -> dict[str, object]:
     """Where the forecast comes from: conventions, issue time, inputs, model."""
     strings = h5py.string_dtype()
@@ -176,7 +185,7 @@ def _grid_attrs(grid: GridInfo | None) -> dict[str, object]:
     return attrs
 
 
-def _extra_attrs(extra_attrs: dict | None) -> dict[str, object]:
+def _extra_attrs(extra_attrs: Mapping[str, object] | None) -> dict[str, object]:
     """The caller's own attributes, none of them a name the file reserves."""
     clash = sorted(_RESERVED.intersection(extra_attrs or {}))
     if clash:
@@ -204,7 +213,9 @@ def _shuffle_deflate(chunk: np.ndarray) -> bytes:
     """One chunk as HDF5's shuffle then deflate filters store it."""
     shuffled = chunk.reshape(-1).view(np.uint8).reshape(-1, chunk.itemsize).T
     deflate = zlib.compressobj(_DEFLATE_LEVEL, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
-    return deflate.compress(np.ascontiguousarray(shuffled)) + deflate.flush()
+    # numpy's stubs give ndarray the buffer protocol (`__buffer__`) only for Python >= 3.12
+    contiguous = np.ascontiguousarray(shuffled)
+    return deflate.compress(contiguous) + deflate.flush()  # type: ignore[arg-type]
 
 
 def _compress_leads(precip: np.ndarray) -> list[bytes]:
@@ -216,11 +227,19 @@ def _compress_leads(precip: np.ndarray) -> list[bytes]:
 
 
 def _write(
-    tmp: Path | io.BytesIO, *, precip, lead_seconds, issue_time, grid, nan_mask, attrs, precip_attrs
+    tmp: Path | io.BytesIO,
+    *,
+    precip: np.ndarray,
+    lead_seconds: np.ndarray,
+    issue_time: datetime,
+    grid: GridInfo | None,
+    nan_mask: np.ndarray | None,
+    attrs: Mapping[str, object],
+    precip_attrs: Mapping[str, object],
 ) -> None:
     k, h, w = precip.shape
     with h5py.File(tmp, "w") as f:
-        scales = {"lead_time": (lead_seconds, {"units": "seconds", "long_name": "lead time"})}
+        scales: dict[str, _Scale] = {"lead_time": (lead_seconds, {"units": "seconds", "long_name": "lead time"})}
         scales.update(_axes(grid, (h, w)))
         for name, (values, scale_attrs) in scales.items():
             ds = f.create_dataset(name, data=values)
@@ -278,7 +297,7 @@ def write_forecast(
     checkpoint_digest: str,
     grid: GridInfo | None,
     nan_mask: np.ndarray | None,
-    extra_attrs: dict | None = None,
+    extra_attrs: Mapping[str, object] | None = None,
     least_significant_digit: int | None = 2,
 ) -> Path:
     """Write one forecast file atomically and return its final path.
@@ -406,7 +425,10 @@ def read_forecast(path: str | Path) -> ForecastFile:
                 ),
             }
             valid = f["valid_time"][...].astype(np.int64)
-        issue = datetime.strptime(attrs["issue_time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        stamp = attrs["issue_time"]
+        if not isinstance(stamp, str):
+            raise TypeError(f"issue_time: expected a str attribute, got {stamp!r}")
+        issue = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except (OSError, KeyError, ValueError, TypeError) as e:
         raise DataError(f"{path.name}: not a readable nowcastd forecast file: {e}") from e
     valid_times = tuple(datetime.fromtimestamp(int(s), UTC) for s in valid)
@@ -436,7 +458,7 @@ def prune_forecasts(
             issued = datetime.strptime(match.group(1), _NAME_TIME).replace(tzinfo=UTC)
             found.append((issued, entry))
     found.sort()
-    doomed = set()
+    doomed: set[Path] = set()
     if keep_last is not None:
         doomed.update(p for _, p in found[: max(len(found) - keep_last, 0)])
     if max_age_hours is not None and found:

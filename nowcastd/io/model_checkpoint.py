@@ -24,6 +24,7 @@ from model.checkpoint import (
     network_digest,
     write_checkpoint,
 )
+from model.config import ModelConfig
 from model.network import PredRNN
 from nowcastd.errors import CheckpointError, ConfigError
 from nowcastd.io.atomic import atomic_directory
@@ -65,7 +66,7 @@ class LoadedModel:
     path: Path
 
     @property
-    def cfg(self):
+    def cfg(self) -> ModelConfig:
         return self.network.cfg
 
     @property

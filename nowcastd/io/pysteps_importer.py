@@ -59,7 +59,7 @@ def read_pysteps(path: str | Path) -> tuple[np.ndarray, dict[str, object]]:
     return precip, metadata
 
 
-def import_nowcastd(filename: str | Path, **kwargs: object) -> tuple[np.ndarray, None, dict]:
+def import_nowcastd(filename: str | Path, **kwargs: object) -> tuple[np.ndarray, None, dict[str, object]]:
     """pysteps' importer interface to `read_pysteps`: `(precip, quality, metadata)`.
 
     pysteps' wrapper handles its own keywords (`dtype`, `fillna`) after the call; no other

@@ -27,19 +27,29 @@ set script) and JAX arrays, including tracers under `jax.jit` (returning the inp
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import jax
 
 KINDS = ("identity", "dbz")
 
+# What the NumPy side accepts: arrays, NumPy and Python scalars, sequences of numbers.
+NumpyIn: TypeAlias = npt.NDArray[Any] | float | Sequence[float]
+Float32Array: TypeAlias = npt.NDArray[np.float32]
 
-def _is_jax(x: Any) -> bool:
+
+def _is_jax(x: object) -> bool:
     return type(x).__module__.split(".")[0] in ("jax", "jaxlib")
 
 
-def _namespace(x: Any):
+def _namespace(x: object) -> ModuleType:
     """numpy for numpy input (and Python scalars/lists), jax.numpy for JAX arrays and tracers."""
     if _is_jax(x):
         import jax.numpy as jnp
@@ -48,7 +58,7 @@ def _namespace(x: Any):
     return np
 
 
-def _as_float(x: Any):
+def _as_float(x: NumpyIn | jax.Array) -> tuple[ModuleType, npt.NDArray[Any] | jax.Array]:
     """(namespace, array): numpy input as float64, JAX input as its own float dtype."""
     xp = _namespace(x)
     if xp is np:
@@ -128,7 +138,11 @@ class DataTransform:
 
     # -- the mapping -------------------------------------------------------------------------
 
-    def to_model(self, x_phys):
+    @overload
+    def to_model(self, x_phys: jax.Array) -> jax.Array: ...
+    @overload
+    def to_model(self, x_phys: NumpyIn) -> Float32Array: ...
+    def to_model(self, x_phys: NumpyIn | jax.Array) -> Float32Array | jax.Array:
         """Physical values -> model units (NaN stays NaN)."""
         xp, r = _as_float(x_phys)
         if self.kind == "identity":
@@ -138,10 +152,14 @@ class DataTransform:
         with np.errstate(divide="ignore", over="ignore"):  # tiny or huge R: clipped below
             dbz = 10.0 * xp.log10(self.zr_a * safe**self.zr_b)
         x = xp.where(wet, xp.clip(dbz / self.dbz_max, 0.0, 1.0), 0.0)
-        x = xp.where(xp.isnan(r), xp.nan, x)
-        return x.astype(np.float32) if xp is np else x.astype(r.dtype)
+        model: npt.NDArray[Any] | jax.Array = xp.where(xp.isnan(r), xp.nan, x)
+        return model.astype(np.float32) if xp is np else model.astype(r.dtype)
 
-    def to_physical(self, x_model):
+    @overload
+    def to_physical(self, x_model: jax.Array) -> jax.Array: ...
+    @overload
+    def to_physical(self, x_model: NumpyIn) -> Float32Array: ...
+    def to_physical(self, x_model: NumpyIn | jax.Array) -> Float32Array | jax.Array:
         """Model units -> physical values (NaN stays NaN)."""
         xp, x = _as_float(x_model)
         if self.kind == "identity":
@@ -151,15 +169,24 @@ class DataTransform:
         with np.errstate(over="ignore"):
             r = (10.0 ** (self.dbz_max / 10.0 * safe) / self.zr_a) ** (1.0 / self.zr_b)
         r = xp.where(pos, r, 0.0)
-        r = xp.where(xp.isnan(x), xp.nan, r)
-        return r.astype(np.float32) if xp is np else r.astype(x.dtype)
+        rates: npt.NDArray[Any] | jax.Array = xp.where(xp.isnan(x), xp.nan, r)
+        return rates.astype(np.float32) if xp is np else rates.astype(x.dtype)
 
-    def to_model_input(self, x_phys):
+    @overload
+    def to_model_input(self, x_phys: jax.Array) -> jax.Array: ...
+    @overload
+    def to_model_input(self, x_phys: NumpyIn) -> Float32Array: ...
+    def to_model_input(self, x_phys: NumpyIn | jax.Array) -> Float32Array | jax.Array:
         """Physical values -> model inputs: model units, no data (NaN) as 0."""
         xp, _ = _as_float(x_phys)
-        return xp.nan_to_num(self.to_model(x_phys), nan=0.0)
+        inputs: Float32Array | jax.Array = xp.nan_to_num(self.to_model(x_phys), nan=0.0)
+        return inputs
 
-    def to_rates(self, x_model):
+    @overload
+    def to_rates(self, x_model: jax.Array) -> jax.Array: ...
+    @overload
+    def to_rates(self, x_model: NumpyIn) -> Float32Array: ...
+    def to_rates(self, x_model: NumpyIn | jax.Array) -> Float32Array | jax.Array:
         """Network output -> physical values, the one rule of every forecast: clipped to the
         model's [0, 1] first (what the network was trained to produce) and, for rain rates,
         anything below `RAIN_THRESHOLD_MM_H` is 0. NaN (no data: rain a Lagrangian network
@@ -169,10 +196,11 @@ class DataTransform:
         forecast a hair above 0 over dry land would rain 0.036 mm/h there; pysteps' dB
         extrapolation likewise reads rates below 0.1 mm/h as no rain."""
         xp, x = _as_float(x_model)
-        r = self.to_physical(xp.clip(x, 0.0, 1.0))
+        r: Float32Array | jax.Array = self.to_physical(xp.clip(x, 0.0, 1.0))
         if self.kind == "identity":
             return r
-        return xp.where(r < RAIN_THRESHOLD_MM_H, xp.zeros_like(r), r)
+        rained: Float32Array | jax.Array = xp.where(r < RAIN_THRESHOLD_MM_H, xp.zeros_like(r), r)
+        return rained
 
 
 RAIN_THRESHOLD_MM_H = 0.1
