@@ -24,11 +24,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
 from nowcastd.io.transform import DataTransform
+
+# Which clips: one index, a slice, indices or a boolean mask.
+ClipIndex: TypeAlias = int | np.integer[Any] | slice | np.ndarray | Sequence[int]
 
 
 class WindowedClips:
@@ -43,12 +47,10 @@ class WindowedClips:
     def __init__(self, parts: Sequence[tuple[Any, Sequence[int] | np.ndarray, int]]):
         if not parts:
             raise ValueError("WindowedClips: expected at least one part, got none")
-        checked = []
-        n = None
-        for frames, starts, length in parts:
-            starts = np.asarray(starts, dtype=np.int64).reshape(-1)
-            if n is None:
-                n = len(starts)
+        checked: list[tuple[Any, np.ndarray, int]] = []
+        n = len(np.asarray(parts[0][1]).reshape(-1))
+        for frames, part_starts, length in parts:
+            starts = np.asarray(part_starts, dtype=np.int64).reshape(-1)
             if len(starts) != n:
                 raise ValueError(f"WindowedClips: parts have {n} and {len(starts)} clips")
             if len(frames.shape) != 4:
@@ -85,24 +87,27 @@ class WindowedClips:
             t0 += length
         return out
 
-    def __getitem__(self, key) -> np.ndarray:
+    def __getitem__(self, key: ClipIndex | tuple[ClipIndex, ...]) -> np.ndarray:
         if isinstance(key, tuple):
             head = self[key[0]]
             rest = key[1:] if head.ndim == 4 else (slice(None), *key[1:])
-            return head[rest]
+            part: np.ndarray = head[rest]
+            return part
         idx = self._index(key)
         if np.ndim(idx) == 0:
-            return self._read(np.asarray([idx]))[0]
+            clip: np.ndarray = self._read(np.asarray([idx]))[0]
+            return clip
         return self._read(np.asarray(idx))
 
-    def _index(self, key):
-        return np.arange(self.shape[0])[key]
+    def _index(self, key: ClipIndex) -> npt.NDArray[np.int64] | np.int64:
+        index: npt.NDArray[np.int64] | np.int64 = np.arange(self.shape[0])[key]
+        return index
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: npt.DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
         arr = self._read(np.arange(self.shape[0]))
         return arr if dtype is None else arr.astype(dtype)
 
-    def subset(self, mask_or_idx) -> WindowedClips:
+    def subset(self, mask_or_idx: ClipIndex) -> WindowedClips:
         """A lazy WindowedClips of the selected clips (boolean mask or indices)."""
         idx = self._index(mask_or_idx)
         return WindowedClips([(f, s[idx], n) for f, s, n in self._parts])

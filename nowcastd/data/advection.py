@@ -52,7 +52,8 @@ def bilinear(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarra
     fr, fc = rows - r0, cols - c0
     top = image[r0, c0] * (1 - fc) + image[r0, c1] * fc
     bottom = image[r1, c0] * (1 - fc) + image[r1, c1] * fc
-    return top * (1 - fr) + bottom * fr
+    sampled: np.ndarray = top * (1 - fr) + bottom * fr
+    return sampled
 
 
 def smooth_field(shape: tuple[int, int], rng: np.random.Generator, *, knots: int = 4) -> np.ndarray:

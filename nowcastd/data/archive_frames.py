@@ -29,7 +29,7 @@ import os
 import signal
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -247,18 +247,18 @@ def _ready() -> bool:
     return _WORKER is not None
 
 
-def _submit(pool: ProcessPoolExecutor, item: tuple[Path, str]) -> Future:
+def _submit(pool: ProcessPoolExecutor, item: tuple[Path, str]) -> Future[Frame | Unreadable]:
     """`item`'s read in `pool`; a failed future when the pool broke before (a worker died
     waiting for work)."""
     try:
         return pool.submit(_work, *item)
     except BrokenProcessPool as e:
-        failed: Future = Future()
+        failed: Future[Frame | Unreadable] = Future()
         failed.set_exception(e)
         return failed
 
 
-def _result(future: Future) -> Frame | Unreadable | None:
+def _result(future: Future[Frame | Unreadable]) -> Frame | Unreadable | None:
     """The future's result, or None when the pool broke before it was read."""
     try:
         return future.result()
@@ -266,7 +266,9 @@ def _result(future: Future) -> Frame | Unreadable | None:
         return None
 
 
-def _alone(items: Sequence[tuple[Path, str]], job: ReadJob) -> Iterator[Frame | Unreadable]:
+def _alone(
+    items: Sequence[tuple[Path, str]], job: ReadJob
+) -> Generator[Frame | Unreadable, None, None]:
     """Each file read in a process of its own; a file whose process dies is unreadable."""
     pool: ProcessPoolExecutor | None = None
     try:
@@ -293,7 +295,7 @@ def _alone(items: Sequence[tuple[Path, str]], job: ReadJob) -> Iterator[Frame | 
 
 def read_frames(
     files: Sequence[tuple[Path, str]], job: ReadJob, workers: int
-) -> Iterator[Frame | Unreadable]:
+) -> Generator[Frame | Unreadable, None, None]:
     """`job` of each `(path, name)` of `files`, in their order; with `workers` > 1 in that
     many spawned processes, else in this one."""
     if workers <= 1 or len(files) <= 1:
@@ -306,7 +308,7 @@ def read_frames(
         return
     workers = min(workers, len(files))
     todo = iter(files)
-    ahead: deque[tuple[tuple[Path, str], Future]] = deque()
+    ahead: deque[tuple[tuple[Path, str], Future[Frame | Unreadable]]] = deque()
     pool = _pool(job, workers)
     try:
         while True:

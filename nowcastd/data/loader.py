@@ -16,7 +16,7 @@ import logging
 import math
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import h5py
 import numpy as np
@@ -234,7 +234,12 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-class BatchIterator:
+# What a `BatchIterator` yields: the clips, or (clips, valid_mask) pairs with `with_mask=True`.
+_Batch = TypeVar("_Batch")
+_Pair = tuple[np.ndarray, np.ndarray]
+
+
+class BatchIterator(Generic[_Batch]):
     """Batches of whole clips, float32 (B, T, H, W, C), in a fresh random order every epoch.
 
     Iterating never ends when ``repeat`` (training: the next epoch starts after the last full
@@ -246,6 +251,30 @@ class BatchIterator:
     sees exactly the batches the interrupted one would have seen.
     """
 
+    @overload
+    def __init__(
+        self: BatchIterator[np.ndarray],
+        clipset: ClipSet,
+        batch_size: int,
+        rng: np.random.Generator,
+        *,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        repeat: bool = True,
+        with_mask: Literal[False] = False,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: BatchIterator[_Pair],
+        clipset: ClipSet,
+        batch_size: int,
+        rng: np.random.Generator,
+        *,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        repeat: bool = True,
+        with_mask: Literal[True],
+    ) -> None: ...
     def __init__(
         self,
         clipset: ClipSet,
@@ -256,7 +285,7 @@ class BatchIterator:
         drop_last: bool = True,
         repeat: bool = True,
         with_mask: bool = False,
-    ):
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: got {batch_size}, expected >= 1")
         n = len(clipset)
@@ -287,10 +316,14 @@ class BatchIterator:
         n = len(self.clipset)
         return self.position + (self.batch_size if self.drop_last else 1) > n
 
-    def __iter__(self) -> BatchIterator:
+    def __iter__(self) -> BatchIterator[_Batch]:
         return self
 
-    def __next__(self):
+    @overload
+    def __next__(self: BatchIterator[np.ndarray]) -> np.ndarray: ...
+    @overload
+    def __next__(self: BatchIterator[_Pair]) -> _Pair: ...
+    def __next__(self) -> np.ndarray | _Pair:
         if self._epoch_done():
             if not self.repeat:
                 raise StopIteration

@@ -61,7 +61,7 @@ def check_geometry(
 ) -> Domain:
     """The `Domain` of `crop` and `block` on an (H, W) field; DataError naming `where` if bad."""
     try:
-        return Domain.from_crop(tuple(shape), crop, block=block)
+        return Domain.from_crop(shape, crop, block=block)
     except ValueError as e:
         raise DataError(f"{where}: crop {str(e).removeprefix('Domain.')}") from e
 
@@ -104,7 +104,8 @@ def window_starts(
     keep = bad[starts + total_length - 1] == bad[starts]
     if not keep.all():
         logger.info("skipping %d windows that span a time gap", int((~keep).sum()))
-    return starts[keep]
+    kept: np.ndarray = starts[keep]
+    return kept
 
 
 def time_step(time_unix: np.ndarray) -> int:

@@ -37,7 +37,8 @@ DEV_SET_SCALING = "x = clip(10*log10(200*R**1.6)/60, 0, 1)"
 def load_npy(path: Path, *, what: str = "clips") -> np.ndarray:
     """Memory-map a ``.npy`` file without pickle, raising DataError on any failure."""
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        clips: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
+        return clips
     except (OSError, ValueError) as e:
         raise DataError(f"{what} {path.name}: cannot read as .npy: {e}") from e
 
@@ -104,25 +105,26 @@ def read_npy_clips(path: str | Path, *, transform: DataTransform | None = None) 
     meta: dict[str, Any] = {"format": "npy", "clip_frames": t}
     side_path = find_sidecar(path)
     side: dict[str, Any] = {}
+    declared: DataTransform | None = None
     if side_path is not None:
         try:
             side = json.loads(side_path.read_text())
         except (OSError, ValueError) as e:
             raise DataError(f"sidecar {side_path.name}: cannot read JSON: {e}") from e
         meta["sidecar"] = side_path.name
-
-    declared = _sidecar_transform(side, side_path.name) if side_path else None
-    if transform is not None and declared is not None and transform != declared:
-        raise DataError(
-            f"clips {path.name}: sidecar {side_path.name} declares transform "
-            f"{declared.to_json()} but {transform.to_json()} was requested"
-        )
+        declared = _sidecar_transform(side, side_path.name)
+        if transform is not None and declared is not None and transform != declared:
+            raise DataError(
+                f"clips {path.name}: sidecar {side_path.name} declares transform "
+                f"{declared.to_json()} but {transform.to_json()} was requested"
+            )
+        starts = side.get("start_frame")
+        if starts is not None and len(starts) != n:
+            raise DataError(f"sidecar {side_path.name}: {len(starts)} start frames for {n} clips")
     chosen = transform or declared or DataTransform(kind="identity")
 
     starts = side.get("start_frame")
     if starts is not None:
-        if len(starts) != n:
-            raise DataError(f"sidecar {side_path.name}: {len(starts)} start frames for {n} clips")
         clip_len = int(side.get("total_length", side.get("clip_len", t)))
         meta["frame_starts"] = [int(s) for s in starts]
         meta["n_frames"] = int(side.get("n_frames", max(starts, default=0) + clip_len))

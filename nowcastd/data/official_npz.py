@@ -98,7 +98,7 @@ def read_official_npz(path: str | Path, *, transform: DataTransform | None = Non
     if dims.shape not in ((1, 3), (2, 3)):
         raise DataError(f"{where}: 'dims' must be (1, 3) or (2, 3), got {dims.shape}")
     sources = [arrays["input_raw_data"]]
-    if dims.shape[0] == 2:
+    if len(dims) == 2:
         if "output_raw_data" not in arrays:
             raise DataError(f"{where}: 'dims' has 2 rows but there is no 'output_raw_data'")
         sources.append(arrays["output_raw_data"])

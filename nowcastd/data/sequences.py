@@ -30,7 +30,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
@@ -43,6 +43,9 @@ from nowcastd.io.domain import block_average
 from nowcastd.io.transform import DataTransform
 
 logger = logging.getLogger(__name__)
+
+# What `SequenceSampler._wettest` picks among: a crop, a source, ...
+_Candidate = TypeVar("_Candidate")
 
 __all__ = ["Movie", "SamplerConfig", "SequenceSampler", "load_movie"]
 
@@ -236,7 +239,7 @@ class SequenceSampler:
 
     # -- drawing -------------------------------------------------------------------------------
 
-    def _wettest(self, draw: Callable[[], tuple[Any, np.ndarray]]) -> Any:
+    def _wettest(self, draw: Callable[[], tuple[_Candidate, np.ndarray]]) -> _Candidate:
         """The candidate of up to `max_redraws` calls of `draw` -> (candidate, the part judged):
         the first that is wet enough and not mostly missing, else the wettest that is not mostly
         missing, else the last drawn.
@@ -245,7 +248,8 @@ class SequenceSampler:
         missing: more than `max_nan_fraction` of them NaN.
         """
         cfg = self.cfg
-        best, best_wet = None, -1.0
+        best: _Candidate | None = None
+        best_wet = -1.0
         for _ in range(cfg.max_redraws):
             candidate, judged = draw()
             nan_share = float(np.isnan(judged).mean())
@@ -378,7 +382,7 @@ class SequenceSampler:
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
     def _rng_state(self) -> dict[str, Any]:
-        return copy.deepcopy(self.rng.bit_generator.state)
+        return dict(copy.deepcopy(self.rng.bit_generator.state))
 
     def __next__(self) -> tuple[np.ndarray, np.ndarray]:
         if not self.prefetch:
