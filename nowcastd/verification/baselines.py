@@ -65,7 +65,9 @@ class LagrangianExtrapolation:
         self.motion = motion or MotionEstimator()
         self._extrapolate = extrapolation.get_method("semilagrangian")
 
-    def __call__(self, inputs: np.ndarray, leads: int, velocity: np.ndarray | None = None):
+    def __call__(
+        self, inputs: np.ndarray, leads: int, velocity: np.ndarray | None = None
+    ) -> np.ndarray:
         """(I, H, W) input frames in mm/h (NaN = no data) -> (leads, H, W) mm/h. `velocity`:
         the (H, W, 2) motion of these inputs, if already estimated."""
         inputs = np.asarray(inputs)
@@ -86,7 +88,9 @@ class SProg:
         self.motion = motion or MotionEstimator()
         self._forecast = nowcasts.get_method("sprog")
 
-    def __call__(self, inputs: np.ndarray, leads: int, velocity: np.ndarray | None = None):
+    def __call__(
+        self, inputs: np.ndarray, leads: int, velocity: np.ndarray | None = None
+    ) -> np.ndarray:
         """(I >= 3, H, W) mm/h -> (leads, H, W) mm/h; a dry input forecasts dry."""
         inputs = np.asarray(inputs)
         if inputs.shape[0] < self.AR_ORDER + 1:

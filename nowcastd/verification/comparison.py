@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from nowcastd.data.motion import MotionEstimator
@@ -315,7 +316,7 @@ def model_forecast(
     if loaded.cfg.lagrangian and motion is None:
         estimator = MotionEstimator(loaded.motion_method)
 
-    def run(context, flow):
+    def run(context: jax.Array | np.ndarray, flow: np.ndarray | None) -> jax.Array:
         return rollout_rates_jit(loaded.network, loaded.transform, context, leads, flow)
 
     return forecast_rates(window, run, motion=estimator, flow=motion)[:n]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ def _decoupling_cosines(network: PredRNN, context: jax.Array) -> jax.Array:
     """Per-channel |cos| between adapter(delta_c) and adapter(delta_m) over space, all layers,
     for the first context step (the decoupling diagnostic of the official `--visual`)."""
     frames = reshape_patch(context, network.cfg.patch_size)
-    carry = network.zero_carry(frames.shape[0], frames.shape[2:4])
+    carry = network.zero_carry(frames.shape[0], (frames.shape[2], frames.shape[3]))
     x = frames[:, 0, ..., : network.cfg.patch_channels]
     fused = network.fused_weights()
     memory, net, out = carry.memory, x, []
@@ -42,7 +43,9 @@ def _decoupling_cosines(network: PredRNN, context: jax.Array) -> jax.Array:
     return jnp.stack(out)
 
 
-def _forecasts(network: PredRNN, transform: DataTransform, motion: MotionEstimator | None):
+def _forecasts(
+    network: PredRNN, transform: DataTransform, motion: MotionEstimator | None
+) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
     """`(clips, valid) -> (n, K, H, W)` mm/h forecasts of their contexts, each through the one
     forecast function (`nowcast.forecast_rates`), as serve makes them."""
     cfg = network.cfg
@@ -50,7 +53,7 @@ def _forecasts(network: PredRNN, transform: DataTransform, motion: MotionEstimat
     if cfg.lagrangian and motion is None:
         raise ValueError("evaluate: a Lagrangian network needs a motion estimator")
 
-    def run(context, flow):
+    def run(context: jax.Array | np.ndarray, flow: np.ndarray | None) -> jax.Array:
         return rollout_rates_jit(network, transform, jnp.asarray(context), k, flow)
 
     def forecast(clips: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
@@ -61,7 +64,9 @@ def _forecasts(network: PredRNN, transform: DataTransform, motion: MotionEstimat
     return forecast
 
 
-def _observed(truth: np.ndarray, valid: np.ndarray | None, transform: DataTransform):
+def _observed(
+    truth: np.ndarray, valid: np.ndarray | None, transform: DataTransform
+) -> np.ndarray:
     """(n, K, H, W, 1) model units -> mm/h, NaN where the clip had no data."""
     rates = transform.to_physical(truth[..., 0])
     return rates if valid is None else np.where(valid[..., 0] == 0, np.nan, rates)
@@ -111,9 +116,9 @@ def evaluate(
     saved = 0
     if figures_dir is not None:
         figures_dir.mkdir(parents=True, exist_ok=True)
-    for clips, valid in batches:
+    for clips, mask in batches:
         n = clips.shape[0]
-        valid = valid if masked else None
+        valid = mask if masked else None
         if n < batch_size:  # pad the last batch so the rollout keeps one compiled shape
             clips = np.concatenate([clips, np.repeat(clips[-1:], batch_size - n, 0)])
             if valid is not None:
@@ -168,14 +173,14 @@ def with_skill(result: dict[str, Any], scorer: Scorer | None) -> dict[str, Any]:
 
 
 def persistence_scores(
-    clipset,
+    clipset: ClipSet,
     *,
     input_length: int,
     img_channel: int,
     batch_size: int,
-    transform,
+    transform: DataTransform,
     neighbourhood: Neighbourhood | None = None,
-):
+) -> dict[str, Any]:
     """Scores of persistence (the last context frame repeated for every lead) on `clipset`,
     with the same scorers and batches as `nowcastd.verification.evaluation.evaluate`."""
     i = input_length

@@ -20,13 +20,15 @@ from nowcastd.io.atomic import atomic_file
 from nowcastd.io.transform import DataTransform
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from nowcastd.verification.comparison import Comparison
 
 #: Rain-rate colour levels (mm/h) for physical data; below the first is left white.
 RAIN_LEVELS_MM_H = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)
 
 
-def _new_figure(width: float, height: float):
+def _new_figure(width: float, height: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -46,12 +48,12 @@ def _save(fig: Any, path: str | Path) -> Path:
 
 def _frames(x: Any, name: str) -> np.ndarray:
     """(T, H, W) or (T, H, W, C) -> (T, H, W) float (channel 0)."""
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim == 4:
-        x = x[..., 0]
-    if x.ndim != 3:
-        raise ValueError(f"{name}: expected frames (T, H, W[, C]), got shape {x.shape}")
-    return x
+    frames: np.ndarray = np.asarray(x, dtype=np.float32)
+    if frames.ndim == 4:
+        frames = frames[..., 0]
+    if frames.ndim != 3:
+        raise ValueError(f"{name}: expected frames (T, H, W[, C]), got shape {frames.shape}")
+    return frames
 
 
 def _label(i: int, timestep_seconds: int | None) -> str:
@@ -98,7 +100,7 @@ def save_sample_figure(
     if transform.is_physical:
         ctx, obs, fct = (transform.to_physical(np.clip(a, 0.0, 1.0)) for a in (ctx, obs, fct))
         cmap = colormaps["viridis"].with_extremes(under="white", over="magenta")
-        norm = BoundaryNorm(RAIN_LEVELS_MM_H, cmap.N, extend="both")
+        norm: Normalize = BoundaryNorm(RAIN_LEVELS_MM_H, cmap.N, extend="both")
         bar_label = f"rain rate ({transform.units})"
     else:
         cmap, norm, bar_label = colormaps["viridis"], Normalize(0.0, 1.0), "model units"
@@ -123,6 +125,7 @@ def save_sample_figure(
             top.set_title(_label(k + 1, timestep_seconds), fontsize=7)
     axes[0, 0].set_ylabel("observed", fontsize=8)
     axes[1, n_in if n_in < ncol else 0].set_ylabel("forecast", fontsize=8)
+    assert image is not None, "ncol >= 1: at least one frame was drawn"
     fig.colorbar(image, ax=axes, shrink=0.9, label=bar_label, format="%g")
     if title:
         fig.suptitle(title, fontsize=9)
@@ -254,6 +257,7 @@ def save_forecast_strip(
         axes[1, j].imshow(fct[k], cmap=cmap, norm=norm, interpolation="nearest")
         axes[0, j].set_title(f"+{minutes:g} min\n{valid_times[k]:%H:%M} UTC", fontsize=8)
     axes[0, 0].set_ylabel("observed", fontsize=9)
+    assert image is not None, "column 0 draws the issue frame"
     fig.colorbar(image, ax=axes, shrink=0.85, extend="both", label="rain rate (mm/h)")
     fig.suptitle(title or f"forecast issued {issue_time:%Y-%m-%d %H:%M} UTC", fontsize=10)
     return _save(fig, path)

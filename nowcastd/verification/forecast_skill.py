@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from nowcastd.errors import DataError
-from nowcastd.io.forecast_file import read_forecast
+from nowcastd.io.forecast_file import ForecastFile, read_forecast
 from nowcastd.verification.baselines import LagrangianExtrapolation, persistence
 from nowcastd.verification.comparison import (
     ASSUMED_PIXEL_KM,
@@ -33,7 +33,9 @@ from nowcastd.verification.skill import FSS_NEIGHBOURHOOD_KM, Neighbourhood, Sco
 __all__ = ["format_skill", "save_checkable_figure", "score_forecast_files"]
 
 
-def _observed_leads(f, index: dict[int, int], observed: RadarSequence) -> np.ndarray:
+def _observed_leads(
+    f: ForecastFile, index: dict[int, int], observed: RadarSequence
+) -> np.ndarray:
     truth = np.full(f.precip.shape, np.nan, np.float32)
     for k, valid in enumerate(f.valid_times):
         j = index.get(int(valid.timestamp()))

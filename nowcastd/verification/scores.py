@@ -32,6 +32,7 @@ import math
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from nowcastd.io.transform import DataTransform
 
@@ -63,20 +64,26 @@ def psnr_per_image(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     n = np.prod(diff.shape[-3:])
     mse = (diff**2).sum(axis=(-3, -2, -1)).astype(np.float32) / np.float32(n)
     with np.errstate(divide="ignore"):
-        return np.float32(_PSNR_PEAK) - np.float32(10.0) * np.log10(mse)
+        psnr: np.ndarray = np.float32(_PSNR_PEAK) - np.float32(10.0) * np.log10(mse)
+    return psnr
 
 
 def _one_shape(
-    where: str, names: tuple[str, str], layout: str, a, b, dtype=np.float64
+    where: str,
+    names: tuple[str, str],
+    layout: str,
+    a: npt.ArrayLike,
+    b: npt.ArrayLike,
+    dtype: npt.DTypeLike = np.float64,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`a` and `b` as `dtype` arrays; ValueError unless they share one shape of `layout`'s axes."""
-    a, b = np.asarray(a, dtype=dtype), np.asarray(b, dtype=dtype)
-    if a.shape != b.shape or a.ndim != layout.count(",") + 1:
+    first, second = np.asarray(a, dtype=dtype), np.asarray(b, dtype=dtype)
+    if first.shape != second.shape or first.ndim != layout.count(",") + 1:
         raise ValueError(
             f"{where}: expected {names[0]} and {names[1]} {layout} of one shape, "
-            f"got {a.shape} and {b.shape}"
+            f"got {first.shape} and {second.shape}"
         )
-    return a, b
+    return first, second
 
 
 class _Sums(dict[str, np.ndarray]):
@@ -105,25 +112,25 @@ class Verifier:
         self._shape: tuple[int, ...] | None = None
         self._sums = _Sums()
 
-    def update(self, pred, truth) -> None:
+    def update(self, pred: npt.ArrayLike, truth: npt.ArrayLike) -> None:
         """Add a batch: `pred` and `truth` (B, K, H, W, C) in model units."""
-        pred, truth = _one_shape(
+        forecast, observed = _one_shape(
             "Verifier.update", ("pred", "truth"), "(B, K, H, W, C)", pred, truth, np.float32
         )
-        if self._shape is not None and pred.shape[1:] != self._shape:
+        if self._shape is not None and forecast.shape[1:] != self._shape:
             raise ValueError(
-                f"Verifier.update: frames {pred.shape[1:]} differ from earlier {self._shape}"
+                f"Verifier.update: frames {forecast.shape[1:]} differ from earlier {self._shape}"
             )
-        self._shape = pred.shape[1:]
-        b, k, h, w, c = pred.shape
-        gx = np.clip(pred, 0.0, 1.0)
-        err = gx.astype(np.float64) - truth
+        self._shape = forecast.shape[1:]
+        b, k, h, w, c = forecast.shape
+        gx = np.clip(forecast, 0.0, 1.0)
+        err = gx.astype(np.float64) - observed
         self.n_seq += b
         self._sums.add("sse", (err**2).sum(axis=(0, 2, 3, 4)))
         self._sums.add("sae", np.abs(err).sum(axis=(0, 2, 3, 4)))
-        self._sums.add("psnr", psnr_per_image(gx, truth).astype(np.float64).sum(axis=0))
+        self._sums.add("psnr", psnr_per_image(gx, observed).astype(np.float64).sum(axis=0))
         if self.ssim and min(h, w) >= SSIM_WINDOW:
-            s = ssim_per_image(gx.reshape(b * k, h, w, c), truth.reshape(b * k, h, w, c))
+            s = ssim_per_image(gx.reshape(b * k, h, w, c), observed.reshape(b * k, h, w, c))
             self._sums.add("ssim", s.reshape(b, k).sum(axis=0))
 
     def result(self) -> dict[str, Any]:
@@ -167,10 +174,10 @@ def format_table(
 ) -> str:
     """A plain-text table: one row per lead (``+k`` frames or ``+m min``), then the means;
     `names`: only these scores (default: all)."""
-    names = (
+    shown = (
         list(result["per_lead"]) if names is None else [n for n in names if n in result["per_lead"]]
     )
-    width = max(9, *(len(n) for n in names))
+    width = max(9, *(len(n) for n in shown))
 
     def cell(v: float) -> str:
         return f"{v:>{width}.4g}" if math.isfinite(v) else f"{str(v):>{width}}"
@@ -182,10 +189,10 @@ def format_table(
         f"{result['n_sequences']} sequences, {result['leads']} lead frames, "
         f"transform {result['transform']['kind']} (physical units {result['units']}); "
         f"official mse per seq {result['mse_per_seq']:.4g}",
-        "lead".ljust(8) + " ".join(n.rjust(width) for n in names),
+        "lead".ljust(8) + " ".join(n.rjust(width) for n in shown),
     ]
     for i in range(result["leads"]):
-        row = [cell(result["per_lead"][n][i]) for n in names]
+        row = [cell(result["per_lead"][n][i]) for n in shown]
         lines.append(label(i + 1).ljust(8) + " ".join(row))
-    lines.append("mean".ljust(8) + " ".join(cell(result["mean"][n]) for n in names))
+    lines.append("mean".ljust(8) + " ".join(cell(result["mean"][n]) for n in shown))
     return "\n".join(lines)

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,7 @@ from nowcastd.data.movie import (
 )
 from nowcastd.errors import ConfigError, DataError, ScanError
 from nowcastd.io.domain import Domain
+from nowcastd.io.readers.scan import GridInfo
 from nowcastd.io.scan_directory import ScanDirectory
 from nowcastd.io.scan_settings import ReaderConfig, scan_settings
 from nowcastd.settings import read_config
@@ -119,7 +121,7 @@ def _unix_from_iso(iso: tuple[str, ...], where: str) -> np.ndarray:
     )
 
 
-def _pixel_km(attrs, block: int) -> float | None:
+def _pixel_km(attrs: Mapping[str, Any], block: int) -> float | None:
     """The model pixel in km from a movie's `xpixelsize`/`ypixelsize` (metres, or degrees with
     `cartesian_unit` "degrees": km at the grid's middle latitude from `y1`, `y2`)."""
     try:
@@ -251,7 +253,7 @@ def read_scan_sequence(
     )
 
 
-def _grid_pixel_km(domain: Domain, grid) -> float | None:
+def _grid_pixel_km(domain: Domain, grid: GridInfo) -> float | None:
     """The model pixel in km from a scan's grid (metres), None if it does not say."""
     try:
         model = domain.crop_grid(grid)

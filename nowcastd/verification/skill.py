@@ -79,7 +79,8 @@ def box_mean(events: np.ndarray, width: int) -> np.ndarray:
     x = np.pad(events.astype(np.float64), ((0, 0), (before, after), (before, after)))
     c = x.cumsum(1).cumsum(2)
     s = width
-    return (c[:, s:, s:] - c[:, :-s, s:] - c[:, s:, :-s] + c[:, :-s, :-s]) / (s * s)
+    mean: np.ndarray = (c[:, s:, s:] - c[:, :-s, s:] - c[:, s:, :-s] + c[:, :-s, :-s]) / (s * s)
+    return mean
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, ...]:

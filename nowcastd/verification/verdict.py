@@ -16,7 +16,7 @@ loss.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from nowcastd.verification.skill import Scores
@@ -81,7 +81,9 @@ def _worse(score: str, ours: float, theirs: float, band: tuple[float, float] | N
     return not (band[0] <= ours <= band[1] or abs(ours - 1.0) <= abs(theirs - 1.0))
 
 
-def _pairs(ours: Scores, theirs: Scores):
+def _pairs(
+    ours: Scores, theirs: Scores
+) -> Iterator[tuple[str, Sequence[float], Sequence[float], tuple[float, float] | None]]:
     """(label, our per-lead values, theirs, the frequency-bias band or None)."""
     yield "MAE", ours.mae, theirs.mae, None
     for t in ours.thresholds:
