@@ -7,7 +7,7 @@ Layout (the movie layout `nowcastd.data.movie` and the training sequences read):
   random crop reads only the tiles it covers;
 * ``time_unix`` (T,) int64, seconds since 1970 UTC, strictly increasing; gaps are kept as
   they are (no frame is invented);
-* root attributes: ``format`` (`ARCHIVE_FORMAT`), ``timestep_seconds`` (the most common step),
+* root attributes: ``format`` (`ARCHIVE_FORMAT`), ``timestep_seconds`` (`data.movie.time_step`),
   the grid (``projection`` proj4, ``x1 y1 x2 y2`` outer edges in metres, ``xpixelsize``,
   ``ypixelsize``, ``yorigin``) and the domain that cut it (``domain_native_shape``,
   ``domain_crop``, ``domain_block``); with a projection, a CF grid-mapping variable ``crs``.
@@ -33,7 +33,6 @@ import dataclasses
 import logging
 import os
 import shutil
-from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -49,6 +48,7 @@ from nowcastd.data.archive_frames import (
     precip_layout,
     read_frames,
 )
+from nowcastd.data.movie import time_step
 from nowcastd.errors import DataError
 from nowcastd.io.atomic import atomic_path, is_ignored_name
 from nowcastd.io.domain import Domain
@@ -228,8 +228,7 @@ class _Writer:
             raise DataError(
                 f"{self.where}: expected at least 2 scans to know the time step, got {len(every)}"
             )
-        step = Counter(np.diff(every).tolist()).most_common(1)[0][0]
-        self.h.attrs["timestep_seconds"] = int(step)
+        self.h.attrs["timestep_seconds"] = time_step(every)
         return every
 
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from nowcastd.cli.app import app
 from nowcastd.data.archive import ARCHIVE_FORMAT, build_archive
+from nowcastd.data.movie import time_step
 from nowcastd.io.domain import Domain
 from nowcastd.io.scan_settings import ReaderConfig
 from nowcastd.io.transform import DBZ
@@ -66,6 +67,16 @@ def test_frames_are_in_time_order_with_gaps_kept_and_equal_to_serve_fields(tmp_p
     with h5py.File(out, "r") as h:
         assert h["precip"].chunks == (1, 64, 64) and h["precip"].compression == "lzf"
         assert h.attrs["timestep_seconds"] == 300 and "stere" in h.attrs["projection"]
+
+
+def test_time_step_of_a_tie_is_the_smaller_step_as_for_movies(tmp_path) -> None:
+    scans = [SAMPLE[0], SAMPLE[2], SAMPLE[3]]  # a 600 s step, then a 300 s one: a tie
+    out = tmp_path / "archive.h5"
+    build_archive(_tree(tmp_path / "scans", scans), out, domain=DOMAIN)
+    _, times = _read(out)
+    assert np.diff(times).tolist() == [600, 300]
+    with h5py.File(out, "r") as h:
+        assert h.attrs["timestep_seconds"] == 300 == time_step(times)
 
 
 def test_append_adds_only_newer_scans_and_is_idempotent(tmp_path) -> None:
