@@ -4,7 +4,8 @@ Resolved once, at the command line, by `nowcastd.settings`: command-line flag, t
 (`NOWCASTD_SERVE_<KEY>`, e.g. `NOWCASTD_SERVE_METRICS_PORT=9811`; the compile cache also as
 `NOWCASTD_COMPILE_CACHE`, which the systemd units set), then the TOML file (`[serve]`,
 `[reader]`, `[domain]` as in `deploy/config.example.toml`), then the defaults below. Nothing past
-`load_serve_config` sees a string where a number or a bool belongs.
+`load_serve_config` sees a string where a number or a bool belongs. Each `[serve]` field carries
+its flag's help (`setting(default, help)`), which `nowcastd serve --help` shows.
 """
 
 import math
@@ -58,41 +59,89 @@ class ServeConfig:
     of `compile_cache_dir`), "default" or a strategy name sets it.
     """
 
-    watch_dir: Path | None = None
-    output_dir: Path | None = None
-    checkpoint: Path | None = None
-    metrics_addr: str = "127.0.0.1"
-    metrics_port: int = 9810
-    lead_frames: int | None = None
-    timestep_seconds: float = 300.0
-    max_gap_seconds: float | None = None
-    poll: bool = False
-    poll_interval_seconds: float = 5.0
-    settle_seconds: float = 2.0
-    debounce_seconds: float = 0.5
-    retention_keep_last: int | None = 288
-    retention_max_age_hours: float | None = 24.0
-    compile_cache_dir: Path | None = None
-    strategy: StrategySetting = setting("auto", parse=parse_setting)
-    log_level: str = "INFO"
-    events_file: Path | None = None
-    read_timeout_seconds: float = 20.0
-    read_memory_limit_bytes: int = 4 << 30
-    max_scan_bytes: int = 1 << 30
-    follow_symlinks: bool = False
-    allow_hdf5_external: bool = False
-    max_future_seconds: float = 300.0
-    refill_max_age_hours: float | None = 24.0
-    cadence_tolerance_seconds: float | None = None
-    max_rain_rate_mm_h: float = 1000.0
-    max_implausible_fraction: float = 0.01
-    max_saturated_fraction: float = 0.01
-    extreme_rain_rate_mm_h: float = 150.0
-    max_extreme_fraction: float = 0.01
-    refuse_constant_field: bool = True
-    max_abs_gain: float = 1000.0
-    max_abs_offset: float = 10000.0
-    stall_seconds: float = 600.0
+    watch_dir: Path | None = setting(None, "directory where scans appear")
+    output_dir: Path | None = setting(None, "directory for forecast files")
+    checkpoint: Path | None = setting(
+        None, "checkpoint directory, or a run's save_dir (its newest); default: the bundled model"
+    )
+    metrics_addr: str = setting("127.0.0.1", "address of the Prometheus endpoint")
+    metrics_port: int = setting(9810, "port of the Prometheus endpoint (0: any free)")
+    lead_frames: int | None = setting(
+        None, "frames forecast per scan; unset: the model's total_length - input_length"
+    )
+    timestep_seconds: float = setting(300.0, "time between scans")
+    max_gap_seconds: float | None = setting(
+        None, "a longer gap between scans empties the buffer; unset: 1.5 timesteps"
+    )
+    poll: bool = setting(False, "poll the directory instead of inotify", switch=True)
+    poll_interval_seconds: float = setting(5.0, "polling period")
+    settle_seconds: float = setting(2.0, "polling: how long a file's size must stay still")
+    debounce_seconds: float = setting(
+        0.5, "a file written in place is read after this long without events"
+    )
+    retention_keep_last: int | None = setting(288, "forecast files kept (0: no limit)")
+    retention_max_age_hours: float | None = setting(
+        24.0, "maximum age of forecast files (0: no limit)"
+    )
+    compile_cache_dir: Path | None = setting(
+        None, "persistent JAX compile cache (also NOWCASTD_COMPILE_CACHE)"
+    )
+    strategy: StrategySetting = setting(
+        "auto",
+        "auto: time the candidate strategies of each program at the first start and cache the "
+        "fastest; default, or a name such as ynn=off,wgrad=96,unroll=auto (bf16=on: bfloat16 "
+        "convolutions, which change values)",
+        parse=parse_setting,
+    )
+    log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR (--verbose: DEBUG)")
+    events_file: Path | None = setting(
+        None, "append one JSON line per scan outcome to this file (for programs)"
+    )
+    read_timeout_seconds: float = setting(
+        20.0, "a scan read taking longer is abandoned (its reader process killed)"
+    )
+    read_memory_limit_bytes: int = setting(
+        4 << 30, "address-space limit of the scan reader process"
+    )
+    max_scan_bytes: int = setting(1 << 30, "larger scan files are refused unread")
+    follow_symlinks: bool = setting(
+        False, "follow symlinks in watch_dir to files inside it (default: refuse them)", switch=True
+    )
+    allow_hdf5_external: bool = setting(
+        False, "follow HDF5 external links/storage and virtual datasets", switch=True
+    )
+    max_future_seconds: float = setting(300.0, "scans valid further ahead of the clock are refused")
+    refill_max_age_hours: float | None = setting(
+        24.0, "start-up ignores scans older than this (0: any age)"
+    )
+    cadence_tolerance_seconds: float | None = setting(
+        None, "off-timestep tolerance; unset: a tenth of the timestep"
+    )
+    max_rain_rate_mm_h: float = setting(
+        1000.0, "rain rates above this are implausible (clipped, or refused if many)"
+    )
+    max_implausible_fraction: float = setting(
+        0.01, "a scan with more implausible pixels than this is refused"
+    )
+    max_saturated_fraction: float = setting(
+        0.01,
+        "a scan with more pixels than this at or above the rate where the model's input "
+        "saturates (205 mm/h for the dbz transform) is refused (1: never)",
+    )
+    extreme_rain_rate_mm_h: float = setting(
+        150.0, "a rain rate no rain reaches over a share of a composite"
+    )
+    max_extreme_fraction: float = setting(
+        0.01, "a scan with more pixels than this above extreme_rain_rate_mm_h is refused (1: never)"
+    )
+    refuse_constant_field: bool = setting(
+        True, "refuse a scan of one constant non-zero value throughout", switch=True
+    )
+    max_abs_gain: float = setting(1000.0, "a larger calibration gain is refused")
+    max_abs_offset: float = setting(10000.0, "a larger calibration offset is refused")
+    stall_seconds: float = setting(
+        600.0, "a worker without progress this long stops the systemd watchdog pings"
+    )
     reader: ReaderConfig = ReaderConfig()
     domain: Domain | None = None
 

@@ -7,7 +7,7 @@ import pytest
 from model.strategy import DEFAULT, Strategy
 from nowcastd.errors import ConfigError
 from nowcastd.io.scan_settings import ReaderConfig
-from nowcastd.serve.config import ServeConfig, load_serve_config
+from nowcastd.serve.config import SERVE_SETTINGS, ServeConfig, load_serve_config
 from tests.paths import REPO
 
 EXAMPLE = REPO / "deploy" / "config.example.toml"
@@ -23,6 +23,12 @@ def test_example_config_parses_exactly():
     assert cfg.reader == ReaderConfig(format="auto", zr_a=200.0, zr_b=1.6)
     assert cfg.compile_cache_dir == Path("/var/cache/nowcastd")
     assert cfg.strategy == "auto"
+
+
+def test_every_setting_carries_its_flags_help_and_a_bool_is_a_switch():
+    # the one place of a setting's help is its field: the CLI builds its flags from these
+    assert [s.name for s in SERVE_SETTINGS if not s.help.strip()] == []
+    assert [s.name for s in SERVE_SETTINGS if s.switch != (s.hint is bool)] == []
 
 
 def test_strategy_is_auto_default_or_a_name_and_a_bad_one_is_one_line(tmp_path):
