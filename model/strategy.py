@@ -2,10 +2,11 @@
 
 Every field but one changes speed, not values (beyond float rounding): which of XLA's CPU
 fusions the compiler may use, how the convolutions' weight gradients are split, and whether time
-loops are unrolled. Which one is fastest depends on the CPU (and the shapes), so `nowcastd`
-measures the `candidates` on the machine itself; `DEFAULT` is the rule that holds when nothing
-was measured. The exception is `bf16`, which the user opts into: the convolutions multiply in
-bfloat16, which changes values by more than float32 rounding, so no search turns it on.
+loops are unrolled. Which one is fastest depends on the CPU (and the shapes), so
+`nowcastd.strategy` times them on the machine itself, one setting of `axes` at a time;
+`DEFAULT` is the rule that holds when nothing was measured. The exception is `bf16`, which the
+user opts into: the convolutions multiply in bfloat16, which changes values by more than
+float32 rounding, so no search turns it on.
 
 A strategy is a static value: the network carries its trace-time part (`PredRNN.with_strategy`:
 the weight-gradient chunk, the unrolling, bfloat16), and the compiler takes `compiler_options`
@@ -14,7 +15,6 @@ the weight-gradient chunk, the unrolling, bfloat16), and the compiler takes `com
 
 import dataclasses
 import functools
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -165,28 +165,3 @@ def axes(*, inference: bool, wgrad_chunks: tuple[int, ...] = WGRAD_CHUNKS) -> tu
     if inference:  # no weight gradient to split
         return (("ynn", ynn), ("unroll", unroll))
     return (("ynn", ynn), ("wgrad_chunk", wgrad_chunks), ("unroll", unroll))
-
-
-def candidates(
-    cfg: ModelConfig,
-    batch: int,
-    *,
-    inference: bool,
-    wgrad_chunks: tuple[int, ...] = WGRAD_CHUNKS,
-) -> tuple[Strategy, ...]:
-    """Every distinct program that combinations of `axes` give for `cfg` at `batch`, one
-    strategy each, DEFAULT first."""
-    settings = axes(inference=inference, wgrad_chunks=wgrad_chunks)
-    names = [name for name, _ in settings]
-    combos = [DEFAULT] + [
-        Strategy(**dict(zip(names, combo, strict=True)))  # type: ignore[arg-type]
-        for combo in itertools.product(*(values for _, values in settings))
-    ]
-    seen: set[Strategy] = set()
-    out = []
-    for strategy in combos:
-        program = strategy.resolved(cfg, batch, inference=inference)
-        if program not in seen:
-            seen.add(program)
-            out.append(strategy)
-    return tuple(out)

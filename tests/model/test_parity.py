@@ -7,9 +7,10 @@ import pytest
 
 from model.patch import reshape_patch_back
 from model.rollout import rollout
-from model.strategy import DEFAULT, Strategy, candidates
+from model.strategy import DEFAULT, Strategy
 from model.torch_compat import _loss_and_grad, export_state_dict, official_step, official_test
 from model.train import adam, optimizer_step
+from tests.model.strategies import candidates
 from tests.paths import SHARED
 
 from .conftest import MINI, PARITY, Fixture

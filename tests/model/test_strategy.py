@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 
 from model.config import ModelConfig
-from model.strategy import DEFAULT, YNN_OPTION, Strategy, candidates, parse_strategy
+from model.strategy import DEFAULT, YNN_OPTION, Strategy, parse_strategy
+from tests.model.strategies import candidates
 
 
 def test_name_reads_back_and_default_is_todays_rule() -> None:
