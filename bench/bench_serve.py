@@ -3,8 +3,8 @@
     python bench/bench_serve.py --scans 200 --grid 256 --hidden 16,16
 
 Makes a random model of the given size and `.npy` scans on a `grid` x `grid` domain, starts
-`nowcastd serve` on a temporary directory (`nowcastd.serve.demo.Daemon`), delivers one scan at
-a time (write to a hidden name, rename into place, wait for its forecast), and prints:
+`nowcastd serve` on a temporary directory (`nowcastd.demo.driver.DaemonProcess`), delivers one
+scan at a time (write to a hidden name, rename into place, wait for its forecast), and prints:
 
 - rename -> forecast file p50/p99, timed by the feed (from its `os.rename` to the file's
   appearance, polled every 2 ms), next to the rollout's p50/p99; target: p99 <= the
@@ -106,7 +106,8 @@ def _scan(i: int, grid: int) -> bytes:
 
 
 def _serve(args, root: Path) -> None:
-    from nowcastd.serve.demo import Daemon, free_port, scrape, value
+    from nowcastd.demo.driver import DaemonProcess, free_port
+    from nowcastd.demo.metrics import scrape, value
     from nowcastd.serve.events import forecast_events
 
     port = free_port()
@@ -120,7 +121,7 @@ def _serve(args, root: Path) -> None:
     )
     env = {"PYTHONPATH": str(ROOT), "NOWCASTD_COMPILE_CACHE": str(root / "cache")}
     started = time.monotonic()
-    daemon = Daemon(
+    daemon = DaemonProcess(
         root / "serve.toml",
         metrics_port=port,
         log_path=root / "serve.log",
@@ -176,7 +177,7 @@ def _serve(args, root: Path) -> None:
 
 
 def _report(events, renamed_to_file, at_ready, at_end, code: int) -> None:
-    from nowcastd.serve.demo import value
+    from nowcastd.demo.metrics import value
 
     steady = [e for e in events if e.pre_encoded]  # forecasts that used the pre-encoded state
     print(f"forecasts: {len(events)} ({len(steady)} pre-encoded); daemon exit code {code}")

@@ -2,7 +2,7 @@
 
 A fake radar feed delivers the bundled KNMI sample scans (native 765 x 700 files) one by one,
 by rename, into the watch directory of a real `nowcastd serve` process, faster than the
-radar's five minutes (`serve.demo.feed_and_report`: a line per forecast from the daemon's
+radar's five minutes (`demo.report.feed_and_report`: a line per forecast from the daemon's
 events file, one scrape of its metrics), then scores the forecast files written against the
 scans observed later and against persistence and draws the newest forecast that can be checked
 (`verification.forecast_skill`).
@@ -134,8 +134,9 @@ def _model(s: DemoSettings, work: Path, grid: tuple[int, int]) -> tuple[Path | N
 
 
 def _run(s: DemoSettings, source: Source, work: Path) -> None:
+    from nowcastd.demo.driver import free_port, write_config
+    from nowcastd.demo.report import feed_and_report
     from nowcastd.errors import DataError
-    from nowcastd.serve.demo import feed_and_report, free_port, write_config
     from nowcastd.verification.sequence import read_scan_sequence, read_scan_settings
 
     scans_dir = s.scans or sample_scans()

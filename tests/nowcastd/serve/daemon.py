@@ -6,18 +6,17 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from nowcastd.demo.driver import DaemonProcess, free_port
+from nowcastd.demo.metrics import scrape
 from tests.paths import REPO
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -46,12 +45,6 @@ block = {block}
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _scan_name(i: int) -> str:
     return f"scan_{(T0 + timedelta(minutes=5 * i)):%Y%m%d%H%M}.npy"
 
@@ -66,7 +59,8 @@ def _scan_bytes(i: int, shape: tuple[int, int] = (NATIVE, NATIVE)) -> bytes:
 
 
 class Daemon:
-    """Paths, the subprocess, and the sd_notify messages it sent."""
+    """Paths, the subprocess (`nowcastd.demo.driver.DaemonProcess`, its log appended to across
+    restarts), and the sd_notify messages it sent."""
 
     def __init__(
         self,
@@ -82,15 +76,20 @@ class Daemon:
         self.staging = root / "staging"
         for d in (self.incoming, self.staging):
             d.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = free_port()
         self.config = root / "serve.toml"
         self.config.write_text(
             CONFIG.format(root=root, port=self.port, n=NATIVE, extra=extra, block=block)
         )
         self.env = dict(env or {})
-        self.proc: subprocess.Popen | None = None
+        self.driver: DaemonProcess | None = None
         self.messages: list[str] = []
         self.stamps: list[tuple[float, str]] = []  # (time.monotonic(), message)
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        """The daemon process of the last `start` (None before)."""
+        return None if self.driver is None else self.driver.process
 
     def start(self) -> None:
         address = f"@nowcastd-test-{uuid.uuid4().hex}"
@@ -100,8 +99,8 @@ class Daemon:
         self.messages = []
         self.stamps = []
 
-        def listen() -> None:
-            while self.proc is None or self.proc.poll() is None:
+        def listen(process: subprocess.Popen) -> None:
+            while process.poll() is None:
                 try:
                     message = sock.recv(4096).decode()
                     self.messages.append(message)
@@ -114,10 +113,14 @@ class Daemon:
         env.update(self.env)
         env["NOWCASTD_COMPILE_CACHE"] = str(self.root / "cache")  # the restart loads from it
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        cmd = [sys.executable, "-m", "nowcastd.cli", "serve", "--config", str(self.config)]
-        with (self.root / "serve.log").open("ab") as log:  # the daemon holds its own copy
-            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        threading.Thread(target=listen, daemon=True).start()
+        self.driver = DaemonProcess(
+            self.config,
+            metrics_port=self.port,
+            log_path=self.root / "serve.log",
+            env=env,
+            append_log=True,
+        )
+        threading.Thread(target=listen, args=(self.driver.process,), daemon=True).start()
         self.wait_for(lambda: any("READY=1" in m for m in self.messages), 120, "READY=1")
 
     def wait_for(self, check, timeout: float, what: str) -> None:
@@ -155,12 +158,12 @@ class Daemon:
         self.wait_for(received, 30, f"{n} scans received")
 
     def metrics(self) -> dict[tuple[str, tuple], float]:
-        url = f"http://127.0.0.1:{self.port}/metrics"
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        """One scrape, by (sample name, sorted labels)."""
+        families = scrape(f"http://127.0.0.1:{self.port}/metrics")
         return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
+            (name, tuple(sorted(labels.items()))): sample
+            for family in families.values()
+            for name, labels, sample in family["samples"]
         }
 
     # Three ways a feed delivers a file.

@@ -3,7 +3,7 @@ test_service.py) and one real HTTP scrape."""
 
 import pytest
 
-from nowcastd.serve.demo import metrics_summary, scrape
+from nowcastd.demo.metrics import metrics_summary, scrape
 from nowcastd.serve.events import parse_event
 from nowcastd.serve.metrics import ServiceMetrics
 
