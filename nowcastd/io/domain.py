@@ -20,29 +20,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nowcastd.errors import ConfigError, ScanError
+from nowcastd.errors import ScanError
 from nowcastd.io.readers.guard import ScanRefused, printable
 from nowcastd.io.readers.scan import GridInfo, Scan
 from nowcastd.io.transform import DataTransform
 
-__all__ = ["Domain", "block_average", "parse_crop"]
+__all__ = ["Domain", "block_average"]
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def parse_crop(text: str, *, key: str) -> tuple[int, int, int, int] | None:
-    """'row0,col0,height,width' -> a tuple; '' -> None; ConfigError naming `key` otherwise."""
-    if not str(text).strip():
-        return None
-    try:
-        crop = tuple(int(v) for v in str(text).split(","))
-    except ValueError as e:
-        raise ConfigError(f"{key}: expected 4 integers row0,col0,height,width, got {text!r}") from e
-    if len(crop) != 4:
-        raise ConfigError(f"{key}: expected 4 integers row0,col0,height,width, got {text!r}")
-    return crop
 
 
 def block_average(fields: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:

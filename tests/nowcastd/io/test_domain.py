@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from nowcastd.errors import ConfigError, ScanError
-from nowcastd.io.domain import Domain, block_average, parse_crop
+from nowcastd.errors import ScanError
+from nowcastd.io.domain import Domain, block_average
 from nowcastd.io.readers import GridInfo, Scan, ScanRefused, read_scan
 from nowcastd.io.transform import DataTransform
 from tests.paths import FIXTURES
@@ -146,14 +146,6 @@ def test_a_geometry_the_crop_makes_infinite_is_refused_as_bad_geometry(geometry)
 def test_invalid_domain_names_field_value_and_allowed(changes, message):
     with pytest.raises(ValueError, match=message):
         Domain(**{**MOVIE_CROP, **changes})
-
-
-def test_parse_crop_names_the_key_and_what_arrived():
-    assert parse_crop("1,2,3,4", key="--crop") == (1, 2, 3, 4)
-    assert parse_crop(" ", key="--crop") is None
-    for bad in ("1,2", "a,b,c,d"):
-        with pytest.raises(ConfigError, match=rf"--data_crop: expected 4 integers .*got '{bad}'"):
-            parse_crop(bad, key="--data_crop")
 
 
 def test_non_finite_pixels_have_no_data_and_tiles_average_the_rest():
