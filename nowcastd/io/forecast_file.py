@@ -72,28 +72,6 @@ _NAME_TIME = "%Y%m%dT%H%M%SZ"
 _TIME_UNITS = "seconds since 1970-01-01 00:00:00"
 _DEFLATE_LEVEL = 1
 _compressors: ThreadPoolExecutor | None = None
-_RESERVED = frozenset(
-    (
-        "Conventions",
-        "title",
-        "institution",
-        "source",
-        "history",
-        "issue_time",
-        "model_name",
-        "checkpoint_digest",
-        "projection",
-        "input_scans",
-        "input_times",
-        "x1",
-        "y1",
-        "x2",
-        "y2",
-        "xpixelsize",
-        "ypixelsize",
-        "yorigin",
-    )
-)
 
 
 def _utc(value: datetime, what: str) -> datetime:
@@ -132,21 +110,6 @@ def _axes(grid: GridInfo | None, shape: tuple[int, int]) -> dict[str, _Scale]:
     }
 
 
-def _attr_for_hdf5(key: object, value: object) -> object:
-    scalar = (str, bool, int, float, np.integer, np.floating, np.bool_)
-    if isinstance(value, scalar):
-        return value
-    if isinstance(value, list | tuple) and value:
-        if all(isinstance(v, str) for v in value):
-            return np.array(value, dtype=h5py.string_dtype())
-        if all(isinstance(v, scalar) and not isinstance(v, str) for v in value):
-            return np.array(value)
-    raise ValueError(
-        f"extra_attrs[{key!r}]: expected a str, number, bool or non-empty list of one of them, "
-        f"got {value!r}"
-    )
-
-
 def _root_attrs(
     *,
     issue_time: datetime,
@@ -183,14 +146,6 @@ def _grid_attrs(grid: GridInfo | None) -> dict[str, object]:
             if getattr(grid, key) is not None:
                 attrs[key] = float(getattr(grid, key))
     return attrs
-
-
-def _extra_attrs(extra_attrs: Mapping[str, object] | None) -> dict[str, object]:
-    """The caller's own attributes, none of them a name the file reserves."""
-    clash = sorted(_RESERVED.intersection(extra_attrs or {}))
-    if clash:
-        raise ValueError(f"extra_attrs: expected no reserved names, got {clash}")
-    return {str(key): _attr_for_hdf5(key, value) for key, value in (extra_attrs or {}).items()}
 
 
 def _attach(dataset: h5py.Dataset, names: tuple[str, ...]) -> None:
@@ -297,7 +252,6 @@ def write_forecast(
     checkpoint_digest: str,
     grid: GridInfo | None,
     nan_mask: np.ndarray | None,
-    extra_attrs: Mapping[str, object] | None = None,
     least_significant_digit: int | None = 2,
 ) -> Path:
     """Write one forecast file atomically and return its final path.
@@ -357,7 +311,6 @@ def write_forecast(
         checkpoint_digest=checkpoint_digest,
     )
     attrs.update(_grid_attrs(grid))
-    attrs.update(_extra_attrs(extra_attrs))
     out_dir = Path(out_dir)
     final = out_dir / forecast_name(issue_time)
     # Built in memory, then written as bytes: a full disk fails a plain write (OSError, temp
