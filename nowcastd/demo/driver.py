@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from nowcastd.demo.metrics import scrape, value
+from nowcastd.demo.metrics import Families, scrape, value
 from nowcastd.errors import NowcastdError
 from nowcastd.io.atomic import atomic_path
 from nowcastd.io.domain import Domain
@@ -157,7 +157,7 @@ class DaemonProcess:
                 f"({self.log_path}):\n{self.log_tail()}"
             )
 
-    def wait_ready(self, timeout_seconds: float) -> dict[str, dict]:
+    def wait_ready(self, timeout_seconds: float) -> Families:
         """Poll the metrics endpoint until `nowcastd_ready` is 1; returns that scrape."""
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:

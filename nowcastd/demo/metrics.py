@@ -6,13 +6,28 @@ endpoint (`scrape`), one sample of it (`value`), and the lines a person reads fr
 from __future__ import annotations
 
 import urllib.request
+from typing import TypedDict
 
 from nowcastd.serve.metrics import STAGES
 
-__all__ = ["metrics_summary", "ready_compilations", "scrape", "value"]
+__all__ = ["Families", "metrics_summary", "ready_compilations", "scrape", "value"]
+
+#: One sample of a scrape: its name, labels and value.
+Sample = tuple[str, dict[str, str], float]
 
 
-def scrape(url: str, *, timeout_seconds: float = 5.0) -> dict[str, dict]:
+class Family(TypedDict):
+    """One metric family of a scrape: its Prometheus type and samples."""
+
+    type: str
+    samples: list[Sample]
+
+
+#: A scrape, by family name.
+Families = dict[str, Family]
+
+
+def scrape(url: str, *, timeout_seconds: float = 5.0) -> Families:
     """One HTTP scrape: {family name: {"type": ..., "samples": [(name, labels, value)]}}."""
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,7 +42,7 @@ def scrape(url: str, *, timeout_seconds: float = 5.0) -> dict[str, dict]:
     }
 
 
-def value(families: dict[str, dict], sample: str, **labels: str) -> float | None:
+def value(families: Families, sample: str, **labels: str) -> float | None:
     """The value of one sample in a scrape (None if absent)."""
     for family in families.values():
         for name, sample_labels, value in family["samples"]:
@@ -36,7 +51,7 @@ def value(families: dict[str, dict], sample: str, **labels: str) -> float | None
     return None
 
 
-def _total(families: dict[str, dict], sample: str) -> float:
+def _total(families: Families, sample: str) -> float:
     return sum(
         value
         for family in families.values()
@@ -45,8 +60,14 @@ def _total(families: dict[str, dict], sample: str) -> float:
     )
 
 
-def _buckets(families: dict[str, dict], family: str, **labels: str) -> list[tuple[float, float]]:
-    samples = families.get(family, {}).get("samples", [])
+def _samples(families: Families, family: str) -> list[Sample]:
+    """The samples of one family ([] if absent)."""
+    found = families.get(family)
+    return [] if found is None else found["samples"]
+
+
+def _buckets(families: Families, family: str, **labels: str) -> list[tuple[float, float]]:
+    samples = _samples(families, family)
     return [
         (float(lab["le"]), value)
         for name, lab, value in samples
@@ -71,12 +92,12 @@ def _ms(seconds: float) -> str:
     return "—" if seconds != seconds else f"{1e3 * seconds:.0f} ms"
 
 
-def metrics_summary(families: dict[str, dict], *, compilations_at_ready: float) -> list[str]:
+def metrics_summary(families: Families, *, compilations_at_ready: float) -> list[str]:
     """What a person reads from one scrape of the daemon's metrics."""
     received = value(families, "nowcastd_scans_received_total") or 0
     rejected = {
         labels["reason"]: value
-        for name, labels, value in families.get("nowcastd_scans_rejected", {}).get("samples", [])
+        for name, labels, value in _samples(families, "nowcastd_scans_rejected")
         if name == "nowcastd_scans_rejected_total" and value
     }
     written = value(families, "nowcastd_forecasts_written_total") or 0
@@ -108,6 +129,6 @@ def metrics_summary(families: dict[str, dict], *, compilations_at_ready: float) 
     ]
 
 
-def ready_compilations(families: dict[str, dict]) -> float:
+def ready_compilations(families: Families) -> float:
     """`nowcastd_jit_compilations_total` in a scrape (0 if absent)."""
     return value(families, "nowcastd_jit_compilations_total") or 0.0
