@@ -5,7 +5,7 @@ import platform
 from pathlib import Path
 
 import jax
-import jaxlib
+import jaxlib.version
 
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -26,4 +26,4 @@ def cpu_model(cpuinfo: Path = CPUINFO) -> str:
 
 def software() -> dict[str, str]:
     """The jax and jaxlib versions (a new XLA can change which strategy is fastest)."""
-    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__}
+    return {"jax": jax.__version__, "jaxlib": jaxlib.version.__version__}

@@ -273,11 +273,12 @@ BudgetAfterDefault = Callable[[float], "Budget | float"]
 def seconds_per_call(run: Runner, calls: int, budget: Budget | None = None) -> float:
     """The median seconds of up to `calls` calls of `run` after one untimed call (the first
     call of an executable is slower); at least one call, more while `budget` lasts."""
-    jax.block_until_ready(run())
+    # jax leaves `block_until_ready` unannotated (it takes and returns any pytree)
+    jax.block_until_ready(run())  # type: ignore[no-untyped-call]
     times: list[float] = []
     while len(times) < calls and (not times or budget is None or not budget.spent):
         t0 = time.perf_counter()
-        jax.block_until_ready(run())
+        jax.block_until_ready(run())  # type: ignore[no-untyped-call]
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
