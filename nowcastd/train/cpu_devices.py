@@ -59,7 +59,9 @@ class Probe:
     @classmethod
     def from_json(cls, text: str) -> Probe:
         doc = json.loads(text)
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in doc["model"].items()}
+        fields: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in doc["model"].items()
+        }
         return cls(**{**doc, "model": ModelConfig(**fields)})
 
 

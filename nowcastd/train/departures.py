@@ -32,7 +32,8 @@ INTENSITY_CAP = 24.0
 
 def nowcastnet_weight(rate_mm_h: np.ndarray) -> np.ndarray:
     """NowcastNet's pixel weight of an observed rain rate: min(24, 1 + R / (mm/h))."""
-    return np.minimum(INTENSITY_CAP, 1.0 + np.maximum(rate_mm_h, 0.0))
+    weight: np.ndarray = np.minimum(INTENSITY_CAP, 1.0 + np.maximum(rate_mm_h, 0.0))
+    return weight
 
 
 def intensity_table(transform: DataTransform) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -48,6 +49,8 @@ def intensity_table(transform: DataTransform) -> tuple[tuple[float, ...], tuple[
 
 def with_departures(loss: LossConfig, cfg: TrainConfig, transform: DataTransform) -> LossConfig:
     """`loss` with the run's Fourier and intensity terms (their weights 0 leave it as it is)."""
+    knots: tuple[float, ...]
+    weights: tuple[float, ...]
     if not cfg.intensity_l1_weight:
         knots, weights = (), ()
     else:

@@ -200,10 +200,11 @@ class Processes:
         """The network on this process's devices alone (to run it without the others)."""
         if not self.several:
             return network
-        return jax.tree_util.tree_map(
+        local: M = jax.tree_util.tree_map(
             lambda x: jax.numpy.asarray(np.asarray(x)) if isinstance(x, jax.Array) else x,
             network,
         )
+        return local
 
 
 def gather_json(value: Any) -> list[Any]:

@@ -125,11 +125,11 @@ def _with_model_flags(
     return TrainState(network, opt_state, state.step, state.key)
 
 
-def _pretrained(cfg: TrainConfig) -> PredRNN:
+def _pretrained(cfg: TrainConfig, path: Path) -> PredRNN:
+    """`path` (`--pretrained_model`): an official PyTorch checkpoint or a nowcastd one."""
     from nowcastd.io.model_checkpoint import load_model
     from nowcastd.io.torch_import import load_official_checkpoint
 
-    path = cfg.pretrained_model
     if path.is_file():  # an official model.ckpt-N
         return load_official_checkpoint(path, cfg.model)
     loaded = load_model(path)
@@ -155,13 +155,17 @@ def objective(kind: str, transform: DataTransform) -> LossConfig:
     )
 
 
+#: What yields (clips, valid) pairs: random sequences of radar movies, or clips.
+PairBatches = SequenceSampler | BatchIterator[tuple[np.ndarray, np.ndarray]]
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
     """What the loop draws its batches from: `batches` yields (clips, valid) pairs of this
     process's share of the batch, in the units of `transform`; `masked`: whether the valid
     mask says anything (else the step runs without one)."""
 
-    batches: SequenceSampler | BatchIterator
+    batches: PairBatches
     transform: DataTransform
     source: str
     masked: bool
@@ -250,7 +254,7 @@ def _evaluate_pretrained(
     """`--is_training 0`: score `--pretrained_model` on the validation set once."""
     if cfg.pretrained_model is None:
         raise NowcastdError("--is_training 0 needs --pretrained_model")
-    network = _pretrained(cfg)
+    network = _pretrained(cfg, cfg.pretrained_model)
     motion = MotionEstimator(cfg.motion_method) if network.cfg.lagrangian else None
     return _evaluate(cfg, network, valid_set, step=0, log=log, motion=motion)
 
@@ -265,7 +269,7 @@ class _Run:
     processes: hosts.Processes
     parallel: DataParallel
     data: TrainingData
-    batches: SequenceSampler | BatchIterator | MotionBatches
+    batches: PairBatches | MotionBatches
     estimator: MotionEstimator | None
     optimizer: optax.GradientTransformation
     state: TrainState
@@ -296,7 +300,7 @@ def _set_up(cfg: TrainConfig, processes: hosts.Processes) -> _Run:
     """The data, the devices and the state a run starts from (restored with `--resume`)."""
     parallel = DataParallel.create()
     data = _training_batches(cfg, processes)
-    batches: SequenceSampler | BatchIterator | MotionBatches = data.batches
+    batches: PairBatches | MotionBatches = data.batches
     estimator = MotionEstimator(cfg.motion_method) if cfg.model.lagrangian else None
     if estimator is not None:
         batches = MotionBatches(data.batches, data.transform, cfg.model.input_length, estimator)
@@ -318,7 +322,7 @@ def _resumed_state(
     cfg: TrainConfig,
     checkpoint: Path,
     optimizer: optax.GradientTransformation,
-    batches: SequenceSampler | BatchIterator | MotionBatches,
+    batches: PairBatches | MotionBatches,
     processes: hosts.Processes,
 ) -> TrainState:
     """The state of `checkpoint`, under the run's model flags; `batches` continue from its
@@ -336,7 +340,9 @@ def _new_state(cfg: TrainConfig, optimizer: optax.GradientTransformation) -> Tra
     k_init, k_run = jax.random.split(jax.random.key(cfg.seed))
     # one compiled program for all the initialisers, not one per weight shape
     network = (
-        _pretrained(cfg) if cfg.pretrained_model else eqx.filter_jit(PredRNN)(cfg.model, key=k_init)
+        _pretrained(cfg, cfg.pretrained_model)
+        if cfg.pretrained_model
+        else eqx.filter_jit(PredRNN)(cfg.model, key=k_init)
     )
     return init_train_state(network, optimizer, k_run)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from types import TracebackType
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +41,14 @@ class Progress:
             self._bar.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         if self._bar is not None:
-            self._bar.__exit__(*exc)
+            self._bar.__exit__(exc_type, exc, traceback)
 
     def advance(self, itr: int) -> None:
         if self._bar is not None:

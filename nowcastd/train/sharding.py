@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from typing import TypeVar
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 logger = logging.getLogger(__name__)
+
+_Tree = TypeVar("_Tree")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,30 +33,39 @@ class DataParallel:
     def size(self) -> int:
         return self.mesh.devices.size
 
-    def replicate(self, tree):
+    def replicate(self, tree: _Tree) -> _Tree:
         """Every array of `tree` on every device. With several processes each passes the same
         host values (a device array of one process cannot be put on another's devices)."""
-        sharding = NamedSharding(self.mesh, PartitionSpec())
+        # jax leaves PartitionSpec's constructor unannotated
+        sharding = NamedSharding(self.mesh, PartitionSpec())  # type: ignore[no-untyped-call]
         local = jax.process_count() == 1
 
-        def put(x):
+        def put(x: object) -> object:
             if not isinstance(x, jax.Array | np.ndarray):
                 return x
             return jax.device_put(x if local else np.asarray(x), sharding)
 
-        return jax.tree_util.tree_map(put, tree)
+        replicated: _Tree = jax.tree_util.tree_map(put, tree)
+        return replicated
 
     def shard(self, batch: np.ndarray) -> jax.Array:
         """Split the batch axis over the mesh (each process passes its own local part)."""
-        sharding = NamedSharding(self.mesh, PartitionSpec("data"))
+        # jax leaves PartitionSpec's constructor unannotated
+        sharding = NamedSharding(self.mesh, PartitionSpec("data"))  # type: ignore[no-untyped-call]
         local = len(self.mesh.local_devices)
         if batch.shape[0] % local:
             raise ValueError(
                 f"batch size {batch.shape[0]} is not divisible by the {local} local devices"
             )
+        sharded: jax.Array
         if jax.process_count() > 1:
-            return jax.make_array_from_process_local_data(sharding, batch)
-        return jax.device_put(batch, sharding)
+            # jax leaves make_array_from_process_local_data unannotated
+            sharded = jax.make_array_from_process_local_data(  # type: ignore[no-untyped-call]
+                sharding, batch
+            )
+        else:
+            sharded = jax.device_put(batch, sharding)
+        return sharded
 
 
 def cpu_devices_for(batch_size: int, requested: int = 0) -> int:
@@ -90,7 +102,8 @@ def split_cpu(count: int) -> int:
     if cpu_devices_forced():
         return len(jax.devices("cpu"))
     try:
-        jax.config.update("jax_num_cpu_devices", count)
+        # jax leaves Config.update unannotated
+        jax.config.update("jax_num_cpu_devices", count)  # type: ignore[no-untyped-call]
     except RuntimeError:  # backends already started (e.g. a second command in one process)
         logger.debug("JAX already running; keeping its %d CPU devices", len(jax.devices("cpu")))
     return len(jax.devices("cpu"))
