@@ -99,7 +99,6 @@ class FrameBuffer(Generic[R]):
             jax.ShapeDtypeStruct(self.frame_shape, jnp.float32),
         ).compile()
         self._infos: list[FrameInfo[R]] = []
-        self.resets = 0
 
     # -- state -------------------------------------------------------------------------------
 
@@ -173,7 +172,6 @@ class FrameBuffer(Generic[R]):
                 gap,
                 self.max_gap_seconds,
             )
-            self.resets += 1
             self.clear()
         if tuple(frame.shape) != self.frame_shape:
             raise ValueError(f"frame {name}: expected shape {self.frame_shape}, got {frame.shape}")
