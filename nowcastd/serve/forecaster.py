@@ -28,9 +28,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,12 +40,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from model.network import PredRNN
+from model.network import Carry, PredRNN
 from model.rollout import encode, forecast_from
 from model.strategy import DEFAULT, Strategy
 from nowcastd.data.motion import MotionEstimator
 from nowcastd.io.transform import DataTransform
-from nowcastd.nowcast import StageTimer, Window, forecast_rates, rollout_rates
+from nowcastd.nowcast import Rollout, StageTimer, Window, forecast_rates, rollout_rates
 from nowcastd.strategy.cache import StrategyCache
 from nowcastd.strategy.search import Budget, Choice, Program, StrategySetting, choose
 
@@ -56,19 +57,28 @@ logger = logging.getLogger(__name__)
 #: programs, beyond compiling and warming up their defaults (later starts read the cache).
 STRATEGY_BUDGET_SECONDS = 6.0
 
+# The compiled programs. Their first argument is the network's arrays (`eqx.partition`).
+#: (params, context, motion or None) -> (1, K, H, W) mm/h: the full rollout.
+_Full = Callable[[PredRNN, jax.Array | np.ndarray, np.ndarray | None], jax.Array]
+#: (params, context) -> the carry after the newest I - 1 frames.
+_Encode = Callable[[PredRNN, jax.Array | np.ndarray], Carry]
+#: (params, carry, context) -> (1, K, H, W) mm/h from the pre-encoded carry.
+_From = Callable[[PredRNN, Carry, jax.Array | np.ndarray], jax.Array]
 
-def enable_compile_cache(directory) -> None:
+
+def enable_compile_cache(directory: str | os.PathLike[str]) -> None:
     """Use JAX's persistent compilation cache in `directory` (every compilation is cached)."""
-    jax.config.update("jax_compilation_cache_dir", str(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    # jax leaves Config.update unannotated
+    jax.config.update("jax_compilation_cache_dir", str(directory))  # type: ignore[no-untyped-call]
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # type: ignore[no-untyped-call]
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)  # type: ignore[no-untyped-call]
     logger.info("JAX compilation cache in %s", directory)
 
 
 @dataclass(frozen=True)
 class _PreEncoded:
-    carry: Any
-    key: tuple  # identities of the I - 1 frames it encodes, oldest first
+    carry: Carry
+    key: tuple[Hashable, ...]  # identities of the I - 1 frames it encodes, oldest first
 
 
 class Forecaster:
@@ -106,9 +116,9 @@ class Forecaster:
         self.motion = MotionEstimator(motion_method) if cfg.lagrangian else None
         self._params, self._static = eqx.partition(network, eqx.is_array)
         self._time_encode = time_encode or contextlib.nullcontext
-        self._full = None
-        self._encode = None
-        self._from = None
+        self._full: _Full | None = None
+        self._encode: _Encode | None = None
+        self._from: _From | None = None
         self._pre: _PreEncoded | None = None
         self._pre_encoding = True
         self._thread: threading.Thread | None = None
@@ -117,7 +127,7 @@ class Forecaster:
         self._strategy = strategy
         self._strategy_cache = strategy_cache
         self._strategy_budget = strategy_budget_seconds
-        self.strategies: dict[str, Choice] = {}
+        self.strategies: dict[str, Choice[Strategy]] = {}
 
     @property
     def can_pre_encode(self) -> bool:
@@ -127,34 +137,41 @@ class Forecaster:
 
     # -- the functions compiled --------------------------------------------------------------
 
-    def _net(self, params, strategy: Strategy) -> PredRNN:
-        return eqx.combine(params, self._static).with_strategy(strategy)
+    def _net(self, params: PredRNN, strategy: Strategy) -> PredRNN:
+        network: PredRNN = eqx.combine(params, self._static)
+        return network.with_strategy(strategy)
 
-    def _full_fn(self, strategy, params, context, motion):
+    def _full_fn(
+        self, strategy: Strategy, params: PredRNN, context: jax.Array, motion: jax.Array | None
+    ) -> jax.Array:
         network = self._net(params, strategy)
         return rollout_rates(network, self.transform, context, self.num_leads, motion)
 
-    def _encode_fn(self, strategy, params, context):
+    def _encode_fn(self, strategy: Strategy, params: PredRNN, context: jax.Array) -> Carry:
         carry, _ = encode(self._net(params, strategy), context[:, 1:])
         return carry
 
-    def _from_fn(self, strategy, params, carry, context):
+    def _from_fn(
+        self, strategy: Strategy, params: PredRNN, carry: Carry, context: jax.Array
+    ) -> jax.Array:
         net = self._net(params, strategy)
         preds = forecast_from(net, carry, context[:, -1], self.num_leads)
         return self.transform.to_rates(preds[..., 0])
 
-    def _compiled(self, name: str, fn, args: tuple, budget: Budget):
+    def _compiled(
+        self, name: str, fn: Callable[..., object], args: tuple[object, ...], budget: Budget
+    ) -> jax.stages.Compiled:
         """`fn(strategy, params, *args)` compiled for `args` under the strategy chosen for
         program `name` (timed on the weights and zeros when measured)."""
-        compiled: dict[Strategy, Any] = {}
+        compiled: dict[Strategy, jax.stages.Compiled] = {}
         params, *rest = args
         zeros = (params, *jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), rest))
 
-        def compile_one(strategy: Strategy):
-            options = strategy.compiler_options(inference=True)
+        def compile_one(strategy: Strategy) -> jax.stages.Compiled:
+            options: dict[str, str | bool] = dict(strategy.compiler_options(inference=True))
             return jax.jit(functools.partial(fn, strategy)).lower(*args).compile(options)
 
-        def build(strategy: Strategy):
+        def build(strategy: Strategy) -> Callable[[], object]:
             compiled[strategy] = exe = compile_one(strategy)
             return lambda: exe(*zeros)
 
@@ -180,11 +197,15 @@ class Forecaster:
         start = time.perf_counter()
         self._pre_encoding = pre_encoding
         i, shape = self.input_length, self.frame_shape
+        # jax leaves ShapeDtypeStruct's constructor unannotated
         spec = jax.ShapeDtypeStruct
-        context = spec((1, i, *shape), jnp.float32)
-        motion = None if self.motion is None else spec((1, *shape[:2], 2), jnp.float32)
+        context = spec((1, i, *shape), jnp.float32)  # type: ignore[no-untyped-call]
+        motion = None
+        if self.motion is not None:
+            motion = spec((1, *shape[:2], 2), jnp.float32)  # type: ignore[no-untyped-call]
         params = self._params
-        programs = []  # the critical path's program first
+        # the critical path's program first
+        programs: list[tuple[str, Callable[..., object], tuple[object, ...]]] = []
         if pre_encoding and self.can_pre_encode:
             carry = jax.eval_shape(functools.partial(self._encode_fn, DEFAULT), params, context)
             programs.append(("forecast", self._from_fn, (params, carry, context)))
@@ -192,7 +213,7 @@ class Forecaster:
         if pre_encoding and self.can_pre_encode:
             programs.append(("encode", self._encode_fn, (params, context)))
         end = start + self._strategy_budget
-        compiled = {}
+        compiled: dict[str, jax.stages.Compiled] = {}
         for done, (name, fn, args) in enumerate(programs):
             # each program gets an equal share of what is left of the budget
             share = max(0.0, end - time.perf_counter()) / (len(programs) - done)
@@ -210,7 +231,7 @@ class Forecaster:
         )
         return self.compile_seconds
 
-    def _warm_up(self, spec) -> None:
+    def _warm_up(self, spec: jax.ShapeDtypeStruct) -> None:
         """Run each executable once: the first call of an XLA executable is slower."""
         zeros = jax.device_put(np.zeros(spec.shape, np.float32))
         still = None if self.motion is None else np.zeros((1, *spec.shape[2:4], 2), np.float32)
@@ -219,22 +240,33 @@ class Forecaster:
             rain = np.random.default_rng(0).gamma(0.6, 3.0, spec.shape[1:4])
             self.motion(rain)
         if self.can_pre_encode:
-            carry = self._encode(self._params, zeros)
-            jax.block_until_ready(self._from(self._params, carry, zeros))
+            encode, from_carry = self._pre_encoding_programs()
+            carry = encode(self._params, zeros)
+            from_carry(self._params, carry, zeros).block_until_ready()
 
-    def _check_compiled(self) -> None:
+    def _check_compiled(self) -> _Full:
+        """The full rollout; RuntimeError before `compile`."""
         if self._full is None:
             raise RuntimeError("Forecaster.compile() must run before forecasting")
+        return self._full
+
+    def _pre_encoding_programs(self) -> tuple[_Encode, _From]:
+        """The encode and the forecast from its carry; RuntimeError unless compiled."""
+        if self._encode is None or self._from is None:
+            raise RuntimeError("Forecaster.compile(pre_encoding=True) must run before encoding")
+        return self._encode, self._from
 
     # -- use ---------------------------------------------------------------------------------
 
-    def full(self, context, motion: np.ndarray | None = None) -> np.ndarray:
+    def full(self, context: jax.Array | np.ndarray, motion: np.ndarray | None = None) -> np.ndarray:
         """(1, K, H, W) mm/h from a `(1, I, H, W, C)` context (and its (1, H, W, 2) motion for
         a Lagrangian network): the full rollout, no NaN rule."""
-        self._check_compiled()
-        return np.asarray(self._full(self._params, context, motion))
+        full = self._check_compiled()
+        return np.asarray(full(self._params, context, motion))
 
-    def pre_encode(self, context, key: Sequence, *, background: bool = False) -> None:
+    def pre_encode(
+        self, context: jax.Array, key: Sequence[Hashable], *, background: bool = False
+    ) -> None:
         """Encode the newest I - 1 frames of a `(1, I, H, W, C)` context for the next window.
 
         `key` names the I frames of `context`, oldest first; `forecast` uses the result only
@@ -246,22 +278,27 @@ class Forecaster:
         self.wait_pre_encode()
         if not self.can_pre_encode:
             return
-        key = tuple(key)[1:]
+        newest = tuple(key)[1:]
         if not background:
-            self._encode_now(context, key)
+            self._encode_now(context, newest)
             return
         self._thread = threading.Thread(
-            target=self._encode_in_background, args=(context, key), name="pre-encode", daemon=True
+            target=self._encode_in_background,
+            args=(context, newest),
+            name="pre-encode",
+            daemon=True,
         )
         self._thread.start()
 
-    def _encode_now(self, context, key: tuple) -> None:
+    def _encode_now(self, context: jax.Array, key: tuple[Hashable, ...]) -> None:
+        encode, _ = self._pre_encoding_programs()
         with self._time_encode():
-            carry = self._encode(self._params, context)
-            jax.block_until_ready(carry)
+            carry = encode(self._params, context)
+            # jax leaves `block_until_ready` unannotated (it takes and returns any pytree)
+            jax.block_until_ready(carry)  # type: ignore[no-untyped-call]
         self._pre = _PreEncoded(carry=carry, key=key)
 
-    def _encode_in_background(self, context, key: tuple) -> None:
+    def _encode_in_background(self, context: jax.Array, key: tuple[Hashable, ...]) -> None:
         try:
             self._encode_now(context, key)
         except Exception as e:  # re-raised on the caller's thread by wait_pre_encode
@@ -280,11 +317,11 @@ class Forecaster:
             raise error
         return waited
 
-    def pre_encoded_for(self, key: Sequence) -> bool:
+    def pre_encoded_for(self, key: Sequence[Hashable]) -> bool:
         return self._pre is not None and self._pre.key == tuple(key)
 
     def forecast(
-        self, window: Window, key: Sequence, *, timed: StageTimer | None = None
+        self, window: Window, key: Sequence[Hashable], *, timed: StageTimer | None = None
     ) -> tuple[np.ndarray, bool]:
         """(1, K, H, W) forecast in mm/h (`forecast_rates`, its stages timed by `timed`) and
         whether the pre-encoded state was used.
@@ -293,18 +330,21 @@ class Forecaster:
         `forecast_from` runs; otherwise the full rollout. A background pre-encoding still
         running is waited for (`Pipeline` waits for it before it donates the buffer).
         """
-        self._check_compiled()
+        full = self._check_compiled()
         self.wait_pre_encode()
-        pre_encoded = self.can_pre_encode and self.pre_encoded_for(tuple(key)[:-1])
-        if pre_encoded:
-            carry = self._pre.carry
+        pre = self._pre if self.can_pre_encode and self.pre_encoded_for(tuple(key)[:-1]) else None
+        run: Rollout
+        if pre is not None:
+            _, from_carry = self._pre_encoding_programs()
             self._pre = None
 
-            def run(context, motion):
+            def run(context: jax.Array | np.ndarray, motion: np.ndarray | None) -> jax.Array:
                 del motion  # pre-encoding is for Eulerian networks only
-                return self._from(self._params, carry, context)
+                return from_carry(self._params, pre.carry, context)
         else:
-            run = functools.partial(self._full, self._params)
-        options = {} if timed is None else {"timed": timed}
-        rates = forecast_rates(window, run, motion=self.motion, **options)
-        return rates, pre_encoded
+            run = functools.partial(full, self._params)
+        if timed is None:
+            rates = forecast_rates(window, run, motion=self.motion)
+        else:
+            rates = forecast_rates(window, run, motion=self.motion, timed=timed)
+        return rates, pre is not None
