@@ -3,8 +3,9 @@
 import dataclasses
 import logging
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -12,6 +13,9 @@ from nowcastd.cli import dataset_archive
 from nowcastd.cli.options import settings_command
 from nowcastd.errors import ConfigError, DataError
 from nowcastd.settings import setting, specs
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +31,7 @@ def parse_size(text: str) -> tuple[int, int]:
         hw = (hw[0], hw[0])
     if len(hw) != 2 or min(hw) < 1:
         raise ValueError("expected HxW with positive integers, e.g. 64x64")
-    return hw  # type: ignore[return-value]
+    return hw
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -104,7 +108,7 @@ def size_geometry(
 
 def _read_scans(
     directory: Path, skip: frozenset[Path], zr_a: float, zr_b: float
-) -> tuple[tuple[int, int], list[tuple[Any, Any]]]:
+) -> "tuple[tuple[int, int], list[tuple[datetime, np.ndarray]]]":
     """The field shape most scans of `directory` share and (valid_time, field) of each scan of
     that shape (`ScanDirectory`: detected by content, the rest skipped). A scan of another
     shape, or valid at the time of a scan before it (by name), is skipped and named: one file
@@ -123,7 +127,8 @@ def _read_scans(
             f"{directory}: no radar scans (KNMI HDF5, ODIM_H5 or single-frame .npy) found"
         )
     shape = Counter(scan.field.shape for scan in scans).most_common(1)[0][0]
-    pairs, seen = [], set()
+    pairs: list[tuple[datetime, np.ndarray]] = []
+    seen: set[datetime] = set()
     for scan in scans:
         why = None
         if scan.field.shape != shape:
@@ -184,6 +189,7 @@ def build(
     if out.suffix != ".npy":
         raise ConfigError(f"--out: expected a path ending in .npy, got {str(out)!r}")
 
+    src: Path | list[tuple[datetime, np.ndarray]]
     if source.is_dir():
         skip = frozenset({out.resolve(), out.with_name(f"{out.stem}_valid_mask.npy").resolve()})
         shape, src = _read_scans(source, skip, s.zr_a, s.zr_b)

@@ -215,11 +215,11 @@ def _evaluate_clips(s: EvaluateSettings, data: Path, out: Path | None, as_json: 
 
 def _clip_skill(report: dict[str, Any], hood: Any, step: int | None) -> str:
     """The verdict's table of the clips (model, persistence) and the verdict."""
-    from nowcastd.verification.skill import scores_from_json
+    from nowcastd.verification.skill import Scores, scores_from_json
     from nowcastd.verification.tables import format_scores
     from nowcastd.verification.verdict import judge
 
-    methods = {
+    methods: dict[str, Scores] = {
         m: scores_from_json(report[m]["per_lead"], hood)
         for m in ("model", "persistence")
         if m in report
