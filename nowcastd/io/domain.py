@@ -126,9 +126,7 @@ class Domain:
     @classmethod
     def full(cls, shape: tuple[int, int], *, block: int = 1) -> Domain:
         """The whole native grid (block-averaged if `block` > 1)."""
-        return cls(
-            native_shape=shape, row0=0, col0=0, height=shape[0], width=shape[1], block=block
-        )
+        return cls(native_shape=shape, row0=0, col0=0, height=shape[0], width=shape[1], block=block)
 
     @property
     def model_shape(self) -> tuple[int, int]:
@@ -192,33 +190,56 @@ class Domain:
 
     def _cropped(self, grid: GridInfo) -> GridInfo:
         identity = self.model_shape == self.native_shape
-        changes: dict[str, object] = {"shape": self.model_shape}
-        if not identity:
-            changes["corners_lonlat"] = None
-        for key in ("xpixelsize", "ypixelsize"):
-            value = getattr(grid, key)
-            changes[key] = None if value is None else value * self.block
-        if grid.has_extent:
-            dx = (grid.x2 - grid.x1) / grid.shape[1]
-            dy = (grid.y2 - grid.y1) / grid.shape[0]
-            x1 = grid.x1 + self.col0 * dx
-            if grid.yorigin == "upper":
-                y2 = grid.y2 - self.row0 * dy
-                y1 = y2 - self.height * dy
-            else:
-                y1 = grid.y1 + self.row0 * dy
-                y2 = y1 + self.height * dy
-            changes.update(x1=x1, x2=x1 + self.width * dx, y1=y1, y2=y2)
-        return dataclasses.replace(grid, **changes)
+        extent = grid.extent
+        x1, y1, x2, y2 = (
+            (None, None, None, None) if extent is None else self._crop_extent(grid, extent)
+        )
+
+        def scaled(size: float | None) -> float | None:
+            return None if size is None else size * self.block
+
+        return dataclasses.replace(
+            grid,
+            shape=self.model_shape,
+            corners_lonlat=grid.corners_lonlat if identity else None,
+            xpixelsize=scaled(grid.xpixelsize),
+            ypixelsize=scaled(grid.ypixelsize),
+            x1=x1,
+            y1=y1,
+            x2=x2,
+            y2=y2,
+        )
+
+    def _crop_extent(
+        self, grid: GridInfo, extent: tuple[float, float, float, float]
+    ) -> tuple[float, float, float, float]:
+        """The outer edges (x1, y1, x2, y2) of the window of `grid`, whose edges are `extent`."""
+        west, south, east, north = extent
+        dx = (east - west) / grid.shape[1]
+        dy = (north - south) / grid.shape[0]
+        x1 = west + self.col0 * dx
+        if grid.yorigin == "upper":
+            y2 = north - self.row0 * dy
+            y1 = y2 - self.height * dy
+        else:
+            y1 = south + self.row0 * dy
+            y2 = y1 + self.height * dy
+        return x1, y1, x1 + self.width * dx, y2
 
     def _described(self, grid: GridInfo) -> GridInfo:
         """`grid` with the projection and extent of the settings where the scan has none."""
-        changes: dict[str, object] = {}
         if grid.projection is None and self.projection:
-            changes["projection"] = self.projection
+            grid = dataclasses.replace(grid, projection=self.projection)
         if not grid.has_extent and self.extent is not None:
             x1, y1, x2, y2 = self.extent
-            changes.update(x1=x1, y1=y1, x2=x2, y2=y2, yorigin="upper")
-            changes["xpixelsize"] = (x2 - x1) / grid.shape[1]
-            changes["ypixelsize"] = (y2 - y1) / grid.shape[0]
-        return dataclasses.replace(grid, **changes) if changes else grid
+            grid = dataclasses.replace(
+                grid,
+                x1=x1,
+                y1=y1,
+                x2=x2,
+                y2=y2,
+                yorigin="upper",
+                xpixelsize=(x2 - x1) / grid.shape[1],
+                ypixelsize=(y2 - y1) / grid.shape[0],
+            )
+        return grid

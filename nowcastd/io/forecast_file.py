@@ -94,11 +94,13 @@ _Scale = tuple[np.ndarray, dict[str, str]]
 
 def _axes(grid: GridInfo | None, shape: tuple[int, int]) -> dict[str, _Scale]:
     h, w = shape
-    if grid is not None and grid.has_extent:
-        dx, dy = (grid.x2 - grid.x1) / w, (grid.y2 - grid.y1) / h
-        x = grid.x1 + (np.arange(w) + 0.5) * dx
+    extent = None if grid is None else grid.extent
+    if grid is not None and extent is not None:
+        x1, y1, x2, y2 = extent
+        dx, dy = (x2 - x1) / w, (y2 - y1) / h
+        x = x1 + (np.arange(w) + 0.5) * dx
         rows = np.arange(h) + 0.5
-        y = grid.y2 - rows * dy if grid.yorigin == "upper" else grid.y1 + rows * dy
+        y = y2 - rows * dy if grid.yorigin == "upper" else y1 + rows * dy
         return {
             "y": (y, {"units": "m", "standard_name": "projection_y_coordinate", "axis": "Y"}),
             "x": (x, {"units": "m", "standard_name": "projection_x_coordinate", "axis": "X"}),
@@ -194,7 +196,9 @@ def _write(
 ) -> None:
     k, h, w = precip.shape
     with h5py.File(tmp, "w") as f:
-        scales: dict[str, _Scale] = {"lead_time": (lead_seconds, {"units": "seconds", "long_name": "lead time"})}
+        scales: dict[str, _Scale] = {
+            "lead_time": (lead_seconds, {"units": "seconds", "long_name": "lead time"})
+        }
         scales.update(_axes(grid, (h, w)))
         for name, (values, scale_attrs) in scales.items():
             ds = f.create_dataset(name, data=values)

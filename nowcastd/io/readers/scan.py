@@ -68,7 +68,8 @@ class GridInfo:
                     f"GridInfo extent: expected all of x1, y1, x2, y2 finite or all None, "
                     f"got {edges!r}"
                 )
-            if not (self.x1 < self.x2 and self.y1 < self.y2):
+            extent = self.extent
+            if extent is not None and not (extent[0] < extent[2] and extent[1] < extent[3]):
                 raise ValueError(f"GridInfo extent: expected x1 < x2 and y1 < y2, got {edges!r}")
         if self.corners_lonlat is not None:
             corners = tuple((float(lon), float(lat)) for lon, lat in self.corners_lonlat)
@@ -81,6 +82,13 @@ class GridInfo:
     @property
     def has_extent(self) -> bool:
         return self.x1 is not None
+
+    @property
+    def extent(self) -> tuple[float, float, float, float] | None:
+        """(x1, y1, x2, y2), the grid's outer edges in metres; None when they are not known."""
+        if self.x1 is None or self.y1 is None or self.x2 is None or self.y2 is None:
+            return None
+        return (self.x1, self.y1, self.x2, self.y2)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -101,7 +109,8 @@ class Scan:
             raise ValueError(
                 f"Scan.field: expected shape {self.grid.shape} from grid, got {self.field.shape}"
             )
-        if self.valid_time.tzinfo is None or self.valid_time.utcoffset().total_seconds() != 0:
+        offset = self.valid_time.utcoffset()  # None for a naive datetime
+        if offset is None or offset.total_seconds() != 0:
             raise ValueError(
                 f"Scan.valid_time: expected a timezone-aware UTC datetime, got {self.valid_time!r}"
             )
@@ -141,7 +150,7 @@ def read_hdf5_scan(
     source_format: str,
     policy: ReadPolicy,
     opened: h5py.File | None = None,
-    **kwargs,
+    **kwargs: object,
 ) -> Scan:
     """The `Scan` of an HDF5 reader's `decode(path, h5file, **kwargs)` -> (rain rate, valid time,
     grid), the file opened under `policy` (or `opened`, the file already opened by
