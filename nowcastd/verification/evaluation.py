@@ -64,9 +64,7 @@ def _forecasts(
     return forecast
 
 
-def _observed(
-    truth: np.ndarray, valid: np.ndarray | None, transform: DataTransform
-) -> np.ndarray:
+def _observed(truth: np.ndarray, valid: np.ndarray | None, transform: DataTransform) -> np.ndarray:
     """(n, K, H, W, 1) model units -> mm/h, NaN where the clip had no data."""
     rates = transform.to_physical(truth[..., 0])
     return rates if valid is None else np.where(valid[..., 0] == 0, np.nan, rates)

@@ -33,9 +33,7 @@ from nowcastd.verification.skill import FSS_NEIGHBOURHOOD_KM, Neighbourhood, Sco
 __all__ = ["format_skill", "save_checkable_figure", "score_forecast_files"]
 
 
-def _observed_leads(
-    f: ForecastFile, index: dict[int, int], observed: RadarSequence
-) -> np.ndarray:
+def _observed_leads(f: ForecastFile, index: dict[int, int], observed: RadarSequence) -> np.ndarray:
     truth = np.full(f.precip.shape, np.nan, np.float32)
     for k, valid in enumerate(f.valid_times):
         j = index.get(int(valid.timestamp()))
