@@ -39,8 +39,7 @@ def serve(cfg: ServeConfig, *, source: Source) -> None:
     from nowcastd.serve.service import Service
 
     # a mistake in the directories is said before seconds of loading and compiling
-    cfg.require("watch_dir", "output_dir")
-    check_directories(cfg.watch_dir, cfg.output_dir)
+    check_directories(*cfg.served_dirs())
     if cfg.compile_cache_dir is not None:
         enable_compile_cache(cfg.compile_cache_dir)
     model = load_model(cfg.checkpoint)

@@ -154,7 +154,7 @@ class ServeConfig:
             raise ValueError(f"metrics_port: expected 0..65535, got {self.metrics_port}")
         if self.lead_frames is not None and self.lead_frames < 1:
             raise ValueError(f"lead_frames: expected an int >= 1 or unset, got {self.lead_frames}")
-        positive = ("timestep_seconds", "poll_interval_seconds", "max_gap_seconds")
+        positive: tuple[str, ...] = ("timestep_seconds", "poll_interval_seconds", "max_gap_seconds")
         for name in positive:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
@@ -223,6 +223,14 @@ class ServeConfig:
         missing = [name for name in names if getattr(self, name) is None]
         if missing:
             raise missing_error(missing, table="serve", env_prefix=ENV_PREFIX, env_names=ENV_NAMES)
+
+    def served_dirs(self) -> tuple[Path, Path]:
+        """(`watch_dir`, `output_dir`), which serving needs; one ConfigError naming those unset."""
+        watch, output = self.watch_dir, self.output_dir
+        if watch is None or output is None:
+            missing = [n for n, v in (("watch_dir", watch), ("output_dir", output)) if v is None]
+            raise missing_error(missing, table="serve", env_prefix=ENV_PREFIX, env_names=ENV_NAMES)
+        return watch, output
 
 
 SERVE_SETTINGS = specs(ServeConfig, exclude=("reader", "domain"))

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from nowcastd.serve.outcome import Buffered, Failed, Outcome, Rejected, Written
 
@@ -123,7 +123,7 @@ def event_scan(line: str) -> str:
 def parse_event(line: str) -> ForecastEvent | None:
     """The forecast event of one JSON line, None for other events; ValueError for a line
     that is no event."""
-    record: dict = _record(line)
+    record: dict[str, Any] = _record(line)
     if record["event"] != "forecast":
         return None
     return ForecastEvent(

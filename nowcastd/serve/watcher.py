@@ -77,7 +77,7 @@ class ScanWatcher(FileSystemEventHandler):
         poll_interval_seconds: float = 5.0,
         settle_seconds: float = 2.0,
         debounce_seconds: float = 0.5,
-        events: queue.Queue | None = None,
+        events: queue.Queue[ScanEvent] | None = None,
     ) -> None:
         super().__init__()
         self.directory = Path(directory).resolve()
