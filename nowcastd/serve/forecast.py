@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
+from typing import TypedDict
 
 import numpy as np
 
 from nowcastd.io.readers import GridInfo, printable
 
-__all__ = ["Forecast", "Frame", "timings"]
+__all__ = ["FileContents", "Forecast", "Frame", "timings"]
 
 
 def timings(values: Mapping[str, float]) -> Mapping[str, float]:
@@ -40,6 +40,20 @@ class Frame:
     def name(self) -> str:
         """The file name as one printable line (`guard.printable`), as logs and files show it."""
         return printable(self.path.name)
+
+
+class FileContents(TypedDict):
+    """`write_forecast`'s keyword arguments: what a forecast file holds."""
+
+    precip: np.ndarray
+    issue_time: datetime
+    lead_seconds: tuple[int, ...]
+    input_names: tuple[str, ...]
+    input_times: tuple[datetime, ...]
+    grid: GridInfo
+    nan_mask: np.ndarray
+    model_name: str
+    checkpoint_digest: str
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -72,10 +86,16 @@ class Forecast:
     def valid_times(self) -> tuple[datetime, ...]:
         return tuple(self.issue_time + timedelta(seconds=s) for s in self.lead_seconds)
 
-    def file_contents(self) -> dict[str, object]:
+    def file_contents(self) -> FileContents:
         """`write_forecast`'s keyword arguments: every field but how the forecast was run."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name != "pre_encoded"
-        }
+        return FileContents(
+            precip=self.precip,
+            issue_time=self.issue_time,
+            lead_seconds=self.lead_seconds,
+            input_names=self.input_names,
+            input_times=self.input_times,
+            grid=self.grid,
+            nan_mask=self.nan_mask,
+            model_name=self.model_name,
+            checkpoint_digest=self.checkpoint_digest,
+        )
