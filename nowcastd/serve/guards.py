@@ -17,12 +17,19 @@ import fnmatch
 import logging
 import os
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from nowcastd.errors import ConfigError
 from nowcastd.io.readers import printable
 
-__all__ = ["DirectoryIdentity", "EscapeLogLines", "check_directories", "remove_litter"]
+__all__ = [
+    "DirectoryIdentity",
+    "DirectoryState",
+    "EscapeLogLines",
+    "check_directories",
+    "remove_litter",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +74,14 @@ def remove_litter(output_dir: Path) -> int:
     return removed
 
 
+class DirectoryState(StrEnum):
+    """What became of a remembered directory (`DirectoryIdentity.check`)."""
+
+    SAME = "same"
+    MISSING = "missing"
+    REPLACED = "replaced"  # a different directory under the same path
+
+
 @dataclass
 class DirectoryIdentity:
     """The (device, inode) a directory had; `check` says whether it is still there and the same."""
@@ -84,12 +99,12 @@ class DirectoryIdentity:
     def remember(self) -> None:
         self.identity = self.current()
 
-    def check(self) -> str:
-        """ "same", "missing" or "replaced" (a different directory under the same path)."""
+    def check(self) -> DirectoryState:
+        """Whether the directory is still the one remembered, missing, or replaced."""
         now = self.current()
         if now is None or not self.path.is_dir():
-            return "missing"
-        return "same" if now == self.identity else "replaced"
+            return DirectoryState.MISSING
+        return DirectoryState.SAME if now == self.identity else DirectoryState.REPLACED
 
 
 class EscapeLogLines(logging.Filter):

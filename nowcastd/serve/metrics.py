@@ -29,43 +29,18 @@ from prometheus_client import (
 )
 
 from nowcastd.errors import ConfigError
+from nowcastd.serve.labels import RejectReason, Stage, member
 
 logger = logging.getLogger(__name__)
 
 _Metric = TypeVar("_Metric", Counter, Histogram)
 
 #: Stages of one forecast, as labels of `nowcastd_stage_duration_seconds`.
-STAGES: tuple[str, ...] = ("read", "transfer", "motion", "rollout", "write", "encode")
+STAGES: tuple[Stage, ...] = tuple(stage for stage in Stage if stage.timed)
 #: Stages that can fail: the forecast stages plus the service's own housekeeping.
-FAILURE_STAGES: tuple[str, ...] = (*STAGES, "retention", "reload")
+FAILURE_STAGES: tuple[Stage, ...] = tuple(Stage)
 #: Why a scan was refused, as labels of `nowcastd_scans_rejected_total`.
-REJECT_REASONS: tuple[str, ...] = (
-    "corrupt",
-    "wrong_grid",
-    "out_of_order",
-    "duplicate",
-    "unknown_format",
-    # what the file is (`nowcastd.io.readers.guard`)
-    "not_regular",
-    "symlink",
-    "external_reference",
-    "too_large",
-    "unsupported_dtype",
-    "implausible_calibration",
-    # how reading it went (`read_worker`)
-    "timeout",
-    "reader_crashed",
-    # what it says (`pipeline`)
-    "future",
-    "stale",
-    "off_cadence",
-    "implausible_rain",
-    # what its field is (`plausibility`) and whether its grid survives the crop (`domain`)
-    "saturated",
-    "extreme_rain",
-    "constant_field",
-    "bad_geometry",
-)
+REJECT_REASONS: tuple[RejectReason, ...] = tuple(RejectReason)
 #: Most metrics requests served at once; further connections are closed unanswered.
 MAX_HTTP_CONNECTIONS = 8
 #: A metrics connection idle this long is dropped.
@@ -187,26 +162,27 @@ class ServiceMetrics:
             "systemd watchdog pings withheld because the worker made no progress.",
         )
 
-    def reject(self, reason: str) -> None:
-        """Count one rejected scan; `reason` must be one of `REJECT_REASONS`."""
-        if reason not in REJECT_REASONS:
-            raise ValueError(f"reject reason: expected one of {REJECT_REASONS}, got {reason!r}")
+    def reject(self, reason: RejectReason) -> None:
+        """Count one rejected scan (ValueError for a string that is no `RejectReason`)."""
+        reason = member(RejectReason, reason, "reject reason")
         self.scans_rejected.labels(reason=reason).inc()
 
-    def fail(self, stage: str) -> None:
-        """Count one failure caught by the service loop; `stage` must be in `FAILURE_STAGES`."""
-        if stage not in FAILURE_STAGES:
-            raise ValueError(f"failure stage: expected one of {FAILURE_STAGES}, got {stage!r}")
+    def fail(self, stage: Stage) -> None:
+        """Count one failure caught by the service loop (ValueError for a string that is no
+        `Stage`)."""
+        stage = member(Stage, stage, "failure stage")
         self.failures.labels(stage=stage).inc()
 
     @contextlib.contextmanager
-    def time_stage(self, stage: str) -> Iterator[None]:
+    def time_stage(self, stage: Stage) -> Iterator[None]:
         """Observe the duration of the block in `nowcastd_stage_duration_seconds{stage=...}`.
 
         A block that raises is still observed; counting the failure is the caller's job.
+        ValueError for a stage that is not timed (`Stage.timed`), or a string that is none.
         """
-        if stage not in STAGES:
-            raise ValueError(f"stage: expected one of {STAGES}, got {stage!r}")
+        if stage not in STAGES:  # a string equal to a member's value is in too
+            timed = tuple(s.value for s in STAGES)
+            raise ValueError(f"stage: expected one of {timed}, got {str(stage)!r}")
         start = time.perf_counter()
         try:
             yield

@@ -1,12 +1,12 @@
 """What became of a scan: the closed set of values `Pipeline.step` returns.
 
 - `Rejected`: refused by a rule (what the file is, what it says, the buffer's ordering);
-  `reason` is one of `metrics.REJECT_REASONS`.
+  `reason` is a `RejectReason`.
 - `Failed`: a stage could not be done (a read that timed out is `Rejected`; a forecast that
-  could not be written is `Failed` at stage "write"); `stage` is one of `FAILURE_STAGES`,
-  `reason` one of `FAILURE_REASONS`: "error" for an error the stage names (I/O, a file it
-  cannot write), "internal" for an exception no rule expected (a bug met by one file: it
-  is that file's outcome, logged with its traceback, and the daemon goes on).
+  could not be written is `Failed` at stage "write"); `stage` is a `Stage`, `reason` a
+  `FailureReason`: "error" for an error the stage names (I/O, a file it cannot write),
+  "internal" for an exception no rule expected (a bug met by one file: it is that file's
+  outcome, logged with its traceback, and the daemon goes on).
 - `Buffered`: in the buffer, no forecast from it (the buffer is not full yet, or a newer scan
   of the same batch got the forecast: `skipped`).
 - `Written`: its forecast file is in place.
@@ -14,6 +14,9 @@
 Work done for the scan's neighbours can fail too (the background pre-encoding, retention):
 every outcome carries those failures in `housekeeping`, so that the one loop that counts
 outcomes counts them too.
+
+The labels (`serve.labels`) are normalised on construction: a string that is no member is a
+ValueError, so no outcome holds a label the metrics do not know.
 """
 
 from __future__ import annotations
@@ -26,11 +29,9 @@ from pathlib import Path
 from nowcastd.io.readers import printable
 from nowcastd.serve.buffer import Push
 from nowcastd.serve.forecast import Forecast
+from nowcastd.serve.labels import FailureReason, RejectReason, Stage, member
 
-__all__ = ["FAILURE_REASONS", "Buffered", "Failed", "Outcome", "Rejected", "Written"]
-
-#: Why a stage failed: an error it names, or an exception nothing expected.
-FAILURE_REASONS: tuple[str, ...] = ("error", "internal")
+__all__ = ["Buffered", "Failed", "Outcome", "Rejected", "Written"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,21 +47,22 @@ class _Outcome:
 
 @dataclass(frozen=True, kw_only=True)
 class Failed(_Outcome):
-    stage: str
+    stage: Stage
     detail: str
-    reason: str = "error"
+    reason: FailureReason = FailureReason.ERROR
 
     def __post_init__(self) -> None:
-        if self.reason not in FAILURE_REASONS:
-            raise ValueError(
-                f"Failed.reason: expected one of {FAILURE_REASONS}, got {self.reason!r}"
-            )
+        object.__setattr__(self, "stage", member(Stage, self.stage, "Failed.stage"))
+        object.__setattr__(self, "reason", member(FailureReason, self.reason, "Failed.reason"))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Rejected(_Outcome):
-    reason: str
+    reason: RejectReason
     detail: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", member(RejectReason, self.reason, "Rejected.reason"))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -53,10 +53,12 @@ from nowcastd.serve.config import ServeConfig, load_serve_config
 from nowcastd.serve.events import EventLog, event_record
 from nowcastd.serve.guards import (
     DirectoryIdentity,
+    DirectoryState,
     EscapeLogLines,
     check_directories,
     remove_litter,
 )
+from nowcastd.serve.labels import Stage
 from nowcastd.serve.metrics import CompileCounter, ServiceMetrics
 from nowcastd.serve.notify import Notifier, watchdog_interval_seconds
 from nowcastd.serve.outcome import Buffered, Failed, Outcome, Rejected, Written
@@ -238,7 +240,7 @@ class Service:
                 self.reload()
             except (NowcastdError, OSError) as e:
                 logger.error("reload failed for config: %s", e)
-                self.metrics.fail("reload")
+                self.metrics.fail(Stage.RELOAD)
         try:
             first = self.watcher.queue.get(timeout=_TICK_SECONDS)
         except queue.Empty:
@@ -259,9 +261,9 @@ class Service:
         self._last_dir_check = now
         state = self._watch_dir.check()
         m = self.metrics
-        if state == "same":
+        if state is DirectoryState.SAME:
             return
-        if state == "missing":
+        if state is DirectoryState.MISSING:
             if not self._watch_dir_missing:
                 logger.error("watch_dir %s vanished; waiting for it to return", self.cfg.watch_dir)
                 m.watch_dir_present.set(0)

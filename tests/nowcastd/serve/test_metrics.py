@@ -1,6 +1,7 @@
 """Metrics: observed values come back over a real HTTP scrape of the endpoint."""
 
 import os
+import re
 import shutil
 import subprocess
 import urllib.request
@@ -8,6 +9,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from nowcastd.serve.labels import RejectReason, Stage
 from nowcastd.serve.metrics import (
     FAILURE_STAGES,
     REJECT_REASONS,
@@ -100,6 +102,30 @@ def test_unknown_label_values_are_refused():
         metrics.fail("lunch")
     with pytest.raises(ValueError, match="stage"), metrics.time_stage("nap"):
         pass
+    with pytest.raises(ValueError, match="got 'retention'"), metrics.time_stage(Stage.RETENTION):
+        pass
+
+
+def test_label_values_are_exported_as_the_same_words_in_the_same_order():
+    metrics = _metrics()
+    metrics.reject(RejectReason.DUPLICATE)
+    metrics.fail(Stage.RELOAD)
+    text = metrics.exposition().decode()
+    assert 'nowcastd_scans_rejected_total{reason="duplicate"} 1.0\n' in text
+    assert 'nowcastd_failures_total{stage="reload"} 1.0\n' in text
+    stages = re.findall(r'nowcastd_failures_total\{stage="(\w+)"\}', text)
+    assert stages == [
+        "read", "transfer", "motion", "rollout", "write", "encode", "retention", "reload",
+    ]  # fmt: skip
+    timed = re.findall(r'nowcastd_stage_duration_seconds_count\{stage="(\w+)"\}', text)
+    assert timed == stages[:6]
+    reasons = re.findall(r'nowcastd_scans_rejected_total\{reason="(\w+)"\}', text)
+    assert reasons == [
+        "corrupt", "wrong_grid", "out_of_order", "duplicate", "unknown_format", "not_regular",
+        "symlink", "external_reference", "too_large", "unsupported_dtype",
+        "implausible_calibration", "timeout", "reader_crashed", "future", "stale", "off_cadence",
+        "implausible_rain", "saturated", "extreme_rain", "constant_field", "bad_geometry",
+    ]  # fmt: skip
 
 
 def test_two_instances_have_separate_registries():
