@@ -1,6 +1,6 @@
 """`nowcastd predict`: the serve pipeline once, from scan files to one forecast file.
 
-The scans go through `Pipeline.step_batch` as a batch of queued scans does in `serve`, with the
+The scans go through `Pipeline.step` as a batch of queued scans does in `serve`, with the
 same rules (reader policy, plausibility, `future`, cadence, ordering); only the start-up
 refill's `stale` rule is not applied, so archived scans forecast. A refused scan, or one
 whose handling failed, is named on stderr with its reason and left out: the forecast is made
@@ -12,13 +12,16 @@ import dataclasses
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from nowcastd.cli.common import verbose_enabled
 from nowcastd.cli.options import Source, settings_command
 from nowcastd.cli.serve import serve_options
+
+if TYPE_CHECKING:
+    from nowcastd.serve.outcome import Failed, Rejected
 
 #: The `[serve]` settings predict takes as flags; the rest come from --config as for serve.
 PREDICT_OPTIONS = ("checkpoint", "output_dir", "lead_frames", "timestep_seconds")
@@ -61,7 +64,7 @@ def run_predict(scans: list[Path], *, config: Path | None, flags: dict) -> Path:
         logging.getLogger().setLevel(cfg.log_level)
     pipe = Pipeline(cfg, load_model(cfg.checkpoint))
     pipe.compile(pre_encoding=False)
-    outcomes = pipe.step_batch(list(scans), datetime.now(UTC))
+    outcomes = pipe.step(list(scans), datetime.now(UTC))
     refused = [_refusal(o) for o in outcomes if isinstance(o, Rejected | Failed)]
     for line in refused:
         typer.echo(line, err=True)
@@ -76,11 +79,10 @@ def run_predict(scans: list[Path], *, config: Path | None, flags: dict) -> Path:
     return written[0].file
 
 
-def _refusal(outcome: object) -> str:
+def _refusal(outcome: "Rejected | Failed") -> str:
     """One line for a scan that did not enter the forecast, with its reason."""
-    from nowcastd.serve.outcome import Failed, Rejected
+    from nowcastd.serve.outcome import Rejected
 
     if isinstance(outcome, Rejected):
         return f"refused ({outcome.reason}): {outcome.detail}"
-    assert isinstance(outcome, Failed)
     return f"{outcome.stage} failed ({outcome.reason}) for {outcome.name}: {outcome.detail}"

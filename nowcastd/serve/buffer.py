@@ -5,10 +5,11 @@ that donates it: the oldest frame shifts out and the new one is written at the e
 array's own memory, so no buffer is rebuilt per scan. The host keeps only the frames' valid
 times and names.
 
-Ordering rules, by valid time: a frame with the time of the newest one is a duplicate and is
-ignored; one older than the newest is out of order and dropped; one more than `max_gap_seconds`
-after the newest empties the buffer first (it becomes the first frame of a new sequence). The
-buffer is `full` (a forecast can be made) once it holds `input_length` consecutive frames.
+Ordering rules, by valid time, all in `check`: a frame with the time of the newest one is
+refused (`duplicate`), and so is one older than the newest (`out_of_order`); one more than
+`max_gap_seconds` after the newest empties the buffer first (it becomes the first frame of a
+new sequence). The buffer is `full` (a forecast can be made) once it holds `input_length`
+consecutive frames.
 """
 
 from __future__ import annotations
@@ -25,22 +26,19 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from nowcastd.io.readers import ScanRefused
+from nowcastd.serve.labels import RejectReason
+
 __all__ = ["FrameBuffer", "FrameInfo", "Push"]
 
 logger = logging.getLogger(__name__)
 
 
 class Push(enum.Enum):
-    """What `FrameBuffer.push` did with a frame."""
+    """How `FrameBuffer.push` took a frame in."""
 
     APPENDED = "appended"
     RESET = "reset"  # a gap emptied the buffer; the frame starts a new sequence
-    DUPLICATE = "duplicate"
-    OUT_OF_ORDER = "out_of_order"
-
-    @property
-    def accepted(self) -> bool:
-        return self in (Push.APPENDED, Push.RESET)
 
 
 #: What the caller keeps with each buffered frame (the pipeline: its `Frame`).
@@ -130,15 +128,21 @@ class FrameBuffer(Generic[R]):
 
     # -- update ------------------------------------------------------------------------------
 
-    def check(self, valid_time: datetime) -> Push:
-        """What `push` would do with a frame of this valid time (without pushing)."""
+    def check(self, valid_time: datetime, *, name: str) -> Push:
+        """What `push` would do with the frame `name` of this valid time (without pushing);
+        ScanRefused ("duplicate", "out_of_order") for a frame it would refuse."""
         newest = self.newest_time
         if newest is None:
             return Push.APPENDED
+        t = f"{valid_time:%Y-%m-%dT%H:%M:%SZ}"
         if valid_time == newest:
-            return Push.DUPLICATE
+            raise ScanRefused(RejectReason.DUPLICATE, f"{name}: valid time {t} already buffered")
         if valid_time < newest:
-            return Push.OUT_OF_ORDER
+            raise ScanRefused(
+                RejectReason.OUT_OF_ORDER,
+                f"{name}: expected a valid time after the newest buffered "
+                f"({newest:%Y-%m-%dT%H:%M:%SZ}), got {t}",
+            )
         if (valid_time - newest).total_seconds() > self.max_gap_seconds:
             return Push.RESET
         return Push.APPENDED
@@ -151,21 +155,11 @@ class FrameBuffer(Generic[R]):
         name: str,
         record: R,
     ) -> Push:
-        """Apply the ordering rules, then shift `frame` (a device array) in if accepted."""
-        outcome = self.check(valid_time)
-        if outcome is Push.DUPLICATE:
-            logger.info("scan %s: duplicate valid time %s, ignored", name, valid_time.isoformat())
-            return outcome
-        if outcome is Push.OUT_OF_ORDER:
-            logger.warning(
-                "scan %s: valid time %s is older than the newest buffered %s, dropped",
-                name,
-                valid_time.isoformat(),
-                self.newest_time.isoformat(),
-            )
-            return outcome
+        """Apply the ordering rules (`check`: ScanRefused for a frame they refuse), then shift
+        `frame` (a device array) in."""
+        outcome = self.check(valid_time, name=name)
         if outcome is Push.RESET:
-            gap = (valid_time - self.newest_time).total_seconds()
+            gap = (valid_time - self._infos[-1].valid_time).total_seconds()
             logger.warning(
                 "scan %s: %.0f s after the newest scan (more than %.0f s): buffer emptied",
                 name,

@@ -1,22 +1,23 @@
-"""One owner per scan: `Pipeline.step(path, now)` takes a scan from its file to its forecast
-file and returns one `Outcome` (`serve.outcome`).
+"""One owner per scan: `Pipeline.step(paths, now)` takes scans from their files to a forecast
+file and returns one `Outcome` (`serve.outcome`) per scan.
 
-The stages, in order: read (in a killable worker process with `isolate_reads`; the read
-policy, the plausibility of the field (`serve.plausibility`), the domain's crop and block
-mean, model units) →
-admission (`future`, `stale` for the start-up refill, `off_cadence`) → the buffer's ordering
-rules (`duplicate`, `out_of_order`, a gap empties it) and the transfer to the device → the
-forecast (`nowcastd.nowcast.forecast_rates`, pre-encoded when possible) → the atomic write →
-retention (`retention=True`) → the pre-encoding of the next window in the background.
+The stages, in order, each a direct call in `step`: `read` (in a killable worker process with
+`isolate_reads`; the read policy, the plausibility of the field (`serve.plausibility`), the
+domain's crop and block mean, model units) → `_admit` (`future`, `stale` for the start-up
+refill, `off_cadence`, then the buffer's ordering rules: `duplicate`, `out_of_order`) →
+`_buffer_frame` (the transfer to the device; a gap empties the buffer) → `_forecast` (the
+forecast, `nowcastd.nowcast.forecast_rates`, pre-encoded when possible; the atomic write;
+retention with `retention=True`; the pre-encoding of the next window in the background).
 
-`nowcastd serve` steps it once per batch of queued scans (`step_batch`: read all, buffer in
-valid-time order, forecast once from the newest), `refill` at start-up, `nowcastd predict`
-once. Every error of a stage is caught here, in `_attempt`, and becomes a `Rejected` or
-`Failed` outcome; any other exception a stage raises while it handles one scan is a bug met
-by that scan, and becomes its `Failed` outcome (reason "internal", logged with the
-traceback), so no file can stop the daemon. Its state is the input buffer (with each buffered
-`Frame`), the compiled forecaster (with its pre-encoded window) and one `ServeConfig`
-reference, which `reconfigure` replaces whole; each step reads it once.
+`nowcastd serve` steps it once per batch of queued scans (read all, buffer in valid-time
+order, forecast once from the newest), `refill` at start-up, `nowcastd predict` once. Every
+stage runs inside `_guard(stage, path)`, the one place errors are caught: a refusal becomes
+a `Rejected` outcome, an error the stage names a `Failed` one, and any other exception a stage
+raises while it handles one scan is a bug met by that scan, and becomes its `Failed` outcome
+(reason "internal", logged with the traceback), so no file can stop the daemon. Its state is
+the input buffer (with each buffered `Frame`), the compiled forecaster (with its pre-encoded
+window) and one `ServeConfig` reference, which `reconfigure` replaces whole; each step reads
+it once.
 
 NaN rule: pixels without data (NaN after the domain crop) enter the model as 0 in model units
 (no rain). The forecast is NaN (no data) wherever the newest input scan had no data, and that
@@ -30,11 +31,10 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 import jax
 import numpy as np
@@ -50,7 +50,8 @@ from nowcastd.serve.buffer import FrameBuffer, Push
 from nowcastd.serve.config import ServeConfig
 from nowcastd.serve.forecast import Forecast, Frame, timings
 from nowcastd.serve.forecaster import Forecaster
-from nowcastd.serve.metrics import REJECT_REASONS, ServiceMetrics
+from nowcastd.serve.labels import FailureReason, RejectReason, Stage, member
+from nowcastd.serve.metrics import ServiceMetrics
 from nowcastd.serve.outcome import Buffered, Failed, Outcome, Rejected, Written
 from nowcastd.serve.plausibility import FieldRules, admit_field
 from nowcastd.serve.read_worker import ReadWorker
@@ -73,10 +74,10 @@ FIXED_KEYS = (
 #: The start-up refill reads at most this many times the buffer's capacity of files.
 REFILL_TRIES = 8
 
-#: A scan the service refuses; `reason` is one of `metrics.REJECT_REASONS`.
+#: A scan the service refuses; `reason` is a `RejectReason`'s value.
 ScanRejected = ScanRefused
-
-_T = TypeVar("_T")
+#: The path the outcome of waiting for the background pre-encoding names.
+_NEXT_WINDOW = Path("the next window")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,11 +99,34 @@ class _Lap:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class _Failure:
-    """A stage's error, caught: what `_attempt` returns instead of the stage's value."""
+@dataclass
+class _Guarded:
+    """What a `_guard` block came to: `failure` is the file's outcome when the block raised."""
 
-    outcome: Rejected | Failed
+    failure: Rejected | Failed | None = None
+
+    @property
+    def failed(self) -> tuple[Failed, ...]:
+        """The failure as housekeeping (work done for the scans, not by one): a `Failed`."""
+        return (self.failure,) if isinstance(self.failure, Failed) else ()
+
+
+@contextlib.contextmanager
+def _guard(stage: Stage, path: Path) -> Iterator[_Guarded]:
+    """The one place errors are caught: what the block, `stage` handling the file at `path`,
+    raises becomes that file's outcome (`_Guarded.failure`) and never the daemon's end. A
+    refusal is `Rejected` with its reason; an error the stage names (NowcastdError, OSError)
+    is `Failed`; any other exception (a refusal with a reason no metric knows too) is
+    `Failed` with reason "internal", logged with its traceback."""
+    guarded = _Guarded()
+    try:
+        yield guarded
+    except ScanRejected as e:
+        guarded.failure = _refused(stage, path, e)
+    except (NowcastdError, OSError) as e:
+        guarded.failure = Failed(path=path, stage=stage, detail=str(e))
+    except Exception as e:
+        guarded.failure = _internal(stage, path, e)
 
 
 def _read_scan(
@@ -117,11 +141,13 @@ def _read_scan(
     except ScanRejected:
         raise
     except UnknownFormatError as e:
-        raise ScanRejected("unknown_format", str(e)) from e
+        raise ScanRejected(RejectReason.UNKNOWN_FORMAT, str(e)) from e
     except ScanError as e:
-        raise ScanRejected("corrupt", str(e)) from e
+        raise ScanRejected(RejectReason.CORRUPT, str(e)) from e
     except MemoryError as e:
-        raise ScanRejected("too_large", f"{printable(path.name)}: too large to read") from e
+        raise ScanRejected(
+            RejectReason.TOO_LARGE, f"{printable(path.name)}: too large to read"
+        ) from e
 
 
 class Pipeline:
@@ -145,7 +171,7 @@ class Pipeline:
         self.metrics = metrics
         self.retention = retention
         self.num_leads = cfg.lead_frames or (mcfg.total_length - mcfg.input_length)
-        time_encode = None if metrics is None else (lambda: metrics.time_stage("encode"))
+        time_encode = None if metrics is None else (lambda: metrics.time_stage(Stage.ENCODE))
         self._forecaster = Forecaster(
             model.network,
             model.transform,
@@ -204,31 +230,60 @@ class Pipeline:
 
     def close(self) -> tuple[Failed, ...]:
         """Finish a background pre-encoding and stop the reader process; what failed."""
-        waited = self._attempt("encode", Path("the next window"), self._forecaster.wait_pre_encode)
+        with _guard(Stage.ENCODE, _NEXT_WINDOW) as waited:
+            self._forecaster.wait_pre_encode()
         if self._read_worker is not None:
             self._read_worker.close()
-        return _failures(waited)
+        return waited.failed
 
-    # -- one scan, or a batch ----------------------------------------------------------------
+    # -- the scans of one batch --------------------------------------------------------------
 
-    def step(self, path: Path, now: datetime) -> Outcome:
-        """What becomes of the scan at `path`, the clock reading `now` (module docstring)."""
-        return self.step_batch([path], now)[0]
-
-    def step_batch(
+    def step(
         self,
         paths: Sequence[Path],
         now: datetime,
         *,
         max_age_seconds: float | None = None,
         forecast: bool = True,
+        read_at_most: int | None = None,
     ) -> list[Outcome]:
-        """One outcome per path, in the order given: every scan read, buffered in valid-time
-        order, and one forecast from the newest when it completes a window (the other scans
-        that completed one are `skipped`). `max_age_seconds` refuses older scans (`stale`);
-        `forecast=False` buffers only."""
-        outcomes, frames = self._read_all(paths)
-        return self._buffer_all(outcomes, frames, now, max_age_seconds, forecast=forecast)
+        """What becomes of the scans at `paths`, the clock reading `now`: one outcome per path,
+        in the order given. Every scan is read, then admitted and buffered in valid-time
+        order; the newest that completes a window is forecast from (the others that completed
+        one are `skipped`). `max_age_seconds` refuses older scans (`stale`); `forecast=False`
+        buffers only; `read_at_most` stops reading once that many scans were read (the paths
+        after get no outcome)."""
+        outcomes: dict[int, Outcome] = {}
+        frames: list[tuple[int, Frame]] = []
+        for i, path in enumerate(paths):
+            if read_at_most is not None and len(frames) >= read_at_most:
+                break
+            with _guard(Stage.READ, path) as read:
+                frames.append((i, self.read(path)))
+            if read.failure is not None:
+                outcomes[i] = read.failure
+        encode_wait = 0.0
+        with _guard(Stage.ENCODE, _NEXT_WINDOW) as waited:
+            encode_wait = self._forecaster.wait_pre_encode()
+        completing: list[tuple[int, Buffered, Frame]] = []  # the scans that completed a window
+        for i, frame in sorted(frames, key=lambda item: item[1].valid_time):
+            with _guard(Stage.TRANSFER, frame.path) as admitted:
+                self._admit(frame, now, max_age_seconds)
+                push, buffered = self._buffer_frame(frame)
+            if admitted.failure is not None:
+                outcomes[i] = admitted.failure
+                continue
+            entered = Buffered(path=frame.path, valid_time=frame.valid_time, push=push)
+            outcomes[i] = entered
+            if self._buffer.full:
+                completing.append((i, entered, buffered))
+        if forecast and completing and self._buffer.full:
+            *skipped, (i, entered, newest) = completing
+            for j, outcome, _ in skipped:
+                outcomes[j] = dataclasses.replace(outcome, skipped=True)
+            outcomes[i] = self._forecast(newest, entered.push, encode_wait)
+        result = [outcomes[i] for i in sorted(outcomes)]
+        return _with_housekeeping(result, waited.failed)
 
     def refill(self, candidates: Sequence[Path], now: datetime) -> list[Outcome]:
         """The start-up refill from `candidates`, newest first: read until twice the buffer's
@@ -237,83 +292,20 @@ class Pipeline:
         pre-encoded instead."""
         capacity = self._buffer.input_length
         hours = self._cfg.refill_max_age_hours
-        max_age = None if hours is None else hours * 3600.0
-        tries = candidates[: REFILL_TRIES * capacity]
-        outcomes, frames = self._read_all(tries, enough=2 * capacity)
-        result = self._buffer_all(outcomes, frames, now, max_age, forecast=False)
-        encoded = self._attempt("encode", Path("the refilled window"), self._pre_encode, False)
-        return _with_housekeeping(result, _failures(encoded))
-
-    def _read_all(
-        self, paths: Sequence[Path], *, enough: int | None = None
-    ) -> tuple[dict[int, Outcome], list[tuple[int, Frame]]]:
-        """Read `paths` in order (until `enough` were read); the refused ones' outcomes and
-        the frames read, by position."""
-        outcomes: dict[int, Outcome] = {}
-        frames: list[tuple[int, Frame]] = []
-        for i, path in enumerate(paths):
-            if enough is not None and len(frames) >= enough:
-                break
-            frame = self._attempt("read", path, self.read, path)
-            if isinstance(frame, _Failure):
-                outcomes[i] = frame.outcome
-            else:
-                frames.append((i, frame))
-        return outcomes, frames
-
-    def _buffer_all(
-        self,
-        outcomes: dict[int, Outcome],
-        frames: list[tuple[int, Frame]],
-        now: datetime,
-        max_age_seconds: float | None,
-        *,
-        forecast: bool,
-    ) -> list[Outcome]:
-        """Buffer `frames` in valid-time order; forecast from the newest that completes a
-        window; every outcome by position."""
-        frames = sorted(frames, key=lambda item: item[1].valid_time)
-        waited = self._attempt("encode", Path("the next window"), self._forecaster.wait_pre_encode)
-        completing: list[tuple[int, Frame, Push]] = []
-        for i, frame in frames:
-            pushed = self._attempt("transfer", frame.path, self._admit, frame, now, max_age_seconds)
-            if isinstance(pushed, _Failure):
-                outcomes[i] = pushed.outcome
-                continue
-            push, buffered = pushed
-            outcomes[i] = Buffered(path=frame.path, valid_time=frame.valid_time, push=push)
-            if self._buffer.full:
-                completing.append((i, buffered, push))
-        if forecast and completing and self._buffer.full:
-            *skipped, (i, newest, push) = completing
-            for j, _, _ in skipped:
-                outcomes[j] = dataclasses.replace(outcomes[j], skipped=True)
-            encode_wait = 0.0 if isinstance(waited, _Failure) else waited
-            outcomes[i] = self._forecast(newest, push, encode_wait)
-        result = [outcomes[i] for i in sorted(outcomes)]
-        return _with_housekeeping(result, _failures(waited))
-
-    # -- the one place errors are caught -----------------------------------------------------
-
-    def _attempt(
-        self, stage: str, path: Path, func: Callable[..., _T], *args: object
-    ) -> _T | _Failure:
-        """`func(*args)`, or what became of the scan at `path` when it raised: a refusal, a
-        stage's named error, or any other exception, which is the scan's `Failed` outcome
-        ("internal", logged with its traceback) and never the daemon's end."""
-        try:
-            return func(*args)
-        except ScanRejected as e:
-            if e.reason in REJECT_REASONS:
-                return _Failure(Rejected(path=path, reason=e.reason, detail=str(e)))
-            return _internal(stage, path, e)
-        except (NowcastdError, OSError) as e:
-            return _Failure(Failed(path=path, stage=stage, detail=str(e)))
-        except Exception as e:
-            return _internal(stage, path, e)
+        result = self.step(
+            candidates[: REFILL_TRIES * capacity],
+            now,
+            max_age_seconds=None if hours is None else hours * 3600.0,
+            forecast=False,
+            read_at_most=2 * capacity,
+        )
+        with _guard(Stage.ENCODE, Path("the refilled window")) as encoded:
+            self._pre_encode(background=False)
+        return _with_housekeeping(result, encoded.failed)
 
     @contextlib.contextmanager
-    def _stage(self, stage: str) -> Iterator[_Lap]:
+    def _stage(self, stage: Stage) -> Iterator[_Lap]:
+        """Time the block (`nowcastd_stage_duration_seconds` with metrics)."""
         lap = _Lap()
         start = time.perf_counter()
         try:
@@ -344,11 +336,12 @@ class Pipeline:
         ScanRejected if refused."""
         cfg = self._cfg
         reader, policy, worker = cfg.reader, self.policy(), self._read_worker
-        with self._stage("read") as lap:
+        with self._stage(Stage.READ) as lap:
             scan = _read_scan(Path(path), reader, policy, worker)
             if scan.valid_time.tzinfo is None:
                 raise ScanRejected(
-                    "corrupt", f"{printable(scan.name)}: expected a UTC valid time, got a naive one"
+                    RejectReason.CORRUPT,
+                    f"{printable(scan.name)}: expected a UTC valid time, got a naive one",
                 )
             scan = admit_field(scan, FieldRules.of(cfg, self.model.transform))
             try:
@@ -357,42 +350,33 @@ class Pipeline:
             except ScanRejected:
                 raise
             except ScanError as e:
-                raise ScanRejected("wrong_grid", str(e)) from e
+                raise ScanRejected(RejectReason.WRONG_GRID, str(e)) from e
         return Frame(
             path=scan.path,
             valid_time=scan.valid_time,
             model=model[..., None],
             nan_mask=valid == 0,
             grid=grid,
-            timings=timings({"read": lap.seconds}),
+            timings=timings({Stage.READ.value: lap.seconds}),
         )
 
-    def _admit(
-        self, frame: Frame, now: datetime, max_age_seconds: float | None
-    ) -> tuple[Push, Frame]:
-        """The plausibility rules, then the buffer's; returns how the frame was buffered and
-        the frame as buffered (with its transfer time)."""
+    def _admit(self, frame: Frame, now: datetime, max_age_seconds: float | None) -> None:
+        """The admission rules, then the buffer's ordering rules; ScanRejected for a frame
+        that breaks one."""
         self._check_plausible(frame, now, max_age_seconds)
+        self._buffer.check(frame.valid_time, name=frame.name)
+
+    def _buffer_frame(self, frame: Frame) -> tuple[Push, Frame]:
+        """Transfer an admitted frame to the device and push it into the buffer; how it was
+        buffered, and the frame as buffered (with its transfer time)."""
         buf = self._buffer
-        push = buf.check(frame.valid_time)
-        t = f"{frame.valid_time:%Y-%m-%dT%H:%M:%SZ}"
-        if push is Push.DUPLICATE:
-            raise ScanRejected("duplicate", f"{frame.name}: valid time {t} already buffered")
-        if push is Push.OUT_OF_ORDER:
-            raise ScanRejected(
-                "out_of_order",
-                f"{frame.name}: expected a valid time after the newest buffered "
-                f"({buf.newest_time:%Y-%m-%dT%H:%M:%SZ}), got {t}",
-            )
-        with self._stage("transfer") as lap:
+        with self._stage(Stage.TRANSFER) as lap:
             device_frame = jax.device_put(frame.model, buf.device)
         buffered = dataclasses.replace(
-            frame, timings=timings({**frame.timings, "transfer": lap.seconds})
+            frame, timings=timings({**frame.timings, Stage.TRANSFER.value: lap.seconds})
         )
-        pushed = buf.push(
-            device_frame, valid_time=frame.valid_time, name=frame.name, record=buffered
-        )
-        return pushed, buffered
+        push = buf.push(device_frame, valid_time=frame.valid_time, name=frame.name, record=buffered)
+        return push, buffered
 
     def _check_plausible(self, frame: Frame, now: datetime, max_age_seconds: float | None) -> None:
         """ScanRejected for a frame valid more than `max_future_seconds` after `now`, older
@@ -402,13 +386,13 @@ class Pipeline:
         ahead = (t - now).total_seconds()
         if ahead > cfg.max_future_seconds:
             raise ScanRejected(
-                "future",
+                RejectReason.FUTURE,
                 f"{frame.name}: expected a valid time at most {cfg.max_future_seconds:g} s "
                 f"after the clock ({now:%Y-%m-%dT%H:%M:%SZ}), got {t:%Y-%m-%dT%H:%M:%SZ}",
             )
         if max_age_seconds is not None and -ahead > max_age_seconds:
             raise ScanRejected(
-                "stale",
+                RejectReason.STALE,
                 f"{frame.name}: expected a valid time within {max_age_seconds:g} s of the "
                 f"clock, got {t:%Y-%m-%dT%H:%M:%SZ}",
             )
@@ -422,40 +406,41 @@ class Pipeline:
         off = delta % step
         if min(off, step - off) > cfg.cadence_seconds:
             raise ScanRejected(
-                "off_cadence",
+                RejectReason.OFF_CADENCE,
                 f"{frame.name}: expected a multiple of {step:g} s after the newest scan "
                 f"({newest:%Y-%m-%dT%H:%M:%SZ}), got {delta:g} s",
             )
 
     def _forecast(self, newest: Frame, push: Push, encode_wait: float) -> Outcome:
         """Forecast from the full buffer, write it, prune, pre-encode the next window."""
-        forecast = self._attempt("rollout", newest.path, self._rollout)
-        if isinstance(forecast, _Failure):
-            return forecast.outcome
-        value, forecast_seconds = forecast
-        out_dir = self._cfg.output_dir or Path(".")
-        with self._stage("write") as lap:
-            file = self._attempt("write", newest.path, self._write, value, out_dir)
-        if isinstance(file, _Failure):
-            return file.outcome
+        with _guard(Stage.ROLLOUT, newest.path) as rolled:
+            forecast, forecast_seconds = self._rollout()
+        if rolled.failure is not None:
+            return rolled.failure
+        with self._stage(Stage.WRITE) as lap, _guard(Stage.WRITE, newest.path) as wrote:
+            file = self._write(forecast)
+        if wrote.failure is not None:
+            return wrote.failure
         in_place = time.monotonic()
-        encoded = self._attempt("encode", file, self._pre_encode, True)
-        pruned = self._attempt("retention", file, self._prune)
+        with _guard(Stage.ENCODE, file) as encoded:
+            self._pre_encode(background=True)
+        with _guard(Stage.RETENTION, file) as pruned:
+            self._prune()
         return Written(
             path=newest.path,
             file=file,
-            forecast=value,
+            forecast=forecast,
             push=push,
             timings=timings(
                 {
                     **newest.timings,
                     "encode_wait": encode_wait,
                     **forecast_seconds,
-                    "write": lap.seconds,
+                    Stage.WRITE.value: lap.seconds,
                 }
             ),
             in_place=in_place,
-            housekeeping=(*_failures(encoded), *_failures(pruned)),
+            housekeeping=(*encoded.failed, *pruned.failed),
         )
 
     def _rollout(self) -> tuple[Forecast, dict[str, float]]:
@@ -480,7 +465,7 @@ class Pipeline:
 
         @contextlib.contextmanager
         def timed(stage: str) -> Iterator[None]:
-            with self._stage(stage) as lap:
+            with self._stage(member(Stage, stage, "stage")) as lap:
                 yield
             seconds[stage] = lap.seconds
 
@@ -500,8 +485,8 @@ class Pipeline:
         )
         return forecast, seconds
 
-    def _write(self, forecast: Forecast, out_dir: Path) -> Path:
-        return write_forecast(out_dir, **forecast.file_contents())
+    def _write(self, forecast: Forecast) -> Path:
+        return write_forecast(self._cfg.output_dir or Path("."), **forecast.file_contents())
 
     def _pre_encode(self, background: bool) -> None:
         """Encode the newest I - 1 buffered frames for the next scan's forecast (if full)."""
@@ -524,7 +509,16 @@ class Pipeline:
             raise NowcastdError(f"retention in {out_dir}: {e}") from e
 
 
-def _internal(stage: str, path: Path, e: Exception) -> _Failure:
+def _refused(stage: Stage, path: Path, e: ScanRejected) -> Rejected | Failed:
+    """The file's `Rejected` outcome, or its "internal" failure for a reason no metric knows."""
+    try:
+        reason = RejectReason(e.reason)
+    except ValueError:
+        return _internal(stage, path, e)
+    return Rejected(path=path, reason=reason, detail=str(e))
+
+
+def _internal(stage: Stage, path: Path, e: Exception) -> Failed:
     """An exception no rule expected while `stage` handled the file at `path` (a refusal
     with a reason the metrics do not know is one too): that file's "internal" failure."""
     name = printable(path.name)
@@ -533,14 +527,7 @@ def _internal(stage: str, path: Path, e: Exception) -> _Failure:
         what = f"refusal reason {e.reason!r} (not one of the metrics' reasons)"
     logger.warning("%s: unexpected %s in stage %s", name, what, stage, exc_info=e)
     detail = f"{name}: unexpected {what} in stage {stage}: {e}"
-    return _Failure(Failed(path=path, stage=stage, reason="internal", detail=detail))
-
-
-def _failures(result: object) -> tuple[Failed, ...]:
-    """The housekeeping failure in an `_attempt`'s result, if it is one."""
-    if isinstance(result, _Failure) and isinstance(result.outcome, Failed):
-        return (result.outcome,)
-    return ()
+    return Failed(path=path, stage=stage, reason=FailureReason.INTERNAL, detail=detail)
 
 
 def _with_housekeeping(outcomes: list[Outcome], failed: tuple[Failed, ...]) -> list[Outcome]:

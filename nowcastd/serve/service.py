@@ -5,7 +5,7 @@ of temporary files a crash left, the scan reader process, the watcher, then a re
 only then `READY=1`. So a restart forecasts at the next scan, not `input_length` scans later.
 
 The worker (the main thread) takes every queued scan and steps the pipeline with them
-(`Pipeline.step_batch`: read, admitted, buffered in valid-time order, one forecast from the
+(`Pipeline.step`: read, admitted, buffered in valid-time order, one forecast from the
 newest); each scan comes back as one `Outcome` (`serve.outcome`), which `_record` logs,
 counts and writes as an event line (`events_file`, `serve.events`): the one place outcomes
 are counted. When it falls behind, the scans it did not forecast from are counted in
@@ -312,7 +312,7 @@ class Service:
         """Step the pipeline with the scans of `events`; record each outcome."""
         started = time.monotonic()
         fresh = [event for event in events if self._fresh(event)]
-        outcomes = self.pipeline.step_batch([e.path for e in fresh], datetime.now(UTC))
+        outcomes = self.pipeline.step([e.path for e in fresh], datetime.now(UTC))
         for event, outcome in zip(fresh, outcomes, strict=True):
             self._record(outcome, event=event, started=started)
         self._progress = time.monotonic()

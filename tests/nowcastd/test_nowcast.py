@@ -37,7 +37,7 @@ def test_serve_and_evaluate_give_identical_fields_for_the_same_window(tmp_path):
         ServeConfig(timestep_seconds=300.0, output_dir=tmp_path / "out", strategy=DEFAULT), loaded
     )
     pipe.compile(pre_encoding=False)
-    served = pipe.step_batch(paths, T0 + timedelta(hours=1))[-1]
+    served = pipe.step(paths, T0 + timedelta(hours=1))[-1]
     assert isinstance(served, Written)
 
     evaluated = model_forecast(loaded, rates[None], leads=pipe.num_leads, batch=1)[0]
@@ -125,7 +125,7 @@ def test_serve_predict_and_evaluate_forecast_the_same_heavy_rain_window_alike(tm
         ServeConfig(timestep_seconds=300.0, output_dir=tmp_path / "out", strategy=DEFAULT), loaded
     )
     pipe.compile(pre_encoding=False)
-    served = pipe.step_batch(paths, T0 + timedelta(hours=1))[-1]
+    served = pipe.step(paths, T0 + timedelta(hours=1))[-1]
     assert isinstance(served, Written)
     predicted = CliRunner().invoke(
         app,

@@ -1,4 +1,5 @@
-"""The device frame buffer: in-place shifts, time-ordering rules, gap resets."""
+"""The device frame buffer: in-place shifts, time-ordering rules (refusals by reason), gap
+resets."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -6,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from nowcastd.io.readers import ScanRefused
 from nowcastd.serve.buffer import FrameBuffer, Push
 from nowcastd.serve.metrics import CompileCounter
 
@@ -44,12 +46,21 @@ def test_push_updates_the_device_array_in_place_without_recompiling():
     assert buf.frames.shape == (1, 3, 4, 4, 1)
 
 
-def test_duplicate_is_ignored_and_older_scan_dropped():
+def test_a_duplicate_and_an_older_scan_are_refused_by_reason_and_leave_the_buffer_alone():
     buf = _buffer()
     _push(buf, 0)
     _push(buf, 5)
-    assert _push(buf, 5, value=99) is Push.DUPLICATE
-    assert _push(buf, 0, value=99) is Push.OUT_OF_ORDER
+    with pytest.raises(ScanRefused, match=r"^s5: valid time 2026-01-01T00:05:00Z already") as dup:
+        _push(buf, 5, value=99)
+    with pytest.raises(ScanRefused) as older:
+        _push(buf, 0, value=99)
+    assert (dup.value.reason, older.value.reason) == ("duplicate", "out_of_order")
+    assert str(older.value) == (
+        "s0: expected a valid time after the newest buffered (2026-01-01T00:05:00Z), "
+        "got 2026-01-01T00:00:00Z"
+    )
+    with pytest.raises(ScanRefused):  # `check` is the rule `push` applies
+        buf.check(T0 + timedelta(minutes=5), name="s5")
     assert [i.name for i in buf.infos] == ["s0", "s5"]
     assert 99 not in np.asarray(buf.frames)
 
@@ -58,7 +69,7 @@ def test_gap_over_the_limit_empties_the_buffer():
     buf = _buffer()
     for m in (0, 5, 10):
         _push(buf, m)
-    assert buf.check(T0 + timedelta(minutes=17, seconds=30)) is Push.APPENDED  # 450 s: kept
+    assert buf.check(T0 + timedelta(minutes=17, seconds=30), name="s") is Push.APPENDED  # 450 s
     assert _push(buf, 20) is Push.RESET  # 600 s
     assert buf.count == 1 and not buf.full
     _push(buf, 25)
