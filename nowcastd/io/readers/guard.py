@@ -8,7 +8,9 @@ A watched directory is written by others, so every reader goes through these gat
   `max_file_bytes` is refused before it is read.
 - `open_hdf5`: HDF5 through that one descriptor; external links (to other files), and datasets
   stored outside the file (external raw storage, virtual datasets) are refused unless
-  `allow_external` is set, since each of them opens another file, perhaps a FIFO.
+  `allow_external` is set, since each of them opens another file, perhaps a FIFO. A file with
+  more links (`MAX_LINKS`) or attributes (`MAX_ATTRIBUTES`, `MAX_ATTRIBUTE_BYTES`) than any
+  scan has is refused before any of them is read.
 - `check_array`: a dataset's declared shape, dtype and chunking are checked against the
   configured grid (or `max_pixels`) before its data is read, so a small file declaring a huge
   array costs nothing; `chunks.check_inflation` bounds what its compressed chunks inflate to.
@@ -32,13 +34,13 @@ import tokenize
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import h5py
 import numpy as np
-from h5py import h5d, h5l
+from h5py import h5a, h5d, h5l
 
 from nowcastd.errors import ScanError
 
@@ -159,38 +161,87 @@ def open_scan(path: Path, policy: ReadPolicy) -> IO[bytes]:
 
 #: Most links a scan file may hold; a radar product has a few dozen.
 MAX_LINKS = 10_000
+#: Most attributes, and bytes stored in them, of all the objects of a scan file; a radar
+#: product has a few hundred attributes of a few KB in all.
+MAX_ATTRIBUTES = 10_000
+MAX_ATTRIBUTE_BYTES = 16 << 20
 
 
-def _refuse_external(h: h5py.File, name: str) -> None:
-    """ScanRefused if any link leaves the file or any dataset's data lies outside it, or if
-    the file holds more than `MAX_LINKS` links."""
-    problems: list[str] = []
-    seen = 0
+@dataclass
+class _Survey:
+    """What `_survey` found in a file's links."""
 
-    def visit(link: bytes, info: h5l.LinkInfo) -> bool | None:
-        nonlocal seen
-        seen += 1
-        if seen > MAX_LINKS:
-            return True  # stops the visit
-        text = link.decode("utf-8", "backslashreplace")
+    links: int = 0
+    attributes: int = 0
+    attribute_bytes: int = 0
+    external: list[str] = field(default_factory=list)
+    error: Exception | None = None
+
+    def count_attributes(self, oid: h5py.h5o.ObjectID) -> None:
+        n = h5a.get_num_attrs(oid)
+        self.attributes += n
+        if self.attributes <= MAX_ATTRIBUTES:
+            self.attribute_bytes += sum(h5a.open(oid, index=i).get_storage_size() for i in range(n))
+
+    @property
+    def over(self) -> bool:
+        return (
+            self.links > MAX_LINKS
+            or self.attributes > MAX_ATTRIBUTES
+            or self.attribute_bytes > MAX_ATTRIBUTE_BYTES
+        )
+
+
+def _survey(h: h5py.File) -> _Survey:
+    """Every link of the file visited once (stopping past the bounds): how many links and
+    attributes, and which links leave the file or lead to data outside it."""
+    found = _Survey()
+    found.count_attributes(h.id)
+
+    def look(text: str, info: h5l.LinkInfo) -> None:
         if info.type == h5l.TYPE_EXTERNAL:
-            problems.append(f"external link {text}")
+            found.external.append(f"external link {text}")
         elif info.type != h5l.TYPE_HARD and info.type != h5l.TYPE_SOFT:
-            problems.append(f"user-defined link {text}")
+            found.external.append(f"user-defined link {text}")
         elif info.type == h5l.TYPE_HARD:
             obj = h.get(text)
+            if obj is None:
+                raise KeyError(f"hard link {text} leads to no object")
+            found.count_attributes(obj.id)
             if isinstance(obj, h5py.Dataset):
                 plist = obj.id.get_create_plist()
                 if plist.get_layout() == h5d.VIRTUAL:
-                    problems.append(f"virtual dataset {text}")
+                    found.external.append(f"virtual dataset {text}")
                 elif plist.get_external_count() > 0:
-                    problems.append(f"dataset {text} stored in an external file")
-        return None
+                    found.external.append(f"dataset {text} stored in an external file")
+
+    def visit(link: bytes, info: h5l.LinkInfo) -> bool | None:
+        found.links += 1
+        try:
+            look(link.decode("utf-8", "backslashreplace"), info)
+        except _DAMAGE as e:  # raised here, h5py would report it as a SystemError
+            found.error = e
+        return True if found.over or found.error else None  # True stops the visit
 
     h.id.links.visit(visit, info=True)
-    if seen > MAX_LINKS:
-        raise ScanRefused("too_large", f"{name}: expected at most {MAX_LINKS} HDF5 links, got more")
-    if problems:
+    if found.error is not None:
+        raise found.error
+    return found
+
+
+def _check_structure(h: h5py.File, name: str, policy: ReadPolicy) -> None:
+    """ScanRefused for a file with more links or attributes than any scan has (`too_large`)
+    or, unless the policy allows it, a link that leaves the file or data outside it."""
+    found = _survey(h)
+    if found.over:
+        raise ScanRefused(
+            "too_large",
+            f"{name}: expected at most {MAX_LINKS} HDF5 links and {MAX_ATTRIBUTES} attributes "
+            f"of {MAX_ATTRIBUTE_BYTES} bytes in all, got {found.links} links and "
+            f"{found.attributes} attributes of {found.attribute_bytes} bytes before stopping",
+        )
+    problems = found.external
+    if problems and not policy.allow_external:
         shown = ", ".join(printable(p) for p in problems[:3])
         raise ScanRefused(
             "external_reference",
@@ -203,8 +254,7 @@ def _refuse_external(h: h5py.File, name: str) -> None:
 def open_hdf5(path: Path, policy: ReadPolicy) -> Iterator[h5py.File]:
     """An HDF5 file read through `open_scan`'s descriptor, checked for external references."""
     with open_scan(path, policy) as f, h5py.File(f, "r") as h:
-        if not policy.allow_external:
-            _refuse_external(h, printable(Path(path).name))
+        _check_structure(h, printable(Path(path).name), policy)
         yield h
 
 

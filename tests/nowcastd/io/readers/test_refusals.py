@@ -180,7 +180,23 @@ def test_too_many_links_are_too_large(tmp_path):
         group = h.create_group("extra")
         for i in range(10_001):
             group[f"l{i}"] = h5py.SoftLink("/what")
-    _refused(path, "too_large", r"expected at most 10000 HDF5 links, got more")
+    _refused(path, "too_large", r"expected at most 10000 HDF5 links .* got 10001 links")
+
+
+@pytest.mark.parametrize(
+    ("count", "size", "match"),
+    [(10_001, 1, r"got \d+ links and 100\d\d attributes"), (2, 10 << 20, r"of 2097\d{4} bytes")],
+    ids=["many", "large"],
+)
+def test_too_many_or_too_large_attributes_are_too_large_before_any_is_read(
+    tmp_path, count, size, match
+):
+    path = _odim(tmp_path)
+    with h5py.File(path, "a", libver="latest") as h:  # attributes over 64 KB: dense storage
+        group = h.create_group("extra")
+        for i in range(count):
+            group.attrs.create(f"a{i}", np.zeros(size, np.uint8))
+    _refused(path, "too_large", match, ReadPolicy(allow_external=True))
 
 
 def test_a_non_float_npy_is_an_unsupported_dtype_with_its_reason(tmp_path):
