@@ -80,11 +80,18 @@ class ServiceMetrics:
         self.build.info(
             {"version": version, "model": model_name, "checkpoint_digest": checkpoint_digest}
         )
+        self._serving = False
+        # In this order: the registry exports them in the order they are declared.
+        self._declare_scan_metrics()
+        self._declare_compile_metrics()
+        self._declare_state_metrics()
 
-        counter = functools.partial(Counter, registry=r)
-        gauge = functools.partial(Gauge, registry=r)
-        histogram = functools.partial(Histogram, buckets=LATENCY_BUCKETS_SECONDS, registry=r)
-
+    def _declare_scan_metrics(self) -> None:
+        """What became of the scans, and how long their forecasts took."""
+        counter = functools.partial(Counter, registry=self.registry)
+        histogram = functools.partial(
+            Histogram, buckets=LATENCY_BUCKETS_SECONDS, registry=self.registry
+        )
         self.forecast_latency = histogram(
             "nowcastd_forecast_latency_seconds",
             "From the scan's file event to the forecast renamed into place.",
@@ -123,6 +130,10 @@ class ServiceMetrics:
             "nowcastd_buffer_resets_total",
             "Input buffer emptied because of a gap in the scan sequence.",
         )
+
+    def _declare_compile_metrics(self) -> None:
+        """XLA compilations, before and after ready."""
+        counter = functools.partial(Counter, registry=self.registry)
         self.jit_compilations = counter(
             "nowcastd_jit_compilations_total",
             "XLA compilations (including loads from the persistent cache) since start.",
@@ -134,8 +145,11 @@ class ServiceMetrics:
             "nowcastd_jit_compilations_after_ready_total",
             "XLA compilations after the service became ready (0 unless shapes or the cache change).",
         )
-        self._serving = False
 
+    def _declare_state_metrics(self) -> None:
+        """The buffer, the last forecast, readiness, the watch directory and the watchdog."""
+        counter = functools.partial(Counter, registry=self.registry)
+        gauge = functools.partial(Gauge, registry=self.registry)
         self.buffer_frames = gauge("nowcastd_buffer_frames", "Scans held in the input buffer.")
         self.buffer_capacity_frames = gauge(
             "nowcastd_buffer_capacity_frames", "Scans the model needs as input."
