@@ -34,6 +34,7 @@ import numpy as np
 from nowcastd.io.readers import Scan, ScanRefused, printable
 from nowcastd.io.transform import DataTransform
 from nowcastd.serve.config import ServeConfig
+from nowcastd.serve.labels import RejectReason
 
 __all__ = ["FieldRules", "admit_field", "saturation_rate_mm_h"]
 
@@ -87,7 +88,7 @@ def admit_field(scan: Scan, rules: FieldRules) -> Scan:
         saturated = int(np.count_nonzero(values >= saturation))
         if saturated > rules.max_saturated_fraction * values.size:
             raise ScanRefused(
-                "saturated",
+                RejectReason.SATURATED,
                 f"{name}: expected at most {_percent(rules.max_saturated_fraction)} of the "
                 f"pixels at or above {saturation:.1f} mm/h, where the model's input saturates "
                 f"(all such rain is one value to it), got {_share(saturated, values.size)} "
@@ -97,7 +98,7 @@ def admit_field(scan: Scan, rules: FieldRules) -> Scan:
     if extreme > rules.max_extreme_fraction * values.size:
         limit = "" if saturation is None else f"; the model's input saturates at {saturation:.1f}"
         raise ScanRefused(
-            "extreme_rain",
+            RejectReason.EXTREME_RAIN,
             f"{name}: expected at most {_percent(rules.max_extreme_fraction)} of the pixels "
             f"above {rules.extreme_rain_rate_mm_h:g} mm/h (no rain reaches it over a composite"
             f"{limit}), got {_share(extreme, values.size)} (max {values.max():g} mm/h)",
@@ -106,7 +107,7 @@ def admit_field(scan: Scan, rules: FieldRules) -> Scan:
         low, high = values.min(), values.max()
         if low == high and low != 0:
             raise ScanRefused(
-                "constant_field",
+                RejectReason.CONSTANT_FIELD,
                 f"{name}: expected a field that varies (rain, or 0 where dry), got "
                 f"{low:g} mm/h in all {values.size} pixels with data",
             )
@@ -124,7 +125,7 @@ def _clip_implausible(scan: Scan, max_rate: float, max_fraction: float) -> Scan:
     with_data = max(int(np.count_nonzero(~np.isnan(field))), 1)
     if count > max_fraction * with_data:
         raise ScanRefused(
-            "implausible_rain",
+            RejectReason.IMPLAUSIBLE_RAIN,
             f"{printable(scan.name)}: expected rain rates within 0..{max_rate:g} mm/h, got "
             f"{count} of {with_data} pixels outside (range {np.nanmin(field):g}.."
             f"{np.nanmax(field):g})",
