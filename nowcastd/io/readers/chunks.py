@@ -10,9 +10,9 @@ dataset is read, `check_inflation` refuses it (`ScanRefused("too_large")`) unles
   nothing here bounds, or another order is refused as `too_large` too);
 - each declared chunk lies within the grid (so all of them, inflated, hold less than 4 frames:
   an edge chunk overhangs by less than a chunk), and there are at most `MAX_CHUNKS` of them;
-- every stored chunk is no larger than a deflate stream of the chunk can be, and its deflate
-  stream, inflated here with a budget of the chunk's bytes (`zlib`'s `max_length`), ends
-  within that budget.
+- every stored chunk of a filtered dataset is no larger than a deflate stream of the chunk
+  can be (HDF5 reads what is stored before it filters it), and its deflate stream, inflated
+  here with a budget of the chunk's bytes (`zlib`'s `max_length`), ends within that budget.
 
 The work per dataset is thus a bounded multiple of the frame's bytes, whatever the file holds:
 one chunk at most is inflated here at a time (at most one frame's bytes), then HDF5 inflates
@@ -88,9 +88,10 @@ def check_inflation(name: str, dataset: h5py.Dataset) -> None:
         raise ScanRefused(
             "too_large", f"{name}: expected at most {MAX_CHUNKS} chunks, got {count} of {chunks}"
         )
-    if h5z.FILTER_DEFLATE not in filters:
-        return
-    deflate_bit = 1 << filters.index(h5z.FILTER_DEFLATE)
+    if not filters:
+        return  # HDF5 reads a chunk's declared bytes, whatever its index says is stored
+    deflate = h5z.FILTER_DEFLATE
+    deflate_bit = 1 << filters.index(deflate) if deflate in filters else 0
     fletcher = h5z.FILTER_FLETCHER32
     fletcher_bit = 1 << filters.index(fletcher) if fletcher in filters else 0
     largest = chunk_bytes + (chunk_bytes >> 10) + 68  # a deflate stream of a chunk, checksummed
@@ -106,7 +107,7 @@ def check_inflation(name: str, dataset: h5py.Dataset) -> None:
                 "too_large",
                 f"{name}: expected stored chunks of at most {largest} bytes, got {info.size}",
             )
-        if info.filter_mask & deflate_bit:
+        if not deflate_bit or info.filter_mask & deflate_bit:
             continue  # this chunk is stored uncompressed
         _mask, stored = dataset.id.read_direct_chunk(info.chunk_offset)
         checksum = 4 if fletcher_bit and not info.filter_mask & fletcher_bit else 0

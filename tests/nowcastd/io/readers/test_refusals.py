@@ -53,8 +53,10 @@ def test_a_gzip_bomb_of_one_gib_in_a_one_mb_file_is_refused_before_inflating(tmp
     _refused(path, "too_large", r"expected the chunk at \(0, 0\) to inflate to 1071000 bytes")
 
 
-def test_a_chunk_stored_larger_than_its_stream_can_be_is_refused(tmp_path):
+@pytest.mark.parametrize("filters", [{"compression": "gzip"}, {"fletcher32": True}])
+def test_a_chunk_stored_larger_than_its_stream_can_be_is_refused(tmp_path, filters):
     path = _odim(tmp_path)
+    _replace_image(path, "dataset1/data1/data", shape=SHAPE, dtype=np.uint8, **filters)
     with h5py.File(path, "a") as h:
         ds = h["dataset1/data1/data"]
         ds.id.write_direct_chunk((0, 0), zlib.compress(bytes(4096)) + bytes(100_000))
