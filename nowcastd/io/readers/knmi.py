@@ -86,10 +86,6 @@ def proj4_km_to_m(proj4: str) -> str:
     return " ".join(out + ["+units=m"])
 
 
-def _scalar(attrs: h5py.AttributeManager, name: str) -> float:
-    return float(np.asarray(attrs[name]).reshape(-1)[0])
-
-
 def _raw_values(path: Path, key: str, value: object) -> list[int]:
     """The raw values (integers of 0..65535) that the calibration attribute `key` names."""
     values = np.asarray(value).reshape(-1)
