@@ -10,9 +10,10 @@ and it is an error (exit 1) when they do not.
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -48,7 +49,7 @@ def register(app: typer.Typer) -> None:
     app.command("predict")(command)
 
 
-def run_predict(scans: list[Path], *, config: Path | None, flags: dict) -> Path:
+def run_predict(scans: list[Path], *, config: Path | None, flags: Mapping[str, Any]) -> Path:
     from nowcastd.errors import DataError
     from nowcastd.io.model_checkpoint import load_model
     from nowcastd.serve.config import load_serve_config

@@ -91,10 +91,11 @@ class FrameBuffer(Generic[R]):
         self.device = device or jax.devices()[0]
         shape = (1, input_length, *self.frame_shape)
         # device_put of host zeros: no XLA computation, so nothing to compile.
-        self._frames = jax.device_put(np.zeros(shape, np.float32), self.device)
+        self._frames: jax.Array = jax.device_put(np.zeros(shape, np.float32), self.device)
+        # jax leaves ShapeDtypeStruct's constructor unannotated
         self._update = _shift_in.lower(
-            jax.ShapeDtypeStruct(shape, jnp.float32),
-            jax.ShapeDtypeStruct(self.frame_shape, jnp.float32),
+            jax.ShapeDtypeStruct(shape, jnp.float32),  # type: ignore[no-untyped-call]
+            jax.ShapeDtypeStruct(self.frame_shape, jnp.float32),  # type: ignore[no-untyped-call]
         ).compile()
         self._infos: list[FrameInfo[R]] = []
 

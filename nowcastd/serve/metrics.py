@@ -234,7 +234,9 @@ class ServiceMetrics:
         try:
             family = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM)[0][0]
             server_class = type("MetricsServer", (_BoundedServer,), {"address_family": family})
-            server = make_server(addr, port, app, server_class, handler_class=_QuietHandler)
+            server: WSGIServer = make_server(
+                addr, port, app, server_class, handler_class=_QuietHandler
+            )
         except OSError as e:
             raise ConfigError(f"metrics endpoint {addr}:{port}: cannot listen: {e}") from e
         thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
