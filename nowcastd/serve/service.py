@@ -87,8 +87,8 @@ class Service:
         flags: Mapping[str, Any] | None = None,
         notifier: Notifier | None = None,
     ) -> None:
-        cfg.require("watch_dir", "output_dir")
-        check_directories(cfg.watch_dir, cfg.output_dir)
+        watch_dir, output_dir = cfg.served_dirs()
+        check_directories(watch_dir, output_dir)
         self.config_path = config_path
         self.flags = dict(flags or {})
         self.notifier = notifier or Notifier.from_environment()
@@ -101,7 +101,7 @@ class Service:
             cfg, model, metrics=self.metrics, isolate_reads=True, retention=True
         )
         self.watcher = self._new_watcher()
-        self._watch_dir = DirectoryIdentity(cfg.watch_dir)
+        self._watch_dir = DirectoryIdentity(watch_dir)
         self._last_dir_check = 0.0
         self._watch_dir_missing = False
         self._progress = time.monotonic()
@@ -122,8 +122,9 @@ class Service:
 
     def _new_watcher(self, events: queue.Queue[ScanEvent] | None = None) -> ScanWatcher:
         cfg = self.cfg
+        watch_dir, _ = cfg.served_dirs()
         return ScanWatcher(
-            cfg.watch_dir,
+            watch_dir,
             poll=cfg.poll,
             poll_interval_seconds=cfg.poll_interval_seconds,
             settle_seconds=cfg.settle_seconds,
@@ -158,8 +159,9 @@ class Service:
         self._start_pinger()
         try:
             self.pipeline.compile()
-            self.cfg.output_dir.mkdir(parents=True, exist_ok=True)
-            remove_litter(self.cfg.output_dir)
+            _, output_dir = self.cfg.served_dirs()
+            output_dir.mkdir(parents=True, exist_ok=True)
+            remove_litter(output_dir)
             if self.cfg.events_file is not None:
                 self._events = EventLog(self.cfg.events_file)
             self.pipeline.start()
@@ -284,7 +286,8 @@ class Service:
         m.watch_dir_rearms.inc()
         m.watch_dir_present.set(1)
         # Files that landed before the new watch began: handed on like new ones.
-        for path, mtime in _entries(self.cfg.watch_dir):
+        watch_dir, _ = self.cfg.served_dirs()
+        for path, mtime in _entries(watch_dir):
             if mtime >= since * 1e9:
                 self.watcher.queue.put(ScanEvent(path=path, event_time=time.monotonic()))
 
@@ -322,7 +325,7 @@ class Service:
     def refill(self) -> int:
         """Fill the buffer from the newest scans already in the watch directory (the same
         rules as for new scans; `Pipeline.refill`); returns the frames buffered."""
-        watch_dir = self.cfg.watch_dir
+        watch_dir, _ = self.cfg.served_dirs()
         candidates = sorted(_entries(watch_dir), key=lambda item: item[1], reverse=True)
         outcomes = self.pipeline.refill([path for path, _ in candidates], datetime.now(UTC))
         for outcome in outcomes:
