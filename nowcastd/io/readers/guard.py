@@ -104,16 +104,17 @@ _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
 _CONTROL.update({0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"})
 
 
-def printable(name: str | bytes | os.PathLike) -> str:
+def printable(name: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
     """`name` as one safe line: undecodable bytes as `\\xff`, control characters escaped."""
-    if isinstance(name, os.PathLike):
-        name = os.fspath(name)
-    if isinstance(name, str):
+    text = os.fspath(name) if isinstance(name, os.PathLike) else name
+    if isinstance(text, str):
         try:
-            name = name.encode("utf-8", "surrogateescape")
+            raw = text.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
-            name = name.encode("utf-8", "backslashreplace")
-    return name.decode("utf-8", "backslashreplace").translate(_CONTROL)
+            raw = text.encode("utf-8", "backslashreplace")
+    else:
+        raw = text
+    return raw.decode("utf-8", "backslashreplace").translate(_CONTROL)
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -315,7 +316,7 @@ _DAMAGE = (
 
 
 @contextmanager
-def refusing(path: str | os.PathLike, what: str) -> Iterator[None]:
+def refusing(path: str | os.PathLike[str], what: str) -> Iterator[None]:
     """The boundary of a reader: inside it, any error that a file's bytes can provoke becomes
     `ScanRefused` naming the file, `what` it should have been and what went wrong."""
     name = printable(Path(path).name)

@@ -48,7 +48,9 @@ def time_from_name(
             "time_pattern and time_format: expected both or neither, "
             f"got pattern={time_pattern!r}, format={time_format!r}"
         )
-    rules = _DEFAULT_RULES if time_pattern is None else ((re.compile(time_pattern), time_format),)
+    rules: tuple[tuple[re.Pattern[str], str], ...] = _DEFAULT_RULES
+    if time_pattern is not None and time_format is not None:
+        rules = ((re.compile(time_pattern), time_format),)
     for regex, fmt in rules:
         match = regex.search(name)
         if match is not None:

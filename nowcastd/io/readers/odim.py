@@ -24,6 +24,7 @@ import logging
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import overload
 
 import h5py
 import numpy as np
@@ -51,10 +52,15 @@ _HHMM = re.compile(r"[0-9]{4}")
 def _lookup(groups: list[h5py.Group], name: str) -> object | None:
     for group in groups:
         if name in group.attrs:
-            return group.attrs[name]
+            value: object = group.attrs[name]
+            return value
     return None
 
 
+@overload
+def _number(value: object, default: float) -> float: ...
+@overload
+def _number(value: object, default: None) -> float | None: ...
 def _number(value: object, default: float | None) -> float | None:
     if value is None:
         return default
@@ -83,9 +89,8 @@ def _what_chain(h: h5py.File, data: h5py.Group) -> tuple[list[h5py.Group], list[
 
 def _pick_data(path: Path, h: h5py.File) -> tuple[h5py.Group, str]:
     dataset = h["dataset1"]
-    names = sorted(
-        (n for n in dataset if _DATA.match(n)), key=lambda n: int(_DATA.match(n).group(1))
-    )
+    numbered = [(int(m.group(1)), n) for n in dataset if (m := _DATA.match(n)) is not None]
+    names = [n for _, n in sorted(numbered, key=lambda pair: pair[0])]
     found = []
     for name in names:
         group = dataset[name]
