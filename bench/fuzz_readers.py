@@ -182,13 +182,14 @@ def run(args: argparse.Namespace, root: Path) -> None:
         kind = KINDS[j % len(KINDS)]
         when = T0 + timedelta(minutes=5 * slot)
         name = scan_name(kind, when, str(j))
+        stage = d.staging / name
         labels = hostile(
-            draw, d.staging / name, kind, (NATIVE, NATIVE), when, bomb_mib=args.bomb_mib
+            draw, stage, kind, (NATIVE, NATIVE), when, bomb_mib=args.bomb_mib, collect=True
         )
-        cpu, mem, _ = measure(d.staging / name)
+        cpu, mem, _ = measure(stage)
         worst_cpu = max(worst_cpu, (cpu, f"{name} {labels}"))
         worst_mem = max(worst_mem, (mem, f"{name} {labels}"))
-        os.rename(d.staging / name, d.incoming / name)
+        os.rename(stage, d.incoming / name)
         outcomes[_label(events.wait(d, name))] += 1
         readers |= _children(d.proc.pid)
         if d.proc.poll() is not None:

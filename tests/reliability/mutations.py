@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import io
 import random
 import sys
@@ -336,14 +337,17 @@ _NOT_APPLIED = (KeyError, ValueError, TypeError, OSError, RuntimeError, Attribut
 
 
 @contextlib.contextmanager
-def _quiet_h5py() -> Iterator[None]:
+def _quiet_h5py(collect: bool) -> Iterator[None]:
     """Writing a file this damaged, h5py may fail to release an object when it closes the
     file, which it reports as an unraisable exception: that is the generator's own business
-    (the readers are checked on what it wrote), so it is dropped here."""
+    (the readers are checked on what it wrote), so it is dropped here, and with `collect`
+    the objects are collected at once so that none is reported later."""
     hook = sys.unraisablehook
     sys.unraisablehook = lambda _: None
     try:
         yield
+        if collect:
+            gc.collect()
     finally:
         sys.unraisablehook = hook
 
@@ -369,15 +373,17 @@ def hostile(
     valid_time: datetime,
     *,
     bomb_mib: int = 64,
+    collect: bool = False,
 ) -> list[str]:
-    """Write a mutated scan of `kind` at `path`; the labels of what was done to it."""
+    """Write a mutated scan of `kind` at `path`; the labels of what was done to it. `collect`:
+    collect the garbage of each write at once (quiet, but slow beside hypothesis's heap)."""
     GOOD[kind](path, shape, valid_time, draw.integer(0, 1000))
     done: list[str] = []
     if kind == "npy":
         if draw.integer(0, 1):
             done.append(_npy_header(draw, path, shape))
     else:
-        with _quiet_h5py():
+        with _quiet_h5py(collect):
             _mutate(draw, path, kind, bomb_mib, done)
     if draw.integer(0, 2) == 0 or not done:
         done.append(damage(draw, path))
