@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import prometheus_client
@@ -252,6 +252,9 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+_Request = socket.socket | tuple[bytes, socket.socket]
+
+
 class _BoundedServer(WSGIServer):
     """A WSGI server with one thread per request, at most `MAX_HTTP_CONNECTIONS` of them."""
 
@@ -261,7 +264,8 @@ class _BoundedServer(WSGIServer):
         self._slots = threading.BoundedSemaphore(MAX_HTTP_CONNECTIONS)
         super().server_bind()
 
-    def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+    # socketserver's request: a socket for TCP (this server), (data, socket) for UDP
+    def process_request(self, request: _Request, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
             self.shutdown_request(request)  # busy: close, never queue a thread
             return
@@ -269,9 +273,10 @@ class _BoundedServer(WSGIServer):
             target=self._serve_one, args=(request, client_address), daemon=True
         ).start()
 
-    def _serve_one(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+    def _serve_one(self, request: _Request, client_address: Any) -> None:
         try:
-            request.settimeout(HTTP_TIMEOUT_SECONDS)
+            if isinstance(request, socket.socket):
+                request.settimeout(HTTP_TIMEOUT_SECONDS)
             self.finish_request(request, client_address)
         except OSError:
             pass  # a client that went away or timed out
