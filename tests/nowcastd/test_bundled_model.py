@@ -29,8 +29,10 @@ def test_bundled_model_is_fully_convolutional_with_an_hour_of_leads():
     assert not cfg.layer_norm and not cfg.is_action and cfg.img_channel == 1
     assert (cfg.total_length - cfg.input_length) * 300 == 3600
     assert loaded.transform.is_physical
-    # it corrects pysteps' Lucas-Kanade extrapolation (MODEL_CARD.md), without probability matching
-    assert cfg.lagrangian and cfg.predict_delta and not cfg.match_intensity
+    # it corrects pysteps' Lucas-Kanade extrapolation and takes each lead's value distribution
+    # from that extrapolation (MODEL_CARD.md), not from the inputs' (match_intensity)
+    assert cfg.lagrangian and cfg.predict_delta
+    assert cfg.match_extrapolation and not cfg.match_intensity
     assert loaded.motion_method == "LK"
 
 
