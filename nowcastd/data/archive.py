@@ -283,6 +283,48 @@ def _open_existing(out: Path, tmp: Path) -> h5py.File:
     return h
 
 
+def _remove_stale(out: Path) -> None:
+    """Remove the temporary files a killed build or append of `out` left."""
+    for stale in out.parent.glob(f".{out.name}.*.tmp"):
+        logger.warning("removing %s, left by an unfinished run", stale.name)
+        stale.unlink()
+
+
+@dataclasses.dataclass
+class _Skipped:
+    """The scans left out of the archive, by reason."""
+
+    duplicates: list[str] = dataclasses.field(default_factory=list)
+    older: list[str] = dataclasses.field(default_factory=list)
+    unreadable: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+def _store(
+    writer: _Writer,
+    frame: Frame | Unreadable,
+    seen: set[int],
+    newest: int | None,
+    skipped: _Skipped,
+) -> None:
+    """Add `frame` to the archive if it is readable, fits and is new; else note why not.
+
+    `seen`: the times stored (then `frame`'s, if added); `newest`: the archive's newest time
+    before this run, older frames are skipped (the archive only grows at its end).
+    """
+    if isinstance(frame, Frame) and (why := writer.mismatch(frame)) is not None:
+        frame = Unreadable(frame.name, why)
+    if isinstance(frame, Unreadable):
+        skipped.unreadable.append((frame.name, frame.reason))
+        logger.warning("skipping %s: %s", frame.name, frame.reason)
+    elif frame.unix in seen:
+        skipped.duplicates.append(frame.name)
+    elif newest is not None and frame.unix < newest:
+        skipped.older.append(frame.name)
+    else:
+        writer.add(frame)
+        seen.add(frame.unix)
+
+
 def build_archive(
     root: Path,
     out: Path,
@@ -307,12 +349,8 @@ def build_archive(
     where = f"archive {out.name}"
     files = scan_files(root, skip=out)
     workers = default_workers(len(files)) if workers is None else workers
-    for stale in out.parent.glob(f".{out.name}.*.tmp"):  # left by a killed build or append
-        logger.warning("removing %s, left by an unfinished run", stale.name)
-        stale.unlink()
-    duplicates: list[str] = []
-    older: list[str] = []
-    unreadable: list[tuple[str, str]] = []
+    _remove_stale(out)
+    skipped = _Skipped()
     with atomic_path(out) as tmp:
         h = _open_existing(out, tmp) if append else h5py.File(tmp, "w")
         with h:
@@ -323,18 +361,7 @@ def build_archive(
             named = [(path, str(path.relative_to(root))) for path in files]
             with closing(read_frames(named, ReadJob(reader, domain), workers)) as frames:
                 for i, frame in enumerate(frames, 1):
-                    if isinstance(frame, Frame) and (why := writer.mismatch(frame)) is not None:
-                        frame = Unreadable(frame.name, why)
-                    if isinstance(frame, Unreadable):
-                        unreadable.append((frame.name, frame.reason))
-                        logger.warning("skipping %s: %s", frame.name, frame.reason)
-                    elif frame.unix in seen:
-                        duplicates.append(frame.name)
-                    elif newest is not None and frame.unix < newest:
-                        older.append(frame.name)
-                    else:
-                        writer.add(frame)
-                        seen.add(frame.unix)
+                    _store(writer, frame, seen, newest, skipped)
                     if progress is not None:
                         progress(i, len(files))
             times = writer.finish()
@@ -347,7 +374,7 @@ def build_archive(
         last_unix=int(times[-1]),
         timestep_seconds=step,
         gaps=int((np.diff(times) != step).sum()),
-        duplicates=tuple(duplicates),
-        older=tuple(older),
-        unreadable=tuple(unreadable),
+        duplicates=tuple(skipped.duplicates),
+        older=tuple(skipped.older),
+        unreadable=tuple(skipped.unreadable),
     )

@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,126 @@ def _from_pairs(pairs: Iterable[tuple[Any, np.ndarray]]) -> tuple[np.ndarray, np
     return times, np.stack([f for _, f in items])
 
 
+@dataclass(frozen=True)
+class _Source:
+    """What `build_clips` takes from its source: the frames, their times and what they are."""
+
+    fields: np.ndarray
+    unix: np.ndarray | None
+    transform: DataTransform
+    timestep_seconds: int | None
+    name: str
+    where: str
+    info: dict[str, Any]
+
+
+def _movie_source(
+    src: Path, transform: DataTransform | None, timestep_seconds: int | None
+) -> _Source:
+    """Fields, times, time step and projection of an HDF5 movie."""
+    where = f"movie {src.name}"
+    info: dict[str, Any] = {}
+    with open_movie(src, where) as (h, ds, units):
+        transform = transform or default_transform(units, where)
+        fields = ds[:]
+        unix, _ = read_times(h)
+        if timestep_seconds is None and "timestep_seconds" in h.attrs:
+            timestep_seconds = int(h.attrs["timestep_seconds"])
+        proj = h.attrs.get("projection")
+        if proj is not None:
+            info["projection"] = proj.decode() if isinstance(proj, bytes) else str(proj)
+    return _Source(fields, unix, transform, timestep_seconds, src.name, where, info)
+
+
+def _pairs_source(
+    pairs: Iterable[tuple[Any, np.ndarray]],
+    transform: DataTransform | None,
+    timestep_seconds: int | None,
+) -> _Source:
+    """Fields and times of a stream of (valid_time, field) scans, sorted by time."""
+    unix, fields = _from_pairs(pairs)
+    name = f"{len(unix)} scans {_iso(unix[0])} .. {_iso(unix[-1])}"
+    transform = transform or DataTransform(kind="dbz")
+    return _Source(fields, unix, transform, timestep_seconds, name, "scans", {})
+
+
+def _sidecar(
+    src: _Source,
+    frames: np.ndarray,
+    starts: np.ndarray,
+    *,
+    total_length: int,
+    stride: int,
+    crop: tuple[int, int, int, int] | None,
+    block: int,
+    mask_name: str | None,
+    missing: float,
+) -> dict[str, Any]:
+    """The JSON sidecar `nowcastd.data.npy_clips` reads beside the clip file."""
+    frame_times = [_iso(t) for t in src.unix] if src.unix is not None else None
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "version": SIDECAR_VERSION,
+        "layout": "N, T, H, W, C",
+        "shape": [int(starts.size), total_length, *map(int, frames.shape[1:])],
+        "dtype": "float32",
+        "transform": src.transform.to_json(),
+        "units": src.transform.units,
+        "total_length": int(total_length),
+        "stride": int(stride),
+        "n_frames": len(frames),
+        "start_frame": starts.tolist(),
+        "start_time": [frame_times[s] for s in starts] if frame_times else None,
+        "frame_time": frame_times,
+        "timestep_seconds": src.timestep_seconds,
+        "crop": list(crop) if crop is not None else None,
+        "block": int(block),
+        "field_shape": [int(s) for s in src.fields.shape[1:]],
+        "source": src.name,
+        "valid_mask": mask_name,
+        "missing_fraction": missing,
+        "nan_rule": NAN_RULE,
+        **src.info,
+    }
+    if sidecar["start_time"] is None:
+        del sidecar["start_time"]
+    return sidecar
+
+
+def _write_mask(
+    out_path: Path, valid: np.ndarray, starts: np.ndarray, length: int
+) -> tuple[str | None, float]:
+    """Write the validity mask beside `out_path` when some pixel is missing.
+
+    Returns the mask file's name (None when none was written) and the missing fraction.
+    """
+    missing = float(1.0 - valid.mean())
+    if missing <= 0:
+        return None, missing
+    mask_name = f"{out_path.stem}_valid_mask.npy"
+    _write_windows(out_path.with_name(mask_name), valid, starts, length)
+    return mask_name, missing
+
+
+def _clip_starts(
+    src: _Source, n_frames: int, total_length: int, stride: int
+) -> tuple[_Source, np.ndarray]:
+    """The first frame of every clip, and the source with its time step filled in.
+
+    Raises:
+        DataError: no run of `total_length` frames without a time gap.
+    """
+    if src.timestep_seconds is None and src.unix is not None and len(src.unix) > 1:
+        src = replace(src, timestep_seconds=time_step(src.unix))
+    starts = window_starts(n_frames, total_length, stride, src.unix, src.timestep_seconds)
+    if starts.size == 0:
+        raise DataError(
+            f"build: {src.where} has {n_frames} frames but no run of {total_length} "
+            "consecutive frames without a time gap; lower total_length or add scans"
+        )
+    return src, starts
+
+
 def build_clips(
     source: str | Path | Iterable[tuple[Any, np.ndarray]],
     out_path: str | Path,
@@ -120,74 +241,31 @@ def build_clips(
     out_path = Path(out_path)
     if out_path.suffix != ".npy":
         raise DataError(f"build: output {out_path.name} must end in .npy")
-    info: dict[str, Any] = {}
     if isinstance(source, str | Path):
-        src = Path(source)
-        where = f"movie {src.name}"
-        with open_movie(src, where) as (h, ds, units):
-            transform = transform or default_transform(units, where)
-            fields = ds[:]
-            unix, _ = read_times(h)
-            if timestep_seconds is None and "timestep_seconds" in h.attrs:
-                timestep_seconds = int(h.attrs["timestep_seconds"])
-            proj = h.attrs.get("projection")
-            if proj is not None:
-                info["projection"] = proj.decode() if isinstance(proj, bytes) else str(proj)
-        source_name = src.name
+        src = _movie_source(Path(source), transform, timestep_seconds)
     else:
-        where = "scans"
-        unix, fields = _from_pairs(source)
-        transform = transform or DataTransform(kind="dbz")
-        source_name = f"{len(unix)} scans {_iso(unix[0])} .. {_iso(unix[-1])}"
-
-    frames, valid = prepare_frames(fields, crop=crop, block=block, transform=transform, where=where)
-    if timestep_seconds is None and unix is not None and len(unix) > 1:
-        timestep_seconds = time_step(unix)
-    starts = window_starts(len(frames), total_length, stride, unix, timestep_seconds)
-    if starts.size == 0:
-        raise DataError(
-            f"build: {where} has {len(frames)} frames but no run of {total_length} consecutive "
-            "frames without a time gap; lower total_length or add scans"
-        )
-
+        src = _pairs_source(source, transform, timestep_seconds)
+    frames, valid = prepare_frames(
+        src.fields, crop=crop, block=block, transform=src.transform, where=src.where
+    )
+    src, starts = _clip_starts(src, len(frames), total_length, stride)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    mask_name = None
-    missing = float(1.0 - valid.mean())
-    if missing > 0:
-        mask_name = f"{out_path.stem}_valid_mask.npy"
-        _write_windows(out_path.with_name(mask_name), valid, starts, total_length)
+    mask_name, missing = _write_mask(out_path, valid, starts, total_length)
     _write_windows(out_path, frames, starts, total_length)
-
-    frame_times = [_iso(t) for t in unix] if unix is not None else None
-    sidecar = {
-        "format": SIDECAR_FORMAT,
-        "version": SIDECAR_VERSION,
-        "layout": "N, T, H, W, C",
-        "shape": [int(starts.size), total_length, *map(int, frames.shape[1:])],
-        "dtype": "float32",
-        "transform": transform.to_json(),
-        "units": transform.units,
-        "total_length": int(total_length),
-        "stride": int(stride),
-        "n_frames": len(frames),
-        "start_frame": starts.tolist(),
-        "start_time": [frame_times[s] for s in starts] if frame_times else None,
-        "frame_time": frame_times,
-        "timestep_seconds": timestep_seconds,
-        "crop": list(crop) if crop is not None else None,
-        "block": int(block),
-        "field_shape": [int(s) for s in fields.shape[1:]],
-        "source": source_name,
-        "valid_mask": mask_name,
-        "missing_fraction": missing,
-        "nan_rule": NAN_RULE,
-        **info,
-    }
-    if sidecar["start_time"] is None:
-        del sidecar["start_time"]
+    sidecar = _sidecar(
+        src,
+        frames,
+        starts,
+        total_length=total_length,
+        stride=stride,
+        crop=crop,
+        block=block,
+        mask_name=mask_name,
+        missing=missing,
+    )
     with atomic_file(out_path.with_suffix(".json")) as f:
         f.write(json.dumps(sidecar, indent=1).encode())
     logger.info(
-        "wrote %s: %d clips %s from %s", out_path.name, starts.size, sidecar["shape"], source_name
+        "wrote %s: %d clips %s from %s", out_path.name, starts.size, sidecar["shape"], src.name
     )
     return out_path

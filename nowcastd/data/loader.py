@@ -146,6 +146,56 @@ def check_fits(
     return cs
 
 
+def _check_already_cut(
+    path: Path,
+    fmt: str,
+    *,
+    stride: int,
+    crop: tuple[int, int, int, int] | None,
+    block: int,
+    time_range: tuple[int, int] | None,
+) -> None:
+    """Refuse the options that cut a movie when `path` is a clip file (already cut)."""
+    if time_range is not None:
+        raise DataError(
+            f"data {path.name}: a time range applies to HDF5 movies and archives, whose "
+            f"frames have times; got a {fmt} file"
+        )
+    if crop is not None or block != 1 or stride != 1:
+        raise DataError(
+            f"data {path.name}: crop, block and stride apply to HDF5 movies; clip files are "
+            "already cut: run `nowcastd dataset build` to re-cut them"
+        )
+
+
+def _read_any(
+    path: Path,
+    *,
+    total_length: int,
+    transform: DataTransform | None,
+    stride: int,
+    crop: tuple[int, int, int, int] | None,
+    block: int,
+    time_range: tuple[int, int] | None,
+) -> ClipSet:
+    """All the clips of `path` in the format its content shows: a movie cut, a clip file as is."""
+    fmt = detect_format(path)
+    if fmt == "hdf5-movie":
+        return read_movie(
+            path,
+            total_length=total_length,
+            stride=stride,
+            transform=transform,
+            crop=crop,
+            block=block,
+            time_range=time_range,
+        )
+    _check_already_cut(path, fmt, stride=stride, crop=crop, block=block, time_range=time_range)
+    if fmt == "npy":
+        return read_npy_clips(path, transform=transform)
+    return read_official_npz(path, transform=transform)
+
+
 def open_dataset(
     path: str | Path,
     *,
@@ -179,32 +229,15 @@ def open_dataset(
     if split not in ("train", "valid"):
         raise ValueError(f"split: got {split!r}, expected 'train' or 'valid'")
     path = Path(path)
-    fmt = detect_format(path)
-    if fmt == "hdf5-movie":
-        cs = read_movie(
-            path,
-            total_length=total_length,
-            stride=stride,
-            transform=transform,
-            crop=crop,
-            block=block,
-            time_range=time_range,
-        )
-    else:
-        if time_range is not None:
-            raise DataError(
-                f"data {path.name}: a time range applies to HDF5 movies and archives, whose "
-                f"frames have times; got a {fmt} file"
-            )
-        if crop is not None or block != 1 or stride != 1:
-            raise DataError(
-                f"data {path.name}: crop, block and stride apply to HDF5 movies; clip files are "
-                "already cut: run `nowcastd dataset build` to re-cut them"
-            )
-        if fmt == "npy":
-            cs = read_npy_clips(path, transform=transform)
-        else:
-            cs = read_official_npz(path, transform=transform)
+    cs = _read_any(
+        path,
+        total_length=total_length,
+        transform=transform,
+        stride=stride,
+        crop=crop,
+        block=block,
+        time_range=time_range,
+    )
     cs = check_fits(
         cs,
         total_length=total_length,

@@ -172,6 +172,48 @@ def _iso(unix: int) -> str:
     return f"{np.datetime_as_string(np.datetime64(unix, 's'), unit='s')}Z"
 
 
+def _times_in_range(
+    h: h5py.File, n_frames: int, time_range: tuple[int, int] | None, where: str
+) -> tuple[int, int, np.ndarray | None, tuple[str, ...] | None]:
+    """The frames [first, end) valid within `time_range`, and their times (see `read_times`)."""
+    unix, iso = read_times(h)
+    first, end = _frame_range(unix, n_frames, time_range, where)
+    if time_range is not None:
+        unix = unix[first:end] if unix is not None else None
+        iso = iso[first:end] if iso is not None else None
+    return first, end, unix, iso
+
+
+def _prepare_range(
+    ds: h5py.Dataset,
+    first: int,
+    end: int,
+    *,
+    crop: tuple[int, int, int, int] | None,
+    block: int,
+    transform: DataTransform,
+    where: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames [first, end) of `ds` through `prepare_frames`, read a chunk at a time.
+
+    Raises:
+        DataError: no frames in the range.
+    """
+    chunks = [
+        prepare_frames(
+            ds[t0 : min(t0 + _CHUNK_FRAMES, end)],
+            crop=crop,
+            block=block,
+            transform=transform,
+            where=where,
+        )
+        for t0 in range(first, end, _CHUNK_FRAMES)
+    ]
+    if not chunks:
+        raise DataError(f"{where}: 'precip' holds no frames")
+    return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
+
+
 def read_movie(
     path: str | Path,
     *,
@@ -195,29 +237,14 @@ def read_movie(
     where = f"movie {path.name}"
     with open_movie(path, where) as (h, ds, units):
         chosen = transform or default_transform(units, where)
-        unix, iso = read_times(h)
         step = h.attrs.get("timestep_seconds")
         step = int(step) if step is not None else None
-        first, end = _frame_range(unix, ds.shape[0], time_range, where)
-        if time_range is not None:
-            unix = unix[first:end] if unix is not None else None
-            iso = iso[first:end] if iso is not None else None
+        first, end, unix, iso = _times_in_range(h, ds.shape[0], time_range, where)
         n_frames, field_shape = end - first, tuple(ds.shape[1:])
-        chunks = [
-            prepare_frames(
-                ds[t0 : min(t0 + _CHUNK_FRAMES, end)],
-                crop=crop,
-                block=block,
-                transform=chosen,
-                where=where,
-            )
-            for t0 in range(first, end, _CHUNK_FRAMES)
-        ]
+        frames, valid = _prepare_range(
+            ds, first, end, crop=crop, block=block, transform=chosen, where=where
+        )
         attrs = {k: _attr_str(v) for k, v in h.attrs.items() if np.ndim(v) == 0}
-    if not chunks:
-        raise DataError(f"{where}: 'precip' holds no frames")
-    frames = np.concatenate([c[0] for c in chunks])
-    valid = np.concatenate([c[1] for c in chunks])
     starts = window_starts(n_frames, total_length, stride, unix, step)
     missing = float(1.0 - valid.mean())
     if missing > 0:

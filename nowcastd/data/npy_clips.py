@@ -89,6 +89,64 @@ def _timestep(side: dict[str, Any], starts: list[int] | None) -> int | None:
     return int((t1 - t0).total_seconds()) // (starts[1] - starts[0])
 
 
+def _read_sidecar(
+    path: Path, transform: DataTransform | None, n: int
+) -> tuple[dict[str, Any], str | None, DataTransform | None]:
+    """The sidecar beside `path` ({} without one), its name and the transform it declares.
+
+    Raises:
+        DataError: unreadable JSON, a transform other than `transform`, start frames not one
+            per clip.
+    """
+    side_path = find_sidecar(path)
+    if side_path is None:
+        return {}, None, None
+    try:
+        side: dict[str, Any] = json.loads(side_path.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"sidecar {side_path.name}: cannot read JSON: {e}") from e
+    declared = _sidecar_transform(side, side_path.name)
+    if transform is not None and declared is not None and transform != declared:
+        raise DataError(
+            f"clips {path.name}: sidecar {side_path.name} declares transform "
+            f"{declared.to_json()} but {transform.to_json()} was requested"
+        )
+    starts = side.get("start_frame")
+    if starts is not None and len(starts) != n:
+        raise DataError(f"sidecar {side_path.name}: {len(starts)} start frames for {n} clips")
+    return side, side_path.name, declared
+
+
+def _sidecar_meta(side: dict[str, Any], t: int) -> dict[str, Any]:
+    """What the sidecar says of the clips' place in the source (frame starts, crop, ...)."""
+    meta: dict[str, Any] = {}
+    starts = side.get("start_frame")
+    if starts is not None:
+        clip_len = int(side.get("total_length", side.get("clip_len", t)))
+        meta["frame_starts"] = [int(s) for s in starts]
+        meta["n_frames"] = int(side.get("n_frames", max(starts, default=0) + clip_len))
+    for key in ("crop", "block", "source", "stride"):
+        if key in side:
+            meta[key] = side[key]
+    return meta
+
+
+def _read_mask(
+    path: Path, side: dict[str, Any], frames: np.ndarray, n: int, t: int
+) -> WindowedClips | None:
+    """The validity mask the sidecar names (None if none), checked against the clips' shape."""
+    if not side.get("valid_mask"):
+        return None
+    mask_path = path.with_name(side["valid_mask"])
+    mframes, mn, mt = _as_frames(load_npy(mask_path, what="valid mask"), mask_path)
+    if (mn, mt, *mframes.shape[1:]) != (n, t, *frames.shape[1:]):
+        raise DataError(
+            f"valid mask {mask_path.name}: shape {(mn, mt, *mframes.shape[1:])} differs "
+            f"from clips {(n, t, *frames.shape[1:])}"
+        )
+    return WindowedClips([(mframes, np.arange(n) * t, t)])
+
+
 def read_npy_clips(path: str | Path, *, transform: DataTransform | None = None) -> ClipSet:
     """Open a ``.npy`` clip file (and its sidecar) as an unsplit ClipSet.
 
@@ -102,49 +160,15 @@ def read_npy_clips(path: str | Path, *, transform: DataTransform | None = None) 
     """
     path = Path(path)
     frames, n, t = _as_frames(load_npy(path), path)
-    meta: dict[str, Any] = {"format": "npy", "clip_frames": t}
-    side_path = find_sidecar(path)
-    side: dict[str, Any] = {}
-    declared: DataTransform | None = None
-    if side_path is not None:
-        try:
-            side = json.loads(side_path.read_text())
-        except (OSError, ValueError) as e:
-            raise DataError(f"sidecar {side_path.name}: cannot read JSON: {e}") from e
-        meta["sidecar"] = side_path.name
-        declared = _sidecar_transform(side, side_path.name)
-        if transform is not None and declared is not None and transform != declared:
-            raise DataError(
-                f"clips {path.name}: sidecar {side_path.name} declares transform "
-                f"{declared.to_json()} but {transform.to_json()} was requested"
-            )
-        starts = side.get("start_frame")
-        if starts is not None and len(starts) != n:
-            raise DataError(f"sidecar {side_path.name}: {len(starts)} start frames for {n} clips")
+    side, side_name, declared = _read_sidecar(path, transform, n)
     chosen = transform or declared or DataTransform(kind="identity")
-
-    starts = side.get("start_frame")
-    if starts is not None:
-        clip_len = int(side.get("total_length", side.get("clip_len", t)))
-        meta["frame_starts"] = [int(s) for s in starts]
-        meta["n_frames"] = int(side.get("n_frames", max(starts, default=0) + clip_len))
-    for key in ("crop", "block", "source", "stride"):
-        if key in side:
-            meta[key] = side[key]
-
+    meta: dict[str, Any] = {"format": "npy", "clip_frames": t}
+    if side_name is not None:
+        meta["sidecar"] = side_name
+    meta.update(_sidecar_meta(side, t))
     times = side.get("start_time")
     times = tuple(str(s) for s in times) if times is not None and len(times) == n else None
-
-    mask = None
-    if side.get("valid_mask"):
-        mask_path = path.with_name(side["valid_mask"])
-        mframes, mn, mt = _as_frames(load_npy(mask_path, what="valid mask"), mask_path)
-        if (mn, mt, *mframes.shape[1:]) != (n, t, *frames.shape[1:]):
-            raise DataError(
-                f"valid mask {mask_path.name}: shape {(mn, mt, *mframes.shape[1:])} differs "
-                f"from clips {(n, t, *frames.shape[1:])}"
-            )
-        mask = WindowedClips([(mframes, np.arange(n) * t, t)])
+    mask = _read_mask(path, side, frames, n, t)
 
     logger.debug("opened %s: %d clips of %d frames, transform %s", path.name, n, t, chosen.kind)
     return ClipSet(
@@ -152,7 +176,7 @@ def read_npy_clips(path: str | Path, *, transform: DataTransform | None = None) 
         valid_mask=mask,
         transform=chosen,
         times=times,
-        timestep_seconds=_timestep(side, starts),
+        timestep_seconds=_timestep(side, side.get("start_frame")),
         source=f"{path.name} (npy)",
         meta=meta,
     )

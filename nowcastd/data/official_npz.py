@@ -68,35 +68,33 @@ def _lengths(part: np.ndarray, name: str, where: str) -> int:
     return int(lengths[0])
 
 
-def read_official_npz(path: str | Path, *, transform: DataTransform | None = None) -> ClipSet:
-    """Open an official generic ``.npz`` as an unsplit ClipSet (see the module docstring).
-
-    ``transform`` declares the data's units (default identity; nothing is rescaled).
-
-    Raises:
-        DataError: not a readable npz, missing keys, inconsistent shapes, integer data.
-    """
-    path = Path(path)
-    where = f"npz {path.name}"
+def _read_arrays(path: Path, where: str) -> dict[str, Any]:
+    """The npz's required members and ``output_raw_data`` when present."""
     try:
         with zipfile.ZipFile(path) as zf:
             names = {n.removesuffix(".npy") for n in zf.namelist()}
             missing = [k for k in REQUIRED_KEYS if k not in names]
             if missing:
                 raise DataError(f"{where}: missing keys {missing} (has {sorted(names)})")
-            arrays: dict[str, Any] = {
+            return {
                 k: _member(path, zf, k) for k in (*REQUIRED_KEYS, "output_raw_data") if k in names
             }
     except (OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
         raise DataError(f"{where}: cannot read as npz: {e}") from e
 
-    clips, dims = np.asarray(arrays["clips"]), np.asarray(arrays["dims"])
+
+def _check_index(clips: np.ndarray, dims: np.ndarray, where: str) -> None:
+    """``clips`` is integer (2, N, 2) and ``dims`` has one or two rows of (C, H, W)."""
     if clips.ndim != 3 or clips.shape[0] != 2 or clips.shape[2] != 2:
         raise DataError(f"{where}: 'clips' must be (2, N, 2), got {clips.shape}")
     if not np.issubdtype(clips.dtype, np.integer):
         raise DataError(f"{where}: 'clips' must be integer, got {clips.dtype}")
     if dims.shape not in ((1, 3), (2, 3)):
         raise DataError(f"{where}: 'dims' must be (1, 3) or (2, 3), got {dims.shape}")
+
+
+def _sources(arrays: dict[str, Any], dims: np.ndarray, where: str) -> list[np.ndarray]:
+    """The frames of the input and of the output parts, each checked against its ``dims`` row."""
     sources = [arrays["input_raw_data"]]
     if len(dims) == 2:
         if "output_raw_data" not in arrays:
@@ -112,6 +110,11 @@ def read_official_npz(path: str | Path, *, transform: DataTransform | None = Non
             raise DataError(f"{where}: '{key}' must be (N_frames, *{expected}), got {arr.shape}")
         if not np.issubdtype(arr.dtype, np.floating):
             raise DataError(f"{where}: '{key}' must be float in model units, got dtype {arr.dtype}")
+    return sources
+
+
+def _windows(clips: np.ndarray, sources: list[np.ndarray], where: str) -> tuple[WindowedClips, int]:
+    """Each clip as its input part followed by its output part, channels-last; the input length."""
     in_len = _lengths(clips[0], "input", where)
     out_len = _lengths(clips[1], "output", where)
     parts = [
@@ -126,9 +129,26 @@ def read_official_npz(path: str | Path, *, transform: DataTransform | None = Non
             f"{where}: input {sources[0].shape[1:]} and output {sources[1].shape[1:]} frames differ"
         )
     try:
-        windows = WindowedClips(parts)
+        return WindowedClips(parts), in_len
     except ValueError as e:
         raise DataError(f"{where}: {e}") from e
+
+
+def read_official_npz(path: str | Path, *, transform: DataTransform | None = None) -> ClipSet:
+    """Open an official generic ``.npz`` as an unsplit ClipSet (see the module docstring).
+
+    ``transform`` declares the data's units (default identity; nothing is rescaled).
+
+    Raises:
+        DataError: not a readable npz, missing keys, inconsistent shapes, integer data.
+    """
+    path = Path(path)
+    where = f"npz {path.name}"
+    arrays = _read_arrays(path, where)
+    clips, dims = np.asarray(arrays["clips"]), np.asarray(arrays["dims"])
+    _check_index(clips, dims, where)
+    sources = _sources(arrays, dims, where)
+    windows, in_len = _windows(clips, sources, where)
 
     meta: dict[str, Any] = {"format": "official-npz", "input_length": in_len}
     contiguous = dims.shape[0] == 1 and np.array_equal(clips[1, :, 0], clips[0, :, 0] + in_len)
