@@ -244,6 +244,73 @@ def _write(
         f.flush()
 
 
+def _checked_precip(precip: np.ndarray) -> np.ndarray:
+    """`precip` as a C-contiguous float32 (lead_time, y, x) array; ValueError if not one."""
+    precip = np.asarray(precip)
+    if precip.ndim != 3 or precip.dtype.kind != "f" or 0 in precip.shape:
+        raise ValueError(
+            f"precip: expected a float (lead_time, y, x) array, got {precip.dtype} {precip.shape}"
+        )
+    return np.ascontiguousarray(precip, dtype=np.float32)
+
+
+def _precip_attrs(
+    precip: np.ndarray, least_significant_digit: int | None
+) -> tuple[np.ndarray, dict[str, object]]:
+    """`precip` rounded to `least_significant_digit` (None: as it is) and its CF attributes."""
+    attrs: dict[str, object] = {
+        "units": "mm h-1",
+        "standard_name": "rainfall_rate",
+        "long_name": "nowcast rain rate",
+        "_FillValue": np.float32(np.nan),
+        "coordinates": "valid_time",
+    }
+    if least_significant_digit is None:
+        return precip, attrs
+    if not isinstance(least_significant_digit, int) or least_significant_digit < 0:
+        raise ValueError(
+            "least_significant_digit: expected None or an int >= 0, got "
+            f"{least_significant_digit!r}"
+        )
+    attrs["least_significant_digit"] = np.int32(least_significant_digit)
+    return quantize(precip, least_significant_digit), attrs
+
+
+def _checked_leads(lead_seconds: Sequence[int], k: int) -> np.ndarray:
+    """`lead_seconds` as int32, `k` of them increasing from 0; ValueError if not."""
+    leads = np.asarray(lead_seconds)
+    if leads.shape != (k,) or leads.dtype.kind not in "iu":
+        raise ValueError(f"lead_seconds: expected {k} ints, got {list(lead_seconds)!r}")
+    if leads[0] < 0 or np.any(np.diff(leads) <= 0) or leads[-1] > np.iinfo(np.int32).max:
+        raise ValueError(
+            f"lead_seconds: expected increasing values from 0 to 2**31 - 1, got {leads.tolist()}"
+        )
+    return leads.astype(np.int32)
+
+
+def _checked_inputs(input_names: Sequence[str], input_times: Sequence[datetime]) -> list[datetime]:
+    """The input scans' times in UTC, one per name; ValueError if not."""
+    if len(input_names) != len(input_times):
+        raise ValueError(
+            f"input_times: expected one per input name ({len(input_names)}), got {len(input_times)}"
+        )
+    return [_utc(t, "input_times") for t in input_times]
+
+
+def _checked_nan_mask(
+    grid: GridInfo | None, nan_mask: np.ndarray | None, shape: tuple[int, int]
+) -> np.ndarray | None:
+    """`nan_mask` as a bool array of the field's `shape`, after checking `grid` has it too."""
+    if grid is not None and grid.shape != shape:
+        raise ValueError(f"grid: expected shape {shape} to match precip, got {grid.shape}")
+    if nan_mask is None:
+        return None
+    nan_mask = np.asarray(nan_mask)
+    if nan_mask.shape != shape or nan_mask.dtype != np.bool_:
+        raise ValueError(f"nan_mask: expected bool {shape}, got {nan_mask.dtype} {nan_mask.shape}")
+    return nan_mask
+
+
 def write_forecast(
     out_dir: Path,
     *,
@@ -264,49 +331,12 @@ def write_forecast(
     None stores it exactly.
     """
     issue_time = _utc(issue_time, "issue_time")
-    precip = np.asarray(precip)
-    if precip.ndim != 3 or precip.dtype.kind != "f" or 0 in precip.shape:
-        raise ValueError(
-            f"precip: expected a float (lead_time, y, x) array, got {precip.dtype} {precip.shape}"
-        )
-    precip = np.ascontiguousarray(precip, dtype=np.float32)
+    precip = _checked_precip(precip)
     k, h, w = precip.shape
-    precip_attrs: dict[str, object] = {
-        "units": "mm h-1",
-        "standard_name": "rainfall_rate",
-        "long_name": "nowcast rain rate",
-        "_FillValue": np.float32(np.nan),
-        "coordinates": "valid_time",
-    }
-    if least_significant_digit is not None:
-        if not isinstance(least_significant_digit, int) or least_significant_digit < 0:
-            raise ValueError(
-                "least_significant_digit: expected None or an int >= 0, got "
-                f"{least_significant_digit!r}"
-            )
-        precip = quantize(precip, least_significant_digit)
-        precip_attrs["least_significant_digit"] = np.int32(least_significant_digit)
-    leads = np.asarray(lead_seconds)
-    if leads.shape != (k,) or leads.dtype.kind not in "iu":
-        raise ValueError(f"lead_seconds: expected {k} ints, got {list(lead_seconds)!r}")
-    if leads[0] < 0 or np.any(np.diff(leads) <= 0) or leads[-1] > np.iinfo(np.int32).max:
-        raise ValueError(
-            f"lead_seconds: expected increasing values from 0 to 2**31 - 1, got {leads.tolist()}"
-        )
-    leads = leads.astype(np.int32)
-    if len(input_names) != len(input_times):
-        raise ValueError(
-            f"input_times: expected one per input name ({len(input_names)}), got {len(input_times)}"
-        )
-    input_times = [_utc(t, "input_times") for t in input_times]
-    if grid is not None and grid.shape != (h, w):
-        raise ValueError(f"grid: expected shape {(h, w)} to match precip, got {grid.shape}")
-    if nan_mask is not None:
-        nan_mask = np.asarray(nan_mask)
-        if nan_mask.shape != (h, w) or nan_mask.dtype != np.bool_:
-            raise ValueError(
-                f"nan_mask: expected bool {(h, w)}, got {nan_mask.dtype} {nan_mask.shape}"
-            )
+    precip, precip_attrs = _precip_attrs(precip, least_significant_digit)
+    leads = _checked_leads(lead_seconds, k)
+    input_times = _checked_inputs(input_names, input_times)
+    nan_mask = _checked_nan_mask(grid, nan_mask, (h, w))
     attrs = _root_attrs(
         issue_time=issue_time,
         input_names=input_names,
