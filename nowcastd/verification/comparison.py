@@ -171,19 +171,16 @@ def _neighbourhood(
     return Neighbourhood.from_km(km, stated or ASSUMED_PIXEL_KM), stated is not None
 
 
-def compare(
-    loaded: LoadedModel,
-    seq: RadarSequence,
-    *,
-    lead_frames: int | None = None,
-    batch_size: int = 8,
-    baselines: bool = True,
-    neighbourhood_km: float = FSS_NEIGHBOURHOOD_KM,
-    pixel_km: float | None = None,
-    name: str | None = None,
-) -> Comparison:
-    """Score the methods on every start time of `seq` (module docstring). `pixel_km`: the
-    grid's pixel size (default: what the data states, else 4 km, said so in the table)."""
+def _windows(
+    loaded: LoadedModel, seq: RadarSequence, lead_frames: int | None, batch_size: int
+) -> tuple[int, np.ndarray]:
+    """The lead frames to score and the start of every window of inputs and leads in `seq`.
+
+    Raises:
+        ConfigError: a checkpoint without a physical transform or of another grid, a lead
+            count or batch size below 1.
+        DataError: `seq` holds no such window.
+    """
     cfg, transform = loaded.cfg, loaded.transform
     if not transform.is_physical:
         raise ConfigError(
@@ -203,47 +200,84 @@ def compare(
             f"{seq.source}: no {n_in + leads} consecutive frames {seq.timestep_seconds} s apart "
             f"({n_in} inputs + {leads} leads) among {seq.precip.shape[0]}"
         )
+    return leads, starts
+
+
+class _Forecasters:
+    """The methods compared: each one's forecasts of a batch, and the seconds each took."""
+
+    def __init__(self, loaded: LoadedModel, methods: list[str]) -> None:
+        self.loaded, self.methods = loaded, methods
+        needs_motion = loaded.cfg.lagrangian or any(m in methods for m in METHODS[2:])
+        self.estimator = MotionEstimator(loaded.motion_method) if needs_motion else None
+        estimator = self.estimator
+        self.rivals = {
+            "pysteps_lk": LagrangianExtrapolation(estimator) if "pysteps_lk" in methods else None,
+            "pysteps_sprog": SProg(estimator) if "pysteps_sprog" in methods else None,
+        }
+        self.seconds = dict.fromkeys(["motion", *methods], 0.0)
+
+    def forecasts(self, inputs: np.ndarray, leads: int, batch: int) -> dict[str, np.ndarray]:
+        """Every method's (n, leads, H, W) forecast in mm/h from `inputs` (n, I, H, W) mm/h."""
+        window = Window.from_rates(inputs, self.loaded.transform)
+        t0 = time.perf_counter()
+        motion = (
+            None
+            if self.estimator is None or window.motion is None
+            else self.estimator.batch(window.motion)
+        )
+        self.seconds["motion"] += time.perf_counter() - t0
+        forecasts = {}
+        for method in self.methods:
+            t0 = time.perf_counter()
+            forecasts[method] = self._forecast(method, inputs, leads, batch, motion)
+            self.seconds[method] += time.perf_counter() - t0
+        return forecasts
+
+    def _forecast(
+        self, method: str, inputs: np.ndarray, leads: int, batch: int, motion: np.ndarray | None
+    ) -> np.ndarray:
+        if method == "model":
+            flow = motion if self.loaded.cfg.lagrangian else None
+            return model_forecast(self.loaded, inputs, leads, batch, flow)
+        if method == "persistence":
+            return persistence(inputs, leads)
+        fn = self.rivals[method]
+        assert fn is not None and motion is not None
+        return np.stack([fn(x, leads, v) for x, v in zip(inputs, motion, strict=True)])
+
+
+def compare(
+    loaded: LoadedModel,
+    seq: RadarSequence,
+    *,
+    lead_frames: int | None = None,
+    batch_size: int = 8,
+    baselines: bool = True,
+    neighbourhood_km: float = FSS_NEIGHBOURHOOD_KM,
+    pixel_km: float | None = None,
+    name: str | None = None,
+) -> Comparison:
+    """Score the methods on every start time of `seq` (module docstring). `pixel_km`: the
+    grid's pixel size (default: what the data states, else 4 km, said so in the table)."""
+    cfg, n_in = loaded.cfg, loaded.cfg.input_length
+    leads, starts = _windows(loaded, seq, lead_frames, batch_size)
     methods, not_scored = _methods(n_in, baselines)
-    needs_motion = cfg.lagrangian or any(m in methods for m in METHODS[2:])
-    estimator = MotionEstimator(loaded.motion_method) if needs_motion else None
-    rivals = {
-        "pysteps_lk": LagrangianExtrapolation(estimator) if "pysteps_lk" in methods else None,
-        "pysteps_sprog": SProg(estimator) if "pysteps_sprog" in methods else None,
-    }
+    forecasters = _Forecasters(loaded, methods)
     hood, stated = _neighbourhood(seq, neighbourhood_km, pixel_km)
     scorers = {m: Scorer(hood) for m in methods}
-    seconds = dict.fromkeys(["motion", *methods], 0.0)
     batch = min(batch_size, starts.size)
     offsets = np.arange(n_in + leads)
     for b0 in range(0, starts.size, batch):
         idx = starts[b0 : b0 + batch]
         frames = seq.precip[idx[:, None] + offsets]  # (n, I + K, H, W) mm/h
         inputs, observed = frames[:, :n_in], frames[:, n_in:]
-        window = Window.from_rates(inputs, transform)
-        t0 = time.perf_counter()
-        motion = (
-            None if estimator is None or window.motion is None else estimator.batch(window.motion)
-        )
-        seconds["motion"] += time.perf_counter() - t0
-        forecasts = {}
-        for method in methods:
-            t0 = time.perf_counter()
-            if method == "model":
-                flow = motion if cfg.lagrangian else None
-                forecasts[method] = model_forecast(loaded, inputs, leads, batch, flow)
-            elif method == "persistence":
-                forecasts[method] = persistence(inputs, leads)
-            else:
-                fn = rivals[method]
-                assert fn is not None and motion is not None
-                forecasts[method] = np.stack(
-                    [fn(x, leads, v) for x, v in zip(inputs, motion, strict=True)]
-                )
-            seconds[method] += time.perf_counter() - t0
+        forecasts = forecasters.forecasts(inputs, leads, batch)
         truth = common_pixels(observed, list(forecasts.values()))
         for method, forecast in forecasts.items():
             scorers[method].update(forecast, truth)
         logger.debug("scored starts %d..%d of %d", b0, b0 + idx.size - 1, starts.size)
+    estimator = forecasters.estimator
     return Comparison(
         name=name or Path(seq.source).name,
         data=seq.source,
@@ -262,7 +296,7 @@ def compare(
         last_issue_time=seq.iso_time(int(starts[-1]) + n_in - 1),
         motion_method=None if estimator is None else estimator.method,
         not_scored=not_scored,
-        seconds=seconds,
+        seconds=forecasters.seconds,
         scorers=scorers,
     )
 
@@ -303,8 +337,9 @@ def model_forecast(
     batch: int,
     motion: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(n, I, H, W) mm/h -> (n, leads, H, W) mm/h, as serve forecasts (`forecast_rates`);
-    n <= batch, padded so that one shape compiles. `motion` (n, H, W, 2): the inputs' motion
+    """(n, I, H, W) mm/h -> (n, leads, H, W) mm/h, as serve forecasts (`forecast_rates`),
+    compiled under the model's strategy (`LoadedModel.strategy`); n <= batch, padded so that
+    one shape compiles. `motion` (n, H, W, 2): the inputs' motion
     if already estimated, for a Lagrangian model (else `forecast_rates` estimates it)."""
     n = inputs.shape[0]
     if n < batch:
@@ -317,7 +352,9 @@ def model_forecast(
         estimator = MotionEstimator(loaded.motion_method)
 
     def run(context: jax.Array | np.ndarray, flow: np.ndarray | None) -> jax.Array:
-        return rollout_rates_jit(loaded.network, loaded.transform, context, leads, flow)
+        return rollout_rates_jit(
+            loaded.network, loaded.transform, context, leads, flow, strategy=loaded.strategy
+        )
 
     return forecast_rates(window, run, motion=estimator, flow=motion)[:n]
 

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from model.compile import compile_program
 from model.network import PredRNN
 from model.patch import reshape_patch
+from model.strategy import DEFAULT, Strategy
 from nowcastd.data import ClipSet
 from nowcastd.data.loader import BatchIterator
 from nowcastd.data.motion import MotionEstimator
@@ -26,21 +27,25 @@ from nowcastd.verification.skill import Neighbourhood, Scorer
 logger = logging.getLogger(__name__)
 
 
-@eqx.filter_jit
-def _decoupling_cosines(network: PredRNN, context: jax.Array) -> jax.Array:
+def _decoupling_cosines(
+    network: PredRNN, context: jax.Array, strategy: Strategy = DEFAULT
+) -> jax.Array:
     """Per-channel |cos| between adapter(delta_c) and adapter(delta_m) over space, all layers,
-    for the first context step (the decoupling diagnostic of the official `--visual`)."""
+    for the first context step (the decoupling diagnostic of the official `--visual`): the
+    network's own step (`PredRNN.cells_step`), compiled under `strategy`."""
+    cosines: jax.Array = compile_program(_first_step_cosines, strategy, inference=True)(
+        network, context
+    )
+    return cosines
+
+
+def _first_step_cosines(network: PredRNN, context: jax.Array, *, strategy: Strategy) -> jax.Array:
     frames = reshape_patch(context, network.cfg.patch_size)
     carry = network.zero_carry(frames.shape[0], (frames.shape[2], frames.shape[3]))
     x = frames[:, 0, ..., : network.cfg.patch_channels]
     fused = network.fused_weights()
-    memory, net, out = carry.memory, x, []
-    for cell, state, fw in zip(network.cells, carry.cells, fused, strict=True):
-        state, memory, dc, dm = cell(net, state, memory, None, fw)
-        cos = network.decouple_cosines(dc, dm)
-        out.append(jnp.abs(cos))
-        net = state.h
-    return jnp.stack(out)
+    _, deltas = network.cells_step(carry, x, None, fused=fused, strategy=strategy)
+    return jnp.stack([jnp.abs(network.decouple_cosines(dc, dm)) for dc, dm in deltas])
 
 
 def _forecasts(
@@ -68,6 +73,68 @@ def _observed(truth: np.ndarray, valid: np.ndarray | None, transform: DataTransf
     """(n, K, H, W, 1) model units -> mm/h, NaN where the clip had no data."""
     rates = transform.to_physical(truth[..., 0])
     return rates if valid is None else np.where(valid[..., 0] == 0, np.nan, rates)
+
+
+def _in_order(clipset: ClipSet, batch_size: int) -> BatchIterator[tuple[np.ndarray, np.ndarray]]:
+    """Every clip of `clipset` once, in order, with its validity mask, `batch_size` at a time."""
+    return BatchIterator(
+        clipset,
+        batch_size,
+        np.random.default_rng(0),
+        shuffle=False,
+        drop_last=False,
+        repeat=False,
+        with_mask=True,
+    )
+
+
+def _padded(
+    clips: np.ndarray, valid: np.ndarray | None, batch_size: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A short last batch padded with copies of its last clip, so the rollout keeps one
+    compiled shape."""
+    pad = batch_size - clips.shape[0]
+    if pad <= 0:
+        return clips, valid
+    clips = np.concatenate([clips, np.repeat(clips[-1:], pad, 0)])
+    if valid is not None:
+        valid = np.concatenate([valid, np.repeat(valid[-1:], pad, 0)])
+    return clips, valid
+
+
+def _save_samples(
+    figures_dir: Path,
+    first: int,
+    count: int,
+    context: np.ndarray,
+    truth: np.ndarray,
+    pred: np.ndarray,
+    transform: DataTransform,
+) -> int:
+    """Figures ``sample_<first>.png`` on of the first `count` clips of a batch; how many."""
+    from nowcastd.verification.figures import save_sample_figure
+
+    count = min(count, context.shape[0])
+    for j in range(count):
+        save_sample_figure(
+            figures_dir / f"sample_{first + j:03d}.png",
+            context[j, ..., 0],
+            truth[j, ..., 0],
+            pred[j, ..., 0],
+            transform,
+        )
+    return count
+
+
+def _save_decoupling(
+    network: PredRNN, clipset: ClipSet, batch_size: int, figures_dir: Path
+) -> None:
+    """The histogram of the decoupling cosines of the first batch's first context step."""
+    from nowcastd.verification.figures import save_decoupling_histogram
+
+    first = np.asarray(clipset.clips[: min(batch_size, len(clipset))], np.float32)
+    cos = _decoupling_cosines(network, jnp.asarray(first[:, : network.cfg.input_length]))
+    save_decoupling_histogram(figures_dir / "decoupling_cosine.png", np.asarray(cos).ravel())
 
 
 def evaluate(
@@ -98,15 +165,7 @@ def evaluate(
     cfg = network.cfg
     i = cfg.input_length
     batch_size = min(batch_size, len(clipset))
-    batches = BatchIterator(
-        clipset,
-        batch_size,
-        np.random.default_rng(0),
-        shuffle=False,
-        drop_last=False,
-        repeat=False,
-        with_mask=True,
-    )
+    batches = _in_order(clipset, batch_size)
     masked = clipset.valid_mask is not None
     forecast = _forecasts(network, transform, motion)
     verifier = Verifier(transform)
@@ -116,13 +175,8 @@ def evaluate(
         figures_dir.mkdir(parents=True, exist_ok=True)
     for clips, mask in batches:
         n = clips.shape[0]
+        rates = forecast(*_padded(clips, mask if masked else None, batch_size))[:n]
         valid = mask if masked else None
-        if n < batch_size:  # pad the last batch so the rollout keeps one compiled shape
-            clips = np.concatenate([clips, np.repeat(clips[-1:], batch_size - n, 0)])
-            if valid is not None:
-                valid = np.concatenate([valid, np.repeat(valid[-1:], batch_size - n, 0)])
-        rates = forecast(clips, valid)[:n]
-        clips, valid = clips[:n], None if valid is None else valid[:n]
         truth = clips[:, i:, ..., : cfg.img_channel]
         pred = np.asarray(transform.to_model_input(rates), np.float32)[..., None]
         verifier.update(pred, truth)
@@ -131,23 +185,11 @@ def evaluate(
                 rates, _observed(truth, None if valid is None else valid[:, i:], transform)
             )
         if figures_dir is not None and saved < num_save_samples:
-            from nowcastd.verification.figures import save_sample_figure
-
-            for j in range(min(n, num_save_samples - saved)):
-                save_sample_figure(
-                    figures_dir / f"sample_{saved:03d}.png",
-                    clips[j, :i, ..., 0],
-                    truth[j, ..., 0],
-                    pred[j, ..., 0],
-                    transform,
-                )
-                saved += 1
+            saved += _save_samples(
+                figures_dir, saved, num_save_samples - saved, clips[:, :i], truth, pred, transform
+            )
     if figures_dir is not None and cfg.is_v2 and not cfg.is_action:
-        from nowcastd.verification.figures import save_decoupling_histogram
-
-        first = np.asarray(batches.clipset.clips[: min(batch_size, len(clipset))], np.float32)
-        cos = _decoupling_cosines(network, jnp.asarray(first[:, :i]))
-        save_decoupling_histogram(figures_dir / "decoupling_cosine.png", np.asarray(cos).ravel())
+        _save_decoupling(network, batches.clipset, batch_size, figures_dir)
     return with_skill(verifier.result(), scorer if transform.is_physical else None)
 
 
@@ -182,15 +224,7 @@ def persistence_scores(
     """Scores of persistence (the last context frame repeated for every lead) on `clipset`,
     with the same scorers and batches as `nowcastd.verification.evaluation.evaluate`."""
     i = input_length
-    batches = BatchIterator(
-        clipset,
-        min(batch_size, len(clipset)),
-        np.random.default_rng(0),
-        shuffle=False,
-        drop_last=False,
-        repeat=False,
-        with_mask=True,
-    )
+    batches = _in_order(clipset, min(batch_size, len(clipset)))
     masked = clipset.valid_mask is not None
     verifier = Verifier(transform)
     scorer = Scorer(neighbourhood or UNKNOWN_PIXELS)

@@ -20,6 +20,7 @@ from nowcastd.io.atomic import atomic_file
 from nowcastd.io.transform import DataTransform
 
 if TYPE_CHECKING:
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
     from nowcastd.verification.comparison import Comparison
@@ -63,6 +64,71 @@ def _label(i: int, timestep_seconds: int | None) -> str:
     return f"t{i:+d}" if i else "t0"
 
 
+def _sample_frames(
+    context: Any, truth: Any, forecast: Any, transform: DataTransform
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Context, truth and forecast as (T, H, W) stacks that fit one another, in mm/h when
+    `transform` is physical (model units otherwise)."""
+    ctx, obs, fct = (
+        _frames(context, "context"),
+        _frames(truth, "truth"),
+        _frames(forecast, "forecast"),
+    )
+    if obs.shape != fct.shape or ctx.shape[1:] != obs.shape[1:]:
+        raise ValueError(
+            f"save_sample_figure: context {ctx.shape}, truth {obs.shape} and forecast "
+            f"{fct.shape} must share (H, W), and truth and forecast their length"
+        )
+    if transform.is_physical:
+        ctx, obs, fct = (transform.to_physical(np.clip(a, 0.0, 1.0)) for a in (ctx, obs, fct))
+    return ctx, obs, fct
+
+
+def _sample_scale(transform: DataTransform) -> tuple[Any, Normalize, str]:
+    """Colour map, norm and colour-bar label: the rain levels in mm/h for a physical
+    `transform`, [0, 1] in model units otherwise."""
+    from matplotlib import colormaps
+    from matplotlib.colors import BoundaryNorm, Normalize
+
+    if not transform.is_physical:
+        return colormaps["viridis"], Normalize(0.0, 1.0), "model units"
+    cmap = colormaps["viridis"].with_extremes(under="white", over="magenta")
+    norm = BoundaryNorm(RAIN_LEVELS_MM_H, cmap.N, extend="both")
+    return cmap, norm, f"rain rate ({transform.units})"
+
+
+def _draw_sample(
+    axes: Any,
+    frames: tuple[np.ndarray, np.ndarray, np.ndarray],
+    cmap: Any,
+    norm: Normalize,
+    timestep_seconds: int | None,
+) -> Any:
+    """Context then observed frames on the top row, the forecast under the observed ones;
+    returns the last image drawn (for the colour bar)."""
+    ctx, obs, fct = frames
+    n_in, ncol = ctx.shape[0], ctx.shape[0] + obs.shape[0]
+    image = None
+    for j in range(ncol):
+        top, bottom = axes[0, j], axes[1, j]
+        for ax in (top, bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if j < n_in:
+            image = top.imshow(ctx[j], cmap=cmap, norm=norm, interpolation="nearest")
+            top.set_title(_label(j - n_in + 1, timestep_seconds), fontsize=7)
+            bottom.set_axis_off()
+        else:
+            k = j - n_in
+            image = top.imshow(obs[k], cmap=cmap, norm=norm, interpolation="nearest")
+            bottom.imshow(fct[k], cmap=cmap, norm=norm, interpolation="nearest")
+            top.set_title(_label(k + 1, timestep_seconds), fontsize=7)
+    axes[0, 0].set_ylabel("observed", fontsize=8)
+    axes[1, n_in if n_in < ncol else 0].set_ylabel("forecast", fontsize=8)
+    assert image is not None, "ncol >= 1: at least one frame was drawn"
+    return image
+
+
 def save_sample_figure(
     path: str | Path,
     context: Any,
@@ -83,49 +149,12 @@ def save_sample_figure(
             bar; identity data in model units on [0, 1].
         timestep_seconds: labels frames in minutes relative to the last context frame.
     """
-    from matplotlib import colormaps
-    from matplotlib.colors import BoundaryNorm, Normalize
-
-    ctx, obs, fct = (
-        _frames(context, "context"),
-        _frames(truth, "truth"),
-        _frames(forecast, "forecast"),
-    )
-    if obs.shape != fct.shape or ctx.shape[1:] != obs.shape[1:]:
-        raise ValueError(
-            f"save_sample_figure: context {ctx.shape}, truth {obs.shape} and forecast "
-            f"{fct.shape} must share (H, W), and truth and forecast their length"
-        )
-    n_in, n_out = ctx.shape[0], obs.shape[0]
-    if transform.is_physical:
-        ctx, obs, fct = (transform.to_physical(np.clip(a, 0.0, 1.0)) for a in (ctx, obs, fct))
-        cmap = colormaps["viridis"].with_extremes(under="white", over="magenta")
-        norm: Normalize = BoundaryNorm(RAIN_LEVELS_MM_H, cmap.N, extend="both")
-        bar_label = f"rain rate ({transform.units})"
-    else:
-        cmap, norm, bar_label = colormaps["viridis"], Normalize(0.0, 1.0), "model units"
-
-    ncol = n_in + n_out
+    frames = _sample_frames(context, truth, forecast, transform)
+    cmap, norm, bar_label = _sample_scale(transform)
+    ncol = frames[0].shape[0] + frames[1].shape[0]
     fig = _new_figure(1.2 * ncol + 1.2, 2.9)
     axes = fig.subplots(2, ncol, squeeze=False)
-    image = None
-    for j in range(ncol):
-        top, bottom = axes[0, j], axes[1, j]
-        for ax in (top, bottom):
-            ax.set_xticks([])
-            ax.set_yticks([])
-        if j < n_in:
-            image = top.imshow(ctx[j], cmap=cmap, norm=norm, interpolation="nearest")
-            top.set_title(_label(j - n_in + 1, timestep_seconds), fontsize=7)
-            bottom.set_axis_off()
-        else:
-            k = j - n_in
-            image = top.imshow(obs[k], cmap=cmap, norm=norm, interpolation="nearest")
-            bottom.imshow(fct[k], cmap=cmap, norm=norm, interpolation="nearest")
-            top.set_title(_label(k + 1, timestep_seconds), fontsize=7)
-    axes[0, 0].set_ylabel("observed", fontsize=8)
-    axes[1, n_in if n_in < ncol else 0].set_ylabel("forecast", fontsize=8)
-    assert image is not None, "ncol >= 1: at least one frame was drawn"
+    image = _draw_sample(axes, frames, cmap, norm, timestep_seconds)
     fig.colorbar(image, ax=axes, shrink=0.9, label=bar_label, format="%g")
     if title:
         fig.suptitle(title, fontsize=9)
@@ -196,6 +225,48 @@ def _lead_columns(n_leads: int, most: int) -> list[int]:
     return sorted(set(picks.tolist()))
 
 
+def _strip_norm(shown: np.ndarray) -> Normalize:
+    """From 0.1 mm/h to the 99th percentile of the rain `shown` (NaN: no data)."""
+    from matplotlib.colors import Normalize
+
+    rain = shown[np.isfinite(shown) & (shown >= 0.1)]
+    top = float(np.percentile(rain, 99)) if rain.size else 1.0
+    return Normalize(0.1, max(top, 0.2))
+
+
+def _draw_strip(
+    axes: Any,
+    first: np.ndarray,
+    obs: np.ndarray,
+    fct: np.ndarray,
+    leads: list[int],
+    issue_time: datetime,
+    valid_times: Sequence[datetime],
+    norm: Normalize,
+) -> Any:
+    """The issue frame, then each of `leads` observed (top) and forecast (bottom); returns
+    the issue frame's image (for the colour bar)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"].with_extremes(under="white", bad="0.8", over="gold")
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    image = axes[0, 0].imshow(first, cmap=cmap, norm=norm, interpolation="nearest")
+    axes[0, 0].set_title(f"0 min (issued)\n{issue_time:%H:%M} UTC", fontsize=8)
+    axes[1, 0].set_axis_off()
+    axes[1, 0].text(
+        0.5, 0.5, "forecast →", ha="center", va="center", transform=axes[1, 0].transAxes
+    )
+    for j, k in enumerate(leads, 1):
+        minutes = (valid_times[k] - issue_time).total_seconds() / 60
+        axes[0, j].imshow(obs[k], cmap=cmap, norm=norm, interpolation="nearest")
+        axes[1, j].imshow(fct[k], cmap=cmap, norm=norm, interpolation="nearest")
+        axes[0, j].set_title(f"+{minutes:g} min\n{valid_times[k]:%H:%M} UTC", fontsize=8)
+    axes[0, 0].set_ylabel("observed", fontsize=9)
+    return image
+
+
 def save_forecast_strip(
     path: str | Path,
     *,
@@ -218,9 +289,6 @@ def save_forecast_strip(
         last_input: (H, W) mm/h at the issue time.
         observed, forecast: (K, H, W) mm/h at `valid_times` (NaN: no data).
     """
-    from matplotlib import colormaps
-    from matplotlib.colors import Normalize
-
     first = np.asarray(last_input, dtype=np.float32)
     obs, fct = _frames(observed, "observed"), _frames(forecast, "forecast")
     if obs.shape != fct.shape or obs.shape[1:] != first.shape or len(valid_times) != len(obs):
@@ -230,34 +298,11 @@ def save_forecast_strip(
             f"{len(valid_times)}"
         )
     leads = _lead_columns(obs.shape[0], max_leads)
-    shown = np.concatenate([first.ravel(), obs[leads].ravel(), fct[leads].ravel()])
-    rain = shown[np.isfinite(shown) & (shown >= 0.1)]
-    top = float(np.percentile(rain, 99)) if rain.size else 1.0
-    norm = Normalize(0.1, max(top, 0.2))
-    cmap = colormaps["viridis"].with_extremes(under="white", bad="0.8", over="gold")
+    norm = _strip_norm(np.concatenate([first.ravel(), obs[leads].ravel(), fct[leads].ravel()]))
     ncol = 1 + len(leads)
     fig = _new_figure(1.75 * ncol + 1.0, 4.1)
     axes = fig.subplots(2, ncol, squeeze=False)
-    image = None
-    for j in range(ncol):
-        for ax in axes[:, j]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        if j == 0:
-            image = axes[0, 0].imshow(first, cmap=cmap, norm=norm, interpolation="nearest")
-            axes[0, 0].set_title(f"0 min (issued)\n{issue_time:%H:%M} UTC", fontsize=8)
-            axes[1, 0].set_axis_off()
-            axes[1, 0].text(
-                0.5, 0.5, "forecast →", ha="center", va="center", transform=axes[1, 0].transAxes
-            )
-            continue
-        k = leads[j - 1]
-        minutes = (valid_times[k] - issue_time).total_seconds() / 60
-        axes[0, j].imshow(obs[k], cmap=cmap, norm=norm, interpolation="nearest")
-        axes[1, j].imshow(fct[k], cmap=cmap, norm=norm, interpolation="nearest")
-        axes[0, j].set_title(f"+{minutes:g} min\n{valid_times[k]:%H:%M} UTC", fontsize=8)
-    axes[0, 0].set_ylabel("observed", fontsize=9)
-    assert image is not None, "column 0 draws the issue frame"
+    image = _draw_strip(axes, first, obs, fct, leads, issue_time, valid_times, norm)
     fig.colorbar(image, ax=axes, shrink=0.85, extend="both", label="rain rate (mm/h)")
     fig.suptitle(title or f"forecast issued {issue_time:%Y-%m-%d %H:%M} UTC", fontsize=10)
     return _save(fig, path)

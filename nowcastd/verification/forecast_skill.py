@@ -42,6 +42,44 @@ def _observed_leads(f: ForecastFile, index: dict[int, int], observed: RadarSeque
     return truth
 
 
+def _checked_leads(
+    f: ForecastFile, path: Path, observed: RadarSequence, lead_seconds: list[int] | None
+) -> list[int]:
+    """The file's lead times, after checking its grid is the observed one and its leads are
+    `lead_seconds` (the earlier files'; None for the first)."""
+    if f.precip.shape[1:] != observed.grid:
+        raise DataError(
+            f"{path.name}: expected forecasts on the observed grid {observed.grid}, "
+            f"got {f.precip.shape[1:]}"
+        )
+    leads = [int(s) for s in f.lead_seconds]
+    if lead_seconds is not None and leads != lead_seconds:
+        raise DataError(f"{path.name}: expected lead times {lead_seconds}, got {leads}")
+    return leads
+
+
+def _forecasts(
+    f: ForecastFile,
+    issue: int,
+    inputs: int,
+    observed: RadarSequence,
+    extrapolation: LagrangianExtrapolation | None,
+) -> list[np.ndarray]:
+    """The file's forecast, persistence of the frame observed at `issue` and (given
+    `extrapolation`) the extrapolation from the `inputs` frames observed up to it (all NaN
+    where there are fewer than two)."""
+    leads = len(f.lead_seconds)
+    forecasts = [f.precip, persistence(observed.precip[issue][None, None], leads)[0]]
+    if extrapolation is not None:
+        first = issue - inputs + 1
+        forecasts.append(
+            extrapolation(observed.precip[first : issue + 1], leads)
+            if first >= 0 and issue - first >= 1
+            else np.full(f.precip.shape, np.nan, np.float32)
+        )
+    return forecasts
+
+
 def score_forecast_files(
     paths: Iterable[Path],
     observed: RadarSequence,
@@ -60,23 +98,9 @@ def score_forecast_files(
         issue = index.get(int(f.issue_time.timestamp()))
         if issue is None:
             continue
-        if f.precip.shape[1:] != observed.grid:
-            raise DataError(
-                f"{Path(path).name}: expected forecasts on the observed grid {observed.grid}, "
-                f"got {f.precip.shape[1:]}"
-            )
-        leads = [int(s) for s in f.lead_seconds]
-        if lead_seconds is not None and leads != lead_seconds:
-            raise DataError(f"{Path(path).name}: expected lead times {lead_seconds}, got {leads}")
-        lead_seconds, inputs = leads, len(f.attrs["input_scans"])
-        forecasts = [f.precip, persistence(observed.precip[issue][None, None], len(leads))[0]]
-        if extrapolation is not None:
-            first = issue - inputs + 1
-            forecasts.append(
-                extrapolation(observed.precip[first : issue + 1], len(leads))
-                if first >= 0 and issue - first >= 1
-                else np.full(f.precip.shape, np.nan, np.float32)
-            )
+        lead_seconds = _checked_leads(f, Path(path), observed, lead_seconds)
+        inputs = len(f.attrs["input_scans"])
+        forecasts = _forecasts(f, issue, inputs, observed, extrapolation)
         truth = common_pixels(_observed_leads(f, index, observed), forecasts)
         per_lead.append(np.isfinite(truth).any(axis=(1, 2)))
         for name, forecast in zip(names, forecasts, strict=True):

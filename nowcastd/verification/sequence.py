@@ -39,7 +39,7 @@ from nowcastd.data.movie import (
 )
 from nowcastd.errors import ConfigError, DataError, ScanError
 from nowcastd.io.domain import Domain
-from nowcastd.io.readers.scan import GridInfo
+from nowcastd.io.readers.scan import GridInfo, Scan
 from nowcastd.io.scan_directory import ScanDirectory
 from nowcastd.io.scan_settings import ReaderConfig, scan_settings
 from nowcastd.settings import read_config
@@ -190,6 +190,37 @@ def read_scan_settings(path: Path | None) -> tuple[ReaderConfig, Domain | None]:
     return scan_settings(read_config(path, "evaluate"))
 
 
+def _first_domain(
+    scan: Scan,
+    crop: tuple[int, int, int, int] | None,
+    block: int,
+    domain_for: Callable[[tuple[int, int]], Domain] | None,
+) -> Domain:
+    """The domain on the first scan's native shape: `domain_for` it, else `crop` and `block`."""
+    shape = scan.field.shape
+    if domain_for is not None:
+        return domain_for(shape)
+    return check_geometry(shape, crop, block, f"scan {scan.path.name}")
+
+
+def _field_on(
+    domain: Domain, scan: Scan, read_already: bool, found: ScanDirectory
+) -> np.ndarray | None:
+    """The scan's field on `domain`, or None (logged) for a second scan of a valid time
+    `read_already` or a scan of another grid (named in `found.skipped`)."""
+    if read_already:
+        logger.warning(
+            "skipping %s: a scan valid at %s was read already", scan.path.name, scan.valid_time
+        )
+        return None
+    try:
+        return domain.apply(scan)
+    except ScanError as e:  # another grid: this file's refusal, not the evaluation's end
+        logger.warning("skipping %s: %s", scan.path.name, e)
+        found.skipped.append(scan.path.name)
+        return None
+
+
 def read_scan_sequence(
     directory: str | Path,
     *,
@@ -213,26 +244,13 @@ def read_scan_sequence(
     pixel_km = None
     for scan in found.scans():
         if domain is None:
-            shape = scan.field.shape
-            if domain_for is not None:
-                domain = domain_for(shape)
-            else:
-                domain = check_geometry(shape, crop, block, f"scan {scan.path.name}")
+            domain = _first_domain(scan, crop, block, domain_for)
         if pixel_km is None:
             pixel_km = _grid_pixel_km(domain, scan.grid)
         stamp = int(scan.valid_time.timestamp())
-        if stamp in fields:
-            logger.warning(
-                "skipping %s: a scan valid at %s was read already", scan.path.name, scan.valid_time
-            )
-            continue
-        try:
-            field = domain.apply(scan)
-        except ScanError as e:  # another grid: this file's refusal, not the evaluation's end
-            logger.warning("skipping %s: %s", scan.path.name, e)
-            found.skipped.append(scan.path.name)
-            continue
-        fields[stamp] = (ScanFile(path=scan.path, valid_time=scan.valid_time), field)
+        field = _field_on(domain, scan, stamp in fields, found)
+        if field is not None:
+            fields[stamp] = (ScanFile(path=scan.path, valid_time=scan.valid_time), field)
     skipped = len(found.skipped)
     if len(fields) < 2 or domain is None:
         raise DataError(
