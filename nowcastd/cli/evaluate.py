@@ -11,13 +11,18 @@ clip scores (official MSE, PSNR, SSIM and the same scores in mm/h) next to persi
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from nowcastd.cli.options import Source, settings_command
 from nowcastd.errors import ConfigError
 from nowcastd.settings import setting, specs
+
+if TYPE_CHECKING:
+    from nowcastd.data import ClipSet
+    from nowcastd.io.model_checkpoint import LoadedModel
+    from nowcastd.verification.skill import Neighbourhood
 
 CLIP_ONLY = ("split", "valid_fraction", "visual", "num_save_samples")
 SEQUENCE_ONLY = ("crop", "block", "lead_frames", "out_json", "plot", "pixel_km")
@@ -141,19 +146,41 @@ def _evaluate_clips(s: EvaluateSettings, data: Path, out: Path | None, as_json: 
     if s.visual and out is None:
         raise ConfigError("--visual: expected --out DIR for the figures with --visual 1, got none")
 
-    from nowcastd.data.loader import open_dataset
-    from nowcastd.data.motion import MotionEstimator
     from nowcastd.io.atomic import atomic_file
     from nowcastd.io.model_checkpoint import load_model
     from nowcastd.verification.comparison import finite_or_none
-    from nowcastd.verification.evaluation import evaluate as run_evaluation
-    from nowcastd.verification.evaluation import persistence_scores
-    from nowcastd.verification.scores import OFFICIAL, format_table
     from nowcastd.verification.skill import Neighbourhood
 
     loaded = load_model(s.checkpoint)
+    clipset = _open_clips(s, data, loaded)
+    hood = Neighbourhood.from_km(s.neighbourhood_km, CLIP_PIXEL_KM)
+    report = _score_clips(s, out, loaded, clipset, hood)
+    report = {
+        "checkpoint": str(loaded.path),
+        "digest": loaded.digest,
+        "data": str(data),
+        "split": s.split,
+        "valid_fraction": None if s.split == "all" else s.valid_fraction,
+        "timestep_seconds": clipset.timestep_seconds,
+        **report,
+    }
+    strict = finite_or_none(report)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_file(out / "evaluation.json") as f:
+            f.write(json.dumps(strict, indent=1).encode())
+    if as_json:
+        typer.echo(json.dumps(strict, indent=1))
+        return
+    _print_clip_report(s, report, loaded, hood, clipset.timestep_seconds)
+
+
+def _open_clips(s: EvaluateSettings, data: Path, loaded: "LoadedModel") -> "ClipSet":
+    """The clips of `data` chosen by --split, fitting the checkpoint's model."""
+    from nowcastd.data.loader import open_dataset
+
     cfg = loaded.cfg
-    clipset = open_dataset(
+    return open_dataset(
         data,
         total_length=cfg.total_length,
         img_height=cfg.img_height,
@@ -163,7 +190,22 @@ def _evaluate_clips(s: EvaluateSettings, data: Path, out: Path | None, as_json: 
         valid_fraction=0.0 if s.split == "all" else s.valid_fraction,
         transform=loaded.transform,
     )
-    hood = Neighbourhood.from_km(s.neighbourhood_km, CLIP_PIXEL_KM)
+
+
+def _score_clips(
+    s: EvaluateSettings,
+    out: Path | None,
+    loaded: "LoadedModel",
+    clipset: "ClipSet",
+    hood: "Neighbourhood",
+) -> dict[str, Any]:
+    """The model's scores on the clips (figures in `out` with --visual) and, with
+    --baselines, persistence's and the model's MSE skill against it."""
+    from nowcastd.data.motion import MotionEstimator
+    from nowcastd.verification.evaluation import evaluate as run_evaluation
+    from nowcastd.verification.evaluation import persistence_scores
+
+    cfg = loaded.cfg
     result = run_evaluation(
         loaded.network,
         clipset,
@@ -174,36 +216,35 @@ def _evaluate_clips(s: EvaluateSettings, data: Path, out: Path | None, as_json: 
         motion=MotionEstimator(loaded.motion_method) if cfg.lagrangian else None,
         neighbourhood=hood,
     )
-    report: dict[str, Any] = {
-        "checkpoint": str(loaded.path),
-        "digest": loaded.digest,
-        "data": str(data),
-        "split": s.split,
-        "valid_fraction": None if s.split == "all" else s.valid_fraction,
-        "timestep_seconds": clipset.timestep_seconds,
+    if not s.baselines:
+        return {"model": result}
+    persistence = persistence_scores(
+        clipset,
+        input_length=cfg.input_length,
+        img_channel=cfg.img_channel,
+        batch_size=s.batch_size,
+        transform=loaded.transform,
+        neighbourhood=hood,
+    )
+    return {
         "model": result,
+        "persistence": persistence,
+        "mse_skill_vs_persistence": mse_skill(result, persistence),
     }
-    if s.baselines:
-        report["persistence"] = persistence_scores(
-            clipset,
-            input_length=cfg.input_length,
-            img_channel=cfg.img_channel,
-            batch_size=s.batch_size,
-            transform=loaded.transform,
-            neighbourhood=hood,
-        )
-        report["mse_skill_vs_persistence"] = mse_skill(result, report["persistence"])
-    strict = finite_or_none(report)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_file(out / "evaluation.json") as f:
-            f.write(json.dumps(strict, indent=1).encode())
-    if as_json:
-        typer.echo(json.dumps(strict, indent=1))
-        return
-    step = clipset.timestep_seconds
-    typer.echo(f"model {cfg.model_name} ({loaded.path.name}, sha256 {loaded.digest[:12]})")
-    typer.echo(format_table(result, timestep_seconds=step, names=OFFICIAL))
+
+
+def _print_clip_report(
+    s: EvaluateSettings,
+    report: dict[str, Any],
+    loaded: "LoadedModel",
+    hood: "Neighbourhood",
+    step: int | None,
+) -> None:
+    """The clip scores as tables: the model's, persistence's, the MSE skill and the verdict."""
+    from nowcastd.verification.scores import OFFICIAL, format_table
+
+    typer.echo(f"model {loaded.cfg.model_name} ({loaded.path.name}, sha256 {loaded.digest[:12]})")
+    typer.echo(format_table(report["model"], timestep_seconds=step, names=OFFICIAL))
     if s.baselines:
         typer.echo("\npersistence (last context frame repeated)")
         typer.echo(format_table(report["persistence"], timestep_seconds=step, names=OFFICIAL))
