@@ -47,26 +47,13 @@ def feed_and_report(
     try:
         ready = daemon.wait_ready(timeout_seconds=600)
         say(f"ready after {time.perf_counter() - t0:.1f} s (model loaded and compiled)")
-        say(
-            f"delivering {len(scans) - preloaded} scans, one every {cadence_seconds:g} s; "
-            "latency: from the scan's arrival to the forecast file in place; queued: until "
-            "the daemon's worker took it (a renamed file is read at once)"
-        )
-        say(
-            f"{'scan (UTC)':>16} {'latency':>8} {'queued':>7} {'read':>6} {'motion':>7} "
-            f"{'rollout':>8} {'write':>6}  forecast file"
-        )
+        _say_header(say, len(scans) - preloaded, cadence_seconds)
         times = {scan.path.name: scan.valid_time for scan in scans}
         for scan in scans[preloaded:]:
             deliver(scan.path, watch)
-            deadline = time.monotonic() + cadence_seconds
-            while (event := daemon.next_forecast(deadline - time.monotonic())) is not None:
-                seen += 1
-                say(_forecast_row(event, times))
+            seen += _report_forecasts(daemon, times, time.monotonic() + cadence_seconds, say)
         daemon.wait_outcome(scans[-1].path.name, timeout_seconds=60.0)
-        while (event := daemon.next_forecast(0.0)) is not None:
-            seen += 1
-            say(_forecast_row(event, times))
+        seen += _report_forecasts(daemon, times, None, say)
         families = scrape(daemon.url)
         say(f"\nmetrics, one scrape of {daemon.url}:")
         for text in metrics_summary(families, compilations_at_ready=ready_compilations(ready)):
@@ -80,6 +67,37 @@ def feed_and_report(
         )
     say(f"SIGTERM: the daemon finished and exited 0 ({seen} forecasts)")
     return seen
+
+
+def _say_header(say: Callable[[str], None], count: int, cadence_seconds: float) -> None:
+    """What is delivered, what the columns mean, and the columns' heads."""
+    say(
+        f"delivering {count} scans, one every {cadence_seconds:g} s; "
+        "latency: from the scan's arrival to the forecast file in place; queued: until "
+        "the daemon's worker took it (a renamed file is read at once)"
+    )
+    say(
+        f"{'scan (UTC)':>16} {'latency':>8} {'queued':>7} {'read':>6} {'motion':>7} "
+        f"{'rollout':>8} {'write':>6}  forecast file"
+    )
+
+
+def _report_forecasts(
+    daemon: DaemonProcess,
+    times: dict[str, datetime],
+    deadline: float | None,
+    say: Callable[[str], None],
+) -> int:
+    """A row for each forecast event until the `deadline` (`time.monotonic`), or for those
+    already written with None; how many."""
+    seen = 0
+    while True:
+        left = 0.0 if deadline is None else deadline - time.monotonic()
+        event = daemon.next_forecast(left)
+        if event is None:
+            return seen
+        seen += 1
+        say(_forecast_row(event, times))
 
 
 def _forecast_row(event: ForecastEvent, times: dict[str, datetime]) -> str:
