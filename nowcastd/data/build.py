@@ -138,15 +138,16 @@ def _sidecar(
     src: _Source,
     frames: np.ndarray,
     starts: np.ndarray,
+    mask: tuple[str | None, float],
     *,
     total_length: int,
     stride: int,
     crop: tuple[int, int, int, int] | None,
     block: int,
-    mask_name: str | None,
-    missing: float,
 ) -> dict[str, Any]:
-    """The JSON sidecar `nowcastd.data.npy_clips` reads beside the clip file."""
+    """The JSON sidecar `nowcastd.data.npy_clips` reads beside the clip file; `mask`: the
+    mask file's name (None without one) and the missing fraction (`_write_mask`)."""
+    mask_name, missing = mask
     frame_times = [_iso(t) for t in src.unix] if src.unix is not None else None
     sidecar = {
         "format": SIDECAR_FORMAT,
@@ -250,18 +251,17 @@ def build_clips(
     )
     src, starts = _clip_starts(src, len(frames), total_length, stride)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    mask_name, missing = _write_mask(out_path, valid, starts, total_length)
+    mask = _write_mask(out_path, valid, starts, total_length)
     _write_windows(out_path, frames, starts, total_length)
     sidecar = _sidecar(
         src,
         frames,
         starts,
+        mask,
         total_length=total_length,
         stride=stride,
         crop=crop,
         block=block,
-        mask_name=mask_name,
-        missing=missing,
     )
     with atomic_file(out_path.with_suffix(".json")) as f:
         f.write(json.dumps(sidecar, indent=1).encode())
