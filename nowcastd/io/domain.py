@@ -115,12 +115,7 @@ class Domain:
             return cls.full(shape, block=block)
         row0, col0, height, width = crop
         return cls(
-            native_shape=shape,
-            row0=row0,
-            col0=col0,
-            height=height,
-            width=width,
-            block=block,
+            native_shape=shape, row0=row0, col0=col0, height=height, width=width, block=block
         )
 
     @classmethod
