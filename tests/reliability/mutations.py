@@ -354,9 +354,10 @@ def _quiet_h5py(collect: bool) -> Iterator[None]:
 
 def _mutate(draw: Draw, path: Path, kind: str, bomb_mib: int, done: list[str]) -> None:
     mutations = [draw.pick(HDF5_MUTATIONS) for _ in range(draw.integer(1, 3))]
-    # Links last: a mutation after a link to a device (/dev/zero) would follow it, and HDF5
+    # One link, last: a mutation after a link to a device (/dev/zero) would follow it, and HDF5
     # then keeps an object of that "file" open that it can neither close nor free at exit.
-    mutations.sort(key=lambda mutation: mutation is _link)
+    links = [mutation for mutation in mutations if mutation is _link]
+    mutations = [mutation for mutation in mutations if mutation is not _link] + links[:1]
     with h5py.File(path, "a") as h:
         for mutation in mutations:
             try:
