@@ -3,6 +3,7 @@
 import functools
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,12 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """stderr logging, one line per record, journald-friendly (no timestamps under systemd)."""
+    """stderr logging, one line per record, journald-friendly (no timestamps under systemd).
+    pysteps' expected outlier warning (`data.motion.OUTLIER_WARNING`) is ignored here, once
+    for the process, rather than by the library."""
+    from nowcastd.data.motion import OUTLIER_WARNING
+
+    warnings.filterwarnings("ignore", message=OUTLIER_WARNING, category=UserWarning)
     fmt = "%(levelname)s %(name)s: %(message)s"
     if sys.stderr.isatty():
         fmt = "%(asctime)s " + fmt

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -59,9 +58,10 @@ def to_db(rate: np.ndarray) -> np.ndarray:
 
 
 #: pysteps' Lucas–Kanade warns when its outlier test meets a singular covariance (a near-empty
-#: field) and goes on without it: expected, and ignored process-wide (filters are global).
+#: field) and goes on without it: expected. Python's warning filters are process-wide and
+#: `catch_warnings` races on worker threads, so this module installs no filter: the CLI's one
+#: set-up (`cli.common.setup_logging`) ignores it, and pyproject's pytest settings do in tests.
 OUTLIER_WARNING = r".* during outlier detection"
-warnings.filterwarnings("ignore", message=OUTLIER_WARNING, category=UserWarning)
 
 
 def _pysteps_method(method: str) -> Callable[..., np.ndarray]:

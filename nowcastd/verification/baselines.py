@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import warnings
 
 import numpy as np
 
@@ -48,11 +47,13 @@ def _from_db(db: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(db), np.nan, rate).astype(np.float32)
 
 
-def _quiet() -> contextlib.ExitStack:
+def _sprog_quiet() -> contextlib.ExitStack:
+    """pysteps' S-PROG prints its settings and progress whatever its arguments say (it has no
+    verbosity switch): its stdout is dropped. Only S-PROG needs this; `evaluate` runs it on
+    the calling thread. numpy's error state is per thread."""
     stack = contextlib.ExitStack()
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))  # pysteps prints progress
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(np.errstate(all="ignore"))
     return stack
 
 
@@ -72,8 +73,12 @@ class LagrangianExtrapolation:
         the (H, W, 2) motion of these inputs, if already estimated."""
         inputs = np.asarray(inputs)
         v = self.motion(inputs) if velocity is None else velocity
-        with _quiet():
-            advected = self._extrapolate(to_db(inputs[-1]), np.moveaxis(v, -1, 0), leads)
+        # pysteps prints only when verbose; numpy's error state is per thread: nothing
+        # process-wide is touched, so this may run on worker threads.
+        with np.errstate(all="ignore"):
+            advected = self._extrapolate(
+                to_db(inputs[-1]), np.moveaxis(v, -1, 0), leads, verbose=False
+            )
         return _from_db(np.asarray(advected))
 
 
@@ -99,7 +104,7 @@ class SProg:
         db = to_db(inputs[-(self.AR_ORDER + 1) :])
         if not (db > DB_BACK_THRESHOLD).any():
             return np.zeros((leads, *inputs.shape[1:]), np.float32)
-        with _quiet():
+        with _sprog_quiet():
             out = self._forecast(
                 db,
                 np.moveaxis(v, -1, 0),
