@@ -135,7 +135,7 @@ def _load(args: argparse.Namespace):
     except ValueError as e:
         raise SystemExit(f"bench_evaluate: --strategy: {e}") from None
     loaded = load_model(args.checkpoint)
-    loaded = dataclasses.replace(loaded, network=loaded.network.with_strategy(strategy))
+    loaded = dataclasses.replace(loaded, strategy=strategy)
     if args.match_intensity != "checkpoint":
         cfg = dataclasses.replace(loaded.cfg, match_intensity=args.match_intensity == "1")
         loaded = dataclasses.replace(loaded, network=loaded.network.with_inference_options(cfg))

@@ -159,11 +159,11 @@ ARGS = _parse_args() if __name__ == "__main__" else None
 if ARGS is not None and ARGS.xla_flags:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + ARGS.xla_flags).strip()
 
-import equinox as eqx  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from model.compile import compile_program  # noqa: E402
 from model.config import ModelConfig  # noqa: E402
 from model.network import PredRNN  # noqa: E402
 from model.rollout import rollout  # noqa: E402
@@ -244,12 +244,11 @@ def matmul_peak(
 def ours(kind: str, cfg: ModelConfig, batch: int, strategy: Strategy = DEFAULT):
     """(compile, call, analytic FLOPs per call) of our side of a scenario under `strategy`."""
     if kind == "rollout":
-        net = PredRNN(cfg, key=jax.random.key(0)).with_strategy(strategy)
+        net = PredRNN(cfg, key=jax.random.key(0))
         shape = (batch, cfg.input_length, cfg.img_height, cfg.img_width, cfg.img_channel)
         context = jax.random.uniform(jax.random.key(1), shape, jnp.float32)
         leads = cfg.output_length
-        options = strategy.compiler_options(inference=True)
-        jitted = eqx.filter_jit(rollout, compiler_options=options)
+        jitted = compile_program(rollout, strategy, inference=True)
         return (
             lambda: jitted.lower(net, context, leads).compile(),
             lambda: jitted(net, context, leads),

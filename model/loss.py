@@ -24,6 +24,7 @@ from model.network import PredRNN
 from model.objectives import fourier_amplitude, fourier_correlation, intensity_l1
 from model.patch import reshape_patch, reshape_patch_back
 from model.rank_matching import match_quantiles, straight_through
+from model.strategy import DEFAULT, Strategy
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -109,15 +110,18 @@ def predrnn_loss(
     mask: Float[Array, "batch steps #hp #wp #cp"],
     valid: Float[Array, "batch time hp wp cp"] | None = None,
     loss: LossConfig = OFFICIAL_LOSS,
+    *,
+    strategy: Strategy = DEFAULT,
 ) -> tuple[Float[Array, ""], LossParts]:
-    """Loss of one batch of patched clips, as the official `RNN.forward` computes it.
+    """Loss of one batch of patched clips, as the official `RNN.forward` computes it, the
+    forward traced under `strategy`.
 
     `valid` (1 = observed) optionally masks unobserved target pixels out of the MSE;
     without it every element counts equally, as in the official code. `mse` in the parts
     is always the plain (masked) MSE; the returned loss uses `loss`'s data term.
     """
     cfg = network.cfg
-    next_frames, decouple = network(frames, mask, with_decouple=cfg.is_v2)
+    next_frames, decouple = network(frames, mask, with_decouple=cfg.is_v2, strategy=strategy)
     target = frames[:, 1:, ..., : next_frames.shape[-1]]
     w = None if valid is None else jnp.broadcast_to(valid[:, 1:], next_frames.shape)
     return _objective(network, next_frames, target, w, decouple, loss, cfg.patch_size)
@@ -130,6 +134,8 @@ def lagrangian_loss(
     valid: Float[Array, "batch time height width #channels"] | None,
     loss: LossConfig,
     motion: Float[Array, "batch height width 2"],
+    *,
+    strategy: Strategy = DEFAULT,
 ) -> tuple[Float[Array, ""], LossParts]:
     """`predrnn_loss` of a Lagrangian network (`model.lagrangian`) on image-space clips.
 
@@ -142,7 +148,8 @@ def lagrangian_loss(
     cfg = network.cfg
     p, reference = cfg.patch_size, cfg.input_length - 1
     moved, _ = to_lagrangian(clips, motion, reference)
-    next_frames, decouple = network(reshape_patch(moved, p), mask, with_decouple=cfg.is_v2)
+    patched = reshape_patch(moved, p)
+    next_frames, decouple = network(patched, mask, with_decouple=cfg.is_v2, strategy=strategy)
     forecast, inside = to_eulerian(reshape_patch_back(next_frames, p), motion, 1 - reference)
     if cfg.match_extrapolation:
         forecast = _matched_leads(forecast, inside, moved[:, reference], motion, reference)

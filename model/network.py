@@ -1,6 +1,5 @@
 """The stacked PredRNN network: cells, zigzag memory, frame decoder, action coder."""
 
-import copy
 import dataclasses
 from typing import NamedTuple
 
@@ -12,7 +11,7 @@ from jaxtyping import Array, Float
 from model.cell import CellState, FusedWeights, STLSTMCell
 from model.config import INFERENCE_OPTIONS, ModelConfig
 from model.layers import conv2d, conv_transpose2d, torch_uniform
-from model.strategy import DEFAULT, Strategy, unroll_training
+from model.strategy import DEFAULT, Strategy
 
 
 class Carry(NamedTuple):
@@ -76,6 +75,10 @@ class ActionCoder(eqx.Module):
         return conv_transpose2d(x, self.w_out2, stride=2, output_size=output_size)
 
 
+#: One layer's cell increments of a step: (delta_c, delta_m), the decoupling loss's inputs.
+Deltas = tuple[Float[Array, "batch hr wr hidden"], Float[Array, "batch hr wr hidden"]]
+
+
 class StepOut(NamedTuple):
     frame: Float[Array, "batch hp wp cp"]
     decouple: Float[Array, ""]
@@ -85,9 +88,9 @@ class PredRNN(eqx.Module):
     """PredRNN (v1), PredRNN-v2 and their action-conditioned variants, channels-last.
 
     `conv_last` is the 1x1 frame decoder (absent in action models), `adapter` the
-    1x1 decoupling adapter shared by every layer and step (v2 only). `strategy` says how its
-    programs are traced (`with_strategy`); it changes no value beyond float rounding unless it
-    sets `bf16`.
+    1x1 decoupling adapter shared by every layer and step (v2 only). The forward and `step`
+    take the trace-time part of a `Strategy` (weight-gradient chunk, unrolling, bf16) as an
+    argument; the network itself carries none (`model.compile`).
     """
 
     cells: tuple[STLSTMCell, ...]
@@ -95,7 +98,6 @@ class PredRNN(eqx.Module):
     adapter: Array | None
     coder: ActionCoder | None
     cfg: ModelConfig = eqx.field(static=True)
-    strategy: Strategy = eqx.field(static=True)
 
     def __init__(self, cfg: ModelConfig, *, key: jax.Array) -> None:
         kc, kl, ka, ke = jax.random.split(key, 4)
@@ -122,15 +124,6 @@ class PredRNN(eqx.Module):
         self.adapter = torch_uniform(ka, (1, 1, n, n), n) if cfg.is_v2 else None
         self.coder = ActionCoder(cfg, key=ke) if cfg.is_action else None
         self.cfg = cfg
-        self.strategy = DEFAULT
-
-    def with_strategy(self, strategy: Strategy) -> "PredRNN":
-        """The same weights, traced under `strategy` (weight-gradient chunk, unrolling, bf16)."""
-        if strategy == self.strategy:
-            return self
-        network = copy.copy(self)
-        object.__setattr__(network, "strategy", strategy)
-        return network
 
     def with_inference_options(self, cfg: ModelConfig) -> "PredRNN":
         """The same weights under `cfg`, which may differ from this network's config only in
@@ -145,8 +138,11 @@ class PredRNN(eqx.Module):
             raise ValueError(
                 f"with_inference_options: only {INFERENCE_OPTIONS} may change, got {others}"
             )
-        network = copy.copy(self)
-        object.__setattr__(network, "cfg", cfg)
+        # the same tree under another static config: its structure from a network built for
+        # `cfg` (shapes only), its leaves these weights
+        template = eqx.filter_eval_shape(PredRNN, cfg, key=jax.random.key(0))
+        structure = jax.tree_util.tree_structure(template)
+        network: PredRNN = jax.tree_util.tree_unflatten(structure, jax.tree_util.tree_leaves(self))
         return network
 
     def zero_carry(self, batch: int, patch_hw: tuple[int, int] | None = None) -> Carry:
@@ -190,6 +186,34 @@ class PredRNN(eqx.Module):
         """One (step, layer) term of the decoupling loss: mean |cos| over (batch, channel)."""
         return jnp.mean(jnp.abs(self.decouple_cosines(delta_c, delta_m)))
 
+    def cells_step(
+        self,
+        carry: Carry,
+        net: Float[Array, "batch hr wr cin"],
+        action: Float[Array, "batch hr wr hidden"] | None,
+        *,
+        fused: tuple[FusedWeights | None, ...],
+        strategy: Strategy = DEFAULT,
+    ) -> tuple[Carry, tuple[Deltas, ...]]:
+        """The cells' part of `step`: `net` (the frame, or the coder's encoding) up through
+        every layer; the new carry and each layer's (delta_c, delta_m)."""
+        memory = carry.memory
+        states, deltas = [], []
+        for cell, state, fw in zip(self.cells, carry.cells, fused, strict=True):
+            state, memory, delta_c, delta_m = cell(
+                net,
+                state,
+                memory,
+                action,
+                fw,
+                wgrad_chunk=strategy.wgrad_chunk,
+                bf16=strategy.bf16,
+            )
+            states.append(state)
+            deltas.append((delta_c, delta_m))
+            net = state.h
+        return Carry(tuple(states), memory), tuple(deltas)
+
     def step(
         self,
         carry: Carry,
@@ -198,8 +222,10 @@ class PredRNN(eqx.Module):
         *,
         fused: tuple[FusedWeights | None, ...],
         with_decouple: bool,
+        strategy: Strategy = DEFAULT,
     ) -> tuple[Carry, StepOut]:
-        """One time step through every layer: consume a frame, predict the next one."""
+        """One time step through every layer, traced under `strategy`: consume a frame,
+        predict the next one."""
         coder = self.coder
         net = frame
         skips = None
@@ -208,23 +234,12 @@ class PredRNN(eqx.Module):
                 raise ValueError(f"{self.cfg.model_name} needs the action maps of every step")
             skips, action = coder.encode(frame, action)
             net = skips.e2
-        memory = carry.memory
-        states = []
+        carry, deltas = self.cells_step(carry, net, action, fused=fused, strategy=strategy)
+        net = carry.cells[-1].h
         decouple = jnp.zeros((), jnp.float32)
-        for cell, state, fw in zip(self.cells, carry.cells, fused, strict=True):
-            state, memory, delta_c, delta_m = cell(
-                net,
-                state,
-                memory,
-                action,
-                fw,
-                wgrad_chunk=self.strategy.wgrad_chunk,
-                bf16=self.strategy.bf16,
-            )
-            if with_decouple and self.adapter is not None:
+        if with_decouple and self.adapter is not None:
+            for delta_c, delta_m in deltas:
                 decouple = decouple + self._decouple_term(delta_c, delta_m)
-            states.append(state)
-            net = state.h
         if coder is not None and skips is not None:
             hw = (frame.shape[1], frame.shape[2])
             x_gen = coder.decode(net, skips, hw, residual=self.cfg.res_on_conv)
@@ -234,7 +249,7 @@ class PredRNN(eqx.Module):
                 x_gen = frame + x_gen
         else:
             raise ValueError(f"{self.cfg.model_name} network has neither conv_last nor a coder")
-        return Carry(tuple(states), memory), StepOut(x_gen, decouple)
+        return carry, StepOut(x_gen, decouple)
 
     def __call__(
         self,
@@ -242,8 +257,10 @@ class PredRNN(eqx.Module):
         mask: Float[Array, "batch steps #hp #wp #cp"],
         *,
         with_decouple: bool = True,
+        strategy: Strategy = DEFAULT,
     ) -> tuple[Float[Array, "batch time-1 hp wp cp"], Float[Array, ""]]:
-        """The official forward: T-1 steps with sampling-mask input mixing.
+        """The official forward: T-1 steps with sampling-mask input mixing, traced under
+        `strategy` (its time loop unrolled by the training rule, `Strategy.unrolls`).
 
         `frames` are patched (action maps appended after the image channels for
         action models); `mask` has `cfg.mask_length` steps and may broadcast over
@@ -263,7 +280,9 @@ class PredRNN(eqx.Module):
             carry, prev = carry_and_prev
             frame, m, act = xs
             x_in = m * frame + (1.0 - m) * prev
-            carry, out = self.step(carry, x_in, act, fused=fused, with_decouple=with_decouple)
+            carry, out = self.step(
+                carry, x_in, act, fused=fused, with_decouple=with_decouple, strategy=strategy
+            )
             return (carry, out.frame), out
 
         batch = frames.shape[0]
@@ -274,9 +293,7 @@ class PredRNN(eqx.Module):
             jnp.moveaxis(full_mask, 1, 0),
             None if actions is None else jnp.moveaxis(actions[:, :steps], 1, 0),
         )
-        unroll = self.strategy.unroll
-        if unroll is None:
-            unroll = unroll_training(cfg, batch, hw, steps)
+        unroll = strategy.unrolls(cfg, batch, hw, steps, inference=False)
         _, outs = jax.lax.scan(body, init, xs, unroll=unroll)
         next_frames = jnp.moveaxis(outs.frame, 0, 1)
         decouple = jnp.sum(outs.decouple) / (steps * cfg.num_layers)

@@ -5,27 +5,31 @@ daemon can encode f_2..f_I while it waits for f_{I+1} (`encode`), so that only
 the step consuming the new frame and the K-1 feedback steps remain on the
 critical path (`forecast_from`). `rollout` is the whole thing in one call.
 
-Inference unrolls its time loops: no step keeps anything for a backward pass, so the
-unrolled program reuses its buffers, and XLA fuses across steps (the radar rollout ran
-about 5 % faster; it compiles in 1.5 s instead of 0.6 s).
+Each takes the trace-time part of a `Strategy` as its `strategy` keyword; compile them with
+`model.compile.compile_program` (`rollout_jit`), which applies its XLA options too. Inference
+unrolls its time loops unless the strategy says otherwise (`Strategy.unrolls`): the unrolled
+program reuses its buffers, and XLA fuses across steps (the radar rollout ran about 5 % faster;
+it compiles in 1.5 s instead of 0.6 s).
 """
 
-import equinox as eqx
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from model.compile import compile_program
 from model.lagrangian import extrapolation, to_eulerian, to_lagrangian, with_no_data
 from model.network import Carry, PredRNN
 from model.patch import reshape_patch, reshape_patch_back
 from model.rank_matching import match_quantiles
-from model.strategy import DEFAULT
+from model.strategy import DEFAULT, Strategy
 
 
-def _unrolled(network: PredRNN) -> bool:
-    """Inference unrolls its time loops unless the network's strategy says otherwise."""
-    return network.strategy.unroll is not False
+def _unrolled(network: PredRNN, strategy: Strategy, batch: int, hw: tuple[int, int]) -> bool:
+    """Whether an inference time loop is unrolled (`Strategy.unrolls`)."""
+    return strategy.unrolls(network.cfg, batch, hw, network.cfg.total_length - 1, inference=True)
 
 
 def _split_actions(
@@ -38,9 +42,13 @@ def _split_actions(
 
 
 def encode(
-    network: PredRNN, frames: Float[Array, "batch time height width cin"]
+    network: PredRNN,
+    frames: Float[Array, "batch time height width cin"],
+    *,
+    strategy: Strategy = DEFAULT,
 ) -> tuple[Carry, Float[Array, "batch hp wp cp"]]:
-    """Run the network over `time` observed frames from zero state (teacher forced).
+    """Run the network over `time` observed frames from zero state (teacher forced), traced
+    under `strategy`.
 
     Returns the carry after the last frame and the prediction of the frame after it.
     Image-space frames in (action maps appended after the image channels).
@@ -51,13 +59,16 @@ def encode(
 
     def body(carry: Carry, xs: tuple[Array, Array | None]) -> tuple[Carry, Array]:
         frame, act = xs
-        carry, out = network.step(carry, frame, act, fused=fused, with_decouple=False)
+        carry, out = network.step(
+            carry, frame, act, fused=fused, with_decouple=False, strategy=strategy
+        )
         return carry, out.frame
 
     xs = (jnp.moveaxis(images, 1, 0), None if actions is None else jnp.moveaxis(actions, 1, 0))
     hw = (images.shape[2], images.shape[3])
     init = network.zero_carry(images.shape[0], hw)
-    carry, outs = jax.lax.scan(body, init, xs, unroll=_unrolled(network))
+    unroll = _unrolled(network, strategy, images.shape[0], hw)
+    carry, outs = jax.lax.scan(body, init, xs, unroll=unroll)
     return carry, outs[-1]
 
 
@@ -67,17 +78,22 @@ def forecast_from(
     frame: Float[Array, "batch height width cin"],
     num_leads: int,
     future_actions: Float[Array, "batch feedback height width actions"] | None = None,
+    *,
+    strategy: Strategy = DEFAULT,
 ) -> Float[Array, "batch leads height width channels"]:
-    """Consume one new frame, then feed predictions back: `num_leads` future frames."""
+    """Consume one new frame, then feed predictions back: `num_leads` future frames, traced
+    under `strategy`."""
     cfg = network.cfg
     p = cfg.patch_size
     fused = network.fused_weights()
     x, act = _split_actions(network, reshape_patch(frame, p))
-    carry, out = network.step(carry, x, act, fused=fused, with_decouple=False)
+    carry, out = network.step(carry, x, act, fused=fused, with_decouple=False, strategy=strategy)
 
     def body(state: tuple[Carry, Array], act_t: Array | None) -> tuple[tuple[Carry, Array], Array]:
         carry, prev = state
-        carry, out = network.step(carry, prev, act_t, fused=fused, with_decouple=False)
+        carry, out = network.step(
+            carry, prev, act_t, fused=fused, with_decouple=False, strategy=strategy
+        )
         return (carry, out.frame), out.frame
 
     acts = None
@@ -86,9 +102,8 @@ def forecast_from(
             raise ValueError("action models need future_actions for the feedback steps")
         acts = jnp.moveaxis(reshape_patch(future_actions, p), 1, 0)
     if num_leads > 1:
-        _, rest = jax.lax.scan(
-            body, (carry, out.frame), acts, length=num_leads - 1, unroll=_unrolled(network)
-        )
+        unroll = _unrolled(network, strategy, x.shape[0], (x.shape[1], x.shape[2]))
+        _, rest = jax.lax.scan(body, (carry, out.frame), acts, length=num_leads - 1, unroll=unroll)
         frames = jnp.concatenate([out.frame[None], rest], axis=0)
     else:
         frames = out.frame[None]
@@ -118,8 +133,11 @@ def rollout(
     num_leads: int,
     future_actions: Float[Array | np.ndarray, "batch feedback height width actions"] | None = None,
     motion: Float[Array | np.ndarray, "batch height width 2"] | None = None,
+    *,
+    strategy: Strategy = DEFAULT,
 ) -> Float[Array, "batch leads height width channels"]:
-    """Forecast `num_leads` frames from the I most recent frames (any K >= 1).
+    """Forecast `num_leads` frames from the I most recent frames (any K >= 1), traced under
+    `strategy`.
 
     Takes NumPy or JAX arrays, so it can be called eagerly on frames as they are read.
     A Lagrangian network needs the context's `motion` (pixels per step, x then y) and
@@ -134,13 +152,14 @@ def rollout(
         motion = jnp.asarray(motion)
         newest = context[:, -1, ..., : cfg.img_channel]
         moved, _ = to_lagrangian(context, motion, context.shape[1] - 1)
-        forecast, inside = to_eulerian(_rollout(network, moved, num_leads, None), motion, 1)
+        lagrangian = _rollout(network, moved, num_leads, None, strategy)
+        forecast, inside = to_eulerian(lagrangian, motion, 1)
         forecast = with_no_data(forecast, inside)
         if cfg.match_extrapolation:
             return match_quantiles(forecast, extrapolation(newest, motion, num_leads))
         return match_distribution(forecast, newest) if cfg.match_intensity else forecast
     actions = None if future_actions is None else jnp.asarray(future_actions)
-    return _rollout(network, context, num_leads, actions)
+    return _rollout(network, context, num_leads, actions, strategy)
 
 
 def _rollout(
@@ -148,14 +167,17 @@ def _rollout(
     context: Float[Array, "batch time height width cin"],
     num_leads: int,
     future_actions: Float[Array, "batch feedback height width actions"] | None,
+    strategy: Strategy,
 ) -> Float[Array, "batch leads height width channels"]:
     if context.shape[1] > 1:
-        carry, _ = encode(network, context[:, :-1])
+        carry, _ = encode(network, context[:, :-1], strategy=strategy)
     else:
         p = network.cfg.patch_size
         hw = (context.shape[2] // p, context.shape[3] // p)
         carry = network.zero_carry(context.shape[0], hw)
-    return forecast_from(network, carry, context[:, -1], num_leads, future_actions)
+    return forecast_from(
+        network, carry, context[:, -1], num_leads, future_actions, strategy=strategy
+    )
 
 
 # XLA options for every inference program under the default strategy (the rollout here, and the
@@ -166,5 +188,11 @@ def _rollout(
 # it keeps XLA's default. Other CPUs may differ: `model.strategy`, measured by `nowcastd`.
 INFERENCE_COMPILER_OPTIONS = DEFAULT.compiler_options(inference=True)
 
-# filter_jit passes jax.jit's keywords on; its typed overloads do not list them
-rollout_jit = eqx.filter_jit(rollout, compiler_options=INFERENCE_COMPILER_OPTIONS)  # type: ignore[call-overload]
+
+def rollout_jit(
+    network: PredRNN, *args: Any, strategy: Strategy = DEFAULT
+) -> Float[Array, "batch leads height width channels"]:
+    """`rollout(network, *args)` compiled under `strategy` (`model.compile`), once per
+    strategy and shapes."""
+    out: Array = compile_program(rollout, strategy, inference=True)(network, *args)
+    return out

@@ -8,17 +8,13 @@ loops are unrolled. Which one is fastest depends on the CPU (and the shapes), so
 user opts into: the convolutions multiply in bfloat16, which changes values by more than
 float32 rounding, so no search turns it on.
 
-A strategy is a static value: the network carries its trace-time part (`PredRNN.with_strategy`:
-the weight-gradient chunk, the unrolling, bfloat16), and the compiler takes `compiler_options`
-(the YNN fusions). Each strategy therefore traces and compiles its own program.
+A strategy is a static value with two parts: its trace-time part (the weight-gradient chunk,
+the unrolling, bfloat16) is an argument of every program, and its compile-time part
+(`compiler_options`: the YNN fusions) goes to XLA. `model.compile.compile_program` applies both,
+so each strategy traces and compiles its own program; the network carries none.
 """
 
 import dataclasses
-import functools
-from collections.abc import Callable
-from typing import Any
-
-import equinox as eqx
 
 from model.config import ModelConfig
 from model.layers import WGRAD_CHUNK
@@ -92,25 +88,22 @@ class Strategy:
             chunk = 0
         else:
             chunk = 0 if self.wgrad_chunk >= max_conv_outputs(cfg) else self.wgrad_chunk
-        unroll = self.unroll
-        if unroll is None:
-            steps = cfg.total_length - 1
-            unroll = True if inference else unroll_training(cfg, batch, cfg.patch_shape, steps)
+        steps = cfg.total_length - 1
+        unroll = self.unrolls(cfg, batch, cfg.patch_shape, steps, inference=inference)
         return Strategy(ynn=ynn, wgrad_chunk=chunk, unroll=unroll, bf16=self.bf16)
+
+    def unrolls(
+        self, cfg: ModelConfig, batch: int, hw: tuple[int, int], steps: int, *, inference: bool
+    ) -> bool:
+        """Whether a time loop over `steps` steps of `hw` patched frames is unrolled: as set,
+        else always for inference (no step keeps anything for a backward pass, so the unrolled
+        program reuses its buffers) and for small training loops (`unroll_training`)."""
+        if self.unroll is not None:
+            return self.unroll
+        return inference or unroll_training(cfg, batch, hw, steps)
 
 
 DEFAULT = Strategy()
-
-
-@functools.cache
-def jitted(fn: Callable[..., Any], strategy: Strategy, *, inference: bool) -> Callable[..., Any]:
-    """`fn` under `eqx.filter_jit` with the XLA options of `strategy`, one per function,
-    strategy and kind of program (`inference`: no gradients). The network passed to it carries
-    the trace-time part (`PredRNN.with_strategy`)."""
-    options = strategy.compiler_options(inference=inference)
-    # filter_jit passes jax.jit's keywords on; its typed overloads do not list them
-    compiled: Callable[..., Any] = eqx.filter_jit(fn, compiler_options=options)  # type: ignore[call-overload]
-    return compiled
 
 
 def parse_strategy(text: str) -> Strategy:

@@ -8,10 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from model.compile import compile_program
 from model.config import ModelConfig
 from model.loss import LossParts, predrnn_loss
 from model.network import PredRNN
-from model.strategy import DEFAULT, Strategy, jitted
+from model.strategy import DEFAULT, Strategy
 
 # layout -> (torch -> nowcastd, nowcastd -> torch)
 _LAYOUTS: dict[
@@ -116,22 +117,26 @@ def export_state_dict(tree: PredRNN) -> dict[str, np.ndarray]:
 
 
 def _loss_and_grad_fn(
-    network: PredRNN, frames: jax.Array, mask: jax.Array
+    network: PredRNN, frames: jax.Array, mask: jax.Array, *, strategy: Strategy
 ) -> tuple[tuple[jax.Array, LossParts], PredRNN]:
-    return eqx.filter_value_and_grad(predrnn_loss, has_aux=True)(network, frames, mask)
+    return eqx.filter_value_and_grad(predrnn_loss, has_aux=True)(
+        network, frames, mask, strategy=strategy
+    )
 
 
-def _forward_fn(network: PredRNN, frames: jax.Array, mask: jax.Array) -> jax.Array:
-    return network(frames, mask, with_decouple=False)[0]
+def _forward_fn(
+    network: PredRNN, frames: jax.Array, mask: jax.Array, *, strategy: Strategy
+) -> jax.Array:
+    return network(frames, mask, with_decouple=False, strategy=strategy)[0]
 
 
 def _loss_and_grad(
     network: PredRNN, frames: jax.Array, mask: jax.Array, strategy: Strategy = DEFAULT
 ) -> tuple[tuple[jax.Array, LossParts], PredRNN]:
     """The loss, its parts and the gradient, compiled under `strategy`."""
-    out: tuple[tuple[jax.Array, LossParts], PredRNN] = jitted(
+    out: tuple[tuple[jax.Array, LossParts], PredRNN] = compile_program(
         _loss_and_grad_fn, strategy, inference=False
-    )(network.with_strategy(strategy), frames, mask)
+    )(network, frames, mask)
     return out
 
 
@@ -166,7 +171,5 @@ def official_test(
     """What official `Model.test` returns: the T-1 predicted frames (no gradient tape)."""
     if network.cfg != cfg:
         raise ValueError(f"network was built for {network.cfg}, not {cfg}")
-    forward = jitted(_forward_fn, strategy, inference=False)
-    return np.asarray(
-        forward(network.with_strategy(strategy), jnp.asarray(frames), jnp.asarray(mask_true))
-    )
+    forward = compile_program(_forward_fn, strategy, inference=False)
+    return np.asarray(forward(network, jnp.asarray(frames), jnp.asarray(mask_true)))

@@ -12,6 +12,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, PartitionSpec
 from jaxtyping import Array, Float, Int
 
+from model.compile import compile_program
 from model.loss import OFFICIAL_LOSS, LossConfig, LossParts, lagrangian_loss, predrnn_loss
 from model.network import PredRNN
 from model.patch import reshape_patch
@@ -56,13 +57,12 @@ def optimizer_step(
     objective: LossConfig = OFFICIAL_LOSS,
     mesh: Mesh | None = None,
     motion: Float[Array, "batch height width 2"] | None = None,
-    strategy: Strategy | None = None,
+    strategy: Strategy = DEFAULT,
 ) -> tuple[PredRNN, optax.OptState, Float[Array, ""], LossParts]:
     """One loss+gradient+update on patched frames with a given mask (the official `Model.train`).
 
     A Lagrangian network takes image-space frames and `valid` instead, with their `motion`
-    (`lagrangian_loss`). `strategy` traces the loss and gradient (None: the network's own);
-    the network returned keeps its own, as the optimizer state that mirrors it does.
+    (`lagrangian_loss`). `strategy` traces the loss and gradient.
 
     With a `mesh` of more than one device whose one axis shards the batch, and no `valid`
     mask, each shard's loss and gradient are taken on their own and averaged in one
@@ -70,18 +70,18 @@ def optimizer_step(
     separately (the seed configuration's step on 2 CPU devices: 101 ms instead of 90 ms).
     A `valid` mask weighs shards unequally, so it keeps XLA's own reduction.
     """
-    traced = network if strategy is None else network.with_strategy(strategy)
     if motion is not None:
         (loss, parts), grads = eqx.filter_value_and_grad(lagrangian_loss, has_aux=True)(
-            traced, frames, mask, valid, objective, motion
+            network, frames, mask, valid, objective, motion, strategy=strategy
         )
     elif mesh is None or mesh.size == 1 or valid is not None:
         (loss, parts), grads = eqx.filter_value_and_grad(predrnn_loss, has_aux=True)(
-            traced, frames, mask, valid, objective
+            network, frames, mask, valid, objective, strategy=strategy
         )
     else:
-        loss, parts, grads = _sharded_value_and_grad(traced, frames, mask, objective, mesh)
-    grads = grads.with_strategy(network.strategy)
+        loss, parts, grads = _sharded_value_and_grad(
+            network, frames, mask, objective, mesh, strategy
+        )
     updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(network, eqx.is_array))
     updated: PredRNN = eqx.apply_updates(network, updates)
     return updated, opt_state, loss, parts
@@ -93,6 +93,7 @@ def _sharded_value_and_grad(
     mask: Float[Array, "batch steps #hp #wp #cp"],
     objective: LossConfig,
     mesh: Mesh,
+    strategy: Strategy,
 ) -> tuple[Float[Array, ""], LossParts, PredRNN]:
     """The batch-mean loss and its gradient, per batch shard, averaged over the mesh's axis."""
     params, static = eqx.partition(network, eqx.is_inexact_array)
@@ -106,7 +107,8 @@ def _sharded_value_and_grad(
 
     def local(flat: Array, frames: Array, mask: Array) -> tuple[Array, LossParts, Array]:
         def loss(flat: Array) -> tuple[Array, LossParts]:
-            return predrnn_loss(eqx.combine(unravel(flat), static), frames, mask, None, objective)
+            network = eqx.combine(unravel(flat), static)
+            return predrnn_loss(network, frames, mask, None, objective, strategy=strategy)
 
         (value, parts), grad = jax.value_and_grad(loss, has_aux=True)(flat)
         return mean(value), jax.tree_util.tree_map(mean, parts), mean(grad)
@@ -151,6 +153,8 @@ def make_train_step(
         clips: Float[Array, "batch time height width cin"],
         valid: Float[Array, "batch time height width 1"] | None = None,
         motion: Float[Array, "batch height width 2"] | None = None,
+        *,
+        strategy: Strategy,
     ) -> tuple[TrainState, StepMetrics]:
         network = state.network
         cfg = network.cfg
@@ -195,9 +199,4 @@ def make_train_step(
         state = TrainState(network, opt_state, itr, jax.random.key_data(key))
         return state, metrics
 
-    options = strategy.compiler_options(inference=False)
-    # filter_jit passes jax.jit's keywords on; its typed overloads do not list them
-    jitted: Callable[..., tuple[TrainState, StepMetrics]] = eqx.filter_jit(
-        step, donate="all", compiler_options=options
-    )  # type: ignore[call-overload]
-    return jitted
+    return compile_program(step, strategy, inference=False, donate=True)

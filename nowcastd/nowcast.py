@@ -36,9 +36,10 @@ import jax
 import numpy as np
 from jaxtyping import Array, Float
 
+from model.compile import compile_program
 from model.network import PredRNN
 from model.rollout import rollout
-from model.strategy import jitted
+from model.strategy import DEFAULT, Strategy
 from nowcastd.data.motion import MotionEstimator, motion_frames
 from nowcastd.io.transform import DataTransform
 
@@ -49,6 +50,7 @@ __all__ = [
     "forecast_rates",
     "rollout_rates",
     "rollout_rates_jit",
+    "rollout_rates_program",
 ]
 
 #: A compiled rollout: `(n, I, H, W, 1)` model units and, for a Lagrangian network, the
@@ -124,16 +126,26 @@ def rollout_rates(
     context: Float[Array, "batch inputs height width 1"],
     num_leads: int,
     motion: Float[Array, "batch height width 2"] | None = None,
+    *,
+    strategy: Strategy = DEFAULT,
 ) -> Float[Array, "batch leads height width"]:
-    """The network's rollout in mm/h: clipped to [0, 1], then physical (jit it); `motion`
-    for a Lagrangian network."""
-    return transform.to_rates(rollout(network, context, num_leads, None, motion)[..., 0])
+    """The network's rollout in mm/h: clipped to [0, 1], then physical (compile it with
+    `model.compile.compile_program`); `motion` for a Lagrangian network."""
+    forecast = rollout(network, context, num_leads, None, motion, strategy=strategy)
+    return transform.to_rates(forecast[..., 0])
 
 
-def rollout_rates_jit(network: PredRNN, *args: Any) -> Float[Array, "batch leads height width"]:
-    """`rollout_rates(network, *args)`, jitted with the XLA options of the network's strategy
-    for inference (model.rollout's `INFERENCE_COMPILER_OPTIONS` for the default)."""
-    out: Array = jitted(rollout_rates, network.strategy, inference=True)(network, *args)
+def rollout_rates_program(strategy: Strategy) -> Callable[..., Any]:
+    """`rollout_rates` compiled under `strategy`, both its parts (`model.compile`), once per
+    strategy and shapes: the program evaluate runs."""
+    return compile_program(rollout_rates, strategy, inference=True)
+
+
+def rollout_rates_jit(
+    network: PredRNN, *args: Any, strategy: Strategy = DEFAULT
+) -> Float[Array, "batch leads height width"]:
+    """`rollout_rates(network, *args)` run by `rollout_rates_program(strategy)`."""
+    out: Array = rollout_rates_program(strategy)(network, *args)
     return out
 
 

@@ -26,6 +26,7 @@ from model.checkpoint import (
 )
 from model.config import ModelConfig
 from model.network import PredRNN
+from model.strategy import DEFAULT, Strategy
 from nowcastd.errors import CheckpointError, ConfigError
 from nowcastd.io.atomic import atomic_directory
 from nowcastd.io.transform import DataTransform
@@ -59,11 +60,15 @@ def checkpoint_dirs(save_dir: Path) -> list[Path]:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LoadedModel:
+    """A checkpoint's network and what runs it; `strategy`: how its forecasts are compiled
+    (`model.compile`; not saved: a checkpoint holds weights, not a machine's choice)."""
+
     network: PredRNN
     transform: DataTransform
     metadata: dict[str, Any]
     digest: str
     path: Path
+    strategy: Strategy = DEFAULT
 
     @property
     def cfg(self) -> ModelConfig:

@@ -12,15 +12,16 @@ a running computation, and finishing the encode is always cheaper than the full 
 forecast without it needs, so `wait_pre_encode` (called by whoever is about to donate the
 context array the encode reads) waits for it and re-raises what it raised.
 
-Everything is compiled for the operational shape by `compile()` (before the service reports
-ready) with `jax.jit(...).lower(...).compile()`; a call with any other shape is an error, never
-a silent recompilation. Each of the three programs (the forecast from a pre-encoded state, the
-full rollout, the encode) runs under its own strategy (`model.strategy`): with `strategy="auto"`
-the candidates are compiled and timed there and then, within `strategy_budget_seconds` for the
-three together, unless `strategy_cache` holds this machine's choice (`nowcastd.strategy`).
-The rollouts end in `DataTransform.to_rates` on the device, and `forecast` hands the
-executable it picked to `nowcastd.nowcast.forecast_rates`, the forecast function evaluate uses
-too (clipping and no-data rule included).
+Everything is compiled ahead of time for the operational shape by `compile()` (before the
+service reports ready); a call with any other shape is an error, never a silent recompilation.
+Each of the three programs (the forecast from a pre-encoded state, the full rollout, the encode)
+runs under its own strategy (`model.strategy`), both its parts applied by
+`model.compile.compile_program`: with `strategy="auto"` the candidates are compiled and timed
+there and then, within `strategy_budget_seconds` for the three together, unless
+`strategy_cache` holds this machine's choice (`nowcastd.strategy`). The rollouts end in
+`DataTransform.to_rates` on the device, and `forecast` hands the executable it picked to
+`nowcastd.nowcast.forecast_rates`, the forecast function evaluate uses too (clipping and no-data
+rule included).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from model.compile import compile_program
 from model.network import Carry, PredRNN
 from model.rollout import encode, forecast_from
 from model.strategy import DEFAULT, Strategy
@@ -137,39 +139,40 @@ class Forecaster:
 
     # -- the functions compiled --------------------------------------------------------------
 
-    def _net(self, params: PredRNN, strategy: Strategy) -> PredRNN:
+    def _net(self, params: PredRNN) -> PredRNN:
         network: PredRNN = eqx.combine(params, self._static)
-        return network.with_strategy(strategy)
+        return network
 
     def _full_fn(
-        self, strategy: Strategy, params: PredRNN, context: jax.Array, motion: jax.Array | None
+        self, params: PredRNN, context: jax.Array, motion: jax.Array | None, *, strategy: Strategy
     ) -> jax.Array:
-        network = self._net(params, strategy)
-        return rollout_rates(network, self.transform, context, self.num_leads, motion)
+        network = self._net(params)
+        return rollout_rates(
+            network, self.transform, context, self.num_leads, motion, strategy=strategy
+        )
 
-    def _encode_fn(self, strategy: Strategy, params: PredRNN, context: jax.Array) -> Carry:
-        carry, _ = encode(self._net(params, strategy), context[:, 1:])
+    def _encode_fn(self, params: PredRNN, context: jax.Array, *, strategy: Strategy) -> Carry:
+        carry, _ = encode(self._net(params), context[:, 1:], strategy=strategy)
         return carry
 
     def _from_fn(
-        self, strategy: Strategy, params: PredRNN, carry: Carry, context: jax.Array
+        self, params: PredRNN, carry: Carry, context: jax.Array, *, strategy: Strategy
     ) -> jax.Array:
-        net = self._net(params, strategy)
-        preds = forecast_from(net, carry, context[:, -1], self.num_leads)
+        net = self._net(params)
+        preds = forecast_from(net, carry, context[:, -1], self.num_leads, strategy=strategy)
         return self.transform.to_rates(preds[..., 0])
 
     def _compiled(
         self, name: str, fn: Callable[..., object], args: tuple[object, ...], budget: Budget
-    ) -> jax.stages.Compiled:
-        """`fn(strategy, params, *args)` compiled for `args` under the strategy chosen for
-        program `name` (timed on the weights and zeros when measured)."""
-        compiled: dict[Strategy, jax.stages.Compiled] = {}
+    ) -> Callable[..., Any]:
+        """`fn(params, *args, strategy=...)` compiled for `args` under the strategy chosen for
+        program `name` (`model.compile`; timed on the weights and zeros when measured)."""
+        compiled: dict[Strategy, Callable[..., Any]] = {}
         params, *rest = args
         zeros = (params, *jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), rest))
 
-        def compile_one(strategy: Strategy) -> jax.stages.Compiled:
-            options: dict[str, str | bool] = dict(strategy.compiler_options(inference=True))
-            return jax.jit(functools.partial(fn, strategy)).lower(*args).compile(options)
+        def compile_one(strategy: Strategy) -> Callable[..., Any]:
+            return compile_program(fn, strategy, inference=True, example_args=args)
 
         def build(strategy: Strategy) -> Callable[[], object]:
             compiled[strategy] = exe = compile_one(strategy)
@@ -207,13 +210,14 @@ class Forecaster:
         # the critical path's program first
         programs: list[tuple[str, Callable[..., object], tuple[object, ...]]] = []
         if pre_encoding and self.can_pre_encode:
-            carry = jax.eval_shape(functools.partial(self._encode_fn, DEFAULT), params, context)
+            encode_default = functools.partial(self._encode_fn, strategy=DEFAULT)
+            carry = jax.eval_shape(encode_default, params, context)
             programs.append(("forecast", self._from_fn, (params, carry, context)))
         programs.append(("rollout", self._full_fn, (params, context, motion)))
         if pre_encoding and self.can_pre_encode:
             programs.append(("encode", self._encode_fn, (params, context)))
         end = start + self._strategy_budget
-        compiled: dict[str, jax.stages.Compiled] = {}
+        compiled: dict[str, Callable[..., Any]] = {}
         for done, (name, fn, args) in enumerate(programs):
             # each program gets an equal share of what is left of the budget
             share = max(0.0, end - time.perf_counter()) / (len(programs) - done)

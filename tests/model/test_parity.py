@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from model.compile import compile_program
 from model.patch import reshape_patch_back
 from model.rollout import rollout
 from model.strategy import DEFAULT, Strategy
@@ -69,9 +70,8 @@ def check_rollout(fx: Fixture, strategy: Strategy = DEFAULT) -> None:
     the official test output's predictions of the frames after them."""
     cfg, i = fx.cfg, fx.cfg.input_length
     frames = reshape_patch_back(jnp.asarray(fx["frames"]), cfg.patch_size)
-    options = strategy.compiler_options(inference=True)
-    jitted = eqx.filter_jit(rollout, compiler_options=options)
-    got = jitted(fx.network().with_strategy(strategy), frames[:, :i], cfg.output_length)
+    jitted = compile_program(rollout, strategy, inference=True)
+    got = jitted(fx.network(), frames[:, :i], cfg.output_length)
     want = reshape_patch_back(jnp.asarray(fx["test/next_frames"][:, i - 1 :]), cfg.patch_size)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
@@ -80,9 +80,8 @@ def check_adam(fx: Fixture, strategy: Strategy = DEFAULT) -> None:
     opt = adam(float(fx.flags["lr"]))
     net = fx.network()
     state = opt.init(eqx.filter(net, eqx.is_inexact_array))
-    options = strategy.compiler_options(inference=False)
-    step = eqx.filter_jit(optimizer_step, compiler_options=options)
-    net1, state, _, _ = step(net, state, opt, fx["frames"], fx["mask_true"], strategy=strategy)
+    step = compile_program(optimizer_step, strategy, inference=False)
+    net1, state, _, _ = step(net, state, opt, fx["frames"], fx["mask_true"])
     after = export_state_dict(net1)
     grads = {k: fx[f"grad/{k}"] for k in after}
     for name, w in after.items():
@@ -91,7 +90,7 @@ def check_adam(fx: Fixture, strategy: Strategy = DEFAULT) -> None:
         big = np.abs(grads[name]) > 1e-6
         np.testing.assert_allclose(w[big], want[big], atol=1e-6, err_msg=name)
     reverse = np.ascontiguousarray(fx["frames"][:, ::-1])
-    net2, _, loss_r, _ = step(net1, state, opt, reverse, fx["mask_true"], strategy=strategy)
+    net2, _, loss_r, _ = step(net1, state, opt, reverse, fx["mask_true"])
     np.testing.assert_allclose(loss_r, fx["loss_reverse"], rtol=1e-4, atol=1e-5)
     for name, w in export_state_dict(net2).items():
         np.testing.assert_allclose(w, fx[f"after_iter/{name}"], atol=2e-3, err_msg=name)
@@ -184,8 +183,8 @@ def test_bf16_rollout_stays_close_to_official(name: str) -> None:
     fx = Fixture(PARITY / f"{name}.npz")
     cfg, i = fx.cfg, fx.cfg.input_length
     frames = reshape_patch_back(jnp.asarray(fx["frames"]), cfg.patch_size)
-    jitted = eqx.filter_jit(rollout, compiler_options=BF16.compiler_options(inference=True))
-    got = np.asarray(jitted(fx.network().with_strategy(BF16), frames[:, :i], cfg.output_length))
+    jitted = compile_program(rollout, BF16, inference=True)
+    got = np.asarray(jitted(fx.network(), frames[:, :i], cfg.output_length))
     want = reshape_patch_back(jnp.asarray(fx["test/next_frames"][:, i - 1 :]), cfg.patch_size)
     assert 1e-5 < _rel_l2(got, np.asarray(want)) < 0.02
 

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 
 from model.rollout import rollout
-from model.strategy import DEFAULT, Strategy
-from nowcastd.nowcast import Window, rollout_rates_jit
+from model.strategy import DEFAULT, Strategy, parse_strategy
+from nowcastd.nowcast import Window, rollout_rates_program
 from nowcastd.serve.config import ServeConfig
 from nowcastd.serve.outcome import Written
 from nowcastd.serve.pipeline import Pipeline
@@ -46,17 +46,33 @@ def test_serve_and_evaluate_give_identical_fields_for_the_same_window(tmp_path):
     assert np.isnan(evaluated[:, 10:, :3]).all() and not np.isnan(evaluated[:, :10]).any()
 
 
-def test_evaluation_rollout_runs_the_networks_strategy():
-    """`evaluate` and bench_evaluate score a model under its strategy: bf16=on is evaluated
-    as bfloat16, close to float32 but not equal."""
-    tiny = tiny_model().network
-    net = eqx.tree_at(lambda n: n.conv_last, tiny, tiny.conv_last * 10.0)  # rain, not ~0
+def _compiled_text(strategy: Strategy, *args) -> str:
+    """The XLA program evaluate runs under `strategy` for `args`, as compiled."""
+    compiled = rollout_rates_program(strategy).lower(*args).compile()
+    return compiled.compiled.as_text()  # equinox wraps jax's
+
+
+def test_a_bf16_model_keeps_its_strategy_through_evaluation():
+    """Evaluation (`model_forecast`, as `evaluate` and bench_evaluate score a model) runs the
+    model's rollout compiled with both parts of its strategy: bf16=on keeps XLA's YNN fusions,
+    which the float32 default leaves out, and multiplies in bfloat16, close to float32 but not
+    equal."""
+    tiny = tiny_model()
+    net = eqx.tree_at(lambda n: n.conv_last, tiny.network, tiny.network.conv_last * 10.0)
+    f32_model = dataclasses.replace(tiny, network=net)  # rain, not ~0
+    bf16_model = dataclasses.replace(f32_model, strategy=parse_strategy("bf16=on"))
     rates = np.random.default_rng(1).gamma(0.6, 8.0, (1, 3, 16, 16)).astype(np.float32)
-    context = Window.from_rates(rates, DBZ).context
-    f32 = np.asarray(rollout_rates_jit(net, DBZ, context, 3))
-    bf16 = np.asarray(rollout_rates_jit(net.with_strategy(Strategy(bf16=True)), DBZ, context, 3))
+    f32 = model_forecast(f32_model, rates, leads=3, batch=1)
+    bf16 = model_forecast(bf16_model, rates, leads=3, batch=1)
     assert f32.max() > 1.0 and not np.array_equal(f32, bf16)
     np.testing.assert_allclose(bf16, f32, atol=0.02 * float(f32.max()))
+
+    args = (net, DBZ, Window.from_rates(rates, DBZ).context, 3, None)
+    assert "ynn_fusion" in _compiled_text(bf16_model.strategy, *args)
+    assert "ynn_fusion" not in _compiled_text(DEFAULT, *args)
+    # and that program is the one evaluation ran (the default gives other values)
+    np.testing.assert_array_equal(bf16, rollout_rates_program(bf16_model.strategy)(*args))
+    np.testing.assert_array_equal(f32, rollout_rates_program(DEFAULT)(*args))
 
 
 def test_forecast_rates_never_exceed_the_models_range_and_drizzle_is_no_rain():

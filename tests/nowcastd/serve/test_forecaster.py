@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from model.rollout import rollout, rollout_jit
+from model.compile import compile_program
+from model.rollout import rollout
+from model.strategy import DEFAULT
 from nowcastd.nowcast import Window
 from nowcastd.serve.forecaster import Forecaster
 from nowcastd.serve.metrics import CompileCounter
@@ -87,14 +89,16 @@ def test_forecast_before_compile_is_an_error():
 
 
 def test_inference_programs_compile_with_the_inference_options(compiled):
-    """The daemon's programs leave out XLA's YNN fusions on the CPU, as `rollout_jit` does
-    (model/rollout.py, INFERENCE_COMPILER_OPTIONS); XLA's default would put them in."""
+    """The daemon's programs leave out XLA's YNN fusions on the CPU, as the default strategy's
+    rollout does (model/rollout.py, INFERENCE_COMPILER_OPTIONS); XLA's default would put them
+    in."""
     context = jnp.zeros((1, 3, 16, 16, 1))
     default = jax.jit(rollout, static_argnums=2).lower(_network(), context, 4).compile()
     assert "ynn_fusion" in default.as_text()  # the option changes something here
     for program in (compiled._full, compiled._encode, compiled._from):
         assert "ynn_fusion" not in program.as_text()
-    ours = rollout_jit.lower(_network(), context, 4).compile().compiled  # equinox wraps jax's
+    jitted = compile_program(rollout, DEFAULT, inference=True)
+    ours = jitted.lower(_network(), context, 4).compile().compiled  # equinox wraps jax's
     assert "ynn_fusion" not in ours.as_text()
 
 

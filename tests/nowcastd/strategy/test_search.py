@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from model.compile import compile_program
 from model.config import ModelConfig
 from model.network import PredRNN
 from model.rollout import rollout
@@ -34,11 +35,10 @@ def _rollout_build(cfg: ModelConfig, compiled: list[Strategy]):
     def build(strategy: Strategy):
         compiled.append(strategy)
 
-        def fn(params, context):
-            return rollout(eqx.combine(params, static).with_strategy(strategy), context, 2)
+        def fn(params, context, *, strategy):
+            return rollout(eqx.combine(params, static), context, 2, strategy=strategy)
 
-        options = strategy.compiler_options(inference=True)
-        exe = jax.jit(fn).lower(params, context).compile(options)
+        exe = compile_program(fn, strategy, inference=True, example_args=(params, context))
         return lambda: exe(params, context)
 
     return build
