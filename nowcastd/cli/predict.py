@@ -64,8 +64,11 @@ def run_predict(scans: list[Path], *, config: Path | None, flags: Mapping[str, A
     if not verbose_enabled():
         logging.getLogger().setLevel(cfg.log_level)
     pipe = Pipeline(cfg, load_model(cfg.checkpoint))
-    pipe.compile(pre_encoding=False)
-    outcomes = pipe.step(list(scans), datetime.now(UTC))
+    try:
+        pipe.compile(pre_encoding=False)
+        outcomes = pipe.step(list(scans), datetime.now(UTC))
+    finally:
+        pipe.close()  # its compressor's threads
     refused = [_refusal(o) for o in outcomes if isinstance(o, Rejected | Failed)]
     for line in refused:
         typer.echo(line, err=True)

@@ -40,7 +40,7 @@ import os
 import re
 import zlib
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,6 +58,7 @@ from nowcastd.io.readers.scan import GridInfo
 
 __all__ = [
     "ForecastFile",
+    "compressor_pool",
     "forecast_name",
     "prune_forecasts",
     "quantize",
@@ -71,7 +72,6 @@ FORECAST_NAME = re.compile(r"^forecast_(\d{8}T\d{6}Z)\.h5$")
 _NAME_TIME = "%Y%m%dT%H%M%SZ"
 _TIME_UNITS = "seconds since 1970-01-01 00:00:00"
 _DEFLATE_LEVEL = 1
-_compressors: ThreadPoolExecutor | None = None
 
 
 def _utc(value: datetime, what: str) -> datetime:
@@ -175,12 +175,17 @@ def _shuffle_deflate(chunk: np.ndarray) -> bytes:
     return deflate.compress(contiguous) + deflate.flush()  # type: ignore[arg-type]
 
 
-def _compress_leads(precip: np.ndarray) -> list[bytes]:
-    global _compressors
-    if _compressors is None:
-        workers = min(4, os.cpu_count() or 1)
-        _compressors = ThreadPoolExecutor(workers, thread_name_prefix="forecast-deflate")
-    return list(_compressors.map(_shuffle_deflate, precip))
+def compressor_pool() -> ThreadPoolExecutor:
+    """Threads that deflate a forecast's leads in parallel (zlib releases the GIL); its owner
+    passes it to `write_forecast` and shuts it down."""
+    workers = min(4, os.cpu_count() or 1)
+    return ThreadPoolExecutor(workers, thread_name_prefix="forecast-deflate")
+
+
+def _compress_leads(precip: np.ndarray, compressor: Executor | None) -> list[bytes]:
+    if compressor is None:
+        return [_shuffle_deflate(chunk) for chunk in precip]
+    return list(compressor.map(_shuffle_deflate, precip))
 
 
 def _write(
@@ -193,6 +198,7 @@ def _write(
     nan_mask: np.ndarray | None,
     attrs: Mapping[str, object],
     precip_attrs: Mapping[str, object],
+    compressor: Executor | None,
 ) -> None:
     k, h, w = precip.shape
     with h5py.File(tmp, "w") as f:
@@ -220,7 +226,7 @@ def _write(
             shuffle=True,
             fillvalue=np.float32(np.nan),
         )
-        for lead, chunk in enumerate(_compress_leads(precip)):
+        for lead, chunk in enumerate(_compress_leads(precip, compressor)):
             data.id.write_direct_chunk((lead, 0, 0), chunk)
         data.attrs.update(precip_attrs)
         if grid is not None and grid.projection:
@@ -324,11 +330,13 @@ def write_forecast(
     grid: GridInfo | None,
     nan_mask: np.ndarray | None,
     least_significant_digit: int | None = 2,
+    compressor: Executor | None = None,
 ) -> Path:
     """Write one forecast file atomically and return its final path.
 
     `least_significant_digit` rounds precip before compression (see the module docstring);
-    None stores it exactly.
+    None stores it exactly. `compressor` (e.g. `compressor_pool()`) deflates the leads in
+    parallel; None deflates them on this thread. The bytes written are the same either way.
     """
     issue_time = _utc(issue_time, "issue_time")
     precip = _checked_precip(precip)
@@ -361,6 +369,7 @@ def write_forecast(
             nan_mask=nan_mask,
             attrs=attrs,
             precip_attrs=precip_attrs,
+            compressor=compressor,
         )
         with atomic_file(final) as f:
             f.write(image.getbuffer())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -92,12 +93,19 @@ class FrameBuffer(Generic[R]):
         shape = (1, input_length, *self.frame_shape)
         # device_put of host zeros: no XLA computation, so nothing to compile.
         self._frames: jax.Array = jax.device_put(np.zeros(shape, np.float32), self.device)
+        self._update: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+        self._infos: list[FrameInfo[R]] = []
+
+    def compile(self) -> None:
+        """Compile the in-place update for this buffer's shapes (the pipeline's start-up
+        `compile`); `push` compiles it on first use if this was not called. Idempotent."""
+        if self._update is not None:
+            return
         # jax leaves ShapeDtypeStruct's constructor unannotated
         self._update = _shift_in.lower(
-            jax.ShapeDtypeStruct(shape, jnp.float32),  # type: ignore[no-untyped-call]
+            jax.ShapeDtypeStruct(self._frames.shape, jnp.float32),  # type: ignore[no-untyped-call]
             jax.ShapeDtypeStruct(self.frame_shape, jnp.float32),  # type: ignore[no-untyped-call]
         ).compile()
-        self._infos: list[FrameInfo[R]] = []
 
     # -- state -------------------------------------------------------------------------------
 
@@ -170,6 +178,8 @@ class FrameBuffer(Generic[R]):
             self.clear()
         if tuple(frame.shape) != self.frame_shape:
             raise ValueError(f"frame {name}: expected shape {self.frame_shape}, got {frame.shape}")
+        self.compile()
+        assert self._update is not None
         self._frames = self._update(self._frames, frame)
         self._infos.append(FrameInfo(valid_time=valid_time, name=name, record=record))
         del self._infos[: -self.input_length]

@@ -41,7 +41,7 @@ import numpy as np
 
 from nowcastd.errors import ConfigError, NowcastdError, ScanError, UnknownFormatError
 from nowcastd.io.domain import Domain
-from nowcastd.io.forecast_file import prune_forecasts, write_forecast
+from nowcastd.io.forecast_file import compressor_pool, prune_forecasts, write_forecast
 from nowcastd.io.model_checkpoint import LoadedModel
 from nowcastd.io.readers import ReadPolicy, Scan, ScanRefused, printable
 from nowcastd.io.scan_settings import ReaderConfig
@@ -195,6 +195,7 @@ class Pipeline:
             frame_shape=(*shape, 1),
             max_gap_seconds=cfg.gap_seconds,
         )
+        self._compressor = compressor_pool()  # its threads start with the first forecast
 
     @property
     def cfg(self) -> ServeConfig:
@@ -220,7 +221,9 @@ class Pipeline:
     # -- lifetime ----------------------------------------------------------------------------
 
     def compile(self, *, pre_encoding: bool = True) -> float:
-        """Compile for the operational shape; `pre_encoding=False` for one-off forecasts."""
+        """Compile for the operational shape (the buffer's update and the forecaster);
+        `pre_encoding=False` for one-off forecasts."""
+        self._buffer.compile()
         return self._forecaster.compile(pre_encoding=pre_encoding)
 
     def start(self) -> None:
@@ -229,11 +232,13 @@ class Pipeline:
             self._read_worker.start()
 
     def close(self) -> tuple[Failed, ...]:
-        """Finish a background pre-encoding and stop the reader process; what failed."""
+        """Finish a background pre-encoding, stop the reader process and the forecast file
+        compressor's threads; what failed."""
         with _guard(Stage.ENCODE, _NEXT_WINDOW) as waited:
             self._forecaster.wait_pre_encode()
         if self._read_worker is not None:
             self._read_worker.close()
+        self._compressor.shutdown()
         return waited.failed
 
     # -- the scans of one batch --------------------------------------------------------------
@@ -486,7 +491,11 @@ class Pipeline:
         return forecast, seconds
 
     def _write(self, forecast: Forecast) -> Path:
-        return write_forecast(self._cfg.output_dir or Path("."), **forecast.file_contents())
+        return write_forecast(
+            self._cfg.output_dir or Path("."),
+            **forecast.file_contents(),
+            compressor=self._compressor,
+        )
 
     def _pre_encode(self, background: bool) -> None:
         """Encode the newest I - 1 buffered frames for the next scan's forecast (if full)."""

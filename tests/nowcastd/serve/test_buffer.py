@@ -46,6 +46,23 @@ def test_push_updates_the_device_array_in_place_without_recompiling():
     assert buf.frames.shape == (1, 3, 4, 4, 1)
 
 
+def test_the_constructor_compiles_nothing_and_compile_leaves_nothing_for_push():
+    shape = (3, 5, 1)  # no other test builds this buffer, so jax has not compiled it yet
+    with CompileCounter() as counter:
+        buf = FrameBuffer(input_length=2, frame_shape=shape, max_gap_seconds=450)
+    assert counter.count == 0
+    with CompileCounter() as counter:
+        buf.compile()
+        buf.compile()  # idempotent
+    assert counter.count == 1
+    with CompileCounter() as counter:
+        for m in (0, 5):
+            frame = jax.device_put(np.full(shape, m, np.float32))
+            buf.push(frame, valid_time=T0 + timedelta(minutes=m), name=f"s{m}", record=None)
+    assert counter.count == 0
+    np.testing.assert_array_equal(np.asarray(buf.frames)[0, :, 0, 0, 0], [0, 5])
+
+
 def test_a_duplicate_and_an_older_scan_are_refused_by_reason_and_leave_the_buffer_alone():
     buf = _buffer()
     _push(buf, 0)
