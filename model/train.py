@@ -13,6 +13,7 @@ from jax.sharding import Mesh, PartitionSpec
 from jaxtyping import Array, Float, Int
 
 from model.compile import compile_program
+from model.config import ModelConfig
 from model.loss import OFFICIAL_LOSS, LossConfig, LossParts, lagrangian_loss, predrnn_loss
 from model.network import PredRNN
 from model.patch import reshape_patch
@@ -140,12 +141,10 @@ def make_train_step(
     them, draws the sampling mask for iteration `state.step + 1` from the state's
     key, takes one Adam step, and with `reverse_input` a second one on the
     time-reversed clip with the same mask (the official iteration). The reported
-    loss is the mean of the two, as run.py prints it. The state is donated. `loss` chooses
-    the data term (the official MSE by default). `mesh`: the devices the batch is sharded
-    over, if more than one (see `optimizer_step`). A Lagrangian network needs each clip's
-    `motion` field (B, H, W, 2) and takes no `reverse_input` (the reversed clip has another).
-    `strategy`: how the step is traced and compiled (`model.strategy`; the default: XLA's
-    options, chunked weight gradients, small time loops unrolled).
+    loss is the mean of the two, as run.py prints it. The state is donated. `loss`: the data
+    term (the official MSE by default); `mesh`: the devices the batch is sharded over, if more
+    than one (`optimizer_step`). A Lagrangian network needs each clip's `motion` (B, H, W, 2)
+    and takes no `reverse_input`. `strategy`: how the step is traced and compiled.
     """
 
     def step(
@@ -157,33 +156,23 @@ def make_train_step(
         strategy: Strategy,
     ) -> tuple[TrainState, StepMetrics]:
         network = state.network
-        cfg = network.cfg
-        if cfg.lagrangian != (motion is not None):
-            raise ValueError("a Lagrangian network's training step needs motion, others none")
-        if cfg.lagrangian and reverse_input:
-            raise ValueError("reverse_input is not available for Lagrangian networks")
+        _check_step_inputs(network.cfg, motion, reverse_input)
         itr = state.step + 1
         key, sub = jax.random.split(jax.random.wrap_key_data(state.key))
-        full_valid = (
-            None if valid is None else jnp.broadcast_to(valid, (*clips.shape[:-1], cfg.img_channel))
-        )
-        if cfg.lagrangian:
-            frames, pvalid = clips, full_valid
-        else:
-            frames = reshape_patch(clips, cfg.patch_size)
-            pvalid = None if full_valid is None else reshape_patch(full_valid, cfg.patch_size)
-        mask = draw_mask(sub, itr, clips.shape[0], cfg, sampling)
+        frames, pvalid = _network_frames(network.cfg, clips, valid)
+        mask = draw_mask(sub, itr, clips.shape[0], network.cfg, sampling)
         network, opt_state, value, parts = optimizer_step(
             network, state.opt_state, optimizer, frames, mask, pvalid, loss, mesh, motion, strategy
         )
         metrics = StepMetrics(value, parts.mse, parts.decouple)
         if reverse_input:
             rvalid = None if pvalid is None else pvalid[:, ::-1]
+            reversed_frames = frames[:, ::-1]
             network, opt_state, value_r, parts_r = optimizer_step(
                 network,
                 opt_state,
                 optimizer,
-                frames[:, ::-1],
+                reversed_frames,
                 mask,
                 rvalid,
                 loss,
@@ -191,12 +180,31 @@ def make_train_step(
                 None,
                 strategy,
             )
-            metrics = StepMetrics(
-                (value + value_r) / 2,
-                (parts.mse + parts_r.mse) / 2,
-                (parts.decouple + parts_r.decouple) / 2,
-            )
+            reversed_metrics = StepMetrics(value_r, parts_r.mse, parts_r.decouple)
+            metrics = jax.tree_util.tree_map(lambda a, b: (a + b) / 2, metrics, reversed_metrics)
         state = TrainState(network, opt_state, itr, jax.random.key_data(key))
         return state, metrics
 
     return compile_program(step, strategy, inference=False, donate=True)
+
+
+def _check_step_inputs(cfg: ModelConfig, motion: Array | None, reverse_input: bool) -> None:
+    """ValueError unless a Lagrangian network gets motion (and no reversed clip), others none."""
+    if cfg.lagrangian != (motion is not None):
+        raise ValueError("a Lagrangian network's training step needs motion, others none")
+    if cfg.lagrangian and reverse_input:
+        raise ValueError("reverse_input is not available for Lagrangian networks")
+
+
+def _network_frames(
+    cfg: ModelConfig, clips: Array, valid: Array | None
+) -> tuple[Array, Array | None]:
+    """The frames the network trains on and their valid mask (per channel): image space for a
+    Lagrangian network, patches for the others."""
+    full_valid = (
+        None if valid is None else jnp.broadcast_to(valid, (*clips.shape[:-1], cfg.img_channel))
+    )
+    if cfg.lagrangian:
+        return clips, full_valid
+    pvalid = None if full_valid is None else reshape_patch(full_valid, cfg.patch_size)
+    return reshape_patch(clips, cfg.patch_size), pvalid
