@@ -38,8 +38,3 @@ def setup_logging(verbose: bool = False) -> None:
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt, force=True)
     logging.getLogger("jax").setLevel(logging.WARNING)
-
-
-def verbose_enabled() -> bool:
-    """Whether `--verbose` was given (before or after the command): the root logger is DEBUG."""
-    return logging.getLogger().level == logging.DEBUG

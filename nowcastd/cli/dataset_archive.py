@@ -123,5 +123,5 @@ def command() -> Any:
         archive,
         (),
         table="dataset",
-        load=lambda path, flags, required: read_config(path, "dataset"),
+        load=lambda source, required: read_config(source.config, "dataset"),
     )

@@ -26,7 +26,6 @@ from typing import Any
 
 import typer
 
-from nowcastd.cli.common import verbose_enabled
 from nowcastd.cli.options import Source, settings_command
 from nowcastd.settings import setting, specs
 
@@ -91,7 +90,7 @@ def demo(s: DemoSettings, *, source: Source) -> None:
     Prints each forecast's latency per stage, the daemon's metrics, the forecasts' skill
     against persistence per lead, and the path of a figure of the newest checkable forecast.
     """
-    if not verbose_enabled():
+    if not source.verbose:
         logging.getLogger().setLevel(logging.WARNING)
         logging.getLogger("nowcastd.train.progress").setLevel(logging.INFO)
     work = s.keep or Path(tempfile.mkdtemp(prefix="nowcastd-demo-"))

@@ -4,7 +4,9 @@
 setting, one option spelled `--name` and `--name-with-dashes` (run.py's snake_case and the
 kebab-case alias), `--config FILE` and `-v/--verbose`. Before `func` runs, the flags are
 resolved against `NOWCASTD_<TABLE>_<NAME>`, the file's `[table]` and the defaults into typed
-values; `func` receives them, built into one object by `build`, as its first argument.
+values; `func` receives them, built into one object by `build`, as its first argument. Whether
+`--verbose` was given, before the command (the app's own option) or after it, is decided here
+once and handed down in `Source.verbose`.
 """
 
 import dataclasses
@@ -25,10 +27,12 @@ from nowcastd.settings import Spec, metavar, read_config, resolve
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Source:
-    """Where a command's settings came from: the config file and the flags given."""
+    """Where a command's settings came from: the config file and the flags given; and whether
+    `--verbose` was given (before or after the command)."""
 
     config: Path | None
     flags: Mapping[str, Any]
+    verbose: bool = False
 
 
 def env_prefix(table: str) -> str:
@@ -100,6 +104,15 @@ _VERBOSE = inspect.Parameter(
 )
 
 
+def _verbose(ctx: typer.Context, after_command: bool) -> bool:
+    """`--verbose` after the command, or before it (the app's option, in the root context)."""
+    return after_command or bool(ctx.find_root().params.get("verbose"))
+
+
+#: Typer fills a parameter annotated `typer.Context` with the command's context.
+_CONTEXT = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+
+
 def settings_command(
     func: Callable[..., Any],
     specs: Iterable[Spec],
@@ -107,11 +120,11 @@ def settings_command(
     table: str,
     required: Iterable[str] = (),
     build: Callable[[dict[str, Any]], Any] = dict,
-    load: Callable[[Path | None, dict[str, Any], tuple[str, ...]], Any] | None = None,
+    load: Callable[[Source, tuple[str, ...]], Any] | None = None,
 ) -> Callable[..., Any]:
     """`func(settings, **its own parameters)` as a Typer command callback (see module doc).
 
-    `load(config, flags, required)` replaces the default resolution (serve's own loader);
+    `load(source, required)` replaces the default resolution (serve's own loader);
     `func` gets a `Source` in each keyword it annotates with that type.
     """
     specs = tuple(specs)
@@ -131,17 +144,19 @@ def settings_command(
             ),
         ],
     )
-    params = [*own, config, *(_option(s, s.name in required) for s in specs), _VERBOSE]
+    params = [*own, config, *(_option(s, s.name in required) for s in specs), _VERBOSE, _CONTEXT]
 
     @functools.wraps(func)
     @user_errors
     def callback(**kwargs: Any) -> Any:
-        if kwargs.pop("verbose"):
+        verbose = _verbose(kwargs.pop("ctx"), kwargs.pop("verbose"))
+        if verbose:
             logging.getLogger().setLevel(logging.DEBUG)
         path = kwargs.pop("config")
         flags = {name: kwargs.pop(name) for name in names}
+        source = Source(config=path, flags=flags, verbose=verbose)
         if load is not None:
-            settings = load(path, flags, required)
+            settings = load(source, required)
         else:
             values = load_settings(specs, table=table, config=path, flags=flags, required=required)
             try:
@@ -149,7 +164,7 @@ def settings_command(
             except ValueError as e:
                 raise ConfigError(str(e)) from e
         for name in wants_source:
-            kwargs[name] = Source(config=path, flags=flags)
+            kwargs[name] = source
         return func(settings, **kwargs)
 
     del callback.__wrapped__

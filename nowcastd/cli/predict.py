@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from nowcastd.cli.common import verbose_enabled
 from nowcastd.cli.options import Source, settings_command
 from nowcastd.cli.serve import serve_options
 
@@ -35,7 +34,7 @@ def predict(
     """Forecast from the newest input_length of SCANS (consecutive in time) and print
     the forecast file's path. Reader, domain and timing come from --config as for serve.
     """
-    typer.echo(run_predict(scans, config=source.config, flags=source.flags))
+    typer.echo(run_predict(scans, config=source.config, flags=source.flags, verbose=source.verbose))
 
 
 def register(app: typer.Typer) -> None:
@@ -44,12 +43,15 @@ def register(app: typer.Typer) -> None:
         serve_options(PREDICT_OPTIONS),
         table="serve",
         required=(),
-        load=lambda config, flags, required: Source(config=config, flags=flags),
+        load=lambda source, required: source,
     )
     app.command("predict")(command)
 
 
-def run_predict(scans: list[Path], *, config: Path | None, flags: Mapping[str, Any]) -> Path:
+def run_predict(
+    scans: list[Path], *, config: Path | None, flags: Mapping[str, Any], verbose: bool = False
+) -> Path:
+    """The forecast file of `scans`; the config's log level unless `verbose`."""
     from nowcastd.errors import DataError
     from nowcastd.io.model_checkpoint import load_model
     from nowcastd.serve.config import load_serve_config
@@ -61,7 +63,7 @@ def run_predict(scans: list[Path], *, config: Path | None, flags: Mapping[str, A
     missing = [str(path) for path in scans if not Path(path).is_file()]
     if missing:  # before the model loads and compiles
         raise DataError(f"no such scan file: {', '.join(missing)}")
-    if not verbose_enabled():
+    if not verbose:
         logging.getLogger().setLevel(cfg.log_level)
     pipe = Pipeline(cfg, load_model(cfg.checkpoint))
     try:

@@ -1,12 +1,9 @@
 """`nowcastd serve`: the daemon beside a radar feed (see `nowcastd.serve.service`)."""
 
 import logging
-from pathlib import Path
-from typing import Any
 
 import typer
 
-from nowcastd.cli.common import verbose_enabled
 from nowcastd.cli.options import Source, settings_command
 from nowcastd.serve.config import SERVE_SETTINGS, ServeConfig, load_serve_config
 from nowcastd.settings import Spec
@@ -18,10 +15,10 @@ def serve_options(names: tuple[str, ...] | None = None) -> tuple[Spec, ...]:
     return tuple(s for s in SERVE_SETTINGS if names is None or s.name in names)
 
 
-def load(config: Path | None, flags: dict[str, Any], required: tuple[str, ...]) -> ServeConfig:
+def load(source: Source, required: tuple[str, ...]) -> ServeConfig:
     """The `[serve]`, `[reader]` and `[domain]` settings; the log level unless --verbose."""
-    cfg = load_serve_config(config, flags=flags, required=required)
-    if not verbose_enabled():
+    cfg = load_serve_config(source.config, flags=dict(source.flags), required=required)
+    if not source.verbose:
         logging.getLogger().setLevel(cfg.log_level)
     return cfg
 
@@ -35,7 +32,7 @@ def serve(cfg: ServeConfig, *, source: Source) -> None:
     """
     from nowcastd.io.model_checkpoint import load_model
     from nowcastd.serve.forecaster import enable_compile_cache
-    from nowcastd.serve.guards import check_directories
+    from nowcastd.serve.guards import EscapeLogLines, check_directories
     from nowcastd.serve.service import Service
 
     # a mistake in the directories is said before seconds of loading and compiling
@@ -43,7 +40,16 @@ def serve(cfg: ServeConfig, *, source: Source) -> None:
     if cfg.compile_cache_dir is not None:
         enable_compile_cache(cfg.compile_cache_dir)
     model = load_model(cfg.checkpoint)
-    code = Service(cfg, model, config_path=source.config, flags=dict(source.flags)).run()
+    # Scan names reach the log: each record is one printable line on the handlers set up here.
+    escape = EscapeLogLines()
+    handlers = logging.getLogger().handlers
+    for handler in handlers:
+        handler.addFilter(escape)
+    try:
+        code = Service(cfg, model, config_path=source.config, flags=dict(source.flags)).run()
+    finally:
+        for handler in handlers:
+            handler.removeFilter(escape)
     raise typer.Exit(code=code)
 
 

@@ -54,7 +54,6 @@ from nowcastd.serve.events import EventLog, event_record
 from nowcastd.serve.guards import (
     DirectoryIdentity,
     DirectoryState,
-    EscapeLogLines,
     check_directories,
     remove_litter,
 )
@@ -149,10 +148,6 @@ class Service:
 
     def run(self) -> int:
         self._install_signals()
-        escape = EscapeLogLines()
-        handlers = logging.getLogger().handlers
-        for handler in handlers:
-            handler.addFilter(escape)
         self.notifier.status("compiling the model")
         server, _ = self.metrics.start_http_server(self.cfg.metrics_port, self.cfg.metrics_addr)
         counter = self.compile_counter
@@ -196,8 +191,6 @@ class Service:
             counter.close()
             server.shutdown()
             server.server_close()
-            for handler in handlers:
-                handler.removeFilter(escape)
         return 0
 
     # -- liveness ----------------------------------------------------------------------------
