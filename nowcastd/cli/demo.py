@@ -39,7 +39,7 @@ def sample_scans() -> Path:
 def _sample_domain_for(shape: tuple[int, int]) -> Any:
     """The sample's window for native KNMI scans, the whole grid for others."""
     from nowcastd.io.domain import Domain
-    from nowcastd.verification.sequence import read_scan_settings
+    from nowcastd.io.scan_settings import read_scan_settings
 
     _, sample = read_scan_settings(
         Path(str(resources.files("nowcastd") / "sample" / "knmi_domain.toml"))
@@ -136,7 +136,8 @@ def _run(s: DemoSettings, source: Source, work: Path) -> None:
     from nowcastd.demo.driver import free_port, write_config
     from nowcastd.demo.report import feed_and_report
     from nowcastd.errors import DataError
-    from nowcastd.verification.sequence import read_scan_sequence, read_scan_settings
+    from nowcastd.io.scan_settings import read_scan_settings
+    from nowcastd.verification.sequence import read_scan_sequence
 
     scans_dir = s.scans or sample_scans()
     reader, domain = read_scan_settings(source.config)

@@ -5,7 +5,7 @@ then moves at 1/b of its native pixel speed), a start time, and a crop of the na
 then flips, rotates by a multiple of 90° and, at random, reverses time. Movies whose time step
 is a fraction of the target step are subsampled (2-min MRMS: every 2nd or 3rd frame). Crops
 that are nearly dry are redrawn a few times, since they teach nothing about motion. A share of
-the draws are synthetic (`nowcastd.data.advection`): a real frame carried along a random
+the draws are synthetic (`nowcastd.data.synthetic_flow`): a real frame carried along a random
 smooth flow. Its source must exceed the model grid by the farthest distance rain travels; where
 no movie is that large (a 64 × 64 archive for a 64 × 64 grid), the largest square a movie holds
 is padded with no data, so rain leaves the grid and what flows in is masked in the loss, as
@@ -35,9 +35,9 @@ from typing import Any, TypeVar
 import h5py
 import numpy as np
 
-from nowcastd.data.advection import MotionConfig, advect_sequence, random_flow
 from nowcastd.data.movie import RATE_UNITS, open_precip
 from nowcastd.data.prefetch import Prefetch
+from nowcastd.data.synthetic_flow import MotionConfig, advect_sequence, random_flow
 from nowcastd.errors import DataError
 from nowcastd.io.domain import block_average
 from nowcastd.io.transform import DataTransform

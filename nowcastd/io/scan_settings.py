@@ -12,9 +12,9 @@ from nowcastd.errors import ConfigError
 from nowcastd.io.domain import Domain
 from nowcastd.io.readers import FORMATS, Scan, read_scan
 from nowcastd.io.readers.guard import DEFAULT_POLICY, ReadPolicy
-from nowcastd.settings import resolve, specs
+from nowcastd.settings import read_config, resolve, specs
 
-__all__ = ["ReaderConfig", "scan_settings"]
+__all__ = ["ReaderConfig", "read_scan_settings", "scan_settings"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,3 +75,8 @@ def scan_settings(doc: Mapping[str, Mapping[str, Any]]) -> tuple[ReaderConfig, D
         return reader, Domain(**values)
     except ValueError as e:
         raise ConfigError(f"[domain] {str(e).removeprefix('Domain.')}") from e
+
+
+def read_scan_settings(path: Path | None) -> tuple[ReaderConfig, Domain | None]:
+    """The `[reader]` (a ReaderConfig) and `[domain]` (a Domain or None) of a config file."""
+    return scan_settings(read_config(path, "evaluate"))

@@ -58,7 +58,7 @@ from nowcastd.serve.read_worker import ReadWorker
 from nowcastd.settings import strategy_cache_dir
 from nowcastd.strategy.cache import StrategyCache
 
-__all__ = ["Pipeline", "PipelineStatus", "ScanRejected"]
+__all__ = ["Pipeline", "PipelineStatus"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +74,6 @@ FIXED_KEYS = (
 #: The start-up refill reads at most this many times the buffer's capacity of files.
 REFILL_TRIES = 8
 
-#: A scan the service refuses; `reason` is a `RejectReason`'s value.
-ScanRejected = ScanRefused
 #: The path the outcome of waiting for the background pre-encoding names.
 _NEXT_WINDOW = Path("the next window")
 
@@ -121,7 +119,7 @@ def _guard(stage: Stage, path: Path) -> Iterator[_Guarded]:
     guarded = _Guarded()
     try:
         yield guarded
-    except ScanRejected as e:
+    except ScanRefused as e:
         guarded.failure = _refused(stage, path, e)
     except (NowcastdError, OSError) as e:
         guarded.failure = Failed(path=path, stage=stage, detail=str(e))
@@ -133,19 +131,19 @@ def _read_scan(
     path: Path, reader: ReaderConfig, policy: ReadPolicy, worker: ReadWorker | None
 ) -> Scan:
     """`read_scan` with the reader settings, in `worker` if given; a refused file raises
-    ScanRejected with its reason."""
+    ScanRefused with its reason."""
     try:
         if worker is not None:
             return worker.read(path, reader, policy)
         return reader.read(path, policy=policy)
-    except ScanRejected:
+    except ScanRefused:
         raise
     except UnknownFormatError as e:
-        raise ScanRejected(RejectReason.UNKNOWN_FORMAT, str(e)) from e
+        raise ScanRefused(RejectReason.UNKNOWN_FORMAT, str(e)) from e
     except ScanError as e:
-        raise ScanRejected(RejectReason.CORRUPT, str(e)) from e
+        raise ScanRefused(RejectReason.CORRUPT, str(e)) from e
     except MemoryError as e:
-        raise ScanRejected(
+        raise ScanRefused(
             RejectReason.TOO_LARGE, f"{printable(path.name)}: too large to read"
         ) from e
 
@@ -338,13 +336,13 @@ class Pipeline:
 
     def read(self, path: Path) -> Frame:
         """The first stage alone: read, check the rain rates, crop to the domain, model units;
-        ScanRejected if refused."""
+        ScanRefused if refused."""
         cfg = self._cfg
         reader, policy, worker = cfg.reader, self.policy(), self._read_worker
         with self._stage(Stage.READ) as lap:
             scan = _read_scan(Path(path), reader, policy, worker)
             if scan.valid_time.tzinfo is None:
-                raise ScanRejected(
+                raise ScanRefused(
                     RejectReason.CORRUPT,
                     f"{printable(scan.name)}: expected a UTC valid time, got a naive one",
                 )
@@ -352,10 +350,10 @@ class Pipeline:
             try:
                 grid = self.domain.crop_grid(scan.grid, name=scan.name)
                 model, valid = self.domain.model_input(scan, self.model.transform)
-            except ScanRejected:
+            except ScanRefused:
                 raise
             except ScanError as e:
-                raise ScanRejected(RejectReason.WRONG_GRID, str(e)) from e
+                raise ScanRefused(RejectReason.WRONG_GRID, str(e)) from e
         return Frame(
             path=scan.path,
             valid_time=scan.valid_time,
@@ -366,7 +364,7 @@ class Pipeline:
         )
 
     def _admit(self, frame: Frame, now: datetime, max_age_seconds: float | None) -> None:
-        """The admission rules, then the buffer's ordering rules; ScanRejected for a frame
+        """The admission rules, then the buffer's ordering rules; ScanRefused for a frame
         that breaks one."""
         self._check_plausible(frame, now, max_age_seconds)
         self._buffer.check(frame.valid_time, name=frame.name)
@@ -384,19 +382,19 @@ class Pipeline:
         return push, buffered
 
     def _check_plausible(self, frame: Frame, now: datetime, max_age_seconds: float | None) -> None:
-        """ScanRejected for a frame valid more than `max_future_seconds` after `now`, older
+        """ScanRefused for a frame valid more than `max_future_seconds` after `now`, older
         than `max_age_seconds` (the start-up refill), or off the timestep grid of the newest
         buffered scan."""
         cfg, t = self._cfg, frame.valid_time
         ahead = (t - now).total_seconds()
         if ahead > cfg.max_future_seconds:
-            raise ScanRejected(
+            raise ScanRefused(
                 RejectReason.FUTURE,
                 f"{frame.name}: expected a valid time at most {cfg.max_future_seconds:g} s "
                 f"after the clock ({now:%Y-%m-%dT%H:%M:%SZ}), got {t:%Y-%m-%dT%H:%M:%SZ}",
             )
         if max_age_seconds is not None and -ahead > max_age_seconds:
-            raise ScanRejected(
+            raise ScanRefused(
                 RejectReason.STALE,
                 f"{frame.name}: expected a valid time within {max_age_seconds:g} s of the "
                 f"clock, got {t:%Y-%m-%dT%H:%M:%SZ}",
@@ -410,7 +408,7 @@ class Pipeline:
         step = cfg.timestep_seconds
         off = delta % step
         if min(off, step - off) > cfg.cadence_seconds:
-            raise ScanRejected(
+            raise ScanRefused(
                 RejectReason.OFF_CADENCE,
                 f"{frame.name}: expected a multiple of {step:g} s after the newest scan "
                 f"({newest:%Y-%m-%dT%H:%M:%SZ}), got {delta:g} s",
@@ -518,7 +516,7 @@ class Pipeline:
             raise NowcastdError(f"retention in {out_dir}: {e}") from e
 
 
-def _refused(stage: Stage, path: Path, e: ScanRejected) -> Rejected | Failed:
+def _refused(stage: Stage, path: Path, e: ScanRefused) -> Rejected | Failed:
     """The file's `Rejected` outcome, or its "internal" failure for a reason no metric knows."""
     try:
         reason = RejectReason(e.reason)
@@ -532,7 +530,7 @@ def _internal(stage: Stage, path: Path, e: Exception) -> Failed:
     with a reason the metrics do not know is one too): that file's "internal" failure."""
     name = printable(path.name)
     what = type(e).__name__
-    if isinstance(e, ScanRejected):
+    if isinstance(e, ScanRefused):
         what = f"refusal reason {e.reason!r} (not one of the metrics' reasons)"
     logger.warning("%s: unexpected %s in stage %s", name, what, stage, exc_info=e)
     detail = f"{name}: unexpected {what} in stage {stage}: {e}"

@@ -41,8 +41,7 @@ from nowcastd.errors import ConfigError, DataError, ScanError
 from nowcastd.io.domain import Domain
 from nowcastd.io.readers.scan import GridInfo, Scan
 from nowcastd.io.scan_directory import ScanDirectory
-from nowcastd.io.scan_settings import ReaderConfig, scan_settings
-from nowcastd.settings import read_config
+from nowcastd.io.scan_settings import ReaderConfig, read_scan_settings
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +51,6 @@ __all__ = [
     "open_sequence",
     "read_movie_sequence",
     "read_scan_sequence",
-    "read_scan_settings",
 ]
 
 
@@ -183,11 +181,6 @@ def read_movie_sequence(
         domain=domain,
         pixel_km=pixel_km,
     )
-
-
-def read_scan_settings(path: Path | None) -> tuple[ReaderConfig, Domain | None]:
-    """The `[reader]` (a ReaderConfig) and `[domain]` (a Domain or None) of a config file."""
-    return scan_settings(read_config(path, "evaluate"))
 
 
 def _first_domain(

@@ -7,10 +7,10 @@ import h5py
 import numpy as np
 import pytest
 
-from nowcastd.data.advection import Flow, advect_sequence, smooth_field
 from nowcastd.data.motion import MotionEstimator
 from nowcastd.data.motion_batches import MotionBatches
 from nowcastd.data.sequences import SamplerConfig, SequenceSampler, load_movie
+from nowcastd.data.synthetic_flow import Flow, advect_sequence, smooth_field
 from nowcastd.io.transform import DBZ
 from tests.nowcastd.data.conftest import FIXTURE_MOVIE
 

@@ -16,13 +16,14 @@ from model.strategy import DEFAULT
 from nowcastd.errors import ConfigError
 from nowcastd.io.domain import Domain
 from nowcastd.io.forecast_file import quantize, read_forecast
+from nowcastd.io.readers import ScanRefused
 from nowcastd.io.scan_settings import ReaderConfig
 from nowcastd.serve.buffer import Push
 from nowcastd.serve.config import ServeConfig
 from nowcastd.serve.events import event_record
 from nowcastd.serve.labels import FailureReason, RejectReason, Stage
 from nowcastd.serve.outcome import Buffered, Failed, Outcome, Rejected, Written
-from nowcastd.serve.pipeline import Pipeline, ScanRejected, _guard
+from nowcastd.serve.pipeline import Pipeline, _guard
 from tests.nowcastd.io.readers.odim_helper import write_odim
 from tests.nowcastd.serve.tiny import DBZ, tiny_model
 
@@ -150,7 +151,7 @@ def test_reconfigure_swaps_the_whole_config_and_refuses_fixed_keys(tmp_path):
     cfg = ServeConfig(timestep_seconds=300.0)
     pipe = Pipeline(cfg, tiny_model())
     path = _scan(tmp_path, 0, name="radar-{:%d%H%M}.npy")  # a name the default pattern misses
-    with pytest.raises(ScanRejected):
+    with pytest.raises(ScanRefused):
         pipe.read(path)
     reader = ReaderConfig(npy_time_pattern=r"radar-(\d{6})", npy_time_format="%d%H%M")
     new = dataclasses.replace(cfg, reader=reader, retention_keep_last=5)
@@ -192,7 +193,7 @@ def test_a_stage_error_is_a_failure_and_a_refusal_a_rejection_with_its_reason(tm
     with _guard(Stage.WRITE, tmp_path / "a.h5") as wrote:
         raise OSError("disk full")
     with _guard(Stage.READ, tmp_path / "b.h5") as read:
-        raise ScanRejected("corrupt", "b.h5: damaged")
+        raise ScanRefused("corrupt", "b.h5: damaged")
     with _guard(Stage.READ, tmp_path / "c.h5") as fine:
         pass
     assert wrote.failure == Failed(path=tmp_path / "a.h5", stage=Stage.WRITE, detail="disk full")
@@ -205,7 +206,7 @@ def test_a_stage_error_is_a_failure_and_a_refusal_a_rejection_with_its_reason(tm
 
 def test_a_refusal_reason_the_metrics_do_not_know_is_an_internal_failure(tmp_path):
     with _guard(Stage.READ, tmp_path / "odd.h5") as guarded:
-        raise ScanRejected("no_such_reason", "odd.h5: refused")
+        raise ScanRefused("no_such_reason", "odd.h5: refused")
     failed = guarded.failure
     assert isinstance(failed, Failed) and failed.reason is FailureReason.INTERNAL
     assert "'no_such_reason'" in failed.detail

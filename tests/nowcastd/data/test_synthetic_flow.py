@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nowcastd.data.advection import Flow, MotionConfig, advect_sequence, bilinear, random_flow
+from nowcastd.data.synthetic_flow import Flow, MotionConfig, advect_sequence, bilinear, random_flow
 
 
 def _blob(shape: tuple[int, int], centre: tuple[float, float]) -> np.ndarray:
