@@ -20,7 +20,7 @@ from nowcastd.errors import ConfigError
 from nowcastd.settings import setting, specs
 
 if TYPE_CHECKING:
-    from nowcastd.data import ClipSet
+    from nowcastd.data.clips import ClipSet
     from nowcastd.io.model_checkpoint import LoadedModel
     from nowcastd.verification.skill import Neighbourhood
 

@@ -2,7 +2,7 @@
 
 `open_dataset` detects the format by content (not by name): the ``.npy`` magic, an HDF5 file
 with a ``precip`` dataset (a radar movie) or a zip (``.npz``) holding ``clips``. It splits
-train/validation by time (see `nowcastd.data`), checks the clips against the model's
+train/validation by time (see `nowcastd.data.clips`), checks the clips against the model's
 (H, W, C) and ``total_length`` and trims longer clips to ``total_length``.
 
 `BatchIterator` yields float32 (B, T, H, W, C) batches, reshuffling every epoch with the
@@ -21,7 +21,7 @@ from typing import Any, Generic, Literal, TypeVar, overload
 import h5py
 import numpy as np
 
-from nowcastd.data import ClipSet, split_boundary, split_select
+from nowcastd.data.clips import ClipSet, split_boundary, split_select
 from nowcastd.data.movie import read_movie
 from nowcastd.data.npy_clips import read_npy_clips
 from nowcastd.data.official_npz import read_official_npz
@@ -78,7 +78,7 @@ def _subset(cs: ClipSet, keep: np.ndarray, meta: dict[str, Any]) -> ClipSet:
 
 
 def split_clipset(cs: ClipSet, split: str, valid_fraction: float) -> ClipSet:
-    """The clips of `split` under the time rule of `nowcastd.data` (DataError if none)."""
+    """The clips of `split` under the time rule of `nowcastd.data.clips` (DataError if none)."""
     if "frame_starts" in cs.meta:
         starts = np.asarray(cs.meta["frame_starts"], dtype=np.int64)
         length, n_frames, by = cs.shape[1], int(cs.meta["n_frames"]), "time"

@@ -28,7 +28,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from nowcastd.data import ClipSet, WindowedClips
+from nowcastd.data.clips import ClipSet, WindowedClips
 from nowcastd.errors import DataError
 from nowcastd.io.domain import Domain
 from nowcastd.io.transform import DataTransform

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from nowcastd.data import ClipSet, WindowedClips
+from nowcastd.data.clips import ClipSet, WindowedClips
 from nowcastd.errors import DataError
 from nowcastd.io.atomic import atomic_file
 from nowcastd.io.transform import DataTransform

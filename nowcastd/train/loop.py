@@ -24,7 +24,7 @@ from model.loss import LossConfig
 from model.network import PredRNN
 from model.strategy import DEFAULT
 from model.train import TrainState, adam, init_train_state, make_train_step
-from nowcastd.data import ClipSet
+from nowcastd.data.clips import ClipSet
 from nowcastd.data.loader import BatchIterator, open_dataset
 from nowcastd.data.motion import MotionEstimator
 from nowcastd.data.motion_batches import MotionBatch, MotionBatches

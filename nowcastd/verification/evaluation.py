@@ -15,7 +15,7 @@ from model.compile import compile_program
 from model.network import PredRNN
 from model.patch import reshape_patch
 from model.strategy import DEFAULT, Strategy
-from nowcastd.data import ClipSet
+from nowcastd.data.clips import ClipSet
 from nowcastd.data.loader import BatchIterator
 from nowcastd.data.motion import MotionEstimator
 from nowcastd.io.transform import DataTransform

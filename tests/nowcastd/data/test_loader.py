@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nowcastd.data import ClipSet, WindowedClips
+from nowcastd.data.clips import ClipSet, WindowedClips
 from nowcastd.data.loader import BatchIterator, detect_format, open_dataset
 from nowcastd.data.official_npz import save_official_npz
 from nowcastd.errors import DataError

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nowcastd.data import split_boundary, split_select
+from nowcastd.data.clips import split_boundary, split_select
 from nowcastd.data.loader import open_dataset
 from nowcastd.data.movie import prepare_frames, read_movie, window_starts
 from nowcastd.errors import DataError
