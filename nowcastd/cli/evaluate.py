@@ -202,11 +202,10 @@ def _score_clips(
     """The model's scores on the clips (figures in `out` with --visual) and, with
     --baselines, persistence's and the model's MSE skill against it."""
     from nowcastd.data.motion import MotionEstimator
-    from nowcastd.verification.evaluation import evaluate as run_evaluation
-    from nowcastd.verification.evaluation import persistence_scores
+    from nowcastd.verification.evaluation import evaluate_clips, persistence_scores
 
     cfg = loaded.cfg
-    result = run_evaluation(
+    result = evaluate_clips(
         loaded.network,
         clipset,
         batch_size=s.batch_size,

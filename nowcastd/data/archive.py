@@ -42,7 +42,7 @@ import numpy as np
 
 from nowcastd.data.archive_frames import (
     TILE,
-    Frame,
+    ArchiveFrame,
     ReadJob,
     Unreadable,
     precip_layout,
@@ -163,7 +163,7 @@ class _Writer:
                 f"got crop {now} block {self.domain.block}"
             )
 
-    def mismatch(self, frame: Frame) -> str | None:
+    def mismatch(self, frame: ArchiveFrame) -> str | None:
         """Why `frame` does not fit the archive's grid, or None."""
         if self.precip is None or frame.shape == self.precip.shape[1:]:
             return None
@@ -172,7 +172,7 @@ class _Writer:
             f"archive's, got {frame.shape}"
         )
 
-    def _create(self, frame: Frame) -> h5py.Dataset:
+    def _create(self, frame: ArchiveFrame) -> h5py.Dataset:
         h, w = frame.shape
         grid = frame.grid
         precip = self.h.create_dataset(
@@ -198,7 +198,7 @@ class _Writer:
             precip.attrs["grid_mapping"] = "crs"
         return precip
 
-    def add(self, frame: Frame) -> None:
+    def add(self, frame: ArchiveFrame) -> None:
         """Store the frame's compressed tiles as they are (the bytes h5py made of them)."""
         if self.precip is None:
             self.precip = self._create(frame)
@@ -301,7 +301,7 @@ class _Skipped:
 
 def _store(
     writer: _Writer,
-    frame: Frame | Unreadable,
+    frame: ArchiveFrame | Unreadable,
     seen: set[int],
     newest: int | None,
     skipped: _Skipped,
@@ -311,7 +311,7 @@ def _store(
     `seen`: the times stored (then `frame`'s, if added); `newest`: the archive's newest time
     before this run, older frames are skipped (the archive only grows at its end).
     """
-    if isinstance(frame, Frame) and (why := writer.mismatch(frame)) is not None:
+    if isinstance(frame, ArchiveFrame) and (why := writer.mismatch(frame)) is not None:
         frame = Unreadable(frame.name, why)
     if isinstance(frame, Unreadable):
         skipped.unreadable.append((frame.name, frame.reason))

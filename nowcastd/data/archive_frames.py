@@ -10,9 +10,9 @@ archive then decodes to exactly the frames that writing them into it gives (LZF'
 tile may differ by run, as between two h5py writes of it), and the process that writes it
 only copies bytes.
 
-`read_frames` yields one `Frame` or `Unreadable` per file, in the order of the files. With more
-than one worker, a pool of spawned processes reads a few files ahead (at most two per worker in
-flight, so memory stays flat). A worker that dies (a file that crashes the HDF5 library, a
+`read_frames` yields one `ArchiveFrame` or `Unreadable` per file, in the order of the files.
+With more than one worker, a pool of spawned processes reads a few files ahead (at most two per
+worker in flight, so memory stays flat). A worker that dies (a file that crashes the HDF5 library, a
 process killed) breaks the pool: the files then in flight are read again one by one, each in a
 process of its own; the file whose process dies again is unreadable, and a new pool goes on
 with the rest.
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "TILE",
-    "Frame",
+    "ArchiveFrame",
     "ReadJob",
     "TileEncoder",
     "Unreadable",
@@ -75,7 +75,7 @@ def precip_layout(shape: tuple[int, int]) -> dict[str, object]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Frame:
+class ArchiveFrame:
     """A scan read and encoded: its file's name, valid time, the grid of the frame (the
     domain's, cropped by `Domain.crop_grid`, when there is one) and the frame's stored tiles
     `(row, col, filter_mask, bytes)`."""
@@ -161,7 +161,7 @@ class ReadJob:
     reader: ReaderConfig
     domain: Domain | None
 
-    def __call__(self, path: Path, name: str, encoder: TileEncoder) -> Frame | Unreadable:
+    def __call__(self, path: Path, name: str, encoder: TileEncoder) -> ArchiveFrame | Unreadable:
         """The frame of the file at `path`, or why it is unreadable: whatever reading, cutting
         or encoding this one file raises is its own refusal, never the build's end."""
         try:
@@ -174,13 +174,13 @@ class ReadJob:
                 name, f"{printable(path.name)}: unexpected {type(e).__name__} reading it: {e}"
             )
 
-    def _frame(self, path: Path, name: str, encoder: TileEncoder) -> Frame:
+    def _frame(self, path: Path, name: str, encoder: TileEncoder) -> ArchiveFrame:
         scan = self.reader.read(path)
         field, grid = scan.field, scan.grid
         if self.domain is not None:
             grid = self.domain.crop_grid(scan.grid, name=path.name)
             field = self.domain.apply(scan)
-        return Frame(
+        return ArchiveFrame(
             name=name,
             unix=int(scan.valid_time.timestamp()),
             shape=(int(field.shape[0]), int(field.shape[1])),
@@ -209,7 +209,7 @@ def _start_worker(job: ReadJob) -> None:
     _WORKER = (job, TileEncoder())
 
 
-def _work(path: Path, name: str) -> Frame | Unreadable:
+def _work(path: Path, name: str) -> ArchiveFrame | Unreadable:
     assert _WORKER is not None
     job, encoder = _WORKER
     return job(path, name, encoder)
@@ -247,18 +247,18 @@ def _ready() -> bool:
     return _WORKER is not None
 
 
-def _submit(pool: ProcessPoolExecutor, item: tuple[Path, str]) -> Future[Frame | Unreadable]:
+def _submit(pool: ProcessPoolExecutor, item: tuple[Path, str]) -> Future[ArchiveFrame | Unreadable]:
     """`item`'s read in `pool`; a failed future when the pool broke before (a worker died
     waiting for work)."""
     try:
         return pool.submit(_work, *item)
     except BrokenProcessPool as e:
-        failed: Future[Frame | Unreadable] = Future()
+        failed: Future[ArchiveFrame | Unreadable] = Future()
         failed.set_exception(e)
         return failed
 
 
-def _result(future: Future[Frame | Unreadable]) -> Frame | Unreadable | None:
+def _result(future: Future[ArchiveFrame | Unreadable]) -> ArchiveFrame | Unreadable | None:
     """The future's result, or None when the pool broke before it was read."""
     try:
         return future.result()
@@ -268,7 +268,7 @@ def _result(future: Future[Frame | Unreadable]) -> Frame | Unreadable | None:
 
 def _alone(
     items: Sequence[tuple[Path, str]], job: ReadJob
-) -> Generator[Frame | Unreadable, None, None]:
+) -> Generator[ArchiveFrame | Unreadable, None, None]:
     """Each file read in a process of its own; a file whose process dies is unreadable."""
     pool: ProcessPoolExecutor | None = None
     try:
@@ -295,7 +295,7 @@ def _alone(
 
 def read_frames(
     files: Sequence[tuple[Path, str]], job: ReadJob, workers: int
-) -> Generator[Frame | Unreadable, None, None]:
+) -> Generator[ArchiveFrame | Unreadable, None, None]:
     """`job` of each `(path, name)` of `files`, in their order; with `workers` > 1 in that
     many spawned processes, else in this one."""
     if workers <= 1 or len(files) <= 1:
@@ -308,7 +308,7 @@ def read_frames(
         return
     workers = min(workers, len(files))
     todo = iter(files)
-    ahead: deque[tuple[tuple[Path, str], Future[Frame | Unreadable]]] = deque()
+    ahead: deque[tuple[tuple[Path, str], Future[ArchiveFrame | Unreadable]]] = deque()
     pool = _pool(job, workers)
     try:
         while True:

@@ -32,7 +32,7 @@ from nowcastd.io.transform import DataTransform
 logger = logging.getLogger(__name__)
 
 
-def detect_format(path: str | Path) -> str:
+def detect_dataset_format(path: str | Path) -> str:
     """``"npy"``, ``"hdf5-movie"`` or ``"official-npz"`` from the file's content."""
     path = Path(path)
     try:
@@ -179,7 +179,7 @@ def _read_any(
     time_range: tuple[int, int] | None,
 ) -> ClipSet:
     """All the clips of `path` in the format its content shows: a movie cut, a clip file as is."""
-    fmt = detect_format(path)
+    fmt = detect_dataset_format(path)
     if fmt == "hdf5-movie":
         return read_movie(
             path,

@@ -42,7 +42,7 @@ from nowcastd.train.departures import with_departures
 from nowcastd.train.progress import Progress
 from nowcastd.train.sharding import DataParallel
 from nowcastd.train.step_strategy import choose_step_strategy
-from nowcastd.verification.evaluation import evaluate
+from nowcastd.verification.evaluation import evaluate_clips
 from nowcastd.verification.scores import format_table
 
 logger = logging.getLogger(__name__)
@@ -458,7 +458,7 @@ def _evaluate(
     if valid_set is None:
         raise NowcastdError("no validation data: give --valid_data_paths or a movie to split")
     figures = cfg.save_dir / "figures" / f"{step:08d}" if cfg.visual else None
-    result = evaluate(
+    result = evaluate_clips(
         network,
         valid_set,
         batch_size=cfg.batch_size,

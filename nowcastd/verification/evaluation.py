@@ -137,7 +137,7 @@ def _save_decoupling(
     save_decoupling_histogram(figures_dir / "decoupling_cosine.png", np.asarray(cos).ravel())
 
 
-def evaluate(
+def evaluate_clips(
     network: PredRNN,
     clipset: ClipSet,
     *,
@@ -222,7 +222,7 @@ def persistence_scores(
     neighbourhood: Neighbourhood | None = None,
 ) -> dict[str, Any]:
     """Scores of persistence (the last context frame repeated for every lead) on `clipset`,
-    with the same scorers and batches as `nowcastd.verification.evaluation.evaluate`."""
+    with the same scorers and batches as `nowcastd.verification.evaluation.evaluate_clips`."""
     i = input_length
     batches = _in_order(clipset, min(batch_size, len(clipset)))
     masked = clipset.valid_mask is not None

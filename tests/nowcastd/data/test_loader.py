@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nowcastd.data.clips import ClipSet, WindowedClips
-from nowcastd.data.loader import BatchIterator, detect_format, open_dataset
+from nowcastd.data.loader import BatchIterator, detect_dataset_format, open_dataset
 from nowcastd.data.official_npz import save_official_npz
 from nowcastd.errors import DataError
 
@@ -33,14 +33,14 @@ def test_format_is_detected_by_content_not_name(tmp_path):
     write_movie(tmp_path / "m.bin", rain_movie(8, 4, 4))
     save_official_npz(tmp_path / "o.npz", x, input_length=3)
     (tmp_path / "o.npz").rename(tmp_path / "o.x")
-    assert detect_format(tmp_path / "a.dat") == "npy"
-    assert detect_format(tmp_path / "m.bin") == "hdf5-movie"
-    assert detect_format(tmp_path / "o.x") == "official-npz"
+    assert detect_dataset_format(tmp_path / "a.dat") == "npy"
+    assert detect_dataset_format(tmp_path / "m.bin") == "hdf5-movie"
+    assert detect_dataset_format(tmp_path / "o.x") == "official-npz"
     (tmp_path / "t.txt").write_text("hello")
     with pytest.raises(DataError, match="unknown format"):
-        detect_format(tmp_path / "t.txt")
+        detect_dataset_format(tmp_path / "t.txt")
     with pytest.raises(DataError, match="cannot open"):
-        detect_format(tmp_path / "missing.npy")
+        detect_dataset_format(tmp_path / "missing.npy")
     cs = open_dataset(tmp_path / "o.x", valid_fraction=0.25, **FIT)
     np.testing.assert_array_equal(np.asarray(cs.clips), x[:3])
 
