@@ -52,8 +52,11 @@ class TrainingDiverged(NowcastdError):
     """The loss became NaN or infinite."""
 
 
-def _open(cfg: TrainConfig, paths: tuple[Path, ...], split: str) -> ClipSet:
-    """One split of the run's data, cut to fit the model."""
+def open_split(cfg: TrainConfig, split: str) -> ClipSet:
+    """The `train` or `valid` clips a run with `cfg` uses, cut to fit the model."""
+    paths = (
+        cfg.train_data_paths if split == "train" else (cfg.valid_data_paths or cfg.train_data_paths)
+    )
     m = cfg.model
     if len(paths) != 1:
         raise NowcastdError(f"expected one {split} data path, got {len(paths)}: {paths}")
@@ -75,14 +78,6 @@ def _open(cfg: TrainConfig, paths: tuple[Path, ...], split: str) -> ClipSet:
         block=cfg.data_block,
         time_range=time_range,
     )
-
-
-def open_split(cfg: TrainConfig, split: str) -> ClipSet:
-    """The `train` or `valid` clips a run with `cfg` uses."""
-    paths = (
-        cfg.train_data_paths if split == "train" else (cfg.valid_data_paths or cfg.train_data_paths)
-    )
-    return _open(cfg, paths, split)
 
 
 class JsonLog:
@@ -202,7 +197,7 @@ def _training_batches(cfg: TrainConfig, processes: hosts.Processes) -> TrainingD
         batches = SequenceSampler(movies, sampler_cfg, DBZ, batch_size, rng, prefetch=2)
         source = "random sequences from " + ", ".join(mv.name for mv in movies)
         return TrainingData(batches, DBZ, source, True)
-    train_set = _open(cfg, cfg.train_data_paths, "train")
+    train_set = open_split(cfg, "train")
     iterator = BatchIterator(train_set, batch_size, rng, with_mask=True)
     return TrainingData(
         iterator, train_set.transform, train_set.source, train_set.valid_mask is not None
@@ -245,7 +240,7 @@ def _validation_set(cfg: TrainConfig) -> ClipSet | None:
     """The clips validation scores, if any are held out."""
     valid_paths = cfg.valid_data_paths or cfg.train_data_paths
     held_out = not cfg.shared_split or cfg.valid_fraction > 0
-    return _open(cfg, valid_paths, "valid") if valid_paths and held_out else None
+    return open_split(cfg, "valid") if valid_paths and held_out else None
 
 
 def _evaluate_pretrained(
