@@ -15,9 +15,13 @@ Rule = tuple[str, Callable[[Any], bool]]
 """What a field's value must be, in words, and the test of it."""
 
 
-def checked(default: Any, *rules: Rule) -> Any:
-    """A config field whose value must pass each of `rules` (checked by `check_fields`)."""
-    return dataclasses.field(default=default, metadata={"rules": rules})
+def checked(default: Any, *rules: Rule, help: str = "") -> Any:  # noqa: A002
+    """A config field whose value must pass each of `rules` (checked by `check_fields`);
+    `help`, if given, is the help of the flag that sets it."""
+    meta: dict[str, Any] = {"rules": rules}
+    if help:
+        meta["help"] = help
+    return dataclasses.field(default=default, metadata=meta)
 
 
 def check_fields(config: Any) -> None:

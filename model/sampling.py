@@ -11,21 +11,38 @@ from model.config import ModelConfig, check_fields, checked, invalid
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SamplingConfig:
-    """run.py's schedule flags (REFERENCE §7), with its defaults."""
+    """run.py's schedule flags (REFERENCE §7), with its defaults; each field's metadata "help"
+    is its `nowcastd train` flag's help."""
 
-    scheduled_sampling: bool = True
+    scheduled_sampling: bool = dataclasses.field(
+        default=True, metadata={"help": "0: always feed the model its own predictions"}
+    )
     """Scheduled sampling on; when off, the future frames are always the model's own."""
-    sampling_stop_iter: int = 50000
+    sampling_stop_iter: int = dataclasses.field(
+        default=50000, metadata={"help": "scheduled sampling: eta is 0 from here"}
+    )
     """The iteration from which the chance of feeding ground truth is 0."""
-    sampling_start_value: float = 1.0
+    sampling_start_value: float = dataclasses.field(
+        default=1.0, metadata={"help": "scheduled sampling: starting eta"}
+    )
     """The chance of feeding ground truth at iteration 0."""
-    sampling_changing_rate: float = 0.00002
+    sampling_changing_rate: float = dataclasses.field(
+        default=0.00002, metadata={"help": "scheduled sampling: eta decrement per iteration"}
+    )
     """How much that chance falls per iteration."""
-    r_sampling_step_1: float = 25000.0
+    r_sampling_step_1: float = dataclasses.field(
+        default=25000.0, metadata={"help": "reverse scheduled sampling: s1"}
+    )
     """Reverse scheduled sampling: both chances are 0.5 up to this iteration."""
-    r_sampling_step_2: int = 50000
+    r_sampling_step_2: int = dataclasses.field(
+        default=50000, metadata={"help": "reverse scheduled sampling: s2"}
+    )
     """From here the context is all ground truth, the future none (the latter falls linearly)."""
-    r_exp_alpha: int = checked(5000, ("must be > 0", lambda a: a > 0))
+    r_exp_alpha: int = checked(
+        5000,
+        ("must be > 0", lambda a: a > 0),
+        help="reverse scheduled sampling: exponential time constant",
+    )
     """The time constant, in iterations, of the context's exponential rise towards 1."""
 
     def __post_init__(self) -> None:

@@ -77,16 +77,11 @@ def setting(
     return dataclasses.field(default=default, metadata=meta)
 
 
-def specs(
-    cls: type,
-    help: Mapping[str, str] | None = None,  # noqa: A002
-    *,
-    exclude: Iterable[str] = (),
-    switches: Iterable[str] = (),
-) -> tuple[Spec, ...]:
-    """The settings of dataclass `cls`; help from field metadata, else from `help`."""
+def specs(cls: type, *, exclude: Iterable[str] = ()) -> tuple[Spec, ...]:
+    """The settings of dataclass `cls`, each field's help, switch and parse from its metadata
+    (`setting`, or a `dataclasses.field` whose metadata has the same keys)."""
     hints = typing.get_type_hints(cls)
-    skip, switch = set(exclude), set(switches)
+    skip = set(exclude)
     out = []
     for f in dataclasses.fields(cls):
         if f.name in skip:
@@ -97,8 +92,8 @@ def specs(
                 name=f.name,
                 hint=hints[f.name],
                 default=default,
-                help=f.metadata.get("help") or (help or {}).get(f.name, ""),
-                switch=f.metadata.get("switch", False) or f.name in switch,
+                help=f.metadata.get("help", ""),
+                switch=f.metadata.get("switch", False),
                 parse=f.metadata.get("parse"),
             )
         )

@@ -16,57 +16,6 @@ from nowcastd.strategy.search import StrategySetting, parse_setting
 from nowcastd.train.config import TrainConfig
 from nowcastd.train.hosts import Hosts, per_process_batch
 
-HELP = {
-    "is_training": "1: train; 0: evaluate --pretrained_model once",
-    "train_data_paths": ".npy clips (N,T,H,W,C), an HDF5 radar movie, or an official .npz; "
-    "comma-separated",
-    "valid_data_paths": "validation data; empty or equal to the training data: split it by time",
-    "save_dir": "checkpoints, metrics.jsonl and figures (nothing in it is ever deleted)",
-    "max_iterations": "iterations to run",
-    "display_interval": "log the loss every this many iterations",
-    "test_interval": "evaluate every this many iterations",
-    "snapshot_interval": "checkpoint every this many iterations",
-    "num_save_samples": "sequences drawn per evaluation with --visual 1",
-    "pretrained_model": "start from a nowcastd checkpoint or an official model.ckpt-N",
-    "lr": "Adam learning rate",
-    "batch_size": "sequences per batch, of all processes together (split over devices)",
-    "reverse_input": "1: a second Adam step on the time-reversed clip each iteration",
-    "visual": "1: PNG figures and the v2 decoupling histogram at each evaluation",
-    "seed": "seed of weights, masks and data order",
-    "resume": "continue from the newest checkpoint in --save_dir",
-    "keep_checkpoints": "how many of this run's newest checkpoints to keep",
-    "valid_fraction": "share of the time range held out for validation",
-    "data_stride": "movie: frames between window starts",
-    "data_block": "movie: block-average factor",
-    "data_crop": "movie: crop row0,col0,height,width before averaging",
-    "sequences": "1: draw random sequences from every --train_data_paths movie (crops, block "
-    "factors, flips, rotations, time reversal, per-movie time step); validation needs "
-    "--valid_data_paths",
-    "synthetic_fraction": "with --sequences 1: share of synthetic sequences (a real frame "
-    "advected by a random smooth flow, with growth and decay)",
-    "block_choices": "with --sequences 1: block-average factors to draw from, comma-separated",
-    "loss": "mse (the official loss) or weighted (HKO-7 rain-weighted MSE + MAE)",
-    "fourier_amplitude_weight": "weight of a term beside --loss that compares the Fourier "
-    "amplitudes of forecast and observed frames, which blur loses and a displacement keeps "
-    "(FACL, Yan et al. 2024); 0: off",
-    "fourier_correlation_weight": "weight of FACL's Fourier correlation term beside --loss "
-    "(1 - the correlation of forecast and observed frames); 0: off",
-    "intensity_l1_weight": "weight of NowcastNet's intensity-weighted L1 beside --loss "
-    "(|error| weighted min(24, 1 + R) by the observed rain rate R in mm/h); 0: off",
-    "motion_method": "with --lagrangian 1: pysteps' optical flow for each clip's motion "
-    "(LK, darts, proesmans or vet; serve and evaluate take it from the checkpoint)",
-    "valid_time_range": "FIRST,LAST ISO 8601 UTC times: validate on the frames of the "
-    "--valid_data_paths movie or archive valid then; with --sequences 1, training sequences "
-    "leave that range out of the same files",
-    "scheduled_sampling": "0: always feed the model its own predictions",
-    "sampling_stop_iter": "scheduled sampling: eta is 0 from here",
-    "sampling_start_value": "scheduled sampling: starting eta",
-    "sampling_changing_rate": "scheduled sampling: eta decrement per iteration",
-    "r_sampling_step_1": "reverse scheduled sampling: s1",
-    "r_sampling_step_2": "reverse scheduled sampling: s2",
-    "r_exp_alpha": "reverse scheduled sampling: exponential time constant",
-}
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MultiHost:
@@ -104,8 +53,8 @@ class Devices:
 
 SETTINGS = (
     *specs(ModelFlags),
-    *specs(TrainConfig, HELP, exclude=("model", "sampling"), switches=("resume",)),
-    *specs(SamplingConfig, HELP),
+    *specs(TrainConfig, exclude=("model", "sampling")),
+    *specs(SamplingConfig),
     *specs(MultiHost),
     *specs(Devices),
 )

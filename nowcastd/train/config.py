@@ -7,6 +7,7 @@ from typing import Literal
 
 from model.config import ModelConfig
 from model.sampling import SamplingConfig
+from nowcastd.settings import setting
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -20,36 +21,97 @@ class TrainConfig:
 
     model: ModelConfig
     sampling: SamplingConfig = SamplingConfig()
-    train_data_paths: tuple[Path, ...] = ()
-    valid_data_paths: tuple[Path, ...] = ()
-    save_dir: Path = Path("checkpoints")
-    max_iterations: int = 80000
-    display_interval: int = 100
-    test_interval: int = 5000
-    snapshot_interval: int = 5000
-    num_save_samples: int = 10
-    pretrained_model: Path | None = None
-    lr: float = 0.001
-    batch_size: int = 8
-    reverse_input: bool = True
-    visual: bool = False
-    is_training: bool = True
-    seed: int = 0
-    resume: bool = False
-    keep_checkpoints: int = 3
-    valid_fraction: float = 0.2
-    data_stride: int = 1
-    data_block: int = 1
-    data_crop: tuple[int, int, int, int] | None = None
-    sequences: bool = False
-    synthetic_fraction: float = 0.3
-    block_choices: tuple[int, ...] = (1, 2, 4)
-    loss: Literal["mse", "weighted"] = "mse"
-    fourier_amplitude_weight: float = 0.0
-    fourier_correlation_weight: float = 0.0
-    intensity_l1_weight: float = 0.0
-    motion_method: Literal["LK", "darts", "proesmans", "vet"] = "LK"
-    valid_time_range: tuple[str, str] | None = None
+    train_data_paths: tuple[Path, ...] = setting(
+        (),
+        ".npy clips (N,T,H,W,C), an HDF5 radar movie, or an official .npz; comma-separated",
+    )
+    valid_data_paths: tuple[Path, ...] = setting(
+        (),
+        "validation data; empty or equal to the training data: split it by time",
+    )
+    save_dir: Path = setting(
+        Path("checkpoints"),
+        "checkpoints, metrics.jsonl and figures (nothing in it is ever deleted)",
+    )
+    max_iterations: int = setting(80000, "iterations to run")
+    display_interval: int = setting(100, "log the loss every this many iterations")
+    test_interval: int = setting(5000, "evaluate every this many iterations")
+    snapshot_interval: int = setting(5000, "checkpoint every this many iterations")
+    num_save_samples: int = setting(10, "sequences drawn per evaluation with --visual 1")
+    pretrained_model: Path | None = setting(
+        None,
+        "start from a nowcastd checkpoint or an official model.ckpt-N",
+    )
+    lr: float = setting(0.001, "Adam learning rate")
+    batch_size: int = setting(
+        8,
+        "sequences per batch, of all processes together (split over devices)",
+    )
+    reverse_input: bool = setting(
+        True,
+        "1: a second Adam step on the time-reversed clip each iteration",
+    )
+    visual: bool = setting(
+        False,
+        "1: PNG figures and the v2 decoupling histogram at each evaluation",
+    )
+    is_training: bool = setting(True, "1: train; 0: evaluate --pretrained_model once")
+    seed: int = setting(0, "seed of weights, masks and data order")
+    resume: bool = setting(False, "continue from the newest checkpoint in --save_dir", switch=True)
+    keep_checkpoints: int = setting(3, "how many of this run's newest checkpoints to keep")
+    valid_fraction: float = setting(0.2, "share of the time range held out for validation")
+    data_stride: int = setting(1, "movie: frames between window starts")
+    data_block: int = setting(1, "movie: block-average factor")
+    data_crop: tuple[int, int, int, int] | None = setting(
+        None,
+        "movie: crop row0,col0,height,width before averaging",
+    )
+    sequences: bool = setting(
+        False,
+        "1: draw random sequences from every --train_data_paths movie (crops, block factors, "
+        "flips, rotations, time reversal, per-movie time step); validation needs "
+        "--valid_data_paths",
+    )
+    synthetic_fraction: float = setting(
+        0.3,
+        "with --sequences 1: share of synthetic sequences (a real frame advected by a random "
+        "smooth flow, with growth and decay)",
+    )
+    block_choices: tuple[int, ...] = setting(
+        (1, 2, 4),
+        "with --sequences 1: block-average factors to draw from, comma-separated",
+    )
+    loss: Literal["mse", "weighted"] = setting(
+        "mse",
+        "mse (the official loss) or weighted (HKO-7 rain-weighted MSE + MAE)",
+    )
+    fourier_amplitude_weight: float = setting(
+        0.0,
+        "weight of a term beside --loss that compares the Fourier amplitudes of forecast and "
+        "observed frames, which blur loses and a displacement keeps (FACL, Yan et al. 2024); "
+        "0: off",
+    )
+    fourier_correlation_weight: float = setting(
+        0.0,
+        "weight of FACL's Fourier correlation term beside --loss (1 - the correlation of "
+        "forecast and observed frames); 0: off",
+    )
+    intensity_l1_weight: float = setting(
+        0.0,
+        "weight of NowcastNet's intensity-weighted L1 beside --loss (|error| weighted "
+        "min(24, 1 + R) by the observed rain rate R in mm/h); 0: off",
+    )
+    motion_method: Literal["LK", "darts", "proesmans", "vet"] = setting(
+        "LK",
+        "with --lagrangian 1: pysteps' optical flow for each clip's motion (LK, darts, proesmans "
+        "or vet; serve and evaluate take it from the checkpoint)",
+    )
+    valid_time_range: tuple[str, str] | None = setting(
+        None,
+        "FIRST,LAST ISO 8601 UTC times: validate on the frames of the --valid_data_paths movie or "
+        "archive valid then; with --sequences 1, training sequences leave that range out of the "
+        "same files",
+    )
 
     def __post_init__(self) -> None:
         positive = (

@@ -179,6 +179,12 @@ def test_non_finite_loss_stops_with_a_clear_error_and_writes_no_bad_checkpoint(t
     assert checkpoint_dirs(save) == []
 
 
+def test_every_train_flag_carries_its_help_in_its_field() -> None:
+    # the one place of a flag's help is its config field: a new field without help fails here
+    assert [s.name for s in SETTINGS if not s.help.strip()] == []
+    assert [s.name for s in SETTINGS if s.switch] == ["resume"]
+
+
 def test_toml_config_sets_flags_and_command_line_wins(tmp_path: Path) -> None:
     cfg = tmp_path / "train.toml"
     cfg.write_text(
