@@ -165,6 +165,7 @@ class Pipeline:
         shape = self.domain.model_shape
         model.check_grid(shape, "[domain]")
         self._cfg = cfg
+        self._field_rules = FieldRules.of(cfg, model.transform)
         self.model = model
         self.metrics = metrics
         self.retention = retention
@@ -209,6 +210,7 @@ class Pipeline:
                 + ", ".join(f"{k}={getattr(cfg, k)!r}" for k in changed)
             )
         self._cfg = cfg
+        self._field_rules = FieldRules.of(cfg, self.model.transform)
 
     def status(self) -> PipelineStatus:
         buf = self._buffer
@@ -346,7 +348,7 @@ class Pipeline:
                     RejectReason.CORRUPT,
                     f"{printable(scan.name)}: expected a UTC valid time, got a naive one",
                 )
-            scan = admit_field(scan, FieldRules.of(cfg, self.model.transform))
+            scan = admit_field(scan, self._field_rules)
             try:
                 grid = self.domain.crop_grid(scan.grid, name=scan.name)
                 model, valid = self.domain.model_input(scan, self.model.transform)
