@@ -8,6 +8,10 @@ forecast of frame t is advected by `t - reference` steps back to where the rain 
 
 Pixels whose trajectory starts outside the grid have no data: the network sees them as 0 (as
 it sees no data everywhere else), the loss leaves them out, and forecasts hold NaN there.
+
+A halo (`margin` pixels of the radar's scan on every side of the model grid) moves that edge
+outwards: the motion and both advections run on the padded grid, the network on the model grid
+inside it (`crop`, `embed`), so rain the radar saw in the margin is advected into the forecast.
 """
 
 import jax.numpy as jnp
@@ -51,6 +55,29 @@ def extrapolation(
     its trajectory starts outside the grid: the reference of `match_extrapolation`."""
     frames = jnp.broadcast_to(newest[:, None], (newest.shape[0], leads, *newest.shape[1:]))
     return with_no_data(*to_eulerian(frames, motion, 1))
+
+
+def crop(
+    frames: Float[Array, "*lead height width channels"], margin: int
+) -> Float[Array, "*lead inner_height inner_width channels"]:
+    """The model grid inside a padded grid: `margin` pixels off every side (0: as it is)."""
+    if margin == 0:
+        return frames
+    return frames[..., margin:-margin, margin:-margin, :]
+
+
+def embed(
+    inner: Float[Array, "batch leads inner_height inner_width channels"],
+    around: Float[Array, "batch height width channels"],
+    margin: int,
+) -> Float[Array, "batch leads height width channels"]:
+    """Every lead of `inner` (the model grid) placed inside `around` (a padded frame, `margin`
+    pixels wider on every side), which fills the margin at every lead."""
+    if margin == 0:
+        return inner
+    shape = (inner.shape[0], inner.shape[1], *around.shape[1:])
+    padded = jnp.broadcast_to(around[:, None], shape)
+    return padded.at[:, :, margin:-margin, margin:-margin, :].set(inner)
 
 
 def with_no_data(

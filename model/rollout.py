@@ -20,7 +20,14 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from model.compile import compile_program
-from model.lagrangian import extrapolation, to_eulerian, to_lagrangian, with_no_data
+from model.lagrangian import (
+    crop,
+    embed,
+    extrapolation,
+    to_eulerian,
+    to_lagrangian,
+    with_no_data,
+)
 from model.network import Carry, PredRNN
 from model.patch import reshape_patch, reshape_patch_back
 from model.rank_matching import match_quantiles
@@ -135,6 +142,7 @@ def rollout(
     motion: Float[Array | np.ndarray, "batch height width 2"] | None = None,
     *,
     strategy: Strategy = DEFAULT,
+    margin: int = 0,
 ) -> Float[Array, "batch leads height width channels"]:
     """Forecast `num_leads` frames from the I most recent frames (any K >= 1), traced under
     `strategy`.
@@ -143,23 +151,44 @@ def rollout(
     A Lagrangian network needs the context's `motion` (pixels per step, x then y) and
     forecasts NaN where rain would come from outside the grid; with `match_extrapolation`
     each lead takes the value distribution of the newest frame advected to its time.
+
+    `margin` > 0: the context and motion cover a halo of `margin` pixels on every side of the
+    model grid, and the forecast is the model grid (`model.lagrangian`): a Lagrangian network
+    takes the motion and the advection from the halo, any other ignores it.
     """
     context = jnp.asarray(context)
     cfg = network.cfg
     if cfg.lagrangian != (motion is not None):
         raise ValueError("a Lagrangian network forecasts with a motion field, others without")
     if motion is not None:
-        motion = jnp.asarray(motion)
-        newest = context[:, -1, ..., : cfg.img_channel]
-        moved, _ = to_lagrangian(context, motion, context.shape[1] - 1)
-        lagrangian = _rollout(network, moved, num_leads, None, strategy)
-        forecast, inside = to_eulerian(lagrangian, motion, 1)
-        forecast = with_no_data(forecast, inside)
-        if cfg.match_extrapolation:
-            return match_quantiles(forecast, extrapolation(newest, motion, num_leads))
-        return match_distribution(forecast, newest) if cfg.match_intensity else forecast
+        return _lagrangian_rollout(
+            network, context, num_leads, jnp.asarray(motion), strategy, margin
+        )
     actions = None if future_actions is None else jnp.asarray(future_actions)
-    return _rollout(network, context, num_leads, actions, strategy)
+    return _rollout(network, crop(context, margin), num_leads, actions, strategy)
+
+
+def _lagrangian_rollout(
+    network: PredRNN,
+    context: Float[Array, "batch time height width cin"],
+    num_leads: int,
+    motion: Float[Array, "batch height width 2"],
+    strategy: Strategy,
+    margin: int,
+) -> Float[Array, "batch leads inner_height inner_width channels"]:
+    """`rollout` of a Lagrangian network: the context advected to the newest frame's time on
+    the (padded) grid, the network on the model grid inside it, and its forecast, placed in
+    the newest frame (which holds the margin: extrapolation there), advected to each lead."""
+    cfg = network.cfg
+    newest = context[:, -1, ..., : cfg.img_channel]
+    moved, _ = to_lagrangian(context, motion, context.shape[1] - 1)
+    lagrangian = _rollout(network, crop(moved, margin), num_leads, None, strategy)
+    forecast, inside = to_eulerian(embed(lagrangian, newest, margin), motion, 1)
+    forecast = with_no_data(crop(forecast, margin), crop(inside, margin))
+    if cfg.match_extrapolation:
+        reference = crop(extrapolation(newest, motion, num_leads), margin)
+        return match_quantiles(forecast, reference)
+    return match_distribution(forecast, crop(newest, margin)) if cfg.match_intensity else forecast
 
 
 def _rollout(

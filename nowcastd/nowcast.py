@@ -11,6 +11,11 @@
 3. the no-data rule: the forecast is NaN wherever the newest input frame had no data, and, for
    a Lagrangian network, where its rain would be advected in from outside the grid.
 
+A halo (`Window.margin` pixels of the scan on every side of the model grid, `[domain]
+halo_km`, `io.domain.Domain.halo`): the window's frames and motion input cover the padded
+grid, a Lagrangian network takes its motion and advection from them (`model.rollout`), and the
+forecast is the model grid; rain the radar saw just outside the grid enters it.
+
 A Lagrangian network (`ModelConfig.lagrangian`) needs the motion of each window: the first
 stage, "motion", estimates it from the window's rain rates on the host with the checkpoint's
 optical flow (`nowcastd.data.motion`) on the window's motion input, as training did, and the
@@ -71,31 +76,41 @@ class Window:
     device array), `no_data` (n, H, W), the newest frame's pixels without data, and `motion`
     (n, I, H, W), the mm/h the optical flow reads (`nowcastd.data.motion.motion_frames`).
 
+    With a halo, `context` and `motion` cover `margin` pixels more on every side of the model
+    grid (H + 2 margin, W + 2 margin); `no_data` stays the model grid's, as the forecast is.
+
     Build it with `from_rates` (mm/h, the one window builder) or, from frames that are already
     model units made by the same rule (serve's buffer, training's clips), `from_model`."""
 
     context: jax.Array | np.ndarray
     no_data: np.ndarray
     motion: np.ndarray | None = None
+    margin: int = 0
 
     def __post_init__(self) -> None:
         n, _, h, w, _ = self.context.shape
-        if self.no_data.shape != (n, h, w):
+        inner = (n, h - 2 * self.margin, w - 2 * self.margin)
+        if self.margin < 0 or min(inner) < 1 or self.no_data.shape != inner:
             raise ValueError(
-                f"Window.no_data: expected shape {(n, h, w)} (one mask per window), "
-                f"got {self.no_data.shape}"
+                f"Window.no_data: expected shape {inner} (one mask per window, the context "
+                f"less a margin of {self.margin}), got {self.no_data.shape}"
             )
 
     @classmethod
     def from_rates(
-        cls, rates: np.ndarray, transform: DataTransform, *, context: jax.Array | None = None
+        cls,
+        rates: np.ndarray,
+        transform: DataTransform,
+        *,
+        context: jax.Array | None = None,
+        margin: int = 0,
     ) -> Window:
         """The one window builder: `(n, I, H, W)` rain rates in mm/h, NaN where there is no
         data. The context is `transform.to_model_input` of them; `context`: the same, already
-        on the device."""
+        on the device; `margin`: the halo the frames hold on every side of the model grid."""
         rates = np.asarray(rates, dtype=np.float32)
         model = np.asarray(transform.to_model_input(rates), dtype=np.float32)
-        return cls.from_model(model, np.isnan(rates), transform, context=context)
+        return cls.from_model(model, np.isnan(rates), transform, context=context, margin=margin)
 
     @classmethod
     def from_model(
@@ -106,18 +121,26 @@ class Window:
         *,
         context: jax.Array | None = None,
         with_motion: bool = True,
+        margin: int = 0,
     ) -> Window:
         """`(n, I, H, W)` frames in model units, no data as 0, made from mm/h by
         `to_model_input` (serve's `Domain.model_input`, training's clips), and their no-data
         pixels `(n, I, H, W)` (None: none); `context`: the same frames on the device;
-        `with_motion=False` leaves out the motion input (an Eulerian network's hot path)."""
+        `with_motion=False` leaves out the motion input (an Eulerian network's hot path);
+        `margin`: the halo the frames hold on every side of the model grid."""
         frames = np.asarray(frames, dtype=np.float32)
         newest = np.zeros_like(frames[:, -1], bool) if no_data is None else no_data[:, -1]
         return cls(
             context=frames[..., None] if context is None else context,
-            no_data=np.asarray(newest, bool),
+            no_data=np.asarray(_inner(newest, margin), bool),
             motion=motion_frames(frames, transform, no_data) if with_motion else None,
+            margin=margin,
         )
+
+
+def _inner(frames: np.ndarray, margin: int) -> np.ndarray:
+    """The model grid of (..., H, W) padded frames: `margin` pixels off every side."""
+    return frames[..., margin : frames.shape[-2] - margin, margin : frames.shape[-1] - margin]
 
 
 def rollout_rates(
@@ -128,10 +151,12 @@ def rollout_rates(
     motion: Float[Array, "batch height width 2"] | None = None,
     *,
     strategy: Strategy = DEFAULT,
+    margin: int = 0,
 ) -> Float[Array, "batch leads height width"]:
     """The network's rollout in mm/h: clipped to [0, 1], then physical (compile it with
-    `model.compile.compile_program`); `motion` for a Lagrangian network."""
-    forecast = rollout(network, context, num_leads, None, motion, strategy=strategy)
+    `model.compile.compile_program`); `motion` for a Lagrangian network; `margin`: the halo
+    of the context and motion (`model.rollout.rollout`), cropped from the forecast."""
+    forecast = rollout(network, context, num_leads, None, motion, strategy=strategy, margin=margin)
     return transform.to_rates(forecast[..., 0])
 
 
@@ -142,10 +167,10 @@ def rollout_rates_program(strategy: Strategy) -> Callable[..., Any]:
 
 
 def rollout_rates_jit(
-    network: PredRNN, *args: Any, strategy: Strategy = DEFAULT
+    network: PredRNN, *args: Any, strategy: Strategy = DEFAULT, margin: int = 0
 ) -> Float[Array, "batch leads height width"]:
-    """`rollout_rates(network, *args)` run by `rollout_rates_program(strategy)`."""
-    out: Array = rollout_rates_program(strategy)(network, *args)
+    """`rollout_rates(network, *args, margin=margin)` run by `rollout_rates_program(strategy)`."""
+    out: Array = rollout_rates_program(strategy)(network, *args, margin=margin)
     return out
 
 
@@ -157,8 +182,9 @@ def forecast_rates(
     motion: MotionEstimator | None = None,
     flow: np.ndarray | None = None,
 ) -> np.ndarray:
-    """`(n, K, H, W)` forecast rain rates in mm/h from `window`, NaN where the newest input
-    had no data. `run` is a compiled rollout ending in `DataTransform.to_rates`; `timed`
+    """`(n, K, H, W)` forecast rain rates in mm/h from `window` (the model grid, inside its
+    halo), NaN where the newest input had no data. `run` is a compiled rollout ending in
+    `DataTransform.to_rates` (with the window's margin); `timed`
     times each stage ("motion", "rollout"). `motion`: the optical flow of a Lagrangian
     network, run on `window.motion`; `flow`: that motion if already estimated (evaluate
     shares it with the baselines)."""

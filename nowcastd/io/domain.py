@@ -11,6 +11,12 @@ for training (a movie's frames, a dataset build) alike:
 3. the `DataTransform` to model units;
 4. the NaN rule (`Domain.model_input`): tiles without any valid data are 0 in model units, and
    the validity fraction (1 = valid, 0 = no data) says where.
+
+The halo (`halo_km`, `Domain.halo` model pixels, `Domain.with_halo`): a margin of the native
+scan on every side of the window, from which a Lagrangian model takes its motion and advection
+(`nowcastd.nowcast`). Unset, it is what the scan offers: the widest margin that fits inside the
+native grid on every side, at most half the model grid's shorter side (`HALO_CAP`); 0 is off.
+A margin in km needs the native pixel size (`extent`), and must fit inside the native grid.
 """
 
 from __future__ import annotations
@@ -25,7 +31,11 @@ from nowcastd.io.readers.guard import ScanRefused, printable
 from nowcastd.io.readers.scan import GridInfo, Scan
 from nowcastd.io.transform import DataTransform
 
-__all__ = ["Domain", "block_average"]
+__all__ = ["HALO_CAP", "Domain", "block_average"]
+
+#: The default halo is at most this fraction of the model grid's shorter side: the motion and
+#: the advection then run on at most (2 x 2) times the model grid's pixels.
+HALO_CAP = 0.5
 
 
 def _is_int(value: object) -> bool:
@@ -57,6 +67,8 @@ class Domain:
     The model grid is `(height // block, width // block)`; height and width must be multiples
     of `block`. `projection` (proj4) and `extent` (x1, y1, x2, y2: the native grid's outer edges
     in metres, row 0 north) describe the native grid for scans that do not (`.npy`).
+    `halo_km`: the margin around the window a Lagrangian model takes its motion and advection
+    from (module docstring); None: what the scan offers, 0: none.
     """
 
     native_shape: tuple[int, int]
@@ -67,6 +79,7 @@ class Domain:
     block: int = 1
     projection: str | None = None
     extent: tuple[float, float, float, float] | None = None
+    halo_km: float | None = None
 
     def __post_init__(self) -> None:
         if self.extent is not None:
@@ -105,6 +118,25 @@ class Domain:
                 raise ValueError(
                     f"Domain.{name}: expected a multiple of block={self.block}, got {size}"
                 )
+        self._check_halo()
+
+    def _check_halo(self) -> None:
+        km = self.halo_km
+        if km is None or km == 0:
+            return
+        if not (isinstance(km, int | float) and np.isfinite(km) and km > 0):
+            raise ValueError(f"Domain.halo_km: expected a number of km >= 0, got {km!r}")
+        if self.extent is None:
+            raise ValueError(
+                f"Domain.halo_km: expected extent too (the native pixel size turns {km:g} km "
+                "into pixels), got none; leave halo_km unset for what the scan offers"
+            )
+        if self.halo > self.fitting_halo:
+            size = self.block * self.native_pixel_km
+            raise ValueError(
+                f"Domain.halo_km: expected at most {self.fitting_halo * size:g} km (the widest "
+                f"margin of {size:g} km pixels inside the native grid on every side), got {km:g}"
+            )
 
     @classmethod
     def from_crop(
@@ -130,6 +162,47 @@ class Domain:
     @property
     def crop(self) -> tuple[int, int, int, int]:
         return (self.row0, self.col0, self.height, self.width)
+
+    @property
+    def fitting_halo(self) -> int:
+        """The widest margin, in model pixels, inside the native grid on every side."""
+        rows, cols = self.native_shape
+        bottom, right = rows - self.row0 - self.height, cols - self.col0 - self.width
+        return min(self.row0, self.col0, bottom, right) // self.block
+
+    @property
+    def native_pixel_km(self) -> float:
+        """The native pixel's side in km (the geometric mean of its two), from `extent`."""
+        if self.extent is None:
+            raise ValueError("Domain.native_pixel_km: expected an extent, got none")
+        x1, y1, x2, y2 = self.extent
+        rows, cols = self.native_shape
+        return float(np.sqrt((x2 - x1) / cols * (y2 - y1) / rows)) / 1000.0
+
+    @property
+    def halo(self) -> int:
+        """The halo in model pixels on every side (`halo_km`; module docstring)."""
+        if self.halo_km is None:
+            return min(self.fitting_halo, int(HALO_CAP * min(self.model_shape)))
+        if self.halo_km == 0:
+            return 0
+        return round(self.halo_km / (self.block * self.native_pixel_km))
+
+    def with_halo(self) -> Domain:
+        """The window grown by the halo on every side (itself without one): the padded grid
+        `(height // block + 2 halo, width // block + 2 halo)`, whose inner model grid is this
+        domain's, tile for tile."""
+        m = self.halo * self.block
+        if m == 0:
+            return self
+        return dataclasses.replace(
+            self,
+            row0=self.row0 - m,
+            col0=self.col0 - m,
+            height=self.height + 2 * m,
+            width=self.width + 2 * m,
+            halo_km=0.0,
+        )
 
     def _window(self, scan_or_field: Scan | np.ndarray, name: str | None) -> np.ndarray:
         if isinstance(scan_or_field, Scan):

@@ -31,8 +31,8 @@ class Frame:
 
     path: Path
     valid_time: datetime
-    model: np.ndarray  # (H, W, 1) float32
-    nan_mask: np.ndarray  # (H, W) bool
+    model: np.ndarray  # (H, W, 1) float32, with the halo of a Lagrangian model (`Domain.halo`)
+    nan_mask: np.ndarray  # (H, W) bool, the same grid
     grid: GridInfo
     timings: Mapping[str, float]
 

@@ -89,7 +89,8 @@ class Forecaster:
     `time_encode`, if given, is a context manager factory timing each pre-encoding (e.g.
     `lambda: metrics.time_stage("encode")`); it runs on the thread that encodes.
     `strategy`: "auto" (measure, or read `strategy_cache`) or the strategy of every program;
-    `strategies` holds what `compile` chose for each.
+    `strategies` holds what `compile` chose for each. `margin`: the halo of a Lagrangian
+    network's frames, in pixels on every side of `grid` (`nowcastd.nowcast`; others take none).
     """
 
     def __init__(
@@ -104,6 +105,7 @@ class Forecaster:
         strategy: StrategySetting = DEFAULT,
         strategy_cache: StrategyCache | None = None,
         strategy_budget_seconds: float = STRATEGY_BUDGET_SECONDS,
+        margin: int = 0,
     ) -> None:
         cfg = network.cfg
         if num_leads < 1:
@@ -113,7 +115,8 @@ class Forecaster:
         self.num_leads = num_leads
         self.input_length = cfg.input_length
         h, w = grid or (cfg.img_height, cfg.img_width)
-        self.frame_shape = (h, w, cfg.img_channel)
+        self.margin = margin if cfg.lagrangian else 0
+        self.frame_shape = (h + 2 * self.margin, w + 2 * self.margin, cfg.img_channel)
         # a Lagrangian network takes each window's motion, estimated on the host
         self.motion = MotionEstimator(motion_method) if cfg.lagrangian else None
         self._params, self._static = eqx.partition(network, eqx.is_array)
@@ -148,7 +151,13 @@ class Forecaster:
     ) -> jax.Array:
         network = self._net(params)
         return rollout_rates(
-            network, self.transform, context, self.num_leads, motion, strategy=strategy
+            network,
+            self.transform,
+            context,
+            self.num_leads,
+            motion,
+            strategy=strategy,
+            margin=self.margin,
         )
 
     def _encode_fn(self, params: PredRNN, context: jax.Array, *, strategy: Strategy) -> Carry:

@@ -171,6 +171,9 @@ class Pipeline:
         self.retention = retention
         self.num_leads = cfg.lead_frames or (mcfg.total_length - mcfg.input_length)
         time_encode = None if metrics is None else (lambda: metrics.time_stage(Stage.ENCODE))
+        # a Lagrangian network reads a halo of the scan around the grid (`Domain.halo`)
+        margin = self.domain.halo if mcfg.lagrangian else 0
+        self._frames_domain = self.domain.with_halo() if margin else self.domain
         self._forecaster = Forecaster(
             model.network,
             model.transform,
@@ -180,6 +183,7 @@ class Pipeline:
             motion_method=model.motion_method,
             strategy=cfg.strategy,
             strategy_cache=StrategyCache(strategy_cache_dir(os.environ, cfg.compile_cache_dir)),
+            margin=margin,
         )
         self._read_worker = (
             ReadWorker(
@@ -191,7 +195,7 @@ class Pipeline:
         )
         self._buffer: FrameBuffer[Frame] = FrameBuffer(
             input_length=mcfg.input_length,
-            frame_shape=(*shape, 1),
+            frame_shape=self._forecaster.frame_shape,
             max_gap_seconds=cfg.gap_seconds,
         )
         self._compressor = compressor_pool()  # its threads start with the first forecast
@@ -351,7 +355,7 @@ class Pipeline:
             scan = admit_field(scan, self._field_rules)
             try:
                 grid = self.domain.crop_grid(scan.grid, name=scan.name)
-                model, valid = self.domain.model_input(scan, self.model.transform)
+                model, valid = self._frames_domain.model_input(scan, self.model.transform)
             except ScanRefused:
                 raise
             except ScanError as e:
@@ -465,6 +469,7 @@ class Pipeline:
             self.model.transform,
             context=buf.frames,
             with_motion=self.model.cfg.lagrangian,
+            margin=self._forecaster.margin,
         )
         seconds: dict[str, float] = {}
 
@@ -483,7 +488,7 @@ class Pipeline:
             input_names=tuple(i.record.name for i in infos),
             input_times=tuple(i.valid_time for i in infos),
             grid=newest.grid,
-            nan_mask=newest.nan_mask,
+            nan_mask=window.no_data[0],
             model_name=self.model.cfg.model_name,
             checkpoint_digest=self.model.digest,
             pre_encoded=pre_encoded,

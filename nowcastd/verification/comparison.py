@@ -14,6 +14,10 @@ the checkpoint names):
 - ``pysteps_lk``: pysteps' semi-Lagrangian extrapolation of the last frame (`baselines`);
 - ``pysteps_sprog``: pysteps' S-PROG (`baselines`).
 
+With a halo (`RadarSequence.padded`, `[domain] halo_km`), every method forecasts from the
+window grown by it (the model's motion and advection, the extrapolations' motion and
+advection; persistence is the newest frame) and is scored on the model grid.
+
 Every method is scored by the one scorer (`skill.Scorer`) on the same pixels: where the
 observation and every method's forecast have data (`common_pixels`; rain advected in from
 outside the grid is no data for the extrapolations and the Lagrangian model). Scores are pooled
@@ -217,9 +221,12 @@ class _Forecasters:
         }
         self.seconds = dict.fromkeys(["motion", *methods], 0.0)
 
-    def forecasts(self, inputs: np.ndarray, leads: int, batch: int) -> dict[str, np.ndarray]:
-        """Every method's (n, leads, H, W) forecast in mm/h from `inputs` (n, I, H, W) mm/h."""
-        window = Window.from_rates(inputs, self.loaded.transform)
+    def forecasts(
+        self, inputs: np.ndarray, leads: int, batch: int, margin: int = 0
+    ) -> dict[str, np.ndarray]:
+        """Every method's (n, leads, H, W) forecast in mm/h from `inputs` (n, I, H, W) mm/h,
+        which hold a halo of `margin` pixels on every side of that grid."""
+        window = Window.from_rates(inputs, self.loaded.transform, margin=margin)
         t0 = time.perf_counter()
         motion = (
             None
@@ -230,21 +237,33 @@ class _Forecasters:
         forecasts = {}
         for method in self.methods:
             t0 = time.perf_counter()
-            forecasts[method] = self._forecast(method, inputs, leads, batch, motion)
+            forecasts[method] = self._forecast(method, inputs, leads, batch, motion, margin)
             self.seconds[method] += time.perf_counter() - t0
         return forecasts
 
     def _forecast(
-        self, method: str, inputs: np.ndarray, leads: int, batch: int, motion: np.ndarray | None
+        self,
+        method: str,
+        inputs: np.ndarray,
+        leads: int,
+        batch: int,
+        motion: np.ndarray | None,
+        margin: int,
     ) -> np.ndarray:
         if method == "model":
             flow = motion if self.loaded.cfg.lagrangian else None
-            return model_forecast(self.loaded, inputs, leads, batch, flow)
+            return model_forecast(self.loaded, inputs, leads, batch, flow, margin=margin)
         if method == "persistence":
-            return persistence(inputs, leads)
+            return persistence(_inner(inputs, margin), leads)
         fn = self.rivals[method]
         assert fn is not None and motion is not None
-        return np.stack([fn(x, leads, v) for x, v in zip(inputs, motion, strict=True)])
+        out = np.stack([fn(x, leads, v) for x, v in zip(inputs, motion, strict=True)])
+        return _inner(out, margin)
+
+
+def _inner(frames: np.ndarray, margin: int) -> np.ndarray:
+    """The model grid of (..., H, W) frames with a halo of `margin` on every side."""
+    return frames[..., margin : frames.shape[-2] - margin, margin : frames.shape[-1] - margin]
 
 
 def compare(
@@ -270,9 +289,9 @@ def compare(
     offsets = np.arange(n_in + leads)
     for b0 in range(0, starts.size, batch):
         idx = starts[b0 : b0 + batch]
-        frames = seq.precip[idx[:, None] + offsets]  # (n, I + K, H, W) mm/h
-        inputs, observed = frames[:, :n_in], frames[:, n_in:]
-        forecasts = forecasters.forecasts(inputs, leads, batch)
+        observed = seq.precip[idx[:, None] + offsets[n_in:]]  # (n, K, H, W) mm/h
+        inputs = seq.window_frames[idx[:, None] + offsets[:n_in]]  # (n, I, H, W) and halo
+        forecasts = forecasters.forecasts(inputs, leads, batch, seq.margin)
         truth = common_pixels(observed, list(forecasts.values()))
         for method, forecast in forecasts.items():
             scorers[method].update(forecast, truth)
@@ -336,24 +355,33 @@ def model_forecast(
     leads: int,
     batch: int,
     motion: np.ndarray | None = None,
+    *,
+    margin: int = 0,
 ) -> np.ndarray:
     """(n, I, H, W) mm/h -> (n, leads, H, W) mm/h, as serve forecasts (`forecast_rates`),
     compiled under the model's strategy (`LoadedModel.strategy`); n <= batch, padded so that
     one shape compiles. `motion` (n, H, W, 2): the inputs' motion
-    if already estimated, for a Lagrangian model (else `forecast_rates` estimates it)."""
+    if already estimated, for a Lagrangian model (else `forecast_rates` estimates it).
+    `margin`: the halo the inputs (and motion) hold around the forecast's grid."""
     n = inputs.shape[0]
     if n < batch:
         inputs = np.concatenate([inputs, np.repeat(inputs[-1:], batch - n, axis=0)])
         if motion is not None:
             motion = np.concatenate([motion, np.repeat(motion[-1:], batch - n, axis=0)])
-    window = Window.from_rates(inputs, loaded.transform)
+    window = Window.from_rates(inputs, loaded.transform, margin=margin)
     estimator = None
     if loaded.cfg.lagrangian and motion is None:
         estimator = MotionEstimator(loaded.motion_method)
 
     def run(context: jax.Array | np.ndarray, flow: np.ndarray | None) -> jax.Array:
         return rollout_rates_jit(
-            loaded.network, loaded.transform, context, leads, flow, strategy=loaded.strategy
+            loaded.network,
+            loaded.transform,
+            context,
+            leads,
+            flow,
+            strategy=loaded.strategy,
+            margin=margin,
         )
 
     return forecast_rates(window, run, motion=estimator, flow=motion)[:n]

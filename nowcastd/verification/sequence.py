@@ -15,6 +15,10 @@ The time step, unless the movie states it, is `data.movie.time_step` (the most c
 
 `RadarSequence.starts(length)` gives every start of `length` consecutive frames that spans no
 time gap.
+
+With a halo (`Domain.halo`, `[domain] halo_km`; by default what the data offers around the
+crop), `RadarSequence.padded` holds the frames on the grid grown by it on every side, the
+window every method forecasts from (`verification.comparison`); `precip` is its model grid.
 """
 
 from __future__ import annotations
@@ -66,7 +70,8 @@ class ScanFile:
 class RadarSequence:
     """T frames of rain rate (mm/h, NaN = no data) on the model grid, oldest first; `files`:
     the scan file of each frame (none for a movie); `pixel_km`: the model grid's pixel size
-    (the geometric mean of its two sides; None when the data does not state it)."""
+    (the geometric mean of its two sides; None when the data does not state it); `padded`:
+    the same frames with the domain's halo on every side (None: no halo)."""
 
     precip: np.ndarray  # (T, H, W) float32
     time_unix: np.ndarray  # (T,) int64 seconds, increasing
@@ -75,6 +80,7 @@ class RadarSequence:
     domain: Domain
     files: tuple[ScanFile, ...] = ()
     pixel_km: float | None = None  # the model grid's pixel size, when the data states it
+    padded: np.ndarray | None = None  # (T, H + 2 halo, W + 2 halo) float32
 
     def __post_init__(self) -> None:
         precip = np.asarray(self.precip, dtype=np.float32)
@@ -95,10 +101,27 @@ class RadarSequence:
             )
         object.__setattr__(self, "precip", precip)
         object.__setattr__(self, "time_unix", times)
+        if self.padded is not None:
+            m, (h, w) = self.domain.halo, self.grid
+            if self.padded.shape != (precip.shape[0], h + 2 * m, w + 2 * m):
+                raise ValueError(
+                    f"RadarSequence.padded: expected {(precip.shape[0], h + 2 * m, w + 2 * m)} "
+                    f"(the frames with a halo of {m}), got {self.padded.shape}"
+                )
 
     @property
     def grid(self) -> tuple[int, int]:
         return self.domain.model_shape
+
+    @property
+    def margin(self) -> int:
+        """The halo of `padded` (0 without one)."""
+        return 0 if self.padded is None else self.domain.halo
+
+    @property
+    def window_frames(self) -> np.ndarray:
+        """The frames forecasts start from: `padded` with a halo, else `precip`."""
+        return self.precip if self.padded is None else self.padded
 
     def starts(self, length: int) -> np.ndarray:
         """Indices of every window of `length` frames one time step apart."""
@@ -159,7 +182,8 @@ def read_movie_sequence(
         if len(picked) == 0:
             raise DataError(f"{where}: 'precip' holds no frames")
         domain = check_geometry(tuple(ds.shape[1:]), crop, block, where)
-        fields = np.stack([domain.apply(ds[t], name=f"{where} frame {t}") for t in picked])
+        padded = domain.with_halo()
+        fields = np.stack([padded.apply(ds[t], name=f"{where} frame {t}") for t in picked])
         pixel_km = _pixel_km(h.attrs, block)
     if unix is None and iso is not None:
         unix = _unix_from_iso(iso, where)
@@ -174,13 +198,20 @@ def read_movie_sequence(
     if unix is None:
         unix = np.arange(fields.shape[0], dtype=np.int64) * step
     return RadarSequence(
-        precip=fields,
+        precip=_inner(fields, domain.halo),
         time_unix=unix,
         timestep_seconds=step,
         source=str(path),
         domain=domain,
         pixel_km=pixel_km,
+        padded=fields if domain.halo else None,
     )
+
+
+def _inner(fields: np.ndarray, margin: int) -> np.ndarray:
+    """The model grid of (..., H, W) frames with a halo of `margin` (the same tiles: the halo
+    is whole blocks)."""
+    return fields[..., margin : fields.shape[-2] - margin, margin : fields.shape[-1] - margin]
 
 
 def _first_domain(
@@ -199,7 +230,7 @@ def _first_domain(
 def _field_on(
     domain: Domain, scan: Scan, read_already: bool, found: ScanDirectory
 ) -> np.ndarray | None:
-    """The scan's field on `domain`, or None (logged) for a second scan of a valid time
+    """The scan's field on `domain` with its halo, or None (logged) for a second scan of a valid time
     `read_already` or a scan of another grid (named in `found.skipped`)."""
     if read_already:
         logger.warning(
@@ -207,7 +238,7 @@ def _field_on(
         )
         return None
     try:
-        return domain.apply(scan)
+        return domain.with_halo().apply(scan)
     except ScanError as e:  # another grid: this file's refusal, not the evaluation's end
         logger.warning("skipping %s: %s", scan.path.name, e)
         found.skipped.append(scan.path.name)
@@ -253,8 +284,10 @@ def read_scan_sequence(
     times = np.array(sorted(fields), dtype=np.int64)
     step = time_step(times)
     logger.info("%s: %d scans, step %d s, %d files skipped", directory, len(times), step, skipped)
+    frames = np.stack([fields[int(t)][1] for t in times])
     return RadarSequence(
-        precip=np.stack([fields[int(t)][1] for t in times]),
+        precip=_inner(frames, domain.halo),
+        padded=frames if domain.halo else None,
         time_unix=times,
         timestep_seconds=step,
         source=str(directory),
