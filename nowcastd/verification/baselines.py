@@ -11,6 +11,11 @@ S-PROG on the same motion field.
   so that the scales that cannot be predicted fade out; with mean-preserving probability
   matching (`probmatching_method="mean"`). pysteps' guide to benchmarking machine-learning
   nowcasts names it the fair deterministic baseline for a model trained on an error.
+- `Steps`: pysteps' STEPS ensemble (`nowcasts.steps`, Bowler et al. 2006, Seed et al. 2013)
+  on the same motion, the ensemble baseline: S-PROG's cascade plus noise with the scan's own
+  spectrum (`nonparametric`) in every scale, perturbed motion (`bps`, which needs the pixel
+  size and the time step), the incremental rain mask and CDF probability matching, with
+  pysteps' defaults for all of these; one seed per forecast.
 
 Rain advected in from outside the frame is no data (NaN) for both, as it is for the Lagrangian
 model: the comparison then scores only the pixels where every method has data.
@@ -28,7 +33,7 @@ from nowcastd.data.motion import MotionEstimator, to_db
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LagrangianExtrapolation", "SProg", "persistence"]
+__all__ = ["LagrangianExtrapolation", "SProg", "Steps", "persistence"]
 
 DB_BACK_THRESHOLD = -10.0
 
@@ -118,9 +123,65 @@ class SProg:
         return _from_db(np.asarray(out))
 
 
+class Steps:
+    """pysteps' STEPS ensemble on the inputs' motion (module docstring)."""
+
+    AR_ORDER = 2
+
+    def __init__(
+        self, pixel_km: float, timestep_minutes: float, motion: MotionEstimator | None = None
+    ) -> None:
+        if not (pixel_km > 0 and timestep_minutes > 0):
+            raise ValueError(
+                f"STEPS: expected a pixel size and a time step > 0, got {pixel_km} km and "
+                f"{timestep_minutes} min"
+            )
+        with contextlib.redirect_stdout(io.StringIO()):
+            from pysteps import nowcasts
+        self.motion = motion or MotionEstimator()
+        self.pixel_km, self.timestep_minutes = float(pixel_km), float(timestep_minutes)
+        self._forecast = nowcasts.get_method("steps")
+
+    def __call__(
+        self,
+        inputs: np.ndarray,
+        leads: int,
+        members: int,
+        seed: int,
+        velocity: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(I >= 3, H, W) mm/h -> (members, leads, H, W) mm/h; a dry input forecasts dry.
+        `seed` seeds the forecast's noise and motion perturbations."""
+        inputs = np.asarray(inputs)
+        if inputs.shape[0] < self.AR_ORDER + 1:
+            raise ValueError(f"STEPS: expected at least 3 input frames, got {inputs.shape[0]}")
+        v = self.motion(inputs) if velocity is None else velocity
+        db = to_db(inputs[-(self.AR_ORDER + 1) :])
+        if not (db > DB_BACK_THRESHOLD).any():
+            return np.zeros((members, leads, *inputs.shape[1:]), np.float32)
+        with _sprog_quiet():
+            out = self._forecast(
+                db,
+                np.moveaxis(v, -1, 0),
+                leads,
+                n_ens_members=members,
+                precip_thr=DB_BACK_THRESHOLD,
+                kmperpixel=self.pixel_km,
+                timestep=self.timestep_minutes,
+                ar_order=self.AR_ORDER,
+                seed=seed,
+                extrap_kwargs={"allow_nonfinite_values": True},
+            )
+        return _from_db(np.asarray(out))
+
+
 def baseline_unavailable(method: str, input_length: int) -> str:
     """Why `method` cannot forecast from `input_length` frames ('' if it can)."""
-    need = {"pysteps_lk": 2, "pysteps_sprog": SProg.AR_ORDER + 1}.get(method, 1)
+    need = {
+        "pysteps_lk": 2,
+        "pysteps_sprog": SProg.AR_ORDER + 1,
+        "pysteps_steps": Steps.AR_ORDER + 1,
+    }.get(method, 1)
     if input_length < need:
         return f"it needs at least {need} input frames, the model takes {input_length}"
     return ""
