@@ -1,0 +1,198 @@
+"""The ensemble's members in JAX: what runs inside the one compiled program, after the host has
+estimated the scan's perturbation parameters (`nowcastd.ensemble.perturbations`).
+
+Axes: `n` windows, `N` members, `K` leads, `H` x `W` pixels. Fields are in model units (the
+dBZ-like [0, 1] scale of `DataTransform`, a logarithmic rain scale) until the last step, which
+turns them into mm/h with `DataTransform.to_rates`, the rule of every forecast.
+
+1. The network forecasts once (design "perturb") on the window in its own frame of reference:
+   the Lagrangian frame for a Lagrangian network (`model.lagrangian`). Design "network" runs
+   it for every member (a batch of n N windows) on a context whose newest frame carries that
+   member's first noise field.
+2. Noise with the scan's spatial spectrum: white noise filtered by FFT with the host's filter,
+   each field normalised, AR(1) from lead to lead with the lag-1 correlation `phi` of the two
+   newest context frames (in the network's frame), so it is correlated in time as the rain is;
+   its amplitude `gain * std(newest) * sqrt(1 - phi^(2k))` grows with the lead k as the part
+   of the field the past cannot tell. It is added to the forecast in model units.
+3. Each member moves with its own motion: the velocity at step t is the motion plus pysteps'
+   BPS perturbation (coefficients along and across the local motion, from the host), and the
+   trajectories are integrated step by step as `model.advection` integrates them (midpoint,
+   bilinear). An Eulerian network's forecast has moved already: its members move by the
+   perturbation alone.
+4. Rank matching as the checkpoint says (`match_extrapolation`: each member against the newest
+   frame advected with the member's own motion; `match_intensity`: against the newest frame).
+
+No Python loop over members or leads: members and windows are batch axes, the trajectories a
+`lax.scan` over the leads.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, UInt
+
+from model.advection import warp
+from model.lagrangian import to_lagrangian
+from model.network import PredRNN
+from model.rank_matching import match_quantiles
+from model.rollout import encode, forecast_from
+from model.strategy import DEFAULT, Strategy
+from nowcastd.io.transform import DataTransform
+
+__all__ = ["ensemble_rates"]
+
+
+def _network_forecast(
+    network: PredRNN, context: Float[Array, "b i h w 1"], num_leads: int, strategy: Strategy
+) -> Float[Array, "b k h w"]:
+    """The network's K frames from `context` (already in its frame of reference)."""
+    if context.shape[1] > 1:
+        carry, _ = encode(network, context[:, :-1], strategy=strategy)
+    else:
+        p = network.cfg.patch_size
+        carry = network.zero_carry(context.shape[0], (context.shape[2] // p, context.shape[3] // p))
+    out = forecast_from(network, carry, context[:, -1], num_leads, strategy=strategy)
+    return out[..., 0]
+
+
+def _lag1_correlation(context: Float[Array, "n i h w"]) -> Float[Array, " n"]:
+    """The correlation of the two newest frames over the grid, in [0, 0.999]; 0 for one frame."""
+    if context.shape[1] < 2:
+        return jnp.zeros(context.shape[0], context.dtype)
+    a, b = context[:, -2], context[:, -1]
+    a = a - a.mean(axis=(1, 2), keepdims=True)
+    b = b - b.mean(axis=(1, 2), keepdims=True)
+    cov = (a * b).mean(axis=(1, 2))
+    std = jnp.sqrt((a * a).mean(axis=(1, 2)) * (b * b).mean(axis=(1, 2)))
+    return jnp.clip(jnp.where(std > 0, cov / jnp.maximum(std, 1e-12), 0.0), 0.0, 0.999)
+
+
+def _noise(
+    key: jax.Array,
+    spectrum: Float[Array, "n h wr"],
+    phi: Float[Array, " n"],
+    members: int,
+    leads: int,
+    width: int,
+) -> Float[Array, "n m k h w"]:
+    """Unit-variance noise with the spectrum `spectrum` (rfft half), AR(1) in lead with `phi`."""
+    n, h = spectrum.shape[0], spectrum.shape[1]
+    white = jax.random.normal(key, (n, members, leads, h, width), jnp.float32)
+    shaped = jnp.fft.irfft2(jnp.fft.rfft2(white) * spectrum[:, None, None], s=(h, width))
+    shaped = shaped - shaped.mean(axis=(-2, -1), keepdims=True)
+    shaped = shaped / jnp.maximum(shaped.std(axis=(-2, -1), keepdims=True), 1e-12)
+    k = jnp.arange(leads)
+    lag = k[:, None] - k[None, :]  # (K, K): k - j
+    power = phi[:, None, None] ** jnp.maximum(lag, 0)[None]
+    innovation = jnp.where(k[None, None, :] == 0, 1.0, jnp.sqrt(1.0 - phi**2)[:, None, None])
+    ar = jnp.where(lag[None] >= 0, power * innovation, 0.0)  # eps_k = sum_j ar[k, j] x_j
+    return jnp.einsum("nkj,nmjhw->nmkhw", ar, shaped)
+
+
+def _amplitude(
+    newest: Float[Array, "n h w"], phi: Float[Array, " n"], leads: int, gain: float
+) -> Float[Array, "n k"]:
+    """`gain * std(newest) * sqrt(1 - phi^(2k))` for k = 1..leads."""
+    k = jnp.arange(1, leads + 1)
+    growth = jnp.sqrt(1.0 - phi[:, None] ** (2 * k[None]))
+    return gain * newest.std(axis=(1, 2))[:, None] * growth
+
+
+def _unit_directions(motion: Float[Array, "h w 2"]) -> tuple[Array, Array]:
+    """The local motion's direction and the one across it (0 where there is no motion)."""
+    speed = jnp.linalg.norm(motion, axis=-1, keepdims=True)
+    along = jnp.where(speed > 1e-12, motion / jnp.maximum(speed, 1e-12), 0.0)
+    across = jnp.stack([-along[..., 1], along[..., 0]], axis=-1)
+    return along, across
+
+
+def _trajectories(
+    motion: Float[Array, "h w 2"], coefficients: Float[Array, "k 2"], moving: bool
+) -> Float[Array, "k h w 2"]:
+    """One member's displacement after 1..K steps, its velocity at step t the motion (if
+    `moving`) plus `coefficients[t]` along and across the motion, integrated as
+    `model.advection` integrates a constant motion (one midpoint per step)."""
+    along, across = _unit_directions(motion)
+    base = motion if moving else jnp.zeros_like(motion)
+
+    def velocity_at(field: Array, d: Array) -> Array:
+        values, _ = warp(field[None], d[None])
+        return values[0]
+
+    def body(state: tuple[Array, Array], c: Array) -> tuple[tuple[Array, Array], Array]:
+        d, v_inc = state
+        field = base + c[0] * along + c[1] * across
+        v_inc = velocity_at(field, d - v_inc / 2.0)
+        d = d - v_inc
+        return (d, velocity_at(field, d)), d
+
+    first = base + coefficients[0, 0] * along + coefficients[0, 1] * across
+    _, out = jax.lax.scan(body, (jnp.zeros_like(motion), first), coefficients)
+    return out
+
+
+def _advect(
+    fields: Float[Array, "n m k h w"], displacement: Float[Array, "n m k h w 2"]
+) -> Float[Array, "n m k h w"]:
+    """Each field sampled along its displacement, NaN where that point lies off the grid."""
+    shape = fields.shape
+    flat = fields.reshape(-1, *shape[-2:], 1)
+    values, inside = warp(flat, displacement.reshape(-1, *shape[-2:], 2))
+    return jnp.where(inside > 0, values, jnp.nan)[..., 0].reshape(shape)
+
+
+def _matched(
+    network: PredRNN,
+    members: Float[Array, "n m k h w"],
+    newest: Float[Array, "n h w"],
+    displacement: Float[Array, "n m k h w 2"],
+) -> Float[Array, "n m k h w"]:
+    """The members rank matched as the checkpoint's deterministic forecast is."""
+    cfg = network.cfg
+    if cfg.lagrangian and cfg.match_extrapolation:
+        reference = _advect(jnp.broadcast_to(newest[:, None, None], members.shape), displacement)
+        return match_quantiles(members[..., None], reference[..., None])[..., 0]
+    if cfg.match_intensity:
+        return match_quantiles(members[..., None], newest[:, None, None, :, :, None])[..., 0]
+    return members
+
+
+def ensemble_rates(
+    network: PredRNN,
+    transform: DataTransform,
+    context: Float[Array, "n i h w 1"],
+    motion: Float[Array, "n h w 2"],
+    spectrum: Float[Array, "n h wr"],
+    coefficients: Float[Array, "n m k 2"],
+    key_data: UInt[Array, "2"],
+    *,
+    design: str = "perturb",
+    gain: float = 1.0,
+    strategy: Strategy = DEFAULT,
+) -> Float[Array, "n m k h w"]:
+    """The members' forecasts in mm/h (see the module docstring), NaN where a member's rain
+    would come from off the grid. `coefficients`: BPS velocity perturbations in pixels per
+    step along and across the motion; `key_data`: a raw threefry key."""
+    n, members, leads = coefficients.shape[:3]
+    h, w = context.shape[2], context.shape[3]
+    lagrangian = network.cfg.lagrangian
+    moved = to_lagrangian(context, motion, context.shape[1] - 1)[0] if lagrangian else context
+    newest = moved[:, -1, ..., 0]
+    phi = _lag1_correlation(moved[..., 0])
+    key = jax.random.wrap_key_data(key_data, impl="threefry2x32")
+    eps = _noise(key, spectrum, phi, members, leads, w)
+    amplitude = _amplitude(newest, phi, leads, gain)[:, None, :, None, None]
+    if design == "network":
+        first = jnp.clip(newest[:, None] + amplitude[:, :, 0] * eps[:, :, 0], 0.0, 1.0)
+        batch = jnp.broadcast_to(moved[:, None], (n, members, *moved.shape[1:]))
+        batch = batch.at[:, :, -1, ..., 0].set(first).reshape(n * members, *moved.shape[1:])
+        forecast = _network_forecast(network, batch, leads, strategy)
+        forecast = forecast.reshape(n, members, leads, h, w)
+    else:
+        forecast = _network_forecast(network, moved, leads, strategy)[:, None]
+    perturbed = forecast + amplitude * eps
+    paths = jax.vmap(jax.vmap(_trajectories, in_axes=(None, 0, None)), in_axes=(0, 0, None))
+    displacement = paths(motion, coefficients, lagrangian)
+    advected = _advect(perturbed, displacement)
+    return transform.to_rates(_matched(network, advected, context[:, -1, ..., 0], displacement))
