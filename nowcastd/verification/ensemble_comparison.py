@@ -2,7 +2,8 @@
 
 For each start time with `input_length` frames of context and the lead frames after them, both
 methods forecast N members from the same window (`nowcast.Window.from_rates`) and the same
-motion (one field per window, estimated once with the checkpoint's optical flow):
+motion (one field per window, estimated once with the checkpoint's optical flow), from the
+window grown by the sequence's halo (`RadarSequence.padded`), as `comparison` does:
 
 - ``model``: the model's ensemble as `nowcastd serve` makes it (`ModelEnsemble`);
 - ``pysteps_steps``: pysteps' STEPS with N members (`baselines.Steps`).
@@ -32,7 +33,7 @@ from nowcastd.data.motion import MotionEstimator
 from nowcastd.io.model_checkpoint import LoadedModel
 from nowcastd.nowcast import Window
 from nowcastd.verification.baselines import Steps, baseline_unavailable
-from nowcastd.verification.comparison import ASSUMED_PIXEL_KM, _windows, common_pixels
+from nowcastd.verification.comparison import ASSUMED_PIXEL_KM, _inner, _windows, common_pixels
 from nowcastd.verification.ensemble_members import ModelEnsemble
 from nowcastd.verification.ensemble_skill import EnsembleScorer, EnsembleScores
 from nowcastd.verification.ensemble_verdict import EnsembleVerdict, judge_ensemble
@@ -131,11 +132,11 @@ class _EnsembleForecasters:
         self.seconds = dict.fromkeys(["motion", *methods], 0.0)
 
     def forecasts(
-        self, inputs: np.ndarray, leads: int, batch: int, seeds: np.ndarray
+        self, inputs: np.ndarray, leads: int, batch: int, seeds: np.ndarray, margin: int
     ) -> dict[str, np.ndarray]:
-        """Every method's (n, N, leads, H, W) members in mm/h from (n, I, H, W) mm/h inputs;
-        `seeds`: each window's seed."""
-        window = Window.from_rates(inputs, self.loaded.transform)
+        """Every method's (n, N, leads, H, W) members in mm/h from (n, I, H, W) mm/h inputs
+        holding a halo of `margin` pixels around the grid scored; `seeds`: each window's."""
+        window = Window.from_rates(inputs, self.loaded.transform, margin=margin)
         assert window.motion is not None
         t0 = time.perf_counter()
         motion = self.estimator.batch(window.motion)
@@ -143,7 +144,7 @@ class _EnsembleForecasters:
         out = {}
         for method in self.methods:
             t0 = time.perf_counter()
-            out[method] = self._forecast(method, inputs, leads, batch, motion, seeds)
+            out[method] = self._forecast(method, inputs, leads, batch, motion, seeds, margin)
             self.seconds[method] += time.perf_counter() - t0
         return out
 
@@ -155,18 +156,20 @@ class _EnsembleForecasters:
         batch: int,
         motion: np.ndarray,
         seeds: np.ndarray,
+        margin: int,
     ) -> np.ndarray:
         if method == "model":
             if self.model is None:
-                self.model = ModelEnsemble(self.loaded, self.members, leads, batch)
+                self.model = ModelEnsemble(self.loaded, self.members, leads, batch, margin)
             return self.model(inputs, motion, int(seeds[0]))
         assert self.steps is not None
-        return np.stack(
+        out = np.stack(
             [
                 self.steps(x, leads, self.members, int(s), v)
                 for x, v, s in zip(inputs, motion, seeds, strict=True)
             ]
         )
+        return _inner(out, margin)
 
 
 def _ensemble_methods(n_in: int, baselines: bool) -> tuple[list[str], dict[str, str]]:
@@ -213,10 +216,11 @@ def compare_ensembles(
     offsets = np.arange(n_in + leads)
     for b0 in range(0, starts.size, batch):
         idx = starts[b0 : b0 + batch]
-        frames = seq.precip[idx[:, None] + offsets]
+        observed = seq.precip[idx[:, None] + offsets[n_in:]]  # (n, K, H, W) mm/h
+        inputs = seq.window_frames[idx[:, None] + offsets[:n_in]]  # (n, I, H, W) and halo
         seeds = np.array([window_seed(seed, seq.time_unix[i + n_in - 1]) for i in idx])
-        forecasts = forecasters.forecasts(frames[:, :n_in], leads, batch, seeds)
-        truth = all_members_pixels(frames[:, n_in:], list(forecasts.values()))
+        forecasts = forecasters.forecasts(inputs, leads, batch, seeds, seq.margin)
+        truth = all_members_pixels(observed, list(forecasts.values()))
         for method, forecast in forecasts.items():
             scorers[method].update(forecast, truth)
         logger.debug("ensemble: scored starts %d..%d of %d", b0, b0 + idx.size - 1, starts.size)
