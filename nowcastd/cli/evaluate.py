@@ -22,10 +22,21 @@ from nowcastd.settings import setting, specs
 if TYPE_CHECKING:
     from nowcastd.data.clips import ClipSet
     from nowcastd.io.model_checkpoint import LoadedModel
+    from nowcastd.verification.ensemble_comparison import EnsembleComparison
+    from nowcastd.verification.sequence import RadarSequence
     from nowcastd.verification.skill import Neighbourhood
 
 CLIP_ONLY = ("split", "valid_fraction", "visual", "num_save_samples")
-SEQUENCE_ONLY = ("crop", "block", "lead_frames", "out_json", "plot", "pixel_km")
+SEQUENCE_ONLY = (
+    "crop",
+    "block",
+    "lead_frames",
+    "out_json",
+    "plot",
+    "pixel_km",
+    "ensemble",
+    "ensemble_seed",
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -64,6 +75,15 @@ class EvaluateSettings:
     pixel_km: float | None = setting(
         None, "movie or scans: the model grid's pixel in km [default: as the data states]"
     )
+    ensemble: int = setting(
+        0,
+        "movie or scans: also score the model's N-member ensemble against pysteps' STEPS with "
+        "N members (CRPS, ROC area, reliability, rank histogram, spread-skill); with --plot, a "
+        "reliability plot beside it (<plot>_reliability.png); 0: off",
+    )
+    ensemble_seed: int = setting(
+        0, "movie or scans: the ensembles' base seed (each window adds its issue time, as serve)"
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -76,6 +96,10 @@ class EvaluateSettings:
             raise ValueError(
                 f"neighbourhood_km, pixel_km: expected numbers > 0, got {self.neighbourhood_km}, "
                 f"{self.pixel_km}"
+            )
+        if self.ensemble < 0 or self.ensemble == 1:
+            raise ValueError(
+                f"ensemble: expected 0 (off) or at least 2 members, got {self.ensemble}"
             )
         if self.block < 1:
             raise ValueError(f"block: expected an integer >= 1, got {self.block}")
@@ -279,16 +303,17 @@ CLIP_PIXEL_KM = 4.0
 
 def _evaluate_sequence(s: EvaluateSettings, config: Path | None, as_json: bool) -> None:
     """The four-way evaluation of each movie or scan directory, then pooled
-    (`verification.comparison`)."""
+    (`verification.comparison`); with --ensemble, the ensembles' too."""
     from nowcastd.io.model_checkpoint import load_model
     from nowcastd.verification.comparison import compare, finite_or_none, format_comparison, pool
     from nowcastd.verification.comparison import write_json as write_report
     from nowcastd.verification.sequence import open_sequence
 
     loaded = load_model(s.checkpoint)
-    reports = []
+    reports, sequences = [], []
     for path in s.data or ():
         seq = open_sequence(path, crop=s.crop, block=s.block, config=config)
+        sequences.append(seq)
         reports.append(
             compare(
                 loaded,
@@ -301,23 +326,60 @@ def _evaluate_sequence(s: EvaluateSettings, config: Path | None, as_json: bool) 
             )
         )
     shown = reports if len(reports) == 1 else [*reports, pool(reports)]
-    body: dict[str, Any] = (
-        shown[0].to_json() if len(shown) == 1 else {"events": [r.to_json() for r in shown]}
-    )
+    ensembles = _ensembles(s, loaded, sequences) if s.ensemble else []
+    bodies = [r.to_json() for r in shown]
+    for body, ens in zip(bodies, ensembles, strict=False):
+        body["ensemble"] = ens.to_json()
+    out: dict[str, Any] = bodies[0] if len(bodies) == 1 else {"events": bodies}
     if s.out_json is not None:
-        write_report(s.out_json, body)
+        write_report(s.out_json, out)
     if s.plot is not None:
-        from nowcastd.verification.figures import save_lead_time_plot
-
-        save_lead_time_plot(s.plot, shown[-1])
+        _plots(s.plot, shown[-1], ensembles[-1] if ensembles else None)
     if as_json:
-        typer.echo(json.dumps(finite_or_none(body), indent=1))
+        typer.echo(json.dumps(finite_or_none(out), indent=1))
         for method, reason in reports[0].not_scored.items():
             typer.echo(f"{method} not scored: {reason}", err=True)
         return
     cfg = loaded.cfg
     typer.echo(f"model {cfg.model_name} ({loaded.path.name}, sha256 {loaded.digest[:12]})")
     typer.echo("\n\n".join(format_comparison(r) for r in shown))
+    if ensembles:
+        from nowcastd.verification.ensemble_comparison import format_ensemble_comparison
+
+        typer.echo("\n\n" + "\n\n".join(format_ensemble_comparison(e) for e in ensembles))
+
+
+def _ensembles(
+    s: EvaluateSettings, loaded: "LoadedModel", sequences: list["RadarSequence"]
+) -> list["EnsembleComparison"]:
+    """The model's ensemble against STEPS on each sequence, and pooled if several."""
+    from nowcastd.verification.ensemble_comparison import compare_ensembles, pool_ensembles
+
+    reports = [
+        compare_ensembles(
+            loaded,
+            seq,
+            members=s.ensemble,
+            seed=s.ensemble_seed,
+            lead_frames=s.lead_frames,
+            batch_size=s.batch_size,
+            baselines=s.baselines,
+            pixel_km=s.pixel_km,
+        )
+        for seq in sequences
+    ]
+    return reports if len(reports) == 1 else [*reports, pool_ensembles(reports)]
+
+
+def _plots(path: Path, report: Any, ensemble: "EnsembleComparison | None") -> None:
+    """The lead-time plot at `path` and, for an ensemble, its reliability plot beside it."""
+    from nowcastd.verification.figures import save_lead_time_plot
+
+    save_lead_time_plot(path, report)
+    if ensemble is not None:
+        from nowcastd.verification.ensemble_figures import save_reliability_plot
+
+        save_reliability_plot(path.with_name(f"{path.stem}_reliability{path.suffix}"), ensemble)
 
 
 def register(app: typer.Typer) -> None:
