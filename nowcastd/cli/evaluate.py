@@ -353,14 +353,15 @@ def _ensembles(
     s: EvaluateSettings, loaded: "LoadedModel", sequences: list["RadarSequence"]
 ) -> list["EnsembleComparison"]:
     """The model's ensemble against STEPS on each sequence, and pooled if several."""
+    from nowcastd.ensemble import EnsembleSettings
     from nowcastd.verification.ensemble_comparison import compare_ensembles, pool_ensembles
 
+    settings = EnsembleSettings(members=s.ensemble, seed=s.ensemble_seed)
     reports = [
         compare_ensembles(
             loaded,
             seq,
-            members=s.ensemble,
-            seed=s.ensemble_seed,
+            settings=settings,
             lead_frames=s.lead_frames,
             batch_size=s.batch_size,
             baselines=s.baselines,

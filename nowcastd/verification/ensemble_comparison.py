@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from nowcastd.data.motion import MotionEstimator
+from nowcastd.ensemble import EnsembleSettings
 from nowcastd.io.model_checkpoint import LoadedModel
 from nowcastd.nowcast import Window
 from nowcastd.verification.baselines import Steps, baseline_unavailable
@@ -75,6 +76,7 @@ class EnsembleComparison:
     not_scored: dict[str, str]
     seconds: dict[str, float]
     scorers: dict[str, EnsembleScorer] = field(repr=False)
+    settings: EnsembleSettings | None = None  # the model's ensemble
     left_out: tuple[str, ...] = ()
 
     @property
@@ -95,6 +97,7 @@ class EnsembleComparison:
             "data": self.data,
             "members": self.members,
             "seed": self.seed,
+            "model_ensemble": None if self.settings is None else dataclasses.asdict(self.settings),
             "grid": list(self.grid),
             "pixel_km": self.pixel_km,
             "timestep_seconds": self.timestep_seconds,
@@ -123,9 +126,14 @@ class _EnsembleForecasters:
     """The model's ensemble and STEPS: each one's members of a batch, and their seconds."""
 
     def __init__(
-        self, loaded: LoadedModel, methods: list[str], members: int, steps: Steps | None
+        self,
+        loaded: LoadedModel,
+        methods: list[str],
+        settings: EnsembleSettings,
+        steps: Steps | None,
     ) -> None:
-        self.loaded, self.methods, self.members = loaded, methods, members
+        self.loaded, self.methods, self.settings = loaded, methods, settings
+        self.members = settings.members
         self.estimator = MotionEstimator(loaded.motion_method)
         self.steps = steps
         self.model: ModelEnsemble | None = None
@@ -160,7 +168,8 @@ class _EnsembleForecasters:
     ) -> np.ndarray:
         if method == "model":
             if self.model is None:
-                self.model = ModelEnsemble(self.loaded, self.members, leads, batch, margin)
+                grid = (inputs.shape[-2] - 2 * margin, inputs.shape[-1] - 2 * margin)
+                self.model = ModelEnsemble(self.loaded, self.settings, leads, batch, grid, margin)
             return self.model(inputs, motion, int(seeds[0]))
         assert self.steps is not None
         out = np.stack(
@@ -192,25 +201,28 @@ def compare_ensembles(
     loaded: LoadedModel,
     seq: RadarSequence,
     *,
-    members: int,
-    seed: int = 0,
+    settings: EnsembleSettings,
     lead_frames: int | None = None,
     batch_size: int = 8,
     baselines: bool = True,
     pixel_km: float | None = None,
     name: str | None = None,
 ) -> EnsembleComparison:
-    """Score the model's ensemble and STEPS, `members` each, on every start time of `seq`
-    (module docstring). `pixel_km`: the grid's pixel size for STEPS' motion perturbations
-    (default: what the data states, else 4 km)."""
+    """Score the model's ensemble (`settings`: its members, base seed and perturbations) and
+    STEPS with as many members on every start time of `seq` (module docstring). `pixel_km`:
+    the grid's pixel size for both methods' motion perturbations (default: what the data
+    states, else 4 km); the time step is the data's."""
+    members, seed = settings.members, settings.seed
     if members < 2:
         raise ValueError(f"ensemble: expected at least 2 members, got {members}")
     n_in = loaded.cfg.input_length
     leads, starts = _windows(loaded, seq, lead_frames, batch_size)
     methods, not_scored = _ensemble_methods(n_in, baselines)
     km = pixel_km or seq.pixel_km or ASSUMED_PIXEL_KM
-    steps = Steps(km, seq.timestep_seconds / 60) if "pysteps_steps" in methods else None
-    forecasters = _EnsembleForecasters(loaded, methods, members, steps)
+    minutes = seq.timestep_seconds / 60
+    steps = Steps(km, minutes) if "pysteps_steps" in methods else None
+    settings = dataclasses.replace(settings, pixel_km=km, timestep_minutes=minutes)
+    forecasters = _EnsembleForecasters(loaded, methods, settings, steps)
     scorers = {m: EnsembleScorer(members) for m in methods}
     batch = min(batch_size, starts.size)
     offsets = np.arange(n_in + leads)
@@ -240,6 +252,7 @@ def compare_ensembles(
         not_scored=not_scored,
         seconds=forecasters.seconds,
         scorers=scorers,
+        settings=settings,
     )
 
 
