@@ -59,7 +59,7 @@ def extrapolation(
 
 def crop(
     frames: Float[Array, "*lead height width channels"], margin: int
-) -> Float[Array, "*lead inner_height inner_width channels"]:
+) -> Float[Array, "*lead grid_height grid_width channels"]:
     """The model grid inside a padded grid: `margin` pixels off every side (0: as it is)."""
     if margin == 0:
         return frames
@@ -67,7 +67,7 @@ def crop(
 
 
 def embed(
-    inner: Float[Array, "batch leads inner_height inner_width channels"],
+    inner: Float[Array, "batch leads grid_height grid_width channels"],
     around: Float[Array, "batch height width channels"],
     margin: int,
 ) -> Float[Array, "batch leads height width channels"]:

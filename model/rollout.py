@@ -143,7 +143,7 @@ def rollout(
     *,
     strategy: Strategy = DEFAULT,
     margin: int = 0,
-) -> Float[Array, "batch leads height width channels"]:
+) -> Float[Array, "batch leads grid_height grid_width channels"]:
     """Forecast `num_leads` frames from the I most recent frames (any K >= 1), traced under
     `strategy`.
 
@@ -175,7 +175,7 @@ def _lagrangian_rollout(
     motion: Float[Array, "batch height width 2"],
     strategy: Strategy,
     margin: int,
-) -> Float[Array, "batch leads inner_height inner_width channels"]:
+) -> Float[Array, "batch leads grid_height grid_width channels"]:
     """`rollout` of a Lagrangian network: the context advected to the newest frame's time on
     the (padded) grid, the network on the model grid inside it, and its forecast, placed in
     the newest frame (which holds the margin: extrapolation there), advected to each lead."""
@@ -219,9 +219,10 @@ INFERENCE_COMPILER_OPTIONS = DEFAULT.compiler_options(inference=True)
 
 
 def rollout_jit(
-    network: PredRNN, *args: Any, strategy: Strategy = DEFAULT
-) -> Float[Array, "batch leads height width channels"]:
-    """`rollout(network, *args)` compiled under `strategy` (`model.compile`), once per
-    strategy and shapes."""
-    out: Array = compile_program(rollout, strategy, inference=True)(network, *args)
+    network: PredRNN, *args: Any, strategy: Strategy = DEFAULT, margin: int = 0
+) -> Float[Array, "batch leads grid_height grid_width channels"]:
+    """`rollout(network, *args, margin=margin)` compiled under `strategy` (`model.compile`),
+    once per strategy, shapes and margin."""
+    program = compile_program(rollout, strategy, inference=True)
+    out: Array = program(network, *args, margin=margin) if margin else program(network, *args)
     return out

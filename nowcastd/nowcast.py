@@ -152,7 +152,7 @@ def rollout_rates(
     *,
     strategy: Strategy = DEFAULT,
     margin: int = 0,
-) -> Float[Array, "batch leads height width"]:
+) -> Float[Array, "batch leads grid_height grid_width"]:
     """The network's rollout in mm/h: clipped to [0, 1], then physical (compile it with
     `model.compile.compile_program`); `motion` for a Lagrangian network; `margin`: the halo
     of the context and motion (`model.rollout.rollout`), cropped from the forecast."""
@@ -168,7 +168,7 @@ def rollout_rates_program(strategy: Strategy) -> Callable[..., Any]:
 
 def rollout_rates_jit(
     network: PredRNN, *args: Any, strategy: Strategy = DEFAULT, margin: int = 0
-) -> Float[Array, "batch leads height width"]:
+) -> Float[Array, "batch leads grid_height grid_width"]:
     """`rollout_rates(network, *args, margin=margin)` run by `rollout_rates_program(strategy)`."""
     out: Array = rollout_rates_program(strategy)(network, *args, margin=margin)
     return out

@@ -120,3 +120,65 @@ def test_probability_matching_keeps_no_data_and_matches_the_rest() -> None:
     ranks = np.argsort(np.argsort(forecast[0, 1][np.isfinite(forecast[0, 1])]))
     expected = np.sort(reference.ravel())[np.floor((ranks + 0.5) * 30 / 20).astype(int)]
     np.testing.assert_array_equal(kept, expected)
+
+
+def _inner(frames: np.ndarray, margin: int) -> np.ndarray:
+    return frames[..., margin:-margin, margin:-margin, :]
+
+
+def test_a_halo_advects_the_margins_rain_into_the_grid(cfg: ModelConfig) -> None:
+    """With a margin of 4 pixels around the 16 x 20 grid, the zero-correction forecast is
+    pysteps' extrapolation on the padded grid, cropped: where the grid alone has NaN (rain
+    from outside it) the halo forecast holds the margin's rain, and it has data wherever the
+    grid alone has."""
+    m = 4
+    network = PredRNN(cfg, key=jax.random.key(0))  # predict_delta: the decoder starts at zero
+    padded = dataclasses.replace(cfg, img_height=16 + 2 * m, img_width=20 + 2 * m)
+    clips, motion = _clip_and_motion(padded, seed=3)
+    i, k = cfg.input_length, cfg.output_length
+    halo = np.asarray(
+        rollout_jit(network, jnp.asarray(clips[:, :i]), k, None, jnp.asarray(motion), margin=m)
+    )
+    assert halo.shape == (2, k, 16, 20, 1)
+    for b in range(2):
+        expected = extrapolate(
+            clips[b, i - 1, ..., 0].astype(np.float64), np.moveaxis(motion[b], -1, 0), k
+        )[:, m:-m, m:-m]
+        np.testing.assert_array_equal(np.isnan(halo[b, ..., 0]), np.isnan(expected))
+        np.testing.assert_allclose(halo[b, ..., 0], expected, atol=1e-5, equal_nan=True)
+    alone = np.asarray(
+        rollout_jit(
+            network,
+            jnp.asarray(_inner(clips[:, :i], m)),
+            k,
+            None,
+            jnp.asarray(_inner(motion, m)),
+        )
+    )
+    gained = np.isnan(alone) & np.isfinite(halo)
+    assert gained.sum() > 0.1 * alone.size  # the grid alone loses its edges to no data
+    assert (halo[gained] > 0).all()  # and the halo fills them with the margin's rain
+    assert not (np.isfinite(alone) & np.isnan(halo)).any()
+
+
+def test_a_trained_lagrangian_network_runs_on_the_grid_inside_its_halo(cfg: ModelConfig) -> None:
+    """A network with a correction: the halo run differs from extrapolation inside the grid
+    (the network's work) and an Eulerian network ignores the halo entirely."""
+    m = 4
+    network = PredRNN(cfg, key=jax.random.key(0))
+    network = eqx.tree_at(lambda n: n.conv_last, network, jnp.full_like(network.conv_last, 0.05))
+    zero = PredRNN(cfg, key=jax.random.key(0))
+    padded = dataclasses.replace(cfg, img_height=16 + 2 * m, img_width=20 + 2 * m)
+    clips, motion = _clip_and_motion(padded, seed=4)
+    i, k = cfg.input_length, cfg.output_length
+    args = (jnp.asarray(clips[:, :i]), k, None, jnp.asarray(motion))
+    corrected = np.asarray(rollout_jit(network, *args, margin=m))
+    extrapolated = np.asarray(rollout_jit(zero, *args, margin=m))
+    np.testing.assert_array_equal(np.isnan(corrected), np.isnan(extrapolated))
+    assert np.nanmax(np.abs(corrected - extrapolated)) > 0.01
+
+    plain = PredRNN(dataclasses.replace(cfg, lagrangian=False), key=jax.random.key(1))
+    np.testing.assert_array_equal(
+        np.asarray(rollout_jit(plain, jnp.asarray(clips[:, :i]), k, margin=m)),
+        np.asarray(rollout_jit(plain, jnp.asarray(_inner(clips[:, :i], m)), k)),
+    )

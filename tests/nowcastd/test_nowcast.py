@@ -167,3 +167,108 @@ def test_serve_predict_and_evaluate_forecast_the_same_heavy_rain_window_alike(tm
     # the clipped motion input matters: raw mm/h move this window differently
     raw = MotionEstimator("LK").batch(rates[None])
     assert not np.array_equal(raw, motion)
+
+
+#: The halo scenes: 48 x 48 native scans, the model grid their middle 32 x 32 (rows and
+#: columns 8..40), so the default halo is the 8 pixels around it.
+HALO_CROP = (8, 8, 32, 32)
+
+
+def _inflow_storm() -> np.ndarray:
+    """(3, 48, 48) native mm/h: showers moving two pixels a step to the right, with a storm
+    (cores above the model's range) just left of the model grid in the newest scan, which
+    enters the grid within three steps; no data inside the grid and in the margin of the
+    newest scan."""
+    rng = np.random.default_rng(11)
+    base = rng.gamma(0.6, 4.0, (48, 60)).astype(np.float32)
+    base[18:26, 10:15] = 40.0  # newest scan: native columns 2..6, the margin
+    base[20:23, 11:13] = 320.0
+    frames = np.stack([base[:, 12 - 2 * t : 60 - 2 * t] for t in range(3)])
+    frames[2, 30:36, 30:36] = np.nan  # the radar did not see these (inside the grid)
+    frames[2, 0:4, 40:48] = np.nan  # nor these (in the margin)
+    return frames
+
+
+def _halo_model(tmp_path):
+    from model.config import ModelConfig
+    from model.network import PredRNN
+    from nowcastd.io.model_checkpoint import load_model, save_inference_checkpoint
+
+    cfg = ModelConfig(
+        model_name="predrnn_v2", num_hidden=(8, 8), filter_size=3, patch_size=4, img_height=32,
+        img_width=32, input_length=3, total_length=6, predict_delta=True, lagrangian=True,
+    )  # fmt: skip
+    network = PredRNN(cfg, key=jax.random.key(7))
+    network = eqx.tree_at(lambda n: n.conv_last, network, network.conv_last + 0.01)
+    ckpt = save_inference_checkpoint(tmp_path / "ckpt", network, DBZ, motion_method="LK")
+    return ckpt, load_model(ckpt)
+
+
+def _serve(tmp_path, loaded, paths, domain, out):
+    pipe = Pipeline(
+        ServeConfig(
+            timestep_seconds=300.0, output_dir=tmp_path / out, strategy=DEFAULT, domain=domain
+        ),
+        loaded,
+    )
+    pipe.compile(pre_encoding=False)
+    served = pipe.step(paths, T0 + timedelta(hours=1))[-1]
+    assert isinstance(served, Written)
+    return pipe, served
+
+
+def test_a_halo_forecasts_the_rain_the_radar_saw_outside_the_grid_alike_everywhere(tmp_path):
+    """Serve, `nowcastd predict` and evaluate (a movie read with the same crop) forecast the
+    same field from a window with a halo; the storm the radar saw left of the grid enters the
+    forecast, which is NaN only where the radar saw nothing; without a halo those pixels are
+    NaN."""
+    from typer.testing import CliRunner
+
+    from nowcastd.cli import app
+    from nowcastd.io.domain import Domain
+    from nowcastd.io.forecast_file import read_forecast
+    from nowcastd.verification.comparison import _Forecasters
+    from nowcastd.verification.sequence import read_movie_sequence
+
+    native = _inflow_storm()
+    ckpt, loaded = _halo_model(tmp_path)
+    paths = []
+    for i, field in enumerate(native):
+        paths.append(tmp_path / f"scan_{T0 + timedelta(minutes=5 * i):%Y%m%d%H%M}.npy")
+        np.save(paths[-1], field)
+    domain = Domain.from_crop((48, 48), HALO_CROP)
+    assert domain.halo == 8 and domain.with_halo().model_shape == (48, 48)
+    pipe, served = _serve(tmp_path, loaded, paths, domain, "out")
+    forecast = served.forecast.precip
+    # NaN only where the radar never saw: the newest scan's no data inside the grid
+    seen = np.isnan(native[2, 8:40, 8:40])
+    np.testing.assert_array_equal(np.isnan(forecast), np.broadcast_to(seen, forecast.shape))
+    storm = (slice(11, 16), slice(0, 3))  # model pixels the storm reaches at +15 min
+    assert (forecast[2][storm] > 20.0).all(), forecast[2][storm]
+    _, alone = _serve(tmp_path, loaded, paths, dataclasses.replace(domain, halo_km=0.0), "no")
+    assert np.isnan(alone.forecast.precip[2][storm]).all()
+
+    config = tmp_path / "predict.toml"
+    config.write_text(
+        "[domain]\nnative_shape = [48, 48]\nrow0 = 8\ncol0 = 8\nheight = 32\nwidth = 32\n"
+    )
+    predicted = CliRunner().invoke(
+        app,
+        ["predict", *map(str, paths), "--checkpoint", str(ckpt), "--config", str(config)]
+        + ["--output-dir", str(tmp_path / "predicted")],
+    )
+    assert predicted.exit_code == 0, predicted.output
+    predict_file = read_forecast(predicted.output.strip().splitlines()[-1])
+    np.testing.assert_array_equal(read_forecast(served.file).precip, predict_file.precip)
+
+    import h5py
+
+    with h5py.File(tmp_path / "movie.h5", "w") as h:
+        h.create_dataset("precip", data=native).attrs["units"] = "mm/h"
+        h.attrs["timestep_seconds"] = 300
+    seq = read_movie_sequence(tmp_path / "movie.h5", crop=HALO_CROP)
+    assert seq.margin == 8
+    evaluated = _Forecasters(loaded, ["model"]).forecasts(
+        seq.window_frames[None], pipe.num_leads, 1, seq.margin
+    )["model"][0]
+    np.testing.assert_array_equal(forecast, evaluated)
