@@ -144,18 +144,66 @@ def _advect(
 
 def _matched(
     network: PredRNN,
-    members: Float[Array, "n m k h w"],
+    members: Float[Array, "n m k hi wi"],
     newest: Float[Array, "n h w"],
     displacement: Float[Array, "n m k h w 2"],
-) -> Float[Array, "n m k h w"]:
-    """The members rank matched as the checkpoint's deterministic forecast is."""
+    margin: int,
+) -> Float[Array, "n m k hi wi"]:
+    """The members rank matched as the checkpoint's deterministic forecast is: against the
+    padded newest frame advected along each member's own paths (`match_extrapolation`), or
+    the newest frame (`match_intensity`)."""
     cfg = network.cfg
     if cfg.lagrangian and cfg.match_extrapolation:
-        reference = _advect(jnp.broadcast_to(newest[:, None, None], members.shape), displacement)
-        return match_quantiles(members[..., None], reference[..., None])[..., 0]
+        shape = (*displacement.shape[:3], *newest.shape[1:])
+        reference = _advect(jnp.broadcast_to(newest[:, None, None], shape), displacement)
+        return match_quantiles(members[..., None], _inner(reference, margin)[..., None])[..., 0]
     if cfg.match_intensity:
-        return match_quantiles(members[..., None], newest[:, None, None, :, :, None])[..., 0]
+        reference = _inner(newest, margin)[:, None, None, :, :, None]
+        return match_quantiles(members[..., None], reference)[..., 0]
     return members
+
+
+def _inner(fields: Float[Array, "*lead h w"], margin: int) -> Float[Array, "*lead hi wi"]:
+    """The model grid of padded fields: `margin` pixels off every side."""
+    if margin == 0:
+        return fields
+    return fields[..., margin:-margin, margin:-margin]
+
+
+def _embed(
+    inner: Float[Array, "n m k hi wi"], around: Float[Array, "n h w"], margin: int
+) -> Float[Array, "n m k h w"]:
+    """`inner` placed inside the padded frame `around`, which fills the margin (a halo)."""
+    if margin == 0:
+        return inner
+    padded = jnp.broadcast_to(around[:, None, None], (*inner.shape[:3], *around.shape[1:]))
+    return padded.at[..., margin:-margin, margin:-margin].set(inner)
+
+
+def _forecasts(
+    network: PredRNN,
+    moved: Float[Array, "n i h w 1"],
+    first: Float[Array, "n m h w"],
+    leads: int,
+    design: str,
+    margin: int,
+    strategy: Strategy,
+) -> Float[Array, "n m k h w"]:
+    """The network's forecast on the model grid inside the halo, placed in the newest padded
+    frame: once ("perturb", member axis 1) or per member from its perturbed newest frame
+    `first` ("network")."""
+    n, members = first.shape[:2]
+    inner = moved[..., margin : moved.shape[2] - margin, margin : moved.shape[3] - margin, :]
+    if design == "network":
+        batch = jnp.broadcast_to(inner[:, None], (n, members, *inner.shape[1:]))
+        batch = batch.at[:, :, -1, ..., 0].set(_inner(first, margin))
+        out = _network_forecast(
+            network, batch.reshape(n * members, *inner.shape[1:]), leads, strategy
+        )
+        forecast = out.reshape(n, members, *out.shape[1:])
+    else:
+        forecast = _network_forecast(network, inner, leads, strategy)[:, None]
+    return _embed(forecast, moved[:, -1, ..., 0], margin)
 
 
 def ensemble_rates(
@@ -169,30 +217,28 @@ def ensemble_rates(
     *,
     design: str = "perturb",
     gain: float = 1.0,
+    margin: int = 0,
     strategy: Strategy = DEFAULT,
-) -> Float[Array, "n m k h w"]:
+) -> Float[Array, "n m k hi wi"]:
     """The members' forecasts in mm/h (see the module docstring), NaN where a member's rain
     would come from off the grid. `coefficients`: BPS velocity perturbations in pixels per
-    step along and across the motion; `key_data`: a raw threefry key."""
+    step along and across the motion; `key_data`: a raw threefry key. `margin`: the halo of a
+    Lagrangian network's context, motion and spectrum (`model.lagrangian`), cropped from the
+    members (others take none)."""
     n, members, leads = coefficients.shape[:3]
-    h, w = context.shape[2], context.shape[3]
     lagrangian = network.cfg.lagrangian
+    margin = margin if lagrangian else 0
     moved = to_lagrangian(context, motion, context.shape[1] - 1)[0] if lagrangian else context
     newest = moved[:, -1, ..., 0]
     phi = _lag1_correlation(moved[..., 0])
     key = jax.random.wrap_key_data(key_data, impl="threefry2x32")
-    eps = _noise(key, spectrum, phi, members, leads, w)
+    eps = _noise(key, spectrum, phi, members, leads, context.shape[3])
     amplitude = _amplitude(newest, phi, leads, gain)[:, None, :, None, None]
-    if design == "network":
-        first = jnp.clip(newest[:, None] + amplitude[:, :, 0] * eps[:, :, 0], 0.0, 1.0)
-        batch = jnp.broadcast_to(moved[:, None], (n, members, *moved.shape[1:]))
-        batch = batch.at[:, :, -1, ..., 0].set(first).reshape(n * members, *moved.shape[1:])
-        forecast = _network_forecast(network, batch, leads, strategy)
-        forecast = forecast.reshape(n, members, leads, h, w)
-    else:
-        forecast = _network_forecast(network, moved, leads, strategy)[:, None]
-    perturbed = forecast + amplitude * eps
+    first = jnp.clip(newest[:, None] + amplitude[:, :, 0] * eps[:, :, 0], 0.0, 1.0)
+    forecast = _forecasts(network, moved, first, leads, design, margin, strategy)
     paths = jax.vmap(jax.vmap(_trajectories, in_axes=(None, 0, None)), in_axes=(0, 0, None))
     displacement = paths(motion, coefficients, lagrangian)
-    advected = _advect(perturbed, displacement)
-    return transform.to_rates(_matched(network, advected, context[:, -1, ..., 0], displacement))
+    advected = _inner(_advect(forecast + amplitude * eps, displacement), margin)
+    observed = context[:, -1, ..., 0]
+    matched = _matched(network, advected, observed, displacement, margin)
+    return transform.to_rates(matched)

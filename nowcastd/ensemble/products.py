@@ -1,6 +1,7 @@
 """What an ensemble becomes in a forecast file: exceedance probabilities and the mean.
 
-`exceedance(members, thresholds)`: the share of the members at or above each threshold, among
+`products(members, thresholds)` makes a forecast file's `EnsembleProducts`
+(`nowcastd.io.ensemble_file`). `exceedance(members, thresholds)`: the share of the members at or above each threshold, among
 those with data at the pixel; NaN where none has data. It is monotone in the threshold by
 construction (a member at or above a higher threshold is at or above every lower one).
 """
@@ -8,9 +9,10 @@ construction (a member at or above a higher threshold is at or above every lower
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
+
+from nowcastd.io.ensemble_file import EnsembleProducts
 
 __all__ = ["EnsembleProducts", "ensemble_mean", "exceedance", "products"]
 
@@ -39,40 +41,15 @@ def ensemble_mean(members: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
 
 
-@dataclass(frozen=True, kw_only=True, eq=False)
-class EnsembleProducts:
-    """One forecast's ensemble products: `thresholds_mm_h` (T,), `probability` (T, K, H, W),
-    `mean` (K, H, W) mm/h, and `members` (N, K, H, W) mm/h or None when not kept."""
-
-    thresholds_mm_h: tuple[float, ...]
-    probability: np.ndarray
-    mean: np.ndarray
-    members: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        t, k, h, w = self.probability.shape
-        if t != len(self.thresholds_mm_h) or self.mean.shape != (k, h, w):
-            raise ValueError(
-                f"EnsembleProducts: expected probability ({len(self.thresholds_mm_h)}, K, H, W) "
-                f"and mean (K, H, W), got {self.probability.shape} and {self.mean.shape}"
-            )
-        if self.members is not None and self.members.shape[1:] != (k, h, w):
-            raise ValueError(
-                f"EnsembleProducts: expected members (N, {k}, {h}, {w}), got {self.members.shape}"
-            )
-
-    @property
-    def member_count(self) -> int | None:
-        return None if self.members is None else self.members.shape[0]
-
-
 def products(
     members: np.ndarray, thresholds: Sequence[float], *, keep_members: bool = False
 ) -> EnsembleProducts:
     """The products of one forecast's members (N, K, H, W) mm/h."""
+    members = np.asarray(members, np.float32)
     return EnsembleProducts(
         thresholds_mm_h=tuple(float(v) for v in thresholds),
         probability=exceedance(members, thresholds),
         mean=ensemble_mean(members),
-        members=np.asarray(members, np.float32) if keep_members else None,
+        member_count=members.shape[0],
+        members=members if keep_members else None,
     )

@@ -11,7 +11,6 @@ call, outside it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -37,13 +36,21 @@ __all__ = ["EnsembleProgram", "forecast_ensemble"]
 logger = logging.getLogger(__name__)
 
 
+def _spec(shape: tuple[int, ...], dtype: Any) -> jax.ShapeDtypeStruct:
+    # jax leaves ShapeDtypeStruct's constructor unannotated
+    return jax.ShapeDtypeStruct(shape, dtype)  # type: ignore[no-untyped-call]
+
+
 def _untimed(stage: str) -> contextlib.AbstractContextManager[Any]:
     del stage
     return contextlib.nullcontext()
 
 
 class EnsembleProgram:
-    """The members of `batch` windows of `grid` (H, W) over `num_leads` leads, compiled."""
+    """The members of up to `batch` windows of `grid` (H, W) over `num_leads` leads, compiled.
+
+    `margin`: the halo of a Lagrangian network's windows (`nowcastd.nowcast.Window.margin`),
+    pixels on every side of `grid`; the members are the grid inside it."""
 
     def __init__(
         self,
@@ -56,6 +63,7 @@ class EnsembleProgram:
         batch: int = 1,
         motion_method: str = "LK",
         strategy: Strategy = DEFAULT,
+        margin: int = 0,
     ) -> None:
         cfg = network.cfg
         if num_leads < 1 or batch < 1:
@@ -66,6 +74,7 @@ class EnsembleProgram:
         self.batch = batch
         self.input_length = cfg.input_length
         self.grid = grid or (cfg.img_height, cfg.img_width)
+        self.margin = margin if cfg.lagrangian else 0
         self.motion = MotionEstimator(motion_method)
         self.strategy = strategy
         self._params, self._static = eqx.partition(network, eqx.is_array)
@@ -76,12 +85,19 @@ class EnsembleProgram:
         network: PredRNN = eqx.combine(params, self._static)
         s = self.settings
         return ensemble_rates(
-            network, self.transform, *args, design=s.design, gain=s.noise_gain, strategy=strategy
+            network,
+            self.transform,
+            *args,
+            design=s.design,
+            gain=s.noise_gain,
+            margin=self.margin,
+            strategy=strategy,
         )
 
     def _example_args(self) -> tuple[Any, ...]:
-        n, (h, w), k, m = self.batch, self.grid, self.num_leads, self.settings.members
-        spec = functools.partial(jax.ShapeDtypeStruct)
+        n, k, m = self.batch, self.num_leads, self.settings.members
+        h, w = (size + 2 * self.margin for size in self.grid)
+        spec = _spec
         return (
             self._params,
             spec((n, self.input_length, h, w, 1), jnp.float32),
@@ -109,14 +125,20 @@ class EnsembleProgram:
     def __call__(
         self, context: jax.Array | np.ndarray, flow: np.ndarray, perturbations: Perturbations
     ) -> np.ndarray:
-        """(n, N, K, H, W) mm/h from a context (n, I, H, W, 1), its motion (n, H, W, 2) and the
-        host's perturbations (the NaN rule of `forecast_ensemble` not applied)."""
+        """(n, N, K, H, W) mm/h from n <= `batch` windows: a context (n, I, H, W, 1), its motion
+        (n, H, W, 2) and the host's perturbations, all with the halo (the NaN rule of
+        `forecast_ensemble` not applied). Fewer than `batch` windows are padded with the last."""
         if self._program is None:
             self.compile()
-        assert self._program is not None
-        p = perturbations
-        out = self._program(self._params, context, flow, p.spectrum, p.coefficients, p.key)
-        return np.array(out, dtype=np.float32)
+        program, p, n = self._program, perturbations, context.shape[0]
+        assert program is not None
+        if not 1 <= n <= self.batch:
+            raise ValueError(f"ensemble: expected 1..{self.batch} windows, got {n}")
+        args = [np.asarray(a, np.float32) for a in (context, flow, p.spectrum, p.coefficients)]
+        if n < self.batch:
+            args = [np.concatenate([a, np.repeat(a[-1:], self.batch - n, axis=0)]) for a in args]
+        out = program(self._params, *args, p.key)
+        return np.array(out, dtype=np.float32)[:n]  # sliced on the host: no device op
 
 
 def forecast_ensemble(

@@ -18,6 +18,9 @@
   else pixel indices) as HDF5 dimension scales, and `valid_time` (lead_time, float64 whole
   seconds) in "seconds since 1970-01-01 00:00:00" as an auxiliary coordinate,
 - optional `input_nan_mask` (y, x) int8 flags (1 where the last input had no data),
+- optional ensemble products (`nowcastd.io.ensemble_file`): exceedance probabilities per
+  threshold and lead (`precip_probability`, with a `threshold` coordinate), the ensemble mean
+  and, if kept, the members (`precip_members`, with a `realization` coordinate),
 
 Every variable has a CF-1.8 data type (netCDF-4 classic types: no int64, no unsigned);
 `tests/nowcastd/io/test_forecast_cf.py` runs the IOOS compliance checker on a forecast.
@@ -53,10 +56,12 @@ from h5py import h5ds
 from nowcastd import __version__
 from nowcastd.errors import DataError, NowcastdError
 from nowcastd.io.atomic import atomic_file
+from nowcastd.io.ensemble_file import EnsembleProducts, read_ensemble, write_ensemble
 from nowcastd.io.grid_mapping import grid_mapping_attrs
 from nowcastd.io.readers.scan import GridInfo
 
 __all__ = [
+    "EnsembleProducts",
     "ForecastFile",
     "compressor_pool",
     "forecast_name",
@@ -199,6 +204,7 @@ def _write(
     attrs: Mapping[str, object],
     precip_attrs: Mapping[str, object],
     compressor: Executor | None,
+    ensemble: EnsembleProducts | None = None,
 ) -> None:
     k, h, w = precip.shape
     with h5py.File(tmp, "w") as f:
@@ -246,8 +252,26 @@ def _write(
                 }
             )
             _attach(mask, ("y", "x"))
+        if ensemble is not None:
+            _write_ensemble(f, ensemble, precip_attrs)
         f.attrs.update(attrs)
         f.flush()
+
+
+def _write_ensemble(
+    f: h5py.File, ensemble: EnsembleProducts, precip_attrs: Mapping[str, object]
+) -> None:
+    """The ensemble's variables, its rain rates rounded as `precip` was."""
+    digit = precip_attrs.get("least_significant_digit")
+
+    def rounded(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, np.float32)
+        return values if digit is None else quantize(values, int(digit))  # type: ignore[call-overload]
+
+    rate = {"units": precip_attrs["units"], "standard_name": precip_attrs["standard_name"]}
+    if digit is not None:
+        rate["least_significant_digit"] = digit
+    write_ensemble(f, ensemble, attach=_attach, rounded=rounded, rate_attrs=rate)
 
 
 def _checked_precip(precip: np.ndarray) -> np.ndarray:
@@ -317,6 +341,17 @@ def _checked_nan_mask(
     return nan_mask
 
 
+def _checked_ensemble(
+    ensemble: EnsembleProducts | None, shape: tuple[int, ...]
+) -> EnsembleProducts | None:
+    """`ensemble`, after checking its fields have `precip`'s (K, H, W)."""
+    if ensemble is not None and ensemble.mean.shape != shape:
+        raise ValueError(
+            f"ensemble: expected fields of precip's {shape}, got {ensemble.mean.shape}"
+        )
+    return ensemble
+
+
 def write_forecast(
     out_dir: Path,
     *,
@@ -331,8 +366,11 @@ def write_forecast(
     nan_mask: np.ndarray | None,
     least_significant_digit: int | None = 2,
     compressor: Executor | None = None,
+    ensemble: EnsembleProducts | None = None,
 ) -> Path:
     """Write one forecast file atomically and return its final path.
+
+    `ensemble`: the ensemble's products on the same leads and grid (`nowcastd.io.ensemble_file`).
 
     `least_significant_digit` rounds precip before compression (see the module docstring);
     None stores it exactly. `compressor` (e.g. `compressor_pool()`) deflates the leads in
@@ -370,6 +408,7 @@ def write_forecast(
             attrs=attrs,
             precip_attrs=precip_attrs,
             compressor=compressor,
+            ensemble=_checked_ensemble(ensemble, precip.shape),
         )
         with atomic_file(final) as f:
             f.write(image.getbuffer())
@@ -393,7 +432,8 @@ def _attr_value(value: object) -> object:
 class ForecastFile:
     """What a forecast file holds: `precip` (K, y, x) mm/h (NaN: no data), `lead_seconds`
     (K,), the grid's `x` and `y` coordinates, `input_nan_mask` (y, x) or None in files
-    without one, the issue and valid times, and the file's global attributes."""
+    without one, the issue and valid times, the file's global attributes, and `ensemble`,
+    the ensemble's products, or None in files without them."""
 
     precip: np.ndarray
     lead_seconds: np.ndarray
@@ -403,6 +443,7 @@ class ForecastFile:
     issue_time: datetime
     valid_times: tuple[datetime, ...]
     attrs: dict[str, Any]
+    ensemble: EnsembleProducts | None = None
 
 
 def read_forecast(path: str | Path) -> ForecastFile:
@@ -421,6 +462,7 @@ def read_forecast(path: str | Path) -> ForecastFile:
                 ),
             }
             valid = f["valid_time"][...].astype(np.int64)
+            ensemble = read_ensemble(f)
         stamp = attrs["issue_time"]
         if not isinstance(stamp, str):
             raise TypeError(f"issue_time: expected a str attribute, got {stamp!r}")
@@ -428,7 +470,9 @@ def read_forecast(path: str | Path) -> ForecastFile:
     except (OSError, KeyError, ValueError, TypeError) as e:
         raise DataError(f"{path.name}: not a readable nowcastd forecast file: {e}") from e
     valid_times = tuple(datetime.fromtimestamp(int(s), UTC) for s in valid)
-    return ForecastFile(**arrays, issue_time=issue, valid_times=valid_times, attrs=attrs)
+    return ForecastFile(
+        **arrays, issue_time=issue, valid_times=valid_times, attrs=attrs, ensemble=ensemble
+    )
 
 
 def prune_forecasts(

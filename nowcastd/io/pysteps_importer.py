@@ -6,7 +6,13 @@ is no data, and the metadata dictionary every pysteps importer returns (`project
 `threshold`, `accutime`, `timestamps`). `timestamps` are the leads' valid times as naive UTC
 datetimes, as pysteps' own importers and `pysteps.io.read_timeseries` give them.
 
+A file with an ensemble (`nowcastd.io.ensemble_file`) adds `ensemble_members` (N),
+`thresholds_mm_h` (T values), `probability` (T, lead, y, x), `ensemble_mean` (lead, y, x) and, if
+the file keeps them, `members` (N, lead, y, x): pysteps' ensemble layout.
+
 `import_nowcastd` is the same reader in pysteps' importer form, `(precip, quality, metadata)`;
+its `product` keyword picks the array: "deterministic" (the default, `precip`), "mean",
+"members" or "probability";
 pyproject.toml registers it under the `pysteps.plugins.importer` entry point, so once nowcastd
 is installed `pysteps.io.get_method("nowcastd", "importer")` returns it.
 """
@@ -56,17 +62,45 @@ def read_pysteps(path: str | Path) -> tuple[np.ndarray, dict[str, object]]:
         accutime=float(steps.min()) / 60.0,
         timestamps=np.array([t.astimezone(UTC).replace(tzinfo=None) for t in forecast.valid_times]),
     )
+    ensemble = forecast.ensemble
+    if ensemble is not None:
+        metadata.update(
+            ensemble_members=ensemble.member_count,
+            thresholds_mm_h=list(ensemble.thresholds_mm_h),
+            probability=ensemble.probability,
+            ensemble_mean=ensemble.mean,
+        )
+        if ensemble.members is not None:
+            metadata["members"] = ensemble.members
     return precip, metadata
 
 
-def import_nowcastd(filename: str | Path, **kwargs: object) -> tuple[np.ndarray, None, dict[str, object]]:
-    """pysteps' importer interface to `read_pysteps`: `(precip, quality, metadata)`.
+_PRODUCTS = {"mean": "ensemble_mean", "members": "members", "probability": "probability"}
+
+
+def import_nowcastd(
+    filename: str | Path, product: str = "deterministic", **kwargs: object
+) -> tuple[np.ndarray, None, dict[str, object]]:
+    """pysteps' importer interface to `read_pysteps`: `(precip, quality, metadata)`, the array
+    being `product` ("deterministic", or an ensemble's "mean", "members" or "probability").
 
     pysteps' wrapper handles its own keywords (`dtype`, `fillna`) after the call; no other
     keyword is known.
     """
     unknown = sorted(set(kwargs) - {"dtype", "fillna"})
     if unknown:
-        raise TypeError(f"import_nowcastd: expected no keywords but dtype, fillna; got {unknown}")
+        raise TypeError(
+            f"import_nowcastd: expected no keywords but product, dtype, fillna; got {unknown}"
+        )
+    if product != "deterministic" and product not in _PRODUCTS:
+        raise ValueError(
+            f"import_nowcastd: expected product deterministic, {', '.join(_PRODUCTS)}; "
+            f"got {product!r}"
+        )
     precip, metadata = read_pysteps(filename)
-    return precip, None, metadata
+    if product == "deterministic":
+        return precip, None, metadata
+    array = metadata.get(_PRODUCTS[product])
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{Path(filename).name}: expected an ensemble's {product}, found none")
+    return array, None, metadata
