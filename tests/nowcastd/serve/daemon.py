@@ -37,10 +37,10 @@ events_file = "{root}/events.jsonl"
 {extra}
 [domain]
 native_shape = [{n}, {n}]
-row0 = 0
-col0 = 0
-height = {n}
-width = {n}
+row0 = {crop}
+col0 = {crop}
+height = {side}
+width = {side}
 block = {block}
 """
 
@@ -69,7 +69,9 @@ class Daemon:
         extra: str = "",
         env: dict[str, str] | None = None,
         block: int = 2,
+        crop: int = 0,
     ) -> None:
+        """`crop`: the native pixels left out on every side of the domain's window."""
         self.root = root
         self.incoming = root / "incoming"
         self.out = root / "forecasts"
@@ -79,7 +81,15 @@ class Daemon:
         self.port = free_port()
         self.config = root / "serve.toml"
         self.config.write_text(
-            CONFIG.format(root=root, port=self.port, n=NATIVE, extra=extra, block=block)
+            CONFIG.format(
+                root=root,
+                port=self.port,
+                n=NATIVE,
+                extra=extra,
+                block=block,
+                crop=crop,
+                side=NATIVE - 2 * crop,
+            )
         )
         self.env = dict(env or {})
         self.driver: DaemonProcess | None = None
