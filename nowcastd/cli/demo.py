@@ -156,7 +156,7 @@ def _run(s: DemoSettings, source: Source, work: Path) -> None:
         f"domain: rows {domain.row0}..{domain.row0 + domain.height - 1}, columns "
         f"{domain.col0}..{domain.col0 + domain.width - 1} of the native "
         f"{domain.native_shape[0]}x{domain.native_shape[1]} grid, blocks of "
-        f"{domain.block}x{domain.block}: a {grid[0]}x{grid[1]} model grid"
+        f"{domain.block}x{domain.block}: a {grid[0]}x{grid[1]} model grid{_halo_text(domain)}"
     )
     checkpoint, model_cfg, what = _model(s, work, grid)
     n_in, leads = model_cfg.input_length, model_cfg.total_length - model_cfg.input_length
@@ -192,6 +192,16 @@ def _run(s: DemoSettings, source: Source, work: Path) -> None:
         say=_say,
     )
     _skill_and_figure(s, forecasts, observed, what)
+
+
+def _halo_text(domain: Any) -> str:
+    """How wide the halo is that a Lagrangian model's motion and advection read, if any."""
+    if not domain.halo:
+        return ""
+    return (
+        f"; the motion and advection read a halo of {domain.halo} model pixels "
+        f"({domain.halo * domain.block} native) around it"
+    )
 
 
 def _skill_and_figure(s: DemoSettings, forecasts: Path, observed: Any, what: str) -> None:

@@ -243,10 +243,13 @@ def _draw_strip(
     issue_time: datetime,
     valid_times: Sequence[datetime],
     norm: Normalize,
+    margin: int = 0,
 ) -> Any:
     """The issue frame, then each of `leads` observed (top) and forecast (bottom); returns
-    the issue frame's image (for the colour bar)."""
+    the issue frame's image (for the colour bar). `margin` > 0: the issue frame holds a halo
+    that wide, and the model grid inside it is outlined."""
     from matplotlib import colormaps
+    from matplotlib.patches import Rectangle
 
     cmap = colormaps["viridis"].with_extremes(under="white", bad="0.8", over="gold")
     for ax in axes.ravel():
@@ -254,6 +257,11 @@ def _draw_strip(
         ax.set_yticks([])
     image = axes[0, 0].imshow(first, cmap=cmap, norm=norm, interpolation="nearest")
     axes[0, 0].set_title(f"0 min (issued)\n{issue_time:%H:%M} UTC", fontsize=8)
+    if margin:
+        h, w = first.shape[0] - 2 * margin, first.shape[1] - 2 * margin
+        grid = Rectangle((margin - 0.5, margin - 0.5), w, h, fill=False, ec="red", lw=0.8)
+        axes[0, 0].add_patch(grid)
+        axes[0, 0].set_title(f"0 min, with its halo\n{issue_time:%H:%M} UTC", fontsize=8)
     axes[1, 0].set_axis_off()
     axes[1, 0].text(
         0.5, 0.5, "forecast →", ha="center", va="center", transform=axes[1, 0].transAxes
@@ -277,6 +285,8 @@ def save_forecast_strip(
     valid_times: Sequence[datetime],
     title: str | None = None,
     max_leads: int = 6,
+    halo: Any = None,
+    margin: int = 0,
 ) -> Path:
     """A PNG strip for one forecast: top row observed, bottom row forecast, in mm/h.
 
@@ -288,6 +298,9 @@ def save_forecast_strip(
     Args:
         last_input: (H, W) mm/h at the issue time.
         observed, forecast: (K, H, W) mm/h at `valid_times` (NaN: no data).
+        halo, margin: the scan at the issue time with the halo the forecast's motion and
+            advection came from, `margin` pixels on every side ((H + 2 margin, W + 2
+            margin) mm/h), drawn instead of `last_input` with the model grid outlined.
     """
     first = np.asarray(last_input, dtype=np.float32)
     obs, fct = _frames(observed, "observed"), _frames(forecast, "forecast")
@@ -302,7 +315,14 @@ def save_forecast_strip(
     ncol = 1 + len(leads)
     fig = _new_figure(1.75 * ncol + 1.0, 4.1)
     axes = fig.subplots(2, ncol, squeeze=False)
-    image = _draw_strip(axes, first, obs, fct, leads, issue_time, valid_times, norm)
+    shown = first if halo is None else np.asarray(halo, dtype=np.float32)
+    margin = margin if halo is not None else 0
+    if shown.shape != (first.shape[0] + 2 * margin, first.shape[1] + 2 * margin):
+        raise ValueError(
+            f"save_forecast_strip: expected the issue frame with a halo of {margin}, "
+            f"{(first.shape[0] + 2 * margin, first.shape[1] + 2 * margin)}, got {shown.shape}"
+        )
+    image = _draw_strip(axes, shown, obs, fct, leads, issue_time, valid_times, norm, margin)
     fig.colorbar(image, ax=axes, shrink=0.85, extend="both", label="rain rate (mm/h)")
     fig.suptitle(title or f"forecast issued {issue_time:%Y-%m-%d %H:%M} UTC", fontsize=10)
     return _save(fig, path)

@@ -4,7 +4,8 @@ and against pysteps' extrapolation.
 For every forecast file whose issue time is one of the observed frames, each lead is compared
 with the observed frame valid at that lead, when there is one; persistence is the frame observed
 at the issue time; the extrapolation (`baselines.LagrangianExtrapolation`, given) advects that
-frame along the motion of the same observed scans the forecast was made from. The one scorer
+frame along the motion of the same observed scans the forecast was made from (with their halo,
+`RadarSequence.padded`, when the sequence has one, cropped to the grid). The one scorer
 scores them (`skill.Scorer`), on the pixels where the observation and every method have data
 (`comparison.common_pixels`; rain advected in from outside is no data for the extrapolation),
 and the table is `evaluate`'s (`comparison.format_comparison`), with its verdicts.
@@ -72,8 +73,11 @@ def _forecasts(
     forecasts = [f.precip, persistence(observed.precip[issue][None, None], leads)[0]]
     if extrapolation is not None:
         first = issue - inputs + 1
+        m = observed.margin  # the extrapolation starts from the halo too, as the model does
         forecasts.append(
-            extrapolation(observed.precip[first : issue + 1], leads)
+            extrapolation(observed.window_frames[first : issue + 1], leads)[
+                :, m : m + f.precip.shape[1], m : m + f.precip.shape[2]
+            ]
             if first >= 0 and issue - first >= 1
             else np.full(f.precip.shape, np.nan, np.float32)
         )
@@ -145,7 +149,8 @@ def save_checkable_figure(
     files: Sequence[Path], observed: RadarSequence, out_dir: Path
 ) -> tuple[Path, datetime]:
     """A figure (observed against forecast) of the newest forecast file whose every lead was
-    observed, or of the newest file when none was; its path in `out_dir` and the issue time."""
+    observed, or of the newest file when none was; its path in `out_dir` and the issue time.
+    With a halo, the scan at the issue time is drawn with it, the model grid outlined."""
     from nowcastd.verification.figures import save_forecast_strip
 
     index = {int(t): i for i, t in enumerate(observed.time_unix)}
@@ -161,6 +166,9 @@ def save_checkable_figure(
         i = index.get(int(t.timestamp()))
         return nan if i is None else observed.precip[i]
 
+    issued = index.get(int(f.issue_time.timestamp()))
+    halo = None if observed.padded is None or issued is None else observed.padded[issued]
+
     out_dir.mkdir(parents=True, exist_ok=True)
     issue = f.issue_time
     figure = save_forecast_strip(
@@ -174,5 +182,7 @@ def save_checkable_figure(
             f"{chosen.name}: observed (top) and forecast (bottom), issued "
             f"{issue:%Y-%m-%d %H:%M} UTC"
         ),
+        halo=halo,
+        margin=observed.margin,
     )
     return figure, issue

@@ -179,3 +179,39 @@ def test_domain_projection_and_extent_describe_only_grids_that_lack_them():
     assert (kept.projection, kept.x1, kept.x2) == ("+proj=stere", 10, 14)
     with pytest.raises(ValueError, match=r"Domain.extent: expected x1, y1, x2, y2 .* got"):
         Domain(native_shape=(4, 4), row0=0, col0=0, height=4, width=4, extent=(5, 0, 4, 4))
+
+
+KNMI_EXTENT = (0.0, -4415000.0, 700000.0, -3650000.0)  # 765 x 700 pixels of 1 km
+
+
+def test_the_default_halo_is_what_the_scan_offers_at_most_half_the_grid():
+    sample = Domain(native_shape=(765, 700), row0=268, col0=248, height=256, width=256, block=4)
+    # the right edge has 700 - 504 = 196 native pixels (49 model pixels), the cap is 64 / 2
+    assert sample.fitting_halo == 49 and sample.halo == 32
+    padded = sample.with_halo()
+    assert padded.crop == (268 - 128, 248 - 128, 512, 512) and padded.model_shape == (128, 128)
+    assert padded.halo == 0 and padded.with_halo() == padded
+    narrow = Domain(native_shape=(765, 700), row0=268, col0=248, height=256, width=452, block=4)
+    assert narrow.halo == 0 and narrow.with_halo() == narrow  # the window touches the edge
+    assert Domain.full((64, 64), block=2).halo == 0
+
+
+def test_the_halo_in_km_is_whole_model_pixels_and_must_fit_and_know_the_pixel_size():
+    window = {"native_shape": (765, 700), "row0": 268, "col0": 248, "height": 256, "width": 256}
+    at_4km = Domain(**window, block=4, extent=KNMI_EXTENT, halo_km=50.0)
+    assert at_4km.native_pixel_km == pytest.approx(1.0) and at_4km.halo == 12  # 50 / 4 km
+    assert Domain(**window, block=4, halo_km=0.0).halo == 0
+    with pytest.raises(ValueError, match=r"halo_km: expected at most 196 km .* got 200"):
+        Domain(**window, block=4, extent=KNMI_EXTENT, halo_km=200.0)
+    with pytest.raises(ValueError, match="halo_km: expected extent too"):
+        Domain(**window, block=4, halo_km=50.0)
+    with pytest.raises(ValueError, match="halo_km: expected a number of km >= 0, got -1"):
+        Domain(**window, block=4, extent=KNMI_EXTENT, halo_km=-1.0)
+
+
+def test_the_padded_grid_holds_the_model_grid_tile_for_tile():
+    field = np.random.default_rng(2).gamma(0.6, 3.0, (765, 700)).astype(np.float32)
+    field[300:340, 100:260] = np.nan  # no data across the window's left edge
+    sample = Domain(native_shape=(765, 700), row0=268, col0=248, height=256, width=256, block=4)
+    padded, m = sample.with_halo().apply(field), sample.halo
+    np.testing.assert_array_equal(padded[m:-m, m:-m], sample.apply(field))
