@@ -15,6 +15,9 @@ scan at a time (write to a hidden name, rename into place, wait for its forecast
   still running when the scan landed (0 unless `--no-idle`);
 - XLA compilations after ready (target 0) and resident memory after ready and at the end
   (target: flat);
+- `--halo PX` (with `--lagrangian`): scans PX model pixels wider on every side than the
+  domain's window, which the daemon's default halo then reads (`[domain] halo_km`): the
+  motion and the advection run on the padded grid, the network on `grid`;
 - in-process: the critical-path rollout with pre-encoding (`forecast_from`, K steps) against
   the full rollout (I + K - 1 steps); target ratio <= K / (I + K - 1) + 10 %.
 
@@ -57,6 +60,13 @@ def _args() -> argparse.Namespace:
         action="store_true",
         help="a Lagrangian model (--predict_delta 1 --lagrangian 1): each scan runs the motion "
         "stage and the full rollout, without pre-encoding",
+    )
+    p.add_argument(
+        "--halo",
+        type=int,
+        default=0,
+        help="scans this many pixels wider on every side than the grid: the daemon's halo "
+        "(at most grid / 2; a Lagrangian model reads it)",
     )
     p.add_argument("--repeats", type=int, default=10, help="in-process rollout timings")
     p.add_argument("--rss-every", type=int, default=100, help="sample RSS every N scans")
@@ -105,6 +115,16 @@ def _scan(i: int, grid: int) -> bytes:
     return buf.getvalue()
 
 
+def _domain(args) -> str:
+    """The `[domain]`: the grid in the middle of scans `halo` pixels wider on every side."""
+    if not args.halo:
+        return ""
+    n, h, g = args.grid + 2 * args.halo, args.halo, args.grid
+    return (
+        f"[domain]\nnative_shape = [{n}, {n}]\nrow0 = {h}\ncol0 = {h}\nheight = {g}\nwidth = {g}\n"
+    )
+
+
 def _serve(args, root: Path) -> None:
     from nowcastd.demo.driver import DaemonProcess, free_port
     from nowcastd.demo.metrics import scrape, value
@@ -117,7 +137,7 @@ def _serve(args, root: Path) -> None:
         f'[serve]\nwatch_dir = "{incoming}"\noutput_dir = "{out}"\ncheckpoint = "{root}/ckpt"\n'
         f"metrics_port = {port}\ndebounce_seconds = {args.debounce}\nsettle_seconds = 0.5\n"
         "retention_keep_last = 20\nretention_max_age_hours = 0\n"
-        f'events_file = "{root}/events.jsonl"\n'
+        f'events_file = "{root}/events.jsonl"\n' + _domain(args)
     )
     env = {"PYTHONPATH": str(ROOT), "NOWCASTD_COMPILE_CACHE": str(root / "cache")}
     started = time.monotonic()
@@ -143,7 +163,7 @@ def _serve(args, root: Path) -> None:
                 rss.append((i, sample("process_resident_memory_bytes")))
             name = f"scan_{t0 + timedelta(minutes=5 * i):%Y%m%d%H%M}.npy"
             tmp = incoming / f".{name}.tmp"
-            tmp.write_bytes(_scan(i, args.grid))
+            tmp.write_bytes(_scan(i, args.grid + 2 * args.halo))
             renamed = time.perf_counter()
             os.rename(tmp, incoming / name)
             if i >= args.input_length - 1:
@@ -237,7 +257,9 @@ def _critical_path(args, network) -> None:
     from nowcastd.nowcast import Window
     from nowcastd.serve.forecaster import Forecaster
 
-    forecaster = Forecaster(network, DataTransform(kind="dbz"), num_leads=args.leads)
+    forecaster = Forecaster(
+        network, DataTransform(kind="dbz"), num_leads=args.leads, margin=args.halo
+    )
     forecaster.compile()
     i, k = args.input_length, args.leads
     rng = np.random.default_rng(0)
@@ -275,9 +297,9 @@ def _lagrangian_path(args, forecaster, rng) -> None:
     seconds: dict[str, list[float]] = {"motion": [], "rollout": []}
     total = []
     for r in range(args.repeats):
-        scans = [io.BytesIO(_scan(r + j, grid)) for j in range(i)]
+        scans = [io.BytesIO(_scan(r + j, grid + 2 * args.halo)) for j in range(i)]
         rates = np.stack([np.load(f, allow_pickle=False) for f in scans])[None]
-        window = Window.from_rates(rates, DataTransform(kind="dbz"))
+        window = Window.from_rates(rates, DataTransform(kind="dbz"), margin=args.halo)
 
         @contextlib.contextmanager
         def timed(stage: str):
@@ -303,7 +325,7 @@ def main() -> None:
     print(
         f"grid {args.grid}x{args.grid}, hidden {args.hidden}, filter {args.filter_size}, "
         f"patch {args.patch_size}, I={args.input_length}, K={args.leads}, scans {args.scans}, "
-        f"lagrangian {int(args.lagrangian)}, {os.cpu_count()} CPUs"
+        f"lagrangian {int(args.lagrangian)}, halo {args.halo}, {os.cpu_count()} CPUs"
     )
     with tempfile.TemporaryDirectory(prefix="bench_serve_") as tmp:
         network = _model(args, Path(tmp))
