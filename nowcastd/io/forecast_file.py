@@ -61,6 +61,7 @@ from nowcastd.io.grid_mapping import grid_mapping_attrs
 from nowcastd.io.readers.scan import GridInfo
 
 __all__ = [
+    "LEAST_SIGNIFICANT_DIGIT",
     "EnsembleProducts",
     "ForecastFile",
     "compressor_pool",
@@ -77,6 +78,8 @@ FORECAST_NAME = re.compile(r"^forecast_(\d{8}T\d{6}Z)\.h5$")
 _NAME_TIME = "%Y%m%dT%H%M%SZ"
 _TIME_UNITS = "seconds since 1970-01-01 00:00:00"
 _DEFLATE_LEVEL = 1
+#: `write_forecast`'s rounding of rain rates: 1/128 mm/h (see the module docstring).
+LEAST_SIGNIFICANT_DIGIT = 2
 
 
 def _utc(value: datetime, what: str) -> datetime:
@@ -364,7 +367,7 @@ def write_forecast(
     checkpoint_digest: str,
     grid: GridInfo | None,
     nan_mask: np.ndarray | None,
-    least_significant_digit: int | None = 2,
+    least_significant_digit: int | None = LEAST_SIGNIFICANT_DIGIT,
     compressor: Executor | None = None,
     ensemble: EnsembleProducts | None = None,
 ) -> Path:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nowcastd.ensemble.settings import EnsembleSettings
 from nowcastd.errors import ConfigError
 from nowcastd.io.domain import Domain
 from nowcastd.io.scan_settings import ReaderConfig, scan_settings
@@ -27,6 +28,13 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 ENV_PREFIX = "NOWCASTD_SERVE_"
 #: Environment names that are not simply NOWCASTD_SERVE_<KEY>.
 ENV_NAMES = {"compile_cache_dir": "NOWCASTD_COMPILE_CACHE"}
+#: `EnsembleSettings` fields by the [serve] keys that set them.
+_ENSEMBLE_KEYS = {
+    "members": "ensemble_members",
+    "thresholds_mm_h": "probability_thresholds_mm_h",
+    "design": "ensemble_design",
+    "noise_gain": "ensemble_noise_gain",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,6 +150,26 @@ class ServeConfig:
     stall_seconds: float = setting(
         600.0, "a worker without progress this long stops the systemd watchdog pings"
     )
+    ensemble_members: int = setting(
+        0,
+        "members of an ensemble forecast per scan (0: none); each forecast file then holds the "
+        "exceedance probabilities and the ensemble mean",
+    )
+    probability_thresholds_mm_h: tuple[float, ...] = setting(
+        (0.1, 1.0, 5.0, 10.0), "rain rates whose exceedance probability the ensemble gives"
+    )
+    ensemble_write_members: bool = setting(
+        False, "write every ensemble member to the forecast file too", switch=True
+    )
+    ensemble_design: str = setting(
+        "perturb",
+        "perturb: the network runs once and the members perturb its forecast; network: every "
+        "member runs the network",
+    )
+    ensemble_noise_gain: float = setting(
+        1.0, "scale of the ensemble's spatially correlated noise (0: motion perturbations only)"
+    )
+    ensemble_seed: int = setting(0, "base of the ensemble's seeds (each scan adds its time)")
     reader: ReaderConfig = ReaderConfig()
     domain: Domain | None = None
 
@@ -200,9 +228,39 @@ class ServeConfig:
                 "retention_max_age_hours: expected a number > 0 or unset, "
                 f"got {self.retention_max_age_hours}"
             )
+        self._check_ensemble()
         object.__setattr__(self, "log_level", self.log_level.upper())
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level: expected one of {LOG_LEVELS}, got {self.log_level!r}")
+
+    def _check_ensemble(self) -> None:
+        if self.ensemble_members < 0:
+            raise ValueError(f"ensemble_members: expected an int >= 0, got {self.ensemble_members}")
+        self.ensemble_settings()  # ValueError naming the setting that is out of range
+
+    def ensemble_settings(self) -> EnsembleSettings | None:
+        """The ensemble's settings (None when `ensemble_members` is 0), on the model grid's
+        pixels (the domain's, else 4 km) and the time step."""
+        if self.ensemble_members == 0:
+            return None
+        domain = self.domain
+        pixel_km = 4.0
+        if domain is not None and domain.extent is not None:
+            pixel_km = domain.block * domain.native_pixel_km
+        try:
+            return EnsembleSettings(
+                members=self.ensemble_members,
+                thresholds_mm_h=self.probability_thresholds_mm_h,
+                write_members=self.ensemble_write_members,
+                design=self.ensemble_design,
+                noise_gain=self.ensemble_noise_gain,
+                pixel_km=pixel_km,
+                timestep_minutes=self.timestep_seconds / 60.0,
+                seed=self.ensemble_seed,
+            )
+        except ValueError as e:  # named by its [serve] key
+            field, _, rest = str(e).partition(":")
+            raise ValueError(f"{_ENSEMBLE_KEYS.get(field, field)}:{rest}") from e
 
     @property
     def gap_seconds(self) -> float:

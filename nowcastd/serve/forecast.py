@@ -11,6 +11,7 @@ from typing import TypedDict
 
 import numpy as np
 
+from nowcastd.io.ensemble_file import EnsembleProducts
 from nowcastd.io.readers import GridInfo, printable
 
 __all__ = ["FileContents", "Forecast", "Frame", "timings"]
@@ -54,12 +55,14 @@ class FileContents(TypedDict):
     nan_mask: np.ndarray
     model_name: str
     checkpoint_digest: str
+    ensemble: EnsembleProducts | None
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Forecast:
     """One forecast, everything its file holds: `precip` (K, H, W) mm/h, NaN where the
-    newest input had no data (`nan_mask`), on `grid`, from the inputs named, oldest first.
+    newest input had no data (`nan_mask`), on `grid`, from the inputs named, oldest first;
+    `ensemble`: the ensemble's products when the service makes them.
 
     `pre_encoded`: whether the pre-encoded window was used (not written).
     """
@@ -74,6 +77,7 @@ class Forecast:
     model_name: str
     checkpoint_digest: str
     pre_encoded: bool
+    ensemble: EnsembleProducts | None = None
 
     def __post_init__(self) -> None:
         k = self.precip.shape[0]
@@ -98,4 +102,5 @@ class Forecast:
             nan_mask=self.nan_mask,
             model_name=self.model_name,
             checkpoint_digest=self.checkpoint_digest,
+            ensemble=self.ensemble,
         )

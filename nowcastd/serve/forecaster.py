@@ -334,7 +334,12 @@ class Forecaster:
         return self._pre is not None and self._pre.key == tuple(key)
 
     def forecast(
-        self, window: Window, key: Sequence[Hashable], *, timed: StageTimer | None = None
+        self,
+        window: Window,
+        key: Sequence[Hashable],
+        *,
+        timed: StageTimer | None = None,
+        flow: np.ndarray | None = None,
     ) -> tuple[np.ndarray, bool]:
         """(1, K, H, W) forecast in mm/h (`forecast_rates`, its stages timed by `timed`) and
         whether the pre-encoded state was used.
@@ -342,6 +347,7 @@ class Forecaster:
         `key` names the I frames of `window`, oldest first. With a matching pre-encoding only
         `forecast_from` runs; otherwise the full rollout. A background pre-encoding still
         running is waited for (`Pipeline` waits for it before it donates the buffer).
+        `flow`: the window's motion if already estimated (the ensemble shares it).
         """
         full = self._check_compiled()
         self.wait_pre_encode()
@@ -357,7 +363,7 @@ class Forecaster:
         else:
             run = functools.partial(full, self._params)
         if timed is None:
-            rates = forecast_rates(window, run, motion=self.motion)
+            rates = forecast_rates(window, run, motion=self.motion, flow=flow)
         else:
-            rates = forecast_rates(window, run, motion=self.motion, timed=timed)
+            rates = forecast_rates(window, run, motion=self.motion, timed=timed, flow=flow)
         return rates, pre is not None

@@ -25,6 +25,7 @@ class Stage(StrEnum):
     TRANSFER = "transfer"
     MOTION = "motion"
     ROLLOUT = "rollout"
+    ENSEMBLE = "ensemble"
     WRITE = "write"
     ENCODE = "encode"
     # the service's housekeeping: can fail, is not timed

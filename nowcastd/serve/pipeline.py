@@ -48,6 +48,7 @@ from nowcastd.io.scan_settings import ReaderConfig
 from nowcastd.nowcast import Window
 from nowcastd.serve.buffer import FrameBuffer, Push
 from nowcastd.serve.config import ServeConfig
+from nowcastd.serve.ensemble_stage import EnsembleStage
 from nowcastd.serve.forecast import Forecast, Frame, timings
 from nowcastd.serve.forecaster import Forecaster
 from nowcastd.serve.labels import FailureReason, RejectReason, Stage, member
@@ -70,6 +71,10 @@ FIXED_KEYS = (
     "timestep_seconds",
     "max_gap_seconds",
     "strategy",
+    "ensemble_members",
+    "ensemble_design",
+    "ensemble_noise_gain",
+    "ensemble_seed",
 )
 #: The start-up refill reads at most this many times the buffer's capacity of files.
 REFILL_TRIES = 8
@@ -185,6 +190,12 @@ class Pipeline:
             strategy_cache=StrategyCache(strategy_cache_dir(os.environ, cfg.compile_cache_dir)),
             margin=margin,
         )
+        ensemble = cfg.ensemble_settings()
+        self._ensemble = (
+            None
+            if ensemble is None
+            else EnsembleStage(model, ensemble, num_leads=self.num_leads, grid=shape, margin=margin)
+        )
         self._read_worker = (
             ReadWorker(
                 timeout_seconds=cfg.read_timeout_seconds,
@@ -228,7 +239,10 @@ class Pipeline:
         """Compile for the operational shape (the buffer's update and the forecaster);
         `pre_encoding=False` for one-off forecasts."""
         self._buffer.compile()
-        return self._forecaster.compile(pre_encoding=pre_encoding)
+        seconds = self._forecaster.compile(pre_encoding=pre_encoding)
+        if self._ensemble is not None:
+            seconds += self._ensemble.compile()
+        return seconds
 
     def start(self) -> None:
         """Start the scan reader process (`isolate_reads`)."""
@@ -452,25 +466,30 @@ class Pipeline:
             housekeeping=(*encoded.failed, *pruned.failed),
         )
 
-    def _rollout(self) -> tuple[Forecast, dict[str, float]]:
-        """The forecast from the full buffer (pre-encoded when possible), and the seconds of
-        each of its stages."""
-        cfg, buf = self._cfg, self._buffer
+    def _window(self) -> Window:
+        """The full buffer as the forecast's window."""
+        buf = self._buffer
         if not buf.full:
             raise NowcastdError(
                 f"forecast: expected {buf.input_length} consecutive scans in the buffer, "
                 f"got {buf.count}"
             )
         infos = buf.infos
-        newest = infos[-1].record
-        window = Window.from_model(  # the motion stage reads the frames on the host
+        return Window.from_model(  # the motion stage reads the frames on the host
             np.stack([i.record.model[..., 0] for i in infos])[None],
             np.stack([i.record.nan_mask for i in infos])[None],
             self.model.transform,
             context=buf.frames,
-            with_motion=self.model.cfg.lagrangian,
+            with_motion=self.model.cfg.lagrangian or self._ensemble is not None,
             margin=self._forecaster.margin,
         )
+
+    def _rollout(self) -> tuple[Forecast, dict[str, float]]:
+        """The forecast from the full buffer (pre-encoded when possible), with the ensemble's
+        products when configured, and the seconds of each of its stages."""
+        cfg, window = self._cfg, self._window()
+        infos = self._buffer.infos
+        newest = infos[-1].record
         seconds: dict[str, float] = {}
 
         @contextlib.contextmanager
@@ -479,7 +498,15 @@ class Pipeline:
                 yield
             seconds[stage] = lap.seconds
 
-        rates, pre_encoded = self._forecaster.forecast(window, infos, timed=timed)
+        ensemble, flow = self._ensemble, None
+        if ensemble is not None:  # one motion for the rollout and the members
+            flow = ensemble.flow(window, timed)
+        rates, pre_encoded = self._forecaster.forecast(
+            window, infos, timed=timed, flow=flow if self.model.cfg.lagrangian else None
+        )
+        products = None
+        if ensemble is not None and flow is not None:
+            products = ensemble.products(window, flow, newest.valid_time, cfg, timed)
         step = cfg.timestep_seconds
         forecast = Forecast(
             precip=rates[0],
@@ -492,6 +519,7 @@ class Pipeline:
             model_name=self.model.cfg.model_name,
             checkpoint_digest=self.model.digest,
             pre_encoded=pre_encoded,
+            ensemble=products,
         )
         return forecast, seconds
 

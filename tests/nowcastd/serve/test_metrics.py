@@ -115,10 +115,10 @@ def test_label_values_are_exported_as_the_same_words_in_the_same_order():
     assert 'nowcastd_failures_total{stage="reload"} 1.0\n' in text
     stages = re.findall(r'nowcastd_failures_total\{stage="(\w+)"\}', text)
     assert stages == [
-        "read", "transfer", "motion", "rollout", "write", "encode", "retention", "reload",
+        "read", "transfer", "motion", "rollout", "ensemble", "write", "encode", "retention", "reload",
     ]  # fmt: skip
     timed = re.findall(r'nowcastd_stage_duration_seconds_count\{stage="(\w+)"\}', text)
-    assert timed == stages[:6]
+    assert timed == stages[:7]
     reasons = re.findall(r'nowcastd_scans_rejected_total\{reason="(\w+)"\}', text)
     assert reasons == [
         "corrupt", "wrong_grid", "out_of_order", "duplicate", "unknown_format", "not_regular",
