@@ -24,7 +24,15 @@ if TYPE_CHECKING:
     from nowcastd.serve.outcome import Failed, Rejected
 
 #: The `[serve]` settings predict takes as flags; the rest come from --config as for serve.
-PREDICT_OPTIONS = ("checkpoint", "output_dir", "lead_frames", "timestep_seconds")
+PREDICT_OPTIONS = (
+    "checkpoint",
+    "output_dir",
+    "lead_frames",
+    "timestep_seconds",
+    "ensemble_members",
+    "probability_thresholds_mm_h",
+    "ensemble_write_members",
+)
 
 
 def predict(
