@@ -211,10 +211,12 @@ def test_evaluate_scan_directory_with_the_serve_domain(checkpoint, tmp_path):
     assert report["grid"] == [64, 64] and report["domain"]["block"] == 4
     assert report["n_starts"] == 1 and report["first_issue_time"] == "2010-08-26T00:10:00Z"
     seq = open_sequence(FIXTURES / "knmi", config=config)
-    # the 4 scans (3 inputs + 1 lead) have data, and so do the extrapolations (no rain from
-    # outside the grid)
-    inputs = seq.precip[:3]
-    advected = [method(inputs, 1)[0] for method in (LagrangianExtrapolation(), SProg())]
+    # the 4 scans (3 inputs + 1 lead) have data, and so do the extrapolations from the
+    # scans with their halo (no rain from beyond it), cropped to the grid
+    m = seq.margin
+    assert m == 94 // 4  # the default: what the scan offers (94 native columns on the left)
+    inputs = seq.window_frames[:3]
+    advected = [method(inputs, 1)[0][m:-m, m:-m] for method in (LagrangianExtrapolation(), SProg())]
     # the observation, the newest input (persistence, the model) and the extrapolations
     have_data = np.isfinite(seq.precip[2:4]).all(axis=0) & np.isfinite(advected).all(axis=0)
     covered = int(have_data.sum())
