@@ -19,8 +19,9 @@ turns them into mm/h with `DataTransform.to_rates`, the rule of every forecast.
    trajectories are integrated step by step as `model.advection` integrates them (midpoint,
    bilinear). An Eulerian network's forecast has moved already: its members move by the
    perturbation alone.
-4. Rank matching as the checkpoint says (`match_extrapolation`: each member against the newest
-   frame advected with the member's own motion; `match_intensity`: against the newest frame).
+4. Rank matching as the checkpoint says (`match_extrapolation`: every member against the
+   newest frame advected along the unperturbed motion, the deterministic forecast's reference;
+   `match_intensity`: against the newest frame), by `nowcastd.ensemble.matching`.
 
 No Python loop over members or leads: members and windows are batch axes, the trajectories a
 `lax.scan` over the leads.
@@ -35,9 +36,9 @@ from jaxtyping import Array, Float, UInt
 from model.advection import warp
 from model.lagrangian import to_lagrangian
 from model.network import PredRNN
-from model.rank_matching import match_quantiles
 from model.rollout import encode, forecast_from
 from model.strategy import DEFAULT, Strategy
+from nowcastd.ensemble.matching import match_members
 from nowcastd.io.transform import DataTransform
 
 __all__ = ["ensemble_rates"]
@@ -146,20 +147,23 @@ def _matched(
     network: PredRNN,
     members: Float[Array, "n m k hi wi"],
     newest: Float[Array, "n h w"],
-    displacement: Float[Array, "n m k h w 2"],
+    motion: Float[Array, "n h w 2"],
     margin: int,
 ) -> Float[Array, "n m k hi wi"]:
-    """The members rank matched as the checkpoint's deterministic forecast is: against the
-    padded newest frame advected along each member's own paths (`match_extrapolation`), or
-    the newest frame (`match_intensity`)."""
+    """The members rank matched as the checkpoint's deterministic forecast is
+    (`nowcastd.ensemble.matching`): against the padded newest frame advected along the
+    unperturbed motion (`match_extrapolation`), or the newest frame (`match_intensity`)."""
     cfg = network.cfg
+    n, _, k = members.shape[:3]
     if cfg.lagrangian and cfg.match_extrapolation:
-        shape = (*displacement.shape[:3], *newest.shape[1:])
-        reference = _advect(jnp.broadcast_to(newest[:, None, None], shape), displacement)
-        return match_quantiles(members[..., None], _inner(reference, margin)[..., None])[..., 0]
+        still = jnp.zeros((n, k, 2), motion.dtype)
+        paths = jax.vmap(_trajectories, in_axes=(0, 0, None))(motion, still, True)[:, None]
+        shape = (n, 1, k, *newest.shape[1:])
+        reference = _advect(jnp.broadcast_to(newest[:, None, None], shape), paths)[:, 0]
+        return match_members(members, _inner(reference, margin))
     if cfg.match_intensity:
-        reference = _inner(newest, margin)[:, None, None, :, :, None]
-        return match_quantiles(members[..., None], reference)[..., 0]
+        reference = _inner(newest, margin)[:, None]
+        return match_members(members, jnp.broadcast_to(reference, (n, k, *reference.shape[2:])))
     return members
 
 
@@ -240,5 +244,5 @@ def ensemble_rates(
     displacement = paths(motion, coefficients, lagrangian)
     advected = _inner(_advect(forecast + amplitude * eps, displacement), margin)
     observed = context[:, -1, ..., 0]
-    matched = _matched(network, advected, observed, displacement, margin)
+    matched = _matched(network, advected, observed, motion, margin)
     return transform.to_rates(matched)
