@@ -94,3 +94,18 @@ def test_strip_is_a_png_and_refuses_mismatched_frames(tmp_path):
             issue_time=T0,
             valid_times=valid,
         )
+
+
+def test_strip_draws_the_issue_scan_with_its_halo_and_refuses_another_width(tmp_path):
+    valid = [T0 + timedelta(minutes=5 * k) for k in range(1, 13)]
+    halo = np.random.default_rng(1).gamma(0.5, 2.0, (24, 24)).astype(np.float32)
+    rain = np.repeat(halo[None, 4:-4, 4:-4], 12, axis=0)
+    kwargs = {"observed": rain, "forecast": rain, "issue_time": T0, "valid_times": valid}
+    plain = save_forecast_strip(tmp_path / "plain.png", last_input=rain[0], **kwargs)
+    drawn = save_forecast_strip(
+        tmp_path / "halo.png", last_input=rain[0], halo=halo, margin=4, **kwargs
+    )
+    assert drawn.read_bytes()[:4] == b"\x89PNG"
+    assert drawn.read_bytes() != plain.read_bytes()  # the halo and its outline are drawn
+    with pytest.raises(ValueError, match=r"with a halo of 3, \(22, 22\), got \(24, 24\)"):
+        save_forecast_strip(tmp_path / "bad.png", last_input=rain[0], halo=halo, margin=3, **kwargs)
