@@ -56,7 +56,8 @@ class LiveStack:
         ckpt = save_inference_checkpoint(root / "model", network, DBZ)
         (root / "daemon").mkdir()
         os.symlink(ckpt, root / "daemon" / "ckpt")
-        self.daemon = Daemon(root / "daemon")
+        # a small ensemble, so the dashboard's ensemble panel has data
+        self.daemon = Daemon(root / "daemon", extra="ensemble_members = 3\n")
         with self.daemon.config.open("a") as f:  # [domain] is the config's last table
             f.write(f'projection = "{KNMI_PROJECTION}"\nextent = {list(EXTENT)}\n')
         rules = [REPO / "deploy" / "alerts.yml", short_for_rules(root / "short_for.yml")]

@@ -46,7 +46,7 @@ def test_every_rule_evaluates_without_error(live):
 
 def test_every_panel_query_returns_data(live):
     queries = dashboard_queries()
-    assert len({q.panel for q in queries}) == 8
+    assert len({q.panel for q in queries}) == 9
     for query in queries:
         result = live.prometheus.query(query.promql(window=WINDOW))
         assert result, (
@@ -75,6 +75,8 @@ def test_panel_values_say_what_the_daemon_did(live):
     assert set(scans) == {"received", "skipped", "rejected: corrupt"}  # zero reasons left out
     assert scans["received"] > scans["rejected: corrupt"] > 0
     assert _panel(live, "Forecasts written")["forecasts per hour"] > 0
+    ensemble = _panel(live, "Ensemble stage")
+    assert 0 < ensemble["p50 ensemble"] <= ensemble["p99 ensemble"]
     failures = _panel(live, "Failures by stage")
     assert len(failures) == len(FAILURE_STAGES) and set(failures.values()) == {0}
     (age,) = _panel(live, "Newest scan's age").values()
@@ -94,7 +96,7 @@ def test_render_preview_draws_every_panel_from_the_live_prometheus(live, tmp_pat
     assert result.returncode == 0, result.stdout + result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = [line for line in result.stdout.splitlines() if line.startswith("panel ")]
-    assert len(lines) == 8 and all(" 0 series" not in line for line in lines), result.stdout
+    assert len(lines) == 9 and all(" 0 series" not in line for line in lines), result.stdout
 
 
 def _rule_state(live, name: str) -> str:
