@@ -332,8 +332,8 @@ def format_ensemble_comparison(report: EnsembleComparison) -> str:
     lines = [
         f"{report.name}, ensemble of {report.members}: {where}, grid {report.grid[0]}x"
         f"{report.grid[1]}, pixel {report.pixel_km:.3g} km, step "
-        f"{report.timestep_seconds / 60:g} min, seed {report.seed}; both methods scored on the "
-        "same pixels",
+        f"{report.timestep_seconds / 60:g} min, seed {report.seed}"
+        + ("; both methods scored on the same pixels" if len(report.scorers) > 1 else ""),
         format_ensemble_scores(report.methods, report.lead_minutes),
     ]
     verdict = report.verdict()
