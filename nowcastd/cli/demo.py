@@ -70,10 +70,17 @@ class DemoSettings:
     cadence_seconds: float = setting(
         1.5, "seconds between two scans delivered (the radar's 5 minutes, accelerated)"
     )
+    ensemble_members: int = setting(
+        20,
+        "members of the daemon's ensemble (0: none); the figure beside the forecast shows the "
+        "probability of at least 1 mm/h",
+    )
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
             raise ValueError(f"iterations: expected an integer >= 1, got {self.iterations}")
+        if self.ensemble_members < 0:
+            raise ValueError(f"ensemble_members: expected an int >= 0, got {self.ensemble_members}")
         if not self.cadence_seconds > 0:
             raise ValueError(f"cadence_seconds: expected a number > 0, got {self.cadence_seconds}")
         if self.train and self.checkpoint is not None:
@@ -180,6 +187,7 @@ def _run(s: DemoSettings, source: Source, work: Path) -> None:
         "retention_max_age_hours": 0,
         "refill_max_age_hours": 0,  # archived scans: the start-up refill takes them at any age
         "events_file": (work / "events.jsonl").resolve(),
+        "ensemble_members": s.ensemble_members,
     }
     config = write_config(work / "serve.toml", serve=serve, reader=reader, domain=domain)
     feed_and_report(
@@ -206,6 +214,7 @@ def _halo_text(domain: Any) -> str:
 
 def _skill_and_figure(s: DemoSettings, forecasts: Path, observed: Any, what: str) -> None:
     from nowcastd.errors import DataError
+    from nowcastd.io.forecast_file import forecast_name
     from nowcastd.verification.baselines import LagrangianExtrapolation
     from nowcastd.verification.forecast_skill import (
         format_skill,
@@ -230,6 +239,22 @@ def _skill_and_figure(s: DemoSettings, forecasts: Path, observed: Any, what: str
     figure, issue = save_checkable_figure(files, observed, s.out)
     _say(f"\nfigure: {figure.resolve()}")
     _say(f"(observed against forecast, issued {issue:%H:%M} UTC)")
+    _ensemble_figure(s, files, forecasts / forecast_name(issue), observed)
+
+
+def _ensemble_figure(s: DemoSettings, files: list[Path], chosen: Path, observed: Any) -> None:
+    """The probability of >= 1 mm/h beside the forecast and the observation, and how the
+    probabilities of every file did (when the daemon made an ensemble)."""
+    from nowcastd.demo.probability import probability_summary, save_probability_figure
+
+    figure = save_probability_figure(chosen, observed, s.out)
+    if figure is None:
+        return
+    summary = probability_summary(files, observed)
+    if summary is not None:
+        _say(summary)
+    _say(f"figure: {figure.resolve()}")
+    _say(f"(forecast, probability of >= 1 mm/h from {s.ensemble_members} members, observed)")
 
 
 def register(app: typer.Typer) -> None:

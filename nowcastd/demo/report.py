@@ -78,7 +78,7 @@ def _say_header(say: Callable[[str], None], count: int, cadence_seconds: float) 
     )
     say(
         f"{'scan (UTC)':>16} {'latency':>8} {'queued':>7} {'read':>6} {'motion':>7} "
-        f"{'rollout':>8} {'write':>6}  forecast file"
+        f"{'rollout':>8} {'ensemble':>9} {'write':>6}  forecast file"
     )
 
 
@@ -111,6 +111,6 @@ def _forecast_row(event: ForecastEvent, times: dict[str, datetime]) -> str:
     return (
         f"{when:>16} {ms(event.latency):>5} ms {ms(event.queued):>4} ms "
         f"{ms(stages.get('read')):>3} ms {ms(stages.get('motion')):>4} ms "
-        f"{ms(stages.get('rollout')):>5} ms "
+        f"{ms(stages.get('rollout')):>5} ms {ms(stages.get('ensemble')):>6} ms "
         f"{ms(stages.get('write')):>3} ms  {event.file}{note}"
     )

@@ -51,7 +51,7 @@ def test_demo_serves_scans_with_a_checkpoint_and_reports(tmp_path: Path) -> None
     done = _demo(
         tmp_path,
         *("--scans", str(scans), "--checkpoint", str(ckpt), "--cadence_seconds", "0.4"),
-        *("--keep", "work", "--out", "figures"),
+        *("--keep", "work", "--out", "figures", "--ensemble_members", "3"),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
@@ -65,13 +65,25 @@ def test_demo_serves_scans_with_a_checkpoint_and_reports(tmp_path: Path) -> None
     assert re.search(r"^\s+\+15 min \(3\) model\s", out, re.M), out
     assert re.search(r"^\s+LK\s+\d\.\d{3}", out, re.M) and "FBI5" in out
     assert "model vs LK: " in out and "model vs persistence: " in out
-    figure = Path(out.strip().splitlines()[-2].removeprefix("figure: "))
-    assert figure.parent == tmp_path / "figures" and figure.read_bytes()[:4] == b"\x89PNG"
-    assert stat.S_IMODE(figure.stat().st_mode) == 0o666 & ~_umask()
+    figures = [
+        Path(line.removeprefix("figure: "))
+        for line in out.splitlines()
+        if line.startswith("figure: ")
+    ]
+    assert [f.name.split("_")[0] for f in figures] == ["forecast", "probability"]
+    for figure in figures:
+        assert figure.parent == tmp_path / "figures" and figure.read_bytes()[:4] == b"\x89PNG"
+        assert stat.S_IMODE(figure.stat().st_mode) == 0o666 & ~_umask()
+    # the ensemble: a stage of every forecast line, its probabilities scored and drawn
+    assert re.search(r"^\s+scan \(UTC\).* rollout\s+ensemble\s+write", out, re.M), out
+    assert re.search(r"^\s*2010-08-26 05:15(\s+\d+ ms){6}", out, re.M), out
+    assert "P(>= 1 mm/h) at +30 min against the observations: P 0-0.2: said" in out
+    assert "probability of >= 1 mm/h from 3 members" in out
     forecasts = sorted((tmp_path / "work" / "forecasts").glob("forecast_*.h5"))
     assert [f.name for (f,) in zip(forecasts)] == [name for _, name in rows]
     f = read_forecast(forecasts[-1])
     assert f.precip.shape == (3, 64, 64) and f.x[0] == 250_000.0
+    assert f.ensemble is not None and f.ensemble.probability.shape == (4, 3, 64, 64)
     assert (tmp_path / "work" / "daemon.log").read_text().count("forecast forecast_") == 6
 
 
@@ -80,6 +92,7 @@ def test_demo_trains_on_the_spot_and_removes_its_temporary_directory(tmp_path: P
     done = _demo(
         tmp_path,
         *("--train", "--iterations", "1", "--scans", str(scans), "--cadence_seconds", "0.4"),
+        *("--ensemble_members", "0"),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "trained on the spot" in done.stdout and "forecasts written 2" in done.stdout
