@@ -68,16 +68,17 @@ def crop(
 
 def embed(
     inner: Float[Array, "batch leads grid_height grid_width channels"],
-    around: Float[Array, "batch height width channels"],
+    around: Float[Array, "batch *lead height width channels"],
     margin: int,
 ) -> Float[Array, "batch leads height width channels"]:
     """Every lead of `inner` (the model grid) placed inside `around` (a padded frame, `margin`
-    pixels wider on every side), which fills the margin at every lead."""
+    pixels wider on every side, or one per lead), which fills the margin."""
     if margin == 0:
         return inner
-    shape = (inner.shape[0], inner.shape[1], *around.shape[1:])
-    padded = jnp.broadcast_to(around[:, None], shape)
-    return padded.at[:, :, margin:-margin, margin:-margin, :].set(inner)
+    if around.ndim == inner.ndim - 1:
+        shape = (inner.shape[0], inner.shape[1], *around.shape[1:])
+        around = jnp.broadcast_to(around[:, None], shape)
+    return around.at[:, :, margin:-margin, margin:-margin, :].set(inner)
 
 
 def with_no_data(

@@ -19,7 +19,14 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from model.lagrangian import extrapolation, to_eulerian, to_lagrangian, with_no_data
+from model.lagrangian import (
+    crop,
+    embed,
+    extrapolation,
+    to_eulerian,
+    to_lagrangian,
+    with_no_data,
+)
 from model.network import PredRNN
 from model.objectives import fourier_amplitude, fourier_correlation, intensity_l1
 from model.patch import reshape_patch, reshape_patch_back
@@ -144,34 +151,59 @@ def lagrangian_loss(
     A target pixel whose forecast has no data (advected in from outside) does not count.
     With `match_extrapolation` the leads are scored rank-matched, as the rollout gives them.
     `next_frames` in the parts are the advected forecasts (image space).
+
+    Clips (and their valid mask and motion) wider than the network's grid carry a halo, the
+    same on every side (`model.rollout.rollout`'s `margin`): the network runs on the grid
+    inside it, each forecast is placed in the frame it was fed (the newest for the leads:
+    extrapolation in the margin) and advected on the padded grid, and the loss is the grid's.
     """
     cfg = network.cfg
     p, reference = cfg.patch_size, cfg.input_length - 1
+    m = _halo(cfg.img_height, cfg.img_width, clips.shape)
     moved, _ = to_lagrangian(clips, motion, reference)
-    patched = reshape_patch(moved, p)
+    patched = reshape_patch(crop(moved, m), p)
     next_frames, decouple = network(patched, mask, with_decouple=cfg.is_v2, strategy=strategy)
-    forecast, inside = to_eulerian(reshape_patch_back(next_frames, p), motion, 1 - reference)
+    frames = reshape_patch_back(next_frames, p)
+    # the frame each output was fed (with predict_delta: what a zero correction forecasts)
+    fed = moved[:, [min(n, reference) for n in range(clips.shape[1] - 1)]]
+    frames = embed(frames, fed[..., : frames.shape[-1]], m)
+    forecast, inside = to_eulerian(frames, motion, 1 - reference)
+    forecast, inside = crop(forecast, m), crop(inside, m)
     if cfg.match_extrapolation:
-        forecast = _matched_leads(forecast, inside, moved[:, reference], motion, reference)
-    target = clips[:, 1:, ..., : forecast.shape[-1]]
+        newest = moved[:, reference]
+        forecast = _matched_leads(forecast, inside, newest, motion, reference, m)
+    target = crop(clips[:, 1:, ..., : forecast.shape[-1]], m)
     w = jnp.broadcast_to(inside, forecast.shape)
     if valid is not None:
-        w = w * jnp.broadcast_to(valid[:, 1:], forecast.shape)
+        w = w * jnp.broadcast_to(crop(valid[:, 1:], m), forecast.shape)
     return _objective(network, forecast, target, w, decouple, loss, 1)
 
 
+def _halo(height: int, width: int, shape: tuple[int, ...]) -> int:
+    """The margin of (batch, time, H + 2m, W + 2m, C) clips around the (height, width) grid."""
+    extra_h, extra_w = shape[2] - height, shape[3] - width
+    if extra_h != extra_w or extra_h < 0 or extra_h % 2:
+        raise ValueError(
+            f"lagrangian_loss: expected clips of the grid {height}x{width} or with an equal "
+            f"margin on every side, got {shape[2]}x{shape[3]}"
+        )
+    return extra_h // 2
+
+
 def _matched_leads(
-    forecast: Float[Array, "batch frames height width channels"],
-    inside: Float[Array, "batch frames height width 1"],
+    forecast: Float[Array, "batch frames grid_height grid_width channels"],
+    inside: Float[Array, "batch frames grid_height grid_width 1"],
     newest: Float[Array, "batch height width cin"],
     motion: Float[Array, "batch height width 2"],
     first_lead: int,
-) -> Float[Array, "batch frames height width channels"]:
+    margin: int = 0,
+) -> Float[Array, "batch frames grid_height grid_width channels"]:
     """The forecasts from `first_lead` on, each with the values of the newest frame advected
-    to its time (`model.rollout`'s matching), the gradient passed straight through."""
+    to its time (`model.rollout`'s matching, on the padded grid with a `margin`), the gradient
+    passed straight through."""
     leads = forecast[:, first_lead:]
     channels = forecast.shape[-1]
-    reference = extrapolation(newest[..., :channels], motion, leads.shape[1])
+    reference = crop(extrapolation(newest[..., :channels], motion, leads.shape[1]), margin)
     matched = match_quantiles(with_no_data(leads, inside[:, first_lead:]), reference)
     return jnp.concatenate([forecast[:, :first_lead], straight_through(leads, matched)], axis=1)
 

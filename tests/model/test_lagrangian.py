@@ -182,3 +182,39 @@ def test_a_trained_lagrangian_network_runs_on_the_grid_inside_its_halo(cfg: Mode
         np.asarray(rollout_jit(plain, jnp.asarray(clips[:, :i]), k, margin=m)),
         np.asarray(rollout_jit(plain, jnp.asarray(_inner(clips[:, :i], m)), k)),
     )
+
+
+def test_training_with_a_halo_forecasts_the_leads_as_the_rollout_does(cfg: ModelConfig) -> None:
+    """Clips with a margin of 4 around the grid: under the inference mask, the loss's lead
+    forecasts are the halo rollout's (the same transform in training and serving), scored on
+    the grid; the margin changes them where rain flows in."""
+    m = 4
+    network = PredRNN(cfg, key=jax.random.key(1))
+    network = eqx.tree_at(lambda n: n.conv_last, network, jnp.full_like(network.conv_last, 0.05))
+    padded = dataclasses.replace(cfg, img_height=16 + 2 * m, img_width=20 + 2 * m)
+    clips, motion = _clip_and_motion(padded, seed=5)
+    i, k = cfg.input_length, cfg.output_length
+    loss_fn = eqx.filter_jit(lagrangian_loss)
+    mask = inference_mask(2, cfg)
+    _, parts = loss_fn(network, jnp.asarray(clips), mask, None, OFFICIAL_LOSS, jnp.asarray(motion))
+    leads = np.asarray(parts.next_frames)[:, i - 1 :]
+    assert leads.shape == (2, k, 16, 20, 1)
+    served = np.asarray(
+        rollout_jit(network, jnp.asarray(clips[:, :i]), k, None, jnp.asarray(motion), margin=m)
+    )
+    seen = np.isfinite(served)  # where trajectories start inside the padded grid
+    assert seen.mean() > 0.9
+    np.testing.assert_allclose(leads[seen], served[seen], atol=1e-5)
+    inner = (slice(None), slice(None), slice(m, -m), slice(m, -m))
+    _, alone = loss_fn(
+        network,
+        jnp.asarray(clips[inner]),
+        mask,
+        None,
+        OFFICIAL_LOSS,
+        jnp.asarray(motion[:, m:-m, m:-m]),
+    )
+    assert np.abs(np.asarray(alone.next_frames)[:, i - 1 :] - leads).max() > 0.01
+    with pytest.raises(ValueError, match="equal margin on every side, got 24x26"):
+        loss_fn(network, jnp.asarray(clips[..., :26, :]), mask, None, OFFICIAL_LOSS,
+                jnp.asarray(motion[:, :, :26]))  # fmt: skip
