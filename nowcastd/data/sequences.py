@@ -17,6 +17,10 @@ length, and an archive of years (`nowcastd.data.archive`) trains like a small mo
 time is drawn only where the whole window is contiguous: every step of the window, at the
 chosen stride, is the movie's time step in `time_unix` (no window crosses a gap).
 
+With a halo (`SamplerConfig.halo` > 0, for a Lagrangian network), every sequence is that many
+model pixels wider on every side than the model grid: the crop's surroundings, which the motion
+and the advection read as serve's halo does (`model.loss.lagrangian_loss`).
+
 Values go to model units through the run's `DataTransform`; NaN (no data) becomes 0 with a
 validity mask (the fraction of valid native pixels of each block), which the loss uses.
 `SequenceSampler` is an endless batch iterator with `state_dict`/`load_state_dict`, so a run
@@ -143,6 +147,7 @@ class SamplerConfig:
             at >= 0.5 mm/h is redrawn (up to `max_redraws` times).
         max_nan_fraction: a crop with more missing pixels than this is redrawn.
         motion: the ranges of the synthetic flows.
+        halo: model pixels of each sequence's surroundings on every side (0: none).
     """
 
     total_length: int
@@ -158,6 +163,12 @@ class SamplerConfig:
     max_nan_fraction: float = 0.5
     max_redraws: int = 20
     motion: MotionConfig = MotionConfig()
+    halo: int = 0
+
+    @property
+    def padded(self) -> tuple[int, int]:
+        """The sequences' grid: the model grid and its halo."""
+        return (self.height + 2 * self.halo, self.width + 2 * self.halo)
 
     def __post_init__(self) -> None:
         for name in ("total_length", "height", "width", "input_length", "max_redraws"):
@@ -166,6 +177,8 @@ class SamplerConfig:
                 raise ValueError(f"SamplerConfig.{name}: expected an int >= 1, got {value!r}")
         if not self.blocks or any(not isinstance(b, int) or b < 1 for b in self.blocks):
             raise ValueError(f"SamplerConfig.blocks: expected ints >= 1, got {self.blocks!r}")
+        if not (isinstance(self.halo, int) and self.halo >= 0):
+            raise ValueError(f"SamplerConfig.halo: expected an int >= 0, got {self.halo!r}")
         for name in ("synthetic_fraction", "min_wet_fraction", "max_nan_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -204,7 +217,7 @@ class SequenceSampler:
             dtype=np.float64,
         )
         if weights.sum() == 0:
-            need = f"{cfg.total_length} frames of {cfg.height}×{cfg.width} pixels"
+            need = f"{cfg.total_length} frames of {cfg.padded[0]}×{cfg.padded[1]} pixels"
             raise DataError(f"training sequences: no movie holds {need} at any block factor")
         self._weights = weights / weights.sum()
         for movie, choices in zip(self.movies, self._choices, strict=True):
@@ -219,14 +232,15 @@ class SequenceSampler:
         than in proportion (its crops overlap)."""
         block, _, starts = choice
         _, h, w = movie.precip.shape
-        positions = (h - self.cfg.height * block + 1) * (w - self.cfg.width * block + 1)
+        height, width = self.cfg.padded
+        positions = (h - height * block + 1) * (w - width * block + 1)
         return len(starts) * math.sqrt(positions)
 
     def _fits(self, movie: Movie) -> list[tuple[int, int, np.ndarray]]:
         """(block, stride, contiguous start frames) for every way `movie` fits the model grid."""
         cfg = self.cfg
         _, h, w = movie.precip.shape
-        side = max(cfg.height, cfg.width)  # rotations swap height and width
+        side = max(cfg.padded)  # rotations swap height and width
         out = []
         for block in cfg.blocks:
             if side * block > min(h, w):
@@ -269,7 +283,7 @@ class SequenceSampler:
         m = int(rng.choice(len(self.movies), p=self._weights))
         movie, choices = self.movies[m], self._choices[m]
         block, stride, starts = choices[int(rng.integers(len(choices)))]
-        h, w = cfg.height * block, cfg.width * block
+        h, w = cfg.padded[0] * block, cfg.padded[1] * block
         _, big_h, big_w = movie.precip.shape
 
         def read(t0: int, r0: int, c0: int, frames: int) -> np.ndarray:
@@ -305,7 +319,7 @@ class SequenceSampler:
     def _source_side(self) -> int:
         """The side of a synthetic source at the model grid: the grid plus the travel margin."""
         cfg = self.cfg
-        return max(cfg.height, cfg.width) + 2 * cfg.motion.margin(cfg.total_length)
+        return max(cfg.padded) + 2 * cfg.motion.margin(cfg.total_length)
 
     def _full_sources(self, movie: Movie) -> list[int]:
         """The block factors at which `movie` holds a whole synthetic source."""
@@ -322,7 +336,7 @@ class SequenceSampler:
             movie = self.movies[int(rng.choice(len(self.movies), p=self._weights))]
             if fits := self._full_sources(movie):
                 return movie, fits[int(rng.integers(len(fits)))], side
-        grid = max(cfg.height, cfg.width)
+        grid = max(cfg.padded)
         movie = self.movies[int(rng.choice(len(self.movies), p=self._weights))]
         smallest = min(movie.precip.shape[1:])
         fits = [b for b in cfg.blocks if grid * b <= smallest]  # a drawn movie holds the grid
@@ -350,7 +364,7 @@ class SequenceSampler:
             return source, source[margin:-margin, margin:-margin]
 
         best = self._wettest(draw_source)
-        size = (max(cfg.height, cfg.width),) * 2
+        size = (max(cfg.padded),) * 2
         flow = random_flow(best.shape, size, cfg.motion, rng)
         seq = advect_sequence(best, flow, steps=cfg.total_length)
         return seq, (~np.isnan(seq)).astype(np.float32)
@@ -364,7 +378,7 @@ class SequenceSampler:
             pair = pair[:, :, :, ::-1]
         if cfg.time_reversal and rng.integers(2):
             pair = pair[:, ::-1]
-        return pair[:, :, : cfg.height, : cfg.width]
+        return pair[:, :, : cfg.padded[0], : cfg.padded[1]]
 
     def draw(self) -> tuple[np.ndarray, np.ndarray]:
         """One (T, H, W, 1) sequence in model units and its validity mask."""

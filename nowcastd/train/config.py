@@ -81,6 +81,12 @@ class TrainConfig:
         (1, 2, 4),
         "with --sequences 1: block-average factors to draw from, comma-separated",
     )
+    halo: int = setting(
+        0,
+        "with --sequences 1 and --lagrangian 1: model pixels of each sequence's surroundings on "
+        "every side that the motion and the advection read, as serve's [domain] halo does "
+        "(the loss is the grid's); 0: none",
+    )
     loss: Literal["mse", "weighted"] = setting(
         "mse",
         "mse (the official loss) or weighted (HKO-7 rain-weighted MSE + MAE)",
@@ -150,8 +156,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not 0 <= value < float("inf"):
                 raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-        if not self.block_choices or min(self.block_choices) < 1:
-            raise ValueError(f"block_choices: expected integers >= 1, got {self.block_choices!r}")
+        self._check_sequence_settings()
         if self.sequences and self.is_training and not self.valid_data_paths:
             raise ValueError(
                 "valid_data_paths: expected a validation movie with --sequences 1 (random "
@@ -172,6 +177,15 @@ class TrainConfig:
                 )
         if not self.train_data_paths and self.is_training:
             raise ValueError("train_data_paths: expected at least one path to train, got none")
+
+    def _check_sequence_settings(self) -> None:
+        if not self.block_choices or min(self.block_choices) < 1:
+            raise ValueError(f"block_choices: expected integers >= 1, got {self.block_choices!r}")
+        if self.halo < 0 or (self.halo and not (self.sequences and self.model.lagrangian)):
+            raise ValueError(
+                f"halo: expected 0, or pixels >= 0 with --sequences 1 and --lagrangian 1, "
+                f"got {self.halo!r}"
+            )
 
     @property
     def valid_range_unix(self) -> tuple[int, int] | None:

@@ -192,6 +192,7 @@ def _training_batches(cfg: TrainConfig, processes: hosts.Processes) -> TrainingD
             input_length=m.input_length,
             blocks=cfg.block_choices,
             synthetic_fraction=cfg.synthetic_fraction,
+            halo=cfg.halo,
         )
         # drawn ahead on a thread: the crops are read from disk while the step runs
         batches = SequenceSampler(movies, sampler_cfg, DBZ, batch_size, rng, prefetch=2)

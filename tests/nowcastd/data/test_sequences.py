@@ -139,3 +139,25 @@ def test_movie_in_other_units_is_refused(tmp_path):
         h.attrs["timestep_seconds"] = 300
     with pytest.raises(DataError, match="expected precip in mm/h, got units 'dBZ'"):
         load_movie(path)
+
+
+def test_a_halo_gives_each_sequence_its_surroundings(tmp_path):
+    """A 40 x 40 movie and a 32 x 32 grid with a halo of 4: the one crop that fits is the
+    whole movie, so each sequence is the movie's frames, the grid its middle; synthetic
+    sequences have the padded shape too."""
+    rng = np.random.default_rng(4)
+    frames = rng.gamma(1.0, 2.0, (6, 40, 40)).astype(np.float32)
+    path = _movie(tmp_path / "h.h5", frames)
+    cfg = _plain(total_length=6, halo=4)
+    assert cfg.padded == (40, 40)
+    clips, valid = next(SequenceSampler([load_movie(path)], cfg, IDENTITY, 2, rng))
+    assert clips.shape == valid.shape == (2, 6, 40, 40, 1)
+    np.testing.assert_array_equal(clips[0, ..., 0], frames)
+    big = _movie(tmp_path / "big.h5", rng.gamma(1.0, 2.0, (6, 96, 96)))
+    synthetic = SamplerConfig(
+        total_length=4, height=16, width=16, blocks=(1,), synthetic_fraction=1.0, halo=4
+    )
+    clips, _ = next(SequenceSampler([load_movie(big)], synthetic, DBZ, 2, rng))
+    assert clips.shape == (2, 4, 24, 24, 1)
+    with pytest.raises(ValueError, match="halo: expected an int >= 0, got -1"):
+        _plain(total_length=6, halo=-1)

@@ -309,6 +309,8 @@ def test_random_sequences_from_several_movies_train_and_validate_on_another(tmp_
 
 
 def test_lagrangian_training_records_its_motion_and_serves_through_load_model(tmp_path):
+    """With a halo of 4 pixels: the sequences carry their surroundings, and the model trained
+    on them serves as any other."""
     a, valid = _movie(tmp_path / "a.h5", 0), _movie(tmp_path / "v.h5", 2)
     save = tmp_path / "run"
     code, out = run_train(
@@ -317,13 +319,17 @@ def test_lagrangian_training_records_its_motion_and_serves_through_load_model(tm
         "--lagrangian", "1", "--motion_method", "LK", "--img_width", "16",
         "--data_crop", "0,0,32,32", "--data_block", "2", "--save_dir", str(save),
         "--max_iterations", "2", "--display_interval", "1", "--snapshot_interval", "2",
-        "--test_interval", "2", "--reverse_input", "0",
+        "--test_interval", "2", "--reverse_input", "0", "--halo", "4",
     )  # fmt: skip
     assert code == 0, out
     from nowcastd.io.model_checkpoint import load_model
 
     loaded = load_model(save)
     assert loaded.cfg.lagrangian and loaded.motion_method == "LK"
+    assert loaded.cfg.img_height == loaded.cfg.img_width == 16  # the grid, not the halo
+    assert all(np.isfinite(r["loss"]) for r in records(save, "train"))
+    meta = json.loads((checkpoint_dirs(save)[-1] / "meta.json").read_text())
+    assert meta["train_config"]["halo"] == 4
     assert records(save, "eval")[-1]["n_sequences"] > 0
 
 
@@ -379,6 +385,7 @@ def test_blur_free_losses_and_rank_matching_are_recorded_and_honoured_by_the_for
             "reverse_input: expected 0 with --lagrangian 1",
         ),
         (["--motion_method", "flow"], "motion_method"),
+        (["--halo", "2"], "halo: expected 0, or pixels >= 0 with --sequences 1 and --lagrangian 1"),
     ],
 )
 def test_lagrangian_flag_mistakes_are_one_line(tmp_path, flags, message):
