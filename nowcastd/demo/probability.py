@@ -71,6 +71,8 @@ def save_probability_figure(file: Path, observed: RadarSequence, out_dir: Path) 
         (obs, rain, norm, f"observed (mm/h), {f.valid_times[k]:%H:%M} UTC"),
     )
     for i, (ax, (field, cmap, scale, title)) in enumerate(zip(axes, shown, strict=True)):
+        if scale is not None:  # dry is white (under the scale), not masked as a log of 0
+            field = np.where(field > 0, field, 1e-3)
         image = ax.imshow(field, cmap=cmap, norm=scale, vmin=None if scale else 0.0,
                           vmax=None if scale else 1.0, interpolation="nearest")  # fmt: skip
         if i > 0:  # where >= 1 mm/h was observed, over the probability and the observation

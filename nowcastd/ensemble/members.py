@@ -14,11 +14,10 @@ turns them into mm/h with `DataTransform.to_rates`, the rule of every forecast.
    newest context frames (in the network's frame), so it is correlated in time as the rain is;
    its amplitude `gain * std(newest) * sqrt(1 - phi^(2k))` grows with the lead k as the part
    of the field the past cannot tell. It is added to the forecast in model units.
-3. Each member moves with its own motion: the velocity at step t is the motion plus pysteps'
-   BPS perturbation (coefficients along and across the local motion, from the host), and the
-   trajectories are integrated step by step as `model.advection` integrates them (midpoint,
-   bilinear). An Eulerian network's forecast has moved already: its members move by the
-   perturbation alone.
+3. Each member moves with its own motion (`nowcastd.ensemble.paths`): the velocity at step t
+   is the motion plus pysteps' BPS perturbation (coefficients along and across the local
+   motion, from the host), integrated step by step for the model grid's pixels. An Eulerian
+   network's forecast has moved already: its members move by the perturbation alone.
 4. Rank matching as the checkpoint says (`match_extrapolation`: every member against the
    newest frame advected along the unperturbed motion, the deterministic forecast's reference;
    `match_intensity`: against the newest frame), by `nowcastd.ensemble.matching`.
@@ -33,12 +32,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, UInt
 
-from model.advection import warp
 from model.lagrangian import to_lagrangian
 from model.network import PredRNN
 from model.rollout import encode, forecast_from
 from model.strategy import DEFAULT, Strategy
 from nowcastd.ensemble.matching import match_members
+from nowcastd.ensemble.paths import member_paths, sample_along
 from nowcastd.io.transform import DataTransform
 
 __all__ = ["ensemble_rates"]
@@ -100,49 +99,6 @@ def _amplitude(
     return gain * newest.std(axis=(1, 2))[:, None] * growth
 
 
-def _unit_directions(motion: Float[Array, "h w 2"]) -> tuple[Array, Array]:
-    """The local motion's direction and the one across it (0 where there is no motion)."""
-    speed = jnp.linalg.norm(motion, axis=-1, keepdims=True)
-    along = jnp.where(speed > 1e-12, motion / jnp.maximum(speed, 1e-12), 0.0)
-    across = jnp.stack([-along[..., 1], along[..., 0]], axis=-1)
-    return along, across
-
-
-def _trajectories(
-    motion: Float[Array, "h w 2"], coefficients: Float[Array, "k 2"], moving: bool
-) -> Float[Array, "k h w 2"]:
-    """One member's displacement after 1..K steps, its velocity at step t the motion (if
-    `moving`) plus `coefficients[t]` along and across the motion, integrated as
-    `model.advection` integrates a constant motion (one midpoint per step)."""
-    along, across = _unit_directions(motion)
-    base = motion if moving else jnp.zeros_like(motion)
-
-    def velocity_at(field: Array, d: Array) -> Array:
-        values, _ = warp(field[None], d[None])
-        return values[0]
-
-    def body(state: tuple[Array, Array], c: Array) -> tuple[tuple[Array, Array], Array]:
-        d, v_inc = state
-        field = base + c[0] * along + c[1] * across
-        v_inc = velocity_at(field, d - v_inc / 2.0)
-        d = d - v_inc
-        return (d, velocity_at(field, d)), d
-
-    first = base + coefficients[0, 0] * along + coefficients[0, 1] * across
-    _, out = jax.lax.scan(body, (jnp.zeros_like(motion), first), coefficients)
-    return out
-
-
-def _advect(
-    fields: Float[Array, "n m k h w"], displacement: Float[Array, "n m k h w 2"]
-) -> Float[Array, "n m k h w"]:
-    """Each field sampled along its displacement, NaN where that point lies off the grid."""
-    shape = fields.shape
-    flat = fields.reshape(-1, *shape[-2:], 1)
-    values, inside = warp(flat, displacement.reshape(-1, *shape[-2:], 2))
-    return jnp.where(inside > 0, values, jnp.nan)[..., 0].reshape(shape)
-
-
 def _matched(
     network: PredRNN,
     members: Float[Array, "n m k hi wi"],
@@ -157,10 +113,10 @@ def _matched(
     n, _, k = members.shape[:3]
     if cfg.lagrangian and cfg.match_extrapolation:
         still = jnp.zeros((n, k, 2), motion.dtype)
-        paths = jax.vmap(_trajectories, in_axes=(0, 0, None))(motion, still, True)[:, None]
-        shape = (n, 1, k, *newest.shape[1:])
-        reference = _advect(jnp.broadcast_to(newest[:, None, None], shape), paths)[:, 0]
-        return match_members(members, _inner(reference, margin))
+        paths = jax.vmap(member_paths, in_axes=(0, 0, None, None))(motion, still, True, margin)
+        shape = (n, k, *newest.shape[1:])
+        reference = sample_along(jnp.broadcast_to(newest[:, None], shape), paths, margin)
+        return match_members(members, reference)
     if cfg.match_intensity:
         reference = _inner(newest, margin)[:, None]
         return match_members(members, jnp.broadcast_to(reference, (n, k, *reference.shape[2:])))
@@ -240,9 +196,11 @@ def ensemble_rates(
     amplitude = _amplitude(newest, phi, leads, gain)[:, None, :, None, None]
     first = jnp.clip(newest[:, None] + amplitude[:, :, 0] * eps[:, :, 0], 0.0, 1.0)
     forecast = _forecasts(network, moved, first, leads, design, margin, strategy)
-    paths = jax.vmap(jax.vmap(_trajectories, in_axes=(None, 0, None)), in_axes=(0, 0, None))
-    displacement = paths(motion, coefficients, lagrangian)
-    advected = _inner(_advect(forecast + amplitude * eps, displacement), margin)
+    one = jax.vmap(member_paths, in_axes=(None, 0, None, None))
+    displacement = jax.vmap(one, in_axes=(0, 0, None, None))(
+        motion, coefficients, lagrangian, margin
+    )
+    advected = sample_along(forecast + amplitude * eps, displacement, margin)
     observed = context[:, -1, ..., 0]
     matched = _matched(network, advected, observed, motion, margin)
     return transform.to_rates(matched)
