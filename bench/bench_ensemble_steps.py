@@ -16,9 +16,11 @@ Lucas-Kanade motion (estimated once per window, outside the timing):
 - STEPS: `nowcastd.verification.baselines.Steps` (`pysteps.nowcasts.steps` with the same
   members, its default noise, motion perturbations and masking, dB in and out).
 
-It prints each one's median and p99 wall time, the ratio STEPS / ours, and our per-stage
-split (host perturbations, compiled program). One untimed call of each comes first. The
-figures are for the machine it runs on: run it on a quiet one.
+Their calls alternate (one of ours, one of STEPS', on the same window), so that a load that
+comes and goes falls on both. It prints each one's median and p99 wall time, the ratio STEPS /
+ours, and our per-stage split (host perturbations, compiled program: each run once more on its
+own after the timed call). One untimed call of each comes first. The figures are for the
+machine it runs on: run it on a quiet one.
 """
 
 from __future__ import annotations
@@ -75,11 +77,8 @@ def _stats(seconds: list[float]) -> tuple[float, float]:
     return float(np.median(ms)), float(np.percentile(ms, 99))
 
 
-def _time_ours(args, loaded, windows, motions, size: int) -> dict[str, list[float]]:
-    """Seconds per call of the whole forecast and of its two stages."""
-    from nowcastd.ensemble import EnsembleProgram, EnsembleSettings, forecast_ensemble
-    from nowcastd.ensemble.perturbations import estimate_perturbations
-    from nowcastd.nowcast import Window
+def _program(args, loaded, size: int):
+    from nowcastd.ensemble import EnsembleProgram, EnsembleSettings
 
     settings = EnsembleSettings(members=args.members, design=args.design)
     program = EnsembleProgram(
@@ -87,37 +86,47 @@ def _time_ours(args, loaded, windows, motions, size: int) -> dict[str, list[floa
         batch=1, motion_method=loaded.motion_method, strategy=loaded.strategy,
     )  # fmt: skip
     print(f"  ours: compiled in {program.compile():.1f} s ({args.design} design)")
-    out: dict[str, list[float]] = {"total": [], "perturbations": [], "program": []}
-    for i in range(args.repeats + 1):
-        x, v = windows[i % len(windows)][None], motions[i % len(windows)][None]
-        t0 = time.perf_counter()
-        window = Window.from_rates(x, loaded.transform)
-        forecast_ensemble(window, program, seed=i, flow=v)
-        t1 = time.perf_counter()
-        context = np.asarray(window.context, np.float32)
-        p = estimate_perturbations(context[:, -1, ..., 0], args.leads, settings, seed=i)
-        t2 = time.perf_counter()
-        program(window.context, v, p)
-        t3 = time.perf_counter()
-        if i:  # the first call is untimed
-            out["total"].append(t1 - t0)
-            out["perturbations"].append(t2 - t1)
-            out["program"].append(t3 - t2)
-    return out
+    return program
 
 
-def _time_steps(args, windows, motions) -> list[float]:
+def _call_ours(loaded, program, x, v, seed: int) -> tuple[float, float, float]:
+    """Seconds of one whole forecast, then of its two stages run again on their own."""
+    from nowcastd.ensemble import forecast_ensemble
+    from nowcastd.ensemble.perturbations import estimate_perturbations
+    from nowcastd.nowcast import Window
+
+    t0 = time.perf_counter()
+    window = Window.from_rates(x, loaded.transform)
+    forecast_ensemble(window, program, seed=seed, flow=v)
+    t1 = time.perf_counter()
+    context = np.asarray(window.context, np.float32)
+    p = estimate_perturbations(
+        context[:, -1, ..., 0], program.num_leads, program.settings, seed=seed
+    )
+    t2 = time.perf_counter()
+    program(window.context, v, p)
+    return t1 - t0, t2 - t1, time.perf_counter() - t2
+
+
+def _time_both(args, loaded, windows, motions, size: int) -> dict[str, list[float]]:
+    """Seconds per call, ours and STEPS' interleaved call by call (a load that comes and goes
+    falls on both); the first call of each is untimed."""
     from nowcastd.verification.baselines import Steps
 
+    program = _program(args, loaded, size)
     steps = Steps(pixel_km=4.0, timestep_minutes=5.0)
-    seconds = []
+    out: dict[str, list[float]] = {"ours": [], "perturbations": [], "program": [], "steps": []}
     for i in range(args.repeats + 1):
         x, v = windows[i % len(windows)], motions[i % len(windows)]
+        total, perturbations, compiled = _call_ours(loaded, program, x[None], v[None], i)
         t0 = time.perf_counter()
         steps(x, args.leads, args.members, i, v)
         if i:
-            seconds.append(time.perf_counter() - t0)
-    return seconds
+            out["ours"].append(total)
+            out["perturbations"].append(perturbations)
+            out["program"].append(compiled)
+            out["steps"].append(time.perf_counter() - t0)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,13 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         windows = _windows(args, size, n_in)
         motions = MotionEstimator(loaded.motion_method).batch(windows)
         print(f"\n{size} x {size} ({len(windows)} windows of {SET} at 4 km)")
-        ours = _time_ours(args, loaded, windows, motions, size)
-        theirs = _time_steps(args, windows, motions)
-        (om, op), (sm, sp) = _stats(ours["total"]), _stats(theirs)
+        ours = _time_both(args, loaded, windows, motions, size)
+        (om, op), (sm, sp) = _stats(ours["ours"]), _stats(ours["steps"])
         print(f"  ours : median {om:8.1f} ms   p99 {op:8.1f} ms")
         print(f"  STEPS: median {sm:8.1f} ms   p99 {sp:8.1f} ms")
         print(f"  STEPS / ours: {sm / om:.2f}x at the median, {sp / op:.2f}x at p99")
-        split = ", ".join(f"{k} {_stats(v)[0]:.1f} ms" for k, v in ours.items() if k != "total")
+        split = ", ".join(f"{k} {_stats(ours[k])[0]:.1f} ms" for k in ("perturbations", "program"))
         print(f"  ours by stage (median): {split}")
     print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0
