@@ -8,6 +8,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import h5py
 import jax
 import pytest
 from typer.testing import CliRunner
@@ -104,3 +105,25 @@ def test_evaluate_ensemble_refuses_fewer_than_two_members(lagrangian_checkpoint,
     assert res.exit_code == 1
     assert f"ensemble: expected 0 (off) or at least 2 members, got {members}" in res.output
     assert "Traceback" not in res.output
+
+
+def test_evaluate_ensemble_of_several_movies_pools_their_sums(lagrangian_checkpoint, tmp_path):
+    second = tmp_path / "reversed.h5"
+    with h5py.File(MOVIE, "r") as h, h5py.File(second, "w") as out:
+        for key in h:
+            out[key] = h[key][:][::-1] if key == "precip" else h[key][:]
+        out["precip"].attrs.update(h["precip"].attrs)
+        out.attrs.update(h.attrs)
+    res = run(
+        "--checkpoint", lagrangian_checkpoint, "--data", f"{MOVIE},{second}", "--lead-frames", 1,
+        "--ensemble", 2, "--no-baselines", "--json",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    events = [e["ensemble"] for e in json.loads(res.stdout)["events"]]
+    assert [e["name"] for e in events] == ["movie_small.h5", "reversed.h5", "pooled"]
+    assert events[2]["n_starts"] == events[0]["n_starts"] + events[1]["n_starts"]
+    pixels = [e["methods"]["model"]["n_pixels"][0] for e in events]
+    assert pixels[2] == pixels[0] + pixels[1] > 0
+    crps = [e["methods"]["model"]["crps_mm_h"][0] for e in events]
+    assert crps[2] == pytest.approx((crps[0] * pixels[0] + crps[1] * pixels[1]) / pixels[2])
+    assert events[0]["not_scored"] == {"pysteps_steps": "--no-baselines"}
