@@ -9,11 +9,10 @@ turns them into mm/h with `DataTransform.to_rates`, the rule of every forecast.
    the Lagrangian frame for a Lagrangian network (`model.lagrangian`). Design "network" runs
    it for every member (a batch of n N windows) on a context whose newest frame carries that
    member's first noise field.
-2. Noise with the scan's spatial spectrum: white noise filtered by FFT with the host's filter,
-   each field normalised, AR(1) from lead to lead with the lag-1 correlation `phi` of the two
-   newest context frames (in the network's frame), so it is correlated in time as the rain is;
-   its amplitude `gain * std(newest) * sqrt(1 - phi^(2k))` grows with the lead k as the part
-   of the field the past cannot tell. It is added to the forecast in model units.
+2. Noise with the scan's spatial spectrum, growing with the lead scale by scale as STEPS'
+   does (`nowcastd.ensemble.noise`: an AR(1) per wavenumber band with the band's lag-1
+   correlation in the two newest context frames), times `gain * std(newest)`, added to the
+   forecast in model units.
 3. Each member moves with its own motion (`nowcastd.ensemble.paths`): the velocity at step t
    is the motion plus pysteps' BPS perturbation (coefficients along and across the local
    motion, from the host), integrated step by step for the model grid's pixels. An Eulerian
@@ -37,6 +36,7 @@ from model.network import PredRNN
 from model.rollout import encode, forecast_from
 from model.strategy import DEFAULT, Strategy
 from nowcastd.ensemble.matching import match_members
+from nowcastd.ensemble.noise import lead_noise
 from nowcastd.ensemble.paths import member_paths, sample_along
 from nowcastd.io.transform import DataTransform
 
@@ -56,54 +56,11 @@ def _network_forecast(
     return out[..., 0]
 
 
-def _lag1_correlation(context: Float[Array, "n i h w"]) -> Float[Array, " n"]:
-    """The correlation of the two newest frames over the grid, in [0, 0.999]; 0 for one frame."""
-    if context.shape[1] < 2:
-        return jnp.zeros(context.shape[0], context.dtype)
-    a, b = context[:, -2], context[:, -1]
-    a = a - a.mean(axis=(1, 2), keepdims=True)
-    b = b - b.mean(axis=(1, 2), keepdims=True)
-    cov = (a * b).mean(axis=(1, 2))
-    std = jnp.sqrt((a * a).mean(axis=(1, 2)) * (b * b).mean(axis=(1, 2)))
-    return jnp.clip(jnp.where(std > 0, cov / jnp.maximum(std, 1e-12), 0.0), 0.0, 0.999)
-
-
-def _noise(
-    key: jax.Array,
-    spectrum: Float[Array, "n h wr"],
-    phi: Float[Array, " n"],
-    members: int,
-    leads: int,
-    width: int,
-) -> Float[Array, "n m k h w"]:
-    """Unit-variance noise with the spectrum `spectrum` (rfft half), AR(1) in lead with `phi`."""
-    n, h = spectrum.shape[0], spectrum.shape[1]
-    white = jax.random.normal(key, (n, members, leads, h, width), jnp.float32)
-    shaped = jnp.fft.irfft2(jnp.fft.rfft2(white) * spectrum[:, None, None], s=(h, width))
-    shaped = shaped - shaped.mean(axis=(-2, -1), keepdims=True)
-    shaped = shaped / jnp.maximum(shaped.std(axis=(-2, -1), keepdims=True), 1e-12)
-    k = jnp.arange(leads)
-    lag = k[:, None] - k[None, :]  # (K, K): k - j
-    power = phi[:, None, None] ** jnp.maximum(lag, 0)[None]
-    innovation = jnp.where(k[None, None, :] == 0, 1.0, jnp.sqrt(1.0 - phi**2)[:, None, None])
-    ar = jnp.where(lag[None] >= 0, power * innovation, 0.0)  # eps_k = sum_j ar[k, j] x_j
-    return jnp.einsum("nkj,nmjhw->nmkhw", ar, shaped)
-
-
-def _amplitude(
-    newest: Float[Array, "n h w"], phi: Float[Array, " n"], leads: int, gain: float
-) -> Float[Array, "n k"]:
-    """`gain * std(newest) * sqrt(1 - phi^(2k))` for k = 1..leads."""
-    k = jnp.arange(1, leads + 1)
-    growth = jnp.sqrt(1.0 - phi[:, None] ** (2 * k[None]))
-    return gain * newest.std(axis=(1, 2))[:, None] * growth
-
-
 def _matched(
     network: PredRNN,
     members: Float[Array, "n m k hi wi"],
     newest: Float[Array, "n h w"],
-    motion: Float[Array, "n h w 2"],
+    still: Float[Array, "n k hi wi 2"],
     margin: int,
 ) -> Float[Array, "n m k hi wi"]:
     """The members rank matched as the checkpoint's deterministic forecast is
@@ -112,10 +69,8 @@ def _matched(
     cfg = network.cfg
     n, _, k = members.shape[:3]
     if cfg.lagrangian and cfg.match_extrapolation:
-        still = jnp.zeros((n, k, 2), motion.dtype)
-        paths = jax.vmap(member_paths, in_axes=(0, 0, None, None))(motion, still, True, margin)
         shape = (n, k, *newest.shape[1:])
-        reference = sample_along(jnp.broadcast_to(newest[:, None], shape), paths, margin)
+        reference = sample_along(jnp.broadcast_to(newest[:, None], shape), still, margin)
         return match_members(members, reference)
     if cfg.match_intensity:
         reference = _inner(newest, margin)[:, None]
@@ -190,17 +145,15 @@ def ensemble_rates(
     margin = margin if lagrangian else 0
     moved = to_lagrangian(context, motion, context.shape[1] - 1)[0] if lagrangian else context
     newest = moved[:, -1, ..., 0]
-    phi = _lag1_correlation(moved[..., 0])
+    previous = moved[:, -2, ..., 0] if moved.shape[1] > 1 else newest
     key = jax.random.wrap_key_data(key_data, impl="threefry2x32")
-    eps = _noise(key, spectrum, phi, members, leads, context.shape[3])
-    amplitude = _amplitude(newest, phi, leads, gain)[:, None, :, None, None]
-    first = jnp.clip(newest[:, None] + amplitude[:, :, 0] * eps[:, :, 0], 0.0, 1.0)
+    eps = lead_noise(key, spectrum, previous, newest, members, leads)
+    scale = gain * newest.std(axis=(1, 2))[:, None, None, None, None]
+    first = jnp.clip(newest[:, None] + scale[:, :, 0] * eps[:, :, 0], 0.0, 1.0)
     forecast = _forecasts(network, moved, first, leads, design, margin, strategy)
-    one = jax.vmap(member_paths, in_axes=(None, 0, None, None))
-    displacement = jax.vmap(one, in_axes=(0, 0, None, None))(
-        motion, coefficients, lagrangian, margin
-    )
-    advected = sample_along(forecast + amplitude * eps, displacement, margin)
+    paths = jax.vmap(member_paths, in_axes=(0, 0, None, None))
+    displacement, still = paths(motion, coefficients, lagrangian, margin)
+    advected = sample_along(forecast + scale * eps, displacement, margin)
     observed = context[:, -1, ..., 0]
-    matched = _matched(network, advected, observed, motion, margin)
+    matched = _matched(network, advected, observed, still, margin)
     return transform.to_rates(matched)

@@ -49,28 +49,35 @@ def _directions(motion: Float[Array, "h w 2"]) -> tuple[Array, Array]:
 
 
 def member_paths(
-    motion: Float[Array, "h w 2"], coefficients: Float[Array, "k 2"], moving: bool, margin: int
-) -> Float[Array, "k hi wi 2"]:
-    """One member's displacement (x, y) of each model-grid pixel after 1..K steps."""
+    motion: Float[Array, "h w 2"], coefficients: Float[Array, "m k 2"], moving: bool, margin: int
+) -> tuple[Float[Array, "m k hi wi 2"], Float[Array, "k hi wi 2"]]:
+    """The members' displacements (x, y) of each model-grid pixel after 1..K steps, and the
+    unperturbed one (zero unless `moving`). The unperturbed trajectory is integrated as
+    `model.advection` integrates it; a member's departs from it by its perturbation velocity
+    taken along that trajectory (the local directions where it was a step before), summed
+    over the steps: first order in the perturbation, so the members cost one integration, not
+    one each."""
     rows, cols = _starts(motion.shape[:2], margin)
     along, across = _directions(motion)
     base = motion if moving else jnp.zeros_like(motion)
 
-    def velocity_at(field: Array, d: Array) -> Array:
+    def at(field: Array, d: Array) -> Array:
         r, c = rows + d[..., 1], cols + d[..., 0]
         return jnp.stack([_sample(field[..., 0], r, c), _sample(field[..., 1], r, c)], axis=-1)
 
-    def body(state: tuple[Array, Array], c: Array) -> tuple[tuple[Array, Array], Array]:
+    def body(state: tuple[Array, Array], _: None) -> tuple[tuple[Array, Array], Array]:
         d, v_inc = state
-        field = base + c[0] * along + c[1] * across
-        v_inc = velocity_at(field, d - v_inc / 2.0)  # the midpoint of this step's trajectory
+        directions = jnp.stack([at(along, d), at(across, d)])  # where this step starts
+        v_inc = at(base, d - v_inc / 2.0)  # the midpoint of this step's trajectory
         d = d - v_inc
-        return (d, velocity_at(field, d)), d
+        return (d, at(base, d)), jnp.concatenate([d[None], directions])
 
     zero = jnp.zeros((*rows.shape, 2), motion.dtype)
-    first = velocity_at(base + coefficients[0, 0] * along + coefficients[0, 1] * across, zero)
-    _, out = jax.lax.scan(body, (zero, first), coefficients)
-    return out
+    leads = coefficients.shape[1]
+    _, out = jax.lax.scan(body, (zero, at(base, zero)), None, length=leads)
+    still, steps = out[:, 0], out[:, 1:]  # (K, hi, wi, 2), (K, 2, hi, wi, 2)
+    perturbation = jnp.einsum("mkc,kcyxd->mkyxd", coefficients, steps)
+    return still[None] - jnp.cumsum(perturbation, axis=1), still
 
 
 def sample_along(
