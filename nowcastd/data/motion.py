@@ -11,6 +11,10 @@ What the flow reads is one rule for every caller (`motion_frames`): the window's
 network sees them, in model units, back in mm/h, NaN where there is no data. Above the model's
 range (60 dBZ, about 205 mm/h) every rate is that range's top, in serve (whose buffer holds
 model units), training (clips in model units), predict and evaluate (`nowcast.Window`) alike.
+
+`MotionEstimator(reuse_pairs=True)` (serve) runs Lucas–Kanade pair by pair
+(`motion_pairs.PairedLucasKanade`): each consecutive pair of frames is tracked once across the
+windows of a stream, and the dense field is `dense_lucaskanade`'s to rounding (1e-14 px/step).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nowcastd.data.motion_pairs import PairedLucasKanade
 from nowcastd.io.transform import DataTransform
 
 __all__ = [
@@ -73,9 +78,13 @@ def _pysteps_method(method: str) -> Callable[..., np.ndarray]:
 
 @dataclass(frozen=True)
 class MotionEstimator:
-    """`estimator(frames)`: (I >= 2, H, W) mm/h, NaN = no data -> (H, W, 2) pixels per step."""
+    """`estimator(frames)`: (I >= 2, H, W) mm/h, NaN = no data -> (H, W, 2) pixels per step.
+
+    `reuse_pairs` (LK only): keep each frame pair's sparse vectors for the next windows, which
+    share all pairs but the newest with this one (serve's stream of windows)."""
 
     method: str = "LK"
+    reuse_pairs: bool = False
     _fn: Callable[..., np.ndarray] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -83,7 +92,10 @@ class MotionEstimator:
             raise ValueError(
                 f"motion method: expected one of {', '.join(MOTION_METHODS)}, got {self.method!r}"
             )
-        object.__setattr__(self, "_fn", _pysteps_method(self.method))
+        if self.reuse_pairs and self.method == "LK":
+            object.__setattr__(self, "_fn", PairedLucasKanade())
+        else:
+            object.__setattr__(self, "_fn", _pysteps_method(self.method))
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         frames = np.asarray(frames)

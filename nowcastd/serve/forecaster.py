@@ -117,8 +117,9 @@ class Forecaster:
         h, w = grid or (cfg.img_height, cfg.img_width)
         self.margin = margin if cfg.lagrangian else 0
         self.frame_shape = (h + 2 * self.margin, w + 2 * self.margin, cfg.img_channel)
-        # a Lagrangian network takes each window's motion, estimated on the host
-        self.motion = MotionEstimator(motion_method) if cfg.lagrangian else None
+        # a Lagrangian network takes each window's motion, estimated on the host (each frame
+        # pair tracked once: consecutive windows share all pairs but the newest)
+        self.motion = MotionEstimator(motion_method, reuse_pairs=True) if cfg.lagrangian else None
         self._params, self._static = eqx.partition(network, eqx.is_array)
         self._time_encode = time_encode or contextlib.nullcontext
         self._full: _Full | None = None
