@@ -78,7 +78,7 @@ def dense_from_vectors(pairs: Sequence[Vectors], shape: tuple[int, int]) -> np.n
             xy, uv = np.append(xy, xy_, axis=0), np.append(uv, uv_, axis=0)
     if xy.shape[0] == 0:
         return np.zeros((2, *shape))
-    outliers = cleansing.detect_outliers(uv, NR_STD_OUTLIER, xy, K_OUTLIER, False)
+    outliers = local_outliers(xy, uv)
     xy, uv = cleansing.decluster(xy[~outliers], uv[~outliers], DECL_SCALE, 1, False)
     if xy.shape[0] == 0:
         return np.zeros((2, *shape))
@@ -86,6 +86,28 @@ def dense_from_vectors(pairs: Sequence[Vectors], shape: tuple[int, int]) -> np.n
         interpolate: Callable[..., np.ndarray] = utils.get_method("idwinterp2d")
         return np.asarray(interpolate(xy, uv, np.arange(shape[1]), np.arange(shape[0])))
     return idw_field(xy, uv, shape)
+
+
+def local_outliers(xy: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """(n,) bool: pysteps' `detect_outliers(uv, 3, xy, 30)`, for all vectors at once: a vector
+    is an outlier if its Mahalanobis distance to its 30 nearest neighbours' motion (their mean
+    and covariance) exceeds 3. Few vectors or a singular covariance: pysteps' own loop."""
+    n, k = uv.shape[0], min(uv.shape[0], K_OUTLIER + 1)
+    if k < 4:
+        return np.asarray(_pysteps()[3].detect_outliers(uv, NR_STD_OUTLIER, xy, K_OUTLIER, False))
+    _, inds = cKDTree(xy).query(xy, k=k)
+    neighbours = uv[inds[:, 1:]]  # (n, k - 1, 2), as np.cov reads them: centred twice
+    mean = neighbours.mean(axis=1, keepdims=True)
+    z = uv - mean[:, 0]
+    centred = neighbours - mean
+    centred = centred - centred.mean(axis=1, keepdims=True)
+    cov = np.einsum("nki,nkj->nij", centred, centred) * np.true_divide(1, k - 2)
+    try:
+        inverse = np.linalg.inv(cov)
+    except np.linalg.LinAlgError:
+        return np.asarray(_pysteps()[3].detect_outliers(uv, NR_STD_OUTLIER, xy, K_OUTLIER, False))
+    distance = np.sqrt(np.einsum("ni,ni->n", np.einsum("ni,nij->nj", z, inverse), z))
+    return np.asarray(distance > NR_STD_OUTLIER).reshape(n)
 
 
 def _grid(shape: tuple[int, int]) -> np.ndarray:

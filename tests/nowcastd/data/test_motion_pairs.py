@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nowcastd.data.motion import MotionEstimator, _pysteps_method, to_db
-from nowcastd.data.motion_pairs import PairedLucasKanade, idw_field
+from nowcastd.data.motion_pairs import PairedLucasKanade, idw_field, local_outliers, pair_vectors
 from nowcastd.io.readers import read_scan
 from tests.paths import REPO
 
@@ -76,6 +76,26 @@ def test_interpolation_equals_pysteps_where_nearest_vectors_tie():
     got = idw_field(xy, uv, (50, 64))
     assert got.shape == want.shape == (2, 50, 64)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_outliers_are_pysteps_outliers(stream):
+    from pysteps.utils.cleansing import detect_outliers
+
+    db = to_db(stream[:4])
+    with np.errstate(all="ignore"):
+        pairs = [pair_vectors(db[n], db[n + 1]) for n in range(3)]
+    xy = np.concatenate([p[0] for p in pairs])
+    uv = np.concatenate([p[1] for p in pairs])
+    uv[::17] += np.random.default_rng(0).normal(0.0, 3.0, uv[::17].shape)  # some go astray
+    want = detect_outliers(uv, 3, xy, 30)
+    assert len(uv) > 100 and 3 < want.sum() < len(uv) / 10
+    np.testing.assert_array_equal(local_outliers(xy, uv), want)
+    still = np.ones_like(uv)  # a singular covariance everywhere: pysteps' loop decides
+    np.testing.assert_array_equal(local_outliers(xy, still), detect_outliers(still, 3, xy, 30))
+    few = slice(0, 3)
+    np.testing.assert_array_equal(
+        local_outliers(xy[few], uv[few]), detect_outliers(uv[few], 3, xy[few], 30)
+    )
 
 
 def test_the_cache_keeps_the_newest_pairs_only(stream):
