@@ -13,6 +13,8 @@ PYSTEPS_KEYS = {
     "projection", "x1", "y1", "x2", "y2", "xpixelsize", "ypixelsize", "yorigin", "unit",
     "transform", "zerovalue", "threshold", "accutime", "timestamps",
 }  # fmt: skip
+#: What the live daemon's 3-member ensemble adds (members are not written).
+ENSEMBLE_KEYS = {"ensemble_members", "thresholds_mm_h", "probability", "ensemble_mean"}
 DOMAIN = Domain(native_shape=(NATIVE, NATIVE), row0=0, col0=0, height=NATIVE, width=NATIVE, block=2)
 
 
@@ -20,7 +22,10 @@ def test_pysteps_loads_a_served_forecast_and_scores_it_against_the_observed_scan
     importer = pysteps.io.get_method("nowcastd", "importer")
     precip, quality, metadata = importer(live.forecast(3))
 
-    assert quality is None and set(metadata) == PYSTEPS_KEYS
+    assert quality is None and set(metadata) == PYSTEPS_KEYS | ENSEMBLE_KEYS
+    probability, _, _ = importer(live.forecast(3), product="probability")
+    assert probability.shape == (len(metadata["thresholds_mm_h"]), 3, 32, 32)
+    assert metadata["ensemble_members"] == 3
     assert precip.shape == (3, 32, 32) and precip.dtype == np.float64  # pysteps' default dtype
     assert metadata["projection"] == KNMI_PROJECTION
     x1, y1, x2, y2 = EXTENT
