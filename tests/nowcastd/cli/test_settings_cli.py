@@ -199,7 +199,8 @@ def test_verbose_before_or_after_the_command_logs_debug(tmp_path, where):
 
 
 def test_serve_help_shows_defaults_kebab_aliases_and_required_options():
-    result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    # wide enough for the longest flag pair (--probability_thresholds_mm_h, 60 characters)
+    result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "240"})
     assert result.exit_code == 0
     lines = {line.split()[1]: line for line in result.output.splitlines() if "--" in line[:6]}
     assert "--watch-dir" in lines["--watch_dir,--watch-dir"]
