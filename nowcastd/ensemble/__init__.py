@@ -2,7 +2,8 @@
 
 - `settings`: `EnsembleSettings`;
 - `perturbations`: the host's part, once per scan, with pysteps;
-- `members`: the JAX part, inside the compiled program;
+- `members`: the JAX part, inside the compiled program, with its pieces `noise` (the noise,
+  scale by scale), `paths` (the members' trajectories) and `matching` (their rank matching);
 - `program`: `EnsembleProgram` (compiled ahead of time) and `forecast_ensemble`;
 - `products`: `exceedance`, `ensemble_mean`, `EnsembleProducts`.
 """
