@@ -35,6 +35,10 @@ def check_fields(config: Any) -> None:
 
 #: Config fields that change only what inference does with the network's output.
 INFERENCE_OPTIONS = ("match_intensity",)
+#: Config fields that change no parameter: a network's weights may start a run under other
+#: values of them (`--pretrained_model`). `match_extrapolation` also changes what training
+#: scores, so a resumed run keeps it.
+WEIGHTLESS_OPTIONS = ("match_intensity", "match_extrapolation")
 
 MODEL_NAMES = ("predrnn", "predrnn_v2", "action_cond_predrnn", "action_cond_predrnn_v2")
 

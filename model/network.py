@@ -125,19 +125,20 @@ class PredRNN(eqx.Module):
         self.coder = ActionCoder(cfg, key=ke) if cfg.is_action else None
         self.cfg = cfg
 
-    def with_inference_options(self, cfg: ModelConfig) -> "PredRNN":
+    def with_inference_options(
+        self, cfg: ModelConfig, options: tuple[str, ...] = INFERENCE_OPTIONS
+    ) -> "PredRNN":
         """The same weights under `cfg`, which may differ from this network's config only in
-        inference options (`INFERENCE_OPTIONS`: they change no parameter and no training step)."""
+        `options` (by default `INFERENCE_OPTIONS`: they change no parameter and no training
+        step; `WEIGHTLESS_OPTIONS` for a run that starts from these weights)."""
         changed = [
             f.name
             for f in dataclasses.fields(ModelConfig)
             if getattr(cfg, f.name) != getattr(self.cfg, f.name)
         ]
-        others = [name for name in changed if name not in INFERENCE_OPTIONS]
+        others = [name for name in changed if name not in options]
         if others:
-            raise ValueError(
-                f"with_inference_options: only {INFERENCE_OPTIONS} may change, got {others}"
-            )
+            raise ValueError(f"with_inference_options: only {options} may change, got {others}")
         # the same tree under another static config: its structure from a network built for
         # `cfg` (shapes only), its leaves these weights
         template = eqx.filter_eval_shape(PredRNN, cfg, key=jax.random.key(0))

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import optax
 
-from model.config import ModelConfig
+from model.config import WEIGHTLESS_OPTIONS, ModelConfig
 from model.loss import LossConfig
 from model.network import PredRNN
 from model.strategy import DEFAULT
@@ -121,18 +121,20 @@ def _with_model_flags(
 
 
 def _pretrained(cfg: TrainConfig, path: Path) -> PredRNN:
-    """`path` (`--pretrained_model`): an official PyTorch checkpoint or a nowcastd one."""
+    """`path` (`--pretrained_model`): an official PyTorch checkpoint or a nowcastd one, whose
+    network must be the flags'; the flags set the options that change no weight."""
     from nowcastd.io.model_checkpoint import load_model
     from nowcastd.io.torch_import import load_official_checkpoint
 
     if path.is_file():  # an official model.ckpt-N
         return load_official_checkpoint(path, cfg.model)
     loaded = load_model(path)
-    if loaded.cfg != cfg.model:
+    try:  # the options that change no parameter (--match_extrapolation) follow the flags
+        return loaded.network.with_inference_options(cfg.model, WEIGHTLESS_OPTIONS)
+    except ValueError:
         raise CheckpointError(
             f"{path}: model config {loaded.cfg} differs from the flags {cfg.model}"
-        )
-    return loaded.network
+        ) from None
 
 
 # The HKO-7 benchmark's rain classes: weight w for targets at or above each rain rate.

@@ -445,3 +445,21 @@ def test_resume_may_switch_inference_options_but_not_the_network(tmp_path):
         "the model flags differ from the checkpoint's: --num_hidden (8, 8) (flags: (4, 4))"
         in (out.strip().splitlines()[-1])
     )
+
+
+def test_pretrained_weights_may_start_a_run_with_other_matching_but_not_another_network(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ("--train_data_paths", str(MOVIE), "--reverse_input", "0", "--max_iterations", "1",
+              "--snapshot_interval", "1", "--display_interval", "1", "--test_interval", "100")  # fmt: skip
+    code, out = run_train(*common, "--save_dir", str(first), "--match_intensity", "1")
+    assert code == 0, out
+    pretrained = checkpoint_dirs(first)[-1]
+    code, out = run_train(*common, "--save_dir", str(second), "--pretrained_model", str(pretrained))
+    assert code == 0, out
+    meta = json.loads((checkpoint_dirs(second)[-1] / "meta.json").read_text())
+    assert meta["model_config"]["match_intensity"] is False
+    code, out = run_train(*common, "--save_dir", str(tmp_path / "third"),
+                          "--pretrained_model", str(pretrained), "--num_hidden", "4,4",
+                          "--num_layers", "2")  # fmt: skip
+    assert code == 1
+    assert "differs from the flags" in out.strip().splitlines()[-1]
