@@ -176,19 +176,7 @@ def _run(s: DemoSettings, source: Source, work: Path) -> None:
     for directory in (watch, forecasts):
         directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    serve: dict[str, object] = {
-        "watch_dir": watch.resolve(),
-        "output_dir": forecasts.resolve(),
-        "checkpoint": None if checkpoint is None else Path(checkpoint).resolve(),
-        "metrics_port": port,
-        "lead_frames": leads,
-        "timestep_seconds": step,
-        "retention_keep_last": 0,
-        "retention_max_age_hours": 0,
-        "refill_max_age_hours": 0,  # archived scans: the start-up refill takes them at any age
-        "events_file": (work / "events.jsonl").resolve(),
-        "ensemble_members": s.ensemble_members,
-    }
+    serve = _serve_settings(s, work, checkpoint, port=port, leads=leads, step=step)
     config = write_config(work / "serve.toml", serve=serve, reader=reader, domain=domain)
     feed_and_report(
         config=config,
@@ -200,6 +188,25 @@ def _run(s: DemoSettings, source: Source, work: Path) -> None:
         say=_say,
     )
     _skill_and_figure(s, forecasts, observed, what)
+
+
+def _serve_settings(
+    s: DemoSettings, work: Path, checkpoint: Any, *, port: int, leads: int, step: int
+) -> dict[str, object]:
+    """The daemon's [serve] settings: `work`'s directories, no retention, any scan's age."""
+    return {
+        "watch_dir": (work / "incoming").resolve(),
+        "output_dir": (work / "forecasts").resolve(),
+        "checkpoint": None if checkpoint is None else Path(checkpoint).resolve(),
+        "metrics_port": port,
+        "lead_frames": leads,
+        "timestep_seconds": step,
+        "retention_keep_last": 0,
+        "retention_max_age_hours": 0,
+        "refill_max_age_hours": 0,  # archived scans: the start-up refill takes them at any age
+        "events_file": (work / "events.jsonl").resolve(),
+        "ensemble_members": s.ensemble_members,
+    }
 
 
 def _halo_text(domain: Any) -> str:

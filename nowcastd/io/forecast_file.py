@@ -127,8 +127,9 @@ def _root_attrs(
     input_times: Sequence[datetime],
     model_name: str,
     checkpoint_digest: str,
+    grid: GridInfo | None,
 ) -> dict[str, object]:
-    """Where the forecast comes from: conventions, issue time, inputs, model."""
+    """Where the forecast comes from: conventions, issue time, inputs, model; and the grid."""
     strings = h5py.string_dtype()
     attrs: dict[str, object] = {
         "Conventions": "CF-1.8",
@@ -142,7 +143,7 @@ def _root_attrs(
         "input_scans": np.array([str(n) for n in input_names], dtype=strings),
         "input_times": np.array([_iso(t) for t in input_times], dtype=strings),
     }
-    return attrs
+    return attrs | _grid_attrs(grid)
 
 
 def _grid_attrs(grid: GridInfo | None) -> dict[str, object]:
@@ -211,20 +212,7 @@ def _write(
 ) -> None:
     k, h, w = precip.shape
     with h5py.File(tmp, "w") as f:
-        scales: dict[str, _Scale] = {
-            "lead_time": (lead_seconds, {"units": "seconds", "long_name": "lead time"})
-        }
-        scales.update(_axes(grid, (h, w)))
-        for name, (values, scale_attrs) in scales.items():
-            ds = f.create_dataset(name, data=values)
-            ds.attrs.update(scale_attrs)
-            ds.make_scale(name)
-        valid = np.array(
-            [int(issue_time.timestamp()) + int(s) for s in lead_seconds], dtype=np.float64
-        )
-        vt = f.create_dataset("valid_time", data=valid)
-        vt.attrs.update({"units": _TIME_UNITS, "standard_name": "time", "calendar": "standard"})
-        _attach(vt, ("lead_time",))
+        _write_axes(f, lead_seconds, issue_time, grid, (h, w))
         data = f.create_dataset(
             "precip",
             shape=precip.shape,
@@ -244,21 +232,45 @@ def _write(
             data.attrs["grid_mapping"] = "crs"
         _attach(data, ("lead_time", "y", "x"))
         if nan_mask is not None:
-            mask = f.create_dataset(
-                "input_nan_mask", data=nan_mask.astype(np.int8), compression="gzip"
-            )
-            mask.attrs.update(
-                {
-                    "long_name": "1 where the last input scan had no data",
-                    "flag_values": np.array([0, 1], dtype=np.int8),
-                    "flag_meanings": "data no_data",
-                }
-            )
-            _attach(mask, ("y", "x"))
+            _write_nan_mask(f, nan_mask)
         if ensemble is not None:
             _write_ensemble(f, ensemble, precip_attrs)
         f.attrs.update(attrs)
         f.flush()
+
+
+def _write_axes(
+    f: h5py.File,
+    lead_seconds: np.ndarray,
+    issue_time: datetime,
+    grid: GridInfo | None,
+    hw: tuple[int, int],
+) -> None:
+    """The dimension scales (lead_time, y, x) and the valid time of each lead."""
+    scales: dict[str, _Scale] = {
+        "lead_time": (lead_seconds, {"units": "seconds", "long_name": "lead time"})
+    }
+    scales.update(_axes(grid, hw))
+    for name, (values, scale_attrs) in scales.items():
+        ds = f.create_dataset(name, data=values)
+        ds.attrs.update(scale_attrs)
+        ds.make_scale(name)
+    valid = np.array([int(issue_time.timestamp()) + int(s) for s in lead_seconds], dtype=np.float64)
+    vt = f.create_dataset("valid_time", data=valid)
+    vt.attrs.update({"units": _TIME_UNITS, "standard_name": "time", "calendar": "standard"})
+    _attach(vt, ("lead_time",))
+
+
+def _write_nan_mask(f: h5py.File, nan_mask: np.ndarray) -> None:
+    mask = f.create_dataset("input_nan_mask", data=nan_mask.astype(np.int8), compression="gzip")
+    mask.attrs.update(
+        {
+            "long_name": "1 where the last input scan had no data",
+            "flag_values": np.array([0, 1], dtype=np.int8),
+            "flag_meanings": "data no_data",
+        }
+    )
+    _attach(mask, ("y", "x"))
 
 
 def _write_ensemble(
@@ -371,18 +383,15 @@ def write_forecast(
     compressor: Executor | None = None,
     ensemble: EnsembleProducts | None = None,
 ) -> Path:
-    """Write one forecast file atomically and return its final path.
-
-    `ensemble`: the ensemble's products on the same leads and grid (`nowcastd.io.ensemble_file`).
+    """Write one forecast file atomically and return its final path; `ensemble`: the ensemble's
+    products on the same leads and grid (`nowcastd.io.ensemble_file`).
 
     `least_significant_digit` rounds precip before compression (see the module docstring);
     None stores it exactly. `compressor` (e.g. `compressor_pool()`) deflates the leads in
-    parallel; None deflates them on this thread. The bytes written are the same either way.
-    """
+    parallel; None deflates them on this thread. The bytes written are the same either way."""
     issue_time = _utc(issue_time, "issue_time")
-    precip = _checked_precip(precip)
+    precip, precip_attrs = _precip_attrs(_checked_precip(precip), least_significant_digit)
     k, h, w = precip.shape
-    precip, precip_attrs = _precip_attrs(precip, least_significant_digit)
     leads = _checked_leads(lead_seconds, k)
     input_times = _checked_inputs(input_names, input_times)
     nan_mask = _checked_nan_mask(grid, nan_mask, (h, w))
@@ -392,15 +401,14 @@ def write_forecast(
         input_times=input_times,
         model_name=model_name,
         checkpoint_digest=checkpoint_digest,
+        grid=grid,
     )
-    attrs.update(_grid_attrs(grid))
-    out_dir = Path(out_dir)
-    final = out_dir / forecast_name(issue_time)
+    final = Path(out_dir) / forecast_name(issue_time)
     # Built in memory, then written as bytes: a full disk fails a plain write (OSError, temp
     # file removed), never HDF5's own I/O, whose failed close can crash the process.
     image = io.BytesIO()
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(parents=True, exist_ok=True)
         _write(
             image,
             precip=precip,
@@ -416,7 +424,7 @@ def write_forecast(
         with atomic_file(final) as f:
             f.write(image.getbuffer())
     except (OSError, RuntimeError) as e:
-        raise NowcastdError(f"{final.name}: cannot write forecast in {out_dir}: {e}") from e
+        raise NowcastdError(f"{final.name}: cannot write forecast in {final.parent}: {e}") from e
     logger.info("wrote %s (issue %s, %d leads)", final.name, _iso(issue_time), k)
     return final
 
