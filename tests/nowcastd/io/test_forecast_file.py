@@ -124,9 +124,7 @@ def test_large_forecast_with_nan_roundtrips_through_the_chunk_filters(tmp_path):
 
 
 def test_read_forecast_roundtrips_everything_written(tmp_path):
-    out = read_forecast(
-        _write(tmp_path, least_significant_digit=None)
-    )
+    out = read_forecast(_write(tmp_path, least_significant_digit=None))
     np.testing.assert_array_equal(out.precip, _precip())
     with h5py.File(tmp_path / forecast_name(ISSUE), "r") as h:
         assert "least_significant_digit" not in h["precip"].attrs
