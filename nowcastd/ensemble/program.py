@@ -64,6 +64,7 @@ class EnsembleProgram:
         motion_method: str = "LK",
         strategy: Strategy = DEFAULT,
         margin: int = 0,
+        motion: MotionEstimator | None = None,
     ) -> None:
         cfg = network.cfg
         if num_leads < 1 or batch < 1:
@@ -75,7 +76,7 @@ class EnsembleProgram:
         self.input_length = cfg.input_length
         self.grid = grid or (cfg.img_height, cfg.img_width)
         self.margin = margin if cfg.lagrangian else 0
-        self.motion = MotionEstimator(motion_method)
+        self.motion = motion or MotionEstimator(motion_method)
         self.strategy = strategy
         self._params, self._static = eqx.partition(network, eqx.is_array)
         self._program: Callable[..., Any] | None = None

@@ -41,8 +41,12 @@ class EnsembleStage:
         num_leads: int,
         grid: tuple[int, int],
         margin: int,
+        motion: MotionEstimator | None = None,
     ) -> None:
         self.settings = settings
+        # the window's motion for the rollout and the members, each frame pair tracked once:
+        # the forecaster's estimator when it has one (a Lagrangian network's)
+        self.motion = motion or MotionEstimator(model.motion_method, reuse_pairs=True)
         self.program = EnsembleProgram(
             model.network,
             model.transform,
@@ -51,9 +55,8 @@ class EnsembleStage:
             grid=grid,
             motion_method=model.motion_method,
             margin=margin,
+            motion=self.motion,
         )
-        # the window's motion for the rollout and the members, each frame pair tracked once
-        self.motion = MotionEstimator(model.motion_method, reuse_pairs=True)
 
     def compile(self) -> float:
         """Compile and warm up the program; the seconds it took."""

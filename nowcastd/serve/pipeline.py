@@ -190,12 +190,7 @@ class Pipeline:
             strategy_cache=StrategyCache(strategy_cache_dir(os.environ, cfg.compile_cache_dir)),
             margin=margin,
         )
-        ensemble = cfg.ensemble_settings()
-        self._ensemble = (
-            None
-            if ensemble is None
-            else EnsembleStage(model, ensemble, num_leads=self.num_leads, grid=shape, margin=margin)
-        )
+        self._ensemble = self._ensemble_stage(cfg, model, shape, margin)
         self._read_worker = (
             ReadWorker(
                 timeout_seconds=cfg.read_timeout_seconds,
@@ -210,6 +205,22 @@ class Pipeline:
             max_gap_seconds=cfg.gap_seconds,
         )
         self._compressor = compressor_pool()  # its threads start with the first forecast
+
+    def _ensemble_stage(
+        self, cfg: ServeConfig, model: LoadedModel, grid: tuple[int, int], margin: int
+    ) -> EnsembleStage | None:
+        """The ensemble stage of `cfg`'s settings (None: off), sharing the forecaster's motion."""
+        settings = cfg.ensemble_settings()
+        if settings is None:
+            return None
+        return EnsembleStage(
+            model,
+            settings,
+            num_leads=self.num_leads,
+            grid=grid,
+            margin=margin,
+            motion=self._forecaster.motion,
+        )
 
     @property
     def cfg(self) -> ServeConfig:

@@ -37,8 +37,9 @@ from nowcastd.verification.baselines import Steps, baseline_unavailable
 from nowcastd.verification.comparison import ASSUMED_PIXEL_KM, _inner, _windows, common_pixels
 from nowcastd.verification.ensemble_members import ModelEnsemble
 from nowcastd.verification.ensemble_skill import EnsembleScorer, EnsembleScores
-from nowcastd.verification.ensemble_verdict import EnsembleVerdict, judge_ensemble
+from nowcastd.verification.ensemble_verdict import judge_ensemble
 from nowcastd.verification.sequence import RadarSequence
+from nowcastd.verification.verdict import Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class EnsembleComparison:
     def methods(self) -> dict[str, EnsembleScores]:
         return {m: s.result() for m, s in self.scorers.items()}
 
-    def verdict(self) -> EnsembleVerdict | None:
+    def verdict(self) -> Verdict | None:
         """The model's ensemble against STEPS (`ensemble_verdict`), if both were scored."""
         methods = self.methods
         if not all(m in methods for m in ENSEMBLE_METHODS):

@@ -16,48 +16,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from nowcastd.verification.ensemble_skill import EnsembleScores
-from nowcastd.verification.verdict import MAX_LEAD_MINUTES, Loss
+from nowcastd.verification.verdict import MAX_LEAD_MINUTES, Loss, Verdict
 
-__all__ = ["RELIABILITY_TOLERANCE", "EnsembleVerdict", "judge_ensemble"]
+__all__ = ["CRITERIA", "RELIABILITY_TOLERANCE", "judge_ensemble"]
 
 RELIABILITY_TOLERANCE = 0.1
 
 
-@dataclass(frozen=True, kw_only=True)
-class EnsembleVerdict:
-    """`losses` of `method` against `baseline` at `leads_judged` (minutes)."""
-
-    method: str
-    baseline: str
-    leads_judged: tuple[float, ...]
-    losses: tuple[Loss, ...]
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.leads_judged) and not self.losses
-
-    def describe(self) -> str:
-        head = f"{self.method} vs {self.baseline}: "
-        if not self.leads_judged:
-            return head + "no lead up to 60 min to judge"
-        span = f"{self.leads_judged[0]:g}-{self.leads_judged[-1]:g} min"
-        if self.passed:
-            return head + (
-                f"PASS (CRPS lower, ROC area at least theirs, reliability within "
-                f"{RELIABILITY_TOLERANCE:g}, at every lead {span})"
-            )
-        by_score: dict[str, list[Loss]] = {}
-        for loss in self.losses:
-            by_score.setdefault(loss.score, []).append(loss)
-        parts = [
-            f"{score} at "
-            + ", ".join(f"+{x.lead_minutes:g} ({x.ours:.3g} vs {x.theirs:.3g})" for x in losses)
-            for score, losses in by_score.items()
-        ]
-        return head + f"FAIL at leads {span}: " + "; ".join(parts)
+#: What the ensemble's pass means (`Verdict.criteria`).
+CRITERIA = f"CRPS lower, ROC area at least theirs, reliability within {RELIABILITY_TOLERANCE:g}"
 
 
 def _worse(score: str, ours: float, theirs: float) -> bool:
@@ -87,7 +56,7 @@ def judge_ensemble(
     *,
     method: str = "model ensemble",
     baseline: str = "STEPS",
-) -> EnsembleVerdict:
+) -> Verdict:
     """`ours` against `theirs` per the module docstring, at the leads up to 60 min."""
     leads = [(k, m) for k, m in enumerate(lead_minutes) if 0 < m <= MAX_LEAD_MINUTES]
     losses = [
@@ -96,9 +65,10 @@ def judge_ensemble(
         for k, m in leads
         if _worse(label, a[k], b[k])
     ]
-    return EnsembleVerdict(
+    return Verdict(
         method=method,
         baseline=baseline,
         leads_judged=tuple(m for _, m in leads),
         losses=tuple(losses),
+        criteria=CRITERIA,
     )

@@ -46,6 +46,8 @@ class Verdict:
     baseline: str
     leads_judged: tuple[float, ...]
     losses: tuple[Loss, ...]
+    #: what a pass means, in the PASS line
+    criteria: str = "never worse, better on MAE"
 
     @property
     def passed(self) -> bool:
@@ -57,7 +59,7 @@ class Verdict:
             return head + "no lead up to 60 min to judge"
         span = f"{self.leads_judged[0]:g}-{self.leads_judged[-1]:g} min"
         if self.passed:
-            return head + f"PASS (never worse, better on MAE, at every lead {span})"
+            return head + f"PASS ({self.criteria}, at every lead {span})"
         by_score: dict[str, list[Loss]] = {}
         for loss in self.losses:
             by_score.setdefault(loss.score, []).append(loss)
